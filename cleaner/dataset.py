@@ -1,0 +1,252 @@
+"""ROOT and its class folders: aliases, walking, and confinement of every path to ROOT.
+
+This is the one place that knows the layout of the contract:
+
+    ROOT/real_images/ ...   (or an alias: real, REAL, training_real)
+    ROOT/fake_images/ ...   (or an alias: fake, FAKE, ai, training_fake)
+    ROOT/quarantine/<reason>/...
+    ROOT/.cleaner/          (state: manifest, journal, lock, plans, caches)
+
+Paths inside cleaner are ROOT-relative, ``/``-separated strings (``real_images/a/b.jpg``).
+Anything that comes from outside (a predictions file, a browser, a plan) goes through
+:func:`resolve_inside` before it touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from cleaner.errors import DatasetError, PathEscapeError
+
+LABELS: tuple[str, str] = ("real", "fake")
+"""The two classes, in the order of the predictions format's ``classes``."""
+
+CLASS_ALIASES: dict[str, tuple[str, ...]] = {
+    "real": ("real_images", "real", "REAL", "training_real"),
+    "fake": ("fake_images", "fake", "FAKE", "ai", "training_fake"),
+}
+"""Folder names recognised for each class, the preferred (created) name first."""
+
+STATE_DIR = ".cleaner"
+QUARANTINE_DIR = "quarantine"
+RESERVED_TOP = frozenset({STATE_DIR, QUARANTINE_DIR})
+
+
+def other_label(label: str) -> str:
+    """The class a relabeling would move an image of ``label`` to."""
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}; expected one of {LABELS}")
+    return "fake" if label == "real" else "real"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file found under a class folder."""
+
+    relpath: str
+    """ROOT-relative, ``/``-separated."""
+    label: str
+    """``real`` or ``fake``, from the class folder it sits in."""
+    abspath: Path
+    """Where to read it (inside ROOT)."""
+    escapes_root: bool = False
+    """A symlink whose target lies outside ROOT: listed, never read."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A ROOT folder and the class folders found in it."""
+
+    root: Path
+    """Absolute, resolved."""
+    class_dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """label -> the alias folders present under ROOT, in alias order (may be empty)."""
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / QUARANTINE_DIR
+
+    def class_dir(self, label: str) -> str:
+        """The folder (ROOT-relative) that moves *into* ``label`` go to.
+
+        The first alias present, or the preferred name (``real_images``/``fake_images``) when
+        the dataset has none yet (the contract: "a dataset with none gets real_images/ and
+        fake_images/").
+        """
+        present = self.class_dirs.get(label, ())
+        return present[0] if present else CLASS_ALIASES[label][0]
+
+    def label_of(self, relpath: str) -> str | None:
+        """The class of a ROOT-relative path, from its first component; None outside the classes."""
+        top = PurePosixPath(relpath).parts[0] if relpath else ""
+        for label, dirs in self.class_dirs.items():
+            if top in dirs:
+                return label
+        for label, aliases in CLASS_ALIASES.items():
+            if top in aliases:
+                return label
+        return None
+
+    def moved_path(self, relpath: str, to_label: str) -> str:
+        """``relpath`` re-rooted under ``to_label``'s class folder, keeping the path below the
+        class folder (``real_images/x/a.jpg`` -> ``fake_images/x/a.jpg``)."""
+        parts = PurePosixPath(relpath).parts
+        if len(parts) < 2:
+            raise PathEscapeError(f"{relpath!r} is not inside a class folder")
+        return str(PurePosixPath(self.class_dir(to_label), *parts[1:]))
+
+    def resolve(self, relpath: str) -> Path:
+        """Shorthand for :func:`resolve_inside` on this dataset's ROOT."""
+        return resolve_inside(self.root, relpath)
+
+    def walk(self) -> Iterator[FileEntry]:
+        """Every file below the class folders, sorted, see :func:`walk_class_dir`."""
+        for label in LABELS:
+            for d in self.class_dirs.get(label, ()):
+                yield from walk_class_dir(self.root, d, label)
+
+
+def find_class_dirs(root: Path) -> dict[str, tuple[str, ...]]:
+    """label -> alias folders present directly under ``root`` (real directories or symlinks to
+    directories inside ROOT)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for label, aliases in CLASS_ALIASES.items():
+        present: list[str] = []
+        for name in aliases:
+            p = root / name
+            # on case-insensitive file systems REAL and real are one folder: keep the first
+            if (
+                p.is_dir()
+                and _inside(root, p)
+                and not any(os.path.samefile(p, root / q) for q in present)
+            ):
+                present.append(name)
+        found[label] = tuple(present)
+    return found
+
+
+def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) -> Dataset:
+    """Open ROOT. Raises :class:`DatasetError` (one clear line) when it is missing, or when
+    ``require_classes`` and it holds no class folder."""
+    p = Path(root)
+    if not p.exists():
+        raise DatasetError(
+            f"root {str(root)!r} does not exist; pass --root with your dataset folder"
+        )
+    if not p.is_dir():
+        raise DatasetError(
+            f"root {str(root)!r} is not a folder; pass --root with your dataset folder"
+        )
+    p = p.resolve()
+    class_dirs = find_class_dirs(p)
+    if require_classes and not any(class_dirs.values()):
+        names = ", ".join(CLASS_ALIASES["real"][:1] + CLASS_ALIASES["fake"][:1])
+        raise DatasetError(
+            f"no class folder under {str(root)!r}; expected {names} (or an alias: "
+            f"{'/'.join(CLASS_ALIASES['real'][1:])}, {'/'.join(CLASS_ALIASES['fake'][1:])})"
+        )
+    return Dataset(root=p, class_dirs=class_dirs)
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """True when ``path`` (symlinks resolved) lies inside ``root`` (already resolved)."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(root)
+    except OSError:
+        return False
+
+
+def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry]:
+    """Files below ``root/class_dir``, sorted by path, without ever leaving ROOT.
+
+    Symlinked folders are followed only when they resolve inside ROOT, and each real folder is
+    entered once (symlink loops end). Symlinked files that lead outside are yielded with
+    ``escapes_root=True`` so they can be reported, never read. Hidden state folders are skipped.
+    """
+    start = root / class_dir
+    seen: set[tuple[int, int]] = set()
+    stack = [start]
+    out: list[FileEntry] = []
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            p = Path(e.path)
+            rel = p.relative_to(root).as_posix()
+            try:
+                is_link = e.is_symlink()
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:
+                is_link, is_dir = True, False
+            if is_link and not _inside(root, p):
+                if not is_dir:
+                    out.append(FileEntry(rel, label, p, escapes_root=True))
+                continue
+            if is_dir:
+                if e.name in RESERVED_TOP:
+                    continue
+                stack.append(p)
+            elif is_link and not p.exists():
+                out.append(FileEntry(rel, label, p, escapes_root=False))  # dangling: reported
+            else:
+                out.append(FileEntry(rel, label, p))
+    out.sort(key=lambda f: f.relpath)
+    yield from out
+
+
+def check_relpath(relpath: str) -> PurePosixPath:
+    """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
+
+    Pure: looks at the string only (see :func:`resolve_inside` for symlinks)."""
+    if not relpath or "\x00" in relpath:
+        raise PathEscapeError(f"path {relpath!r} is empty or not a valid path")
+    s = relpath.replace("\\", "/")
+    if s.startswith("/") or (len(s) > 1 and s[1] == ":"):
+        raise PathEscapeError(f"path {relpath!r} is absolute; paths must be relative to ROOT")
+    parts: list[str] = []
+    for part in PurePosixPath(s).parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise PathEscapeError(f"path {relpath!r} leads outside ROOT (..)")
+            parts.pop()
+            continue
+        parts.append(part)
+    if not parts:
+        raise PathEscapeError(f"path {relpath!r} names ROOT itself, not a file inside it")
+    return PurePosixPath(*parts)
+
+
+def resolve_inside(root: Path, relpath: str) -> Path:
+    """The absolute path of ``relpath`` under ``root``, refusing anything that would leave ROOT:
+    ``..``, absolute paths, and symlinks (anywhere along the path) whose target is outside."""
+    rel = check_relpath(relpath)
+    root = Path(os.path.realpath(root))
+    p = root.joinpath(*rel.parts)
+    if not Path(os.path.realpath(p)).is_relative_to(root):
+        raise PathEscapeError(f"path {relpath!r} leads outside ROOT through a symlink")
+    return p
+
+
+def to_relpath(root: Path, path: Path) -> str:
+    """ROOT-relative ``/`` path of an absolute path inside ROOT."""
+    return Path(path).relative_to(root).as_posix()

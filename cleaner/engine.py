@@ -1,0 +1,77 @@
+"""Runs a batch function over many items: in-process, or on a process pool, with a progress bar.
+
+Stages are written as pure functions ``fn(batch: list[T]) -> list[R]`` over small batches of
+records (picklable, module-level), so this engine can be swapped for a distributed one later
+without touching the stages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """Worker processes to use: the CPUs this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``items`` of at most ``size``."""
+    for i in range(0, len(items), max(1, size)):
+        yield items[i : i + size]
+
+
+def map_batches(
+    fn: Callable[[Sequence[T]], list[R]],
+    items: Sequence[T],
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    desc: str = "",
+    progress: bool | None = None,
+) -> Iterator[list[R]]:
+    """Yield ``fn(batch)`` for each batch of ``items``, in input order.
+
+    ``workers=1`` (or a single batch) runs in this process; otherwise a process pool keeps at
+    most ``2 * workers`` batches in flight, so memory stays bounded on 100,000 files. The progress
+    bar counts items and shows on a terminal only unless ``progress`` says otherwise.
+    """
+    n_workers = default_workers() if workers is None else max(1, workers)
+    show = sys.stderr.isatty() if progress is None else progress
+    batches = list(batched(items, batch_size))
+    with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
+        if n_workers == 1 or len(batches) <= 1:
+            for b in batches:
+                out = fn(b)
+                bar.update(len(b))
+                yield out
+            return
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            pending: dict[int, Future[list[R]]] = {}
+            done: dict[int, list[R]] = {}
+            next_submit = next_yield = 0
+            while next_yield < len(batches):
+                while next_submit < len(batches) and len(pending) < 2 * n_workers:
+                    pending[next_submit] = pool.submit(fn, batches[next_submit])
+                    next_submit += 1
+                finished, _ = wait(list(pending.values()), return_when=FIRST_COMPLETED)
+                for i, fut in list(pending.items()):
+                    if fut in finished:
+                        done[i] = fut.result()
+                        bar.update(len(batches[i]))
+                        del pending[i]
+                while next_yield in done:
+                    yield done.pop(next_yield)
+                    next_yield += 1

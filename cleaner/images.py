@@ -1,0 +1,297 @@
+"""THE image loader: every stage decodes through here, and nowhere else.
+
+- The format is sniffed from the bytes, not the extension (a WEBP named ``.png`` is WEBP).
+- EXIF orientation is applied; every mode ends as 8-bit RGB (palette with transparency, RGBA,
+  LA, CMYK, 16-bit, float, 1-bit, grayscale); an animation gives its first frame.
+- A pixel limit guards against decompression bombs: it gives status ``too-large``, not a crash
+  and not a warning on stderr.
+- Truncated and corrupt files raise :class:`ImageError` with a status (``truncated``,
+  ``corrupt``, ``not-an-image``, ``empty``, ``unreadable``) and a one-line reason.
+- ``max_side`` turns on the fast path: JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale directly
+  (hashes and thumbnails need only a small image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from struct import error as struct_error  # raised by some plugins on garbage
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Our own guard replaces Pillow's (which warns on stderr, then raises): we check the header size.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+MAX_PIXELS = 120_000_000
+"""Default pixel limit (width x height, per frame): about 11k x 11k. Larger is ``too-large``."""
+
+Source = str | os.PathLike[str] | bytes | BinaryIO
+
+# status values, used in the manifest's ``status`` column
+OK = "ok"
+EMPTY = "empty"
+NOT_AN_IMAGE = "not-an-image"
+CORRUPT = "corrupt"
+TRUNCATED = "truncated"
+TOO_LARGE = "too-large"
+UNREADABLE = "unreadable"
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG2000"),
+    (b"\xff\x4f\xff\x51", 0, "JPEG2000"),
+)
+
+EXTENSION_FORMATS: dict[str, str] = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+    ".png": "PNG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".ico": "ICO", ".jp2": "JPEG2000",
+    ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF",
+}  # fmt: skip
+"""What an extension claims, to report a file whose bytes say otherwise."""
+
+
+class ImageError(Exception):
+    """An image that cannot be used: ``status`` for the manifest, ``reason`` for people."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a full check of one file found (see :func:`probe`)."""
+
+    status: str
+    reason: str = ""
+    format: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    frames: int = 0
+    extension_mismatch: bool = False
+    """The extension claims another format than the bytes (the file is still usable)."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format named by the first bytes of a file (at least 16 bytes), or None."""
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "HEIF"
+    for magic, offset, fmt in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return fmt
+    return None
+
+
+def _read_bytes(source: Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ImageError(UNREADABLE, f"cannot read file: {e.strerror or e}") from e
+    return source.read()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) with the size guard; raises :class:`ImageError`."""
+    if not data:
+        raise ImageError(EMPTY, "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        fmt = sniff_format(data[:32])
+        if fmt is None:
+            raise ImageError(NOT_AN_IMAGE, "not an image (no known image signature)") from e
+        raise ImageError(CORRUPT, f"{fmt} signature but the header does not decode") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(CORRUPT, f"header does not decode: {e}") from e
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageError(CORRUPT, f"invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError(
+            TOO_LARGE, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}"
+        )
+    return im
+
+
+def _decode(im: Image.Image) -> None:
+    """Force the full decode, turning Pillow's many exceptions into statuses."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im.load()
+    except OSError as e:
+        msg = str(e)
+        if "truncated" in msg or "premature end" in msg.lower() or "unrecognized data" in msg:
+            raise ImageError(TRUNCATED, f"image data is truncated ({msg})") from e
+        raise ImageError(CORRUPT, f"pixel data does not decode ({msg})") from e
+    except (ValueError, SyntaxError, EOFError, IndexError, struct_error) as e:
+        raise ImageError(CORRUPT, f"pixel data does not decode ({e})") from e
+    except Image.DecompressionBombError as e:  # pragma: no cover - guard is off, belt and braces
+        raise ImageError(TOO_LARGE, str(e)) from e
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+    elif im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr, "L")
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
+        scale = 255.0 / (hi - lo) if hi > lo else 1.0
+        im = Image.fromarray(np.clip((arr - lo) * scale, 0, 255).astype(np.uint8), "L")
+    elif im.mode in ("LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im, mask=im.getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def probe(source: Source, *, max_pixels: int = MAX_PIXELS, name: str | None = None) -> ImageInfo:
+    """Check one file fully (header, every pixel of the first frame). Never raises for bad data.
+
+    ``name`` (or the path of ``source``) is used to report an extension that lies about the format.
+    """
+    if name is None and isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+    try:
+        data = _read_bytes(source)
+        im = _open(data, max_pixels)
+        fmt = im.format or sniff_format(data[:32]) or ""
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        _decode(im)
+    except ImageError as e:
+        return ImageInfo(status=e.status, reason=e.reason)
+    claimed = EXTENSION_FORMATS.get(Path(name).suffix.lower()) if name else None
+    mismatch = (
+        claimed is not None
+        and fmt != ""
+        and claimed != fmt
+        and not (claimed == "JPEG2000" and fmt.startswith("JPEG2000"))
+    )
+    reason = f"extension says {claimed}, bytes say {fmt}" if mismatch else ""
+    return ImageInfo(
+        status=OK,
+        reason=reason,
+        format=fmt,
+        width=im.size[0],
+        height=im.size[1],
+        mode=im.mode,
+        frames=frames,
+        extension_mismatch=mismatch,
+    )
+
+
+def load_rgb(
+    source: Source,
+    *,
+    max_side: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Image.Image:
+    """Decode the first frame as an upright 8-bit RGB image. Raises :class:`ImageError`.
+
+    ``max_side``: the caller needs no more than this many pixels on the longer side, so JPEGs
+    are decoded in draft mode at the largest 1/2^k scale that still covers it (much faster), and
+    the result is shrunk to fit. Without it, the full image is returned.
+    """
+    data = _read_bytes(source)
+    im = _open(data, max_pixels)
+    if max_side is not None and im.format == "JPEG":
+        w, h = im.size
+        scale = max(w, h) / max_side
+        if scale >= 2:
+            # draft picks a scale whose result is at least the requested size
+            im.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
+    _decode(im)
+    # a broken EXIF block is not a broken image
+    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError):
+        im = ImageOps.exif_transpose(im) or im
+    im = to_rgb(im)
+    if max_side is not None and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=None)
+    return im
+
+
+def load_array(
+    source: Source,
+    size: int | None = None,
+    *,
+    crop: str = "resize",
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
+    """Decode to a ``uint8`` array ``(H, W, 3)``.
+
+    ``size``: output side. ``crop="resize"`` resizes the whole image to ``size x size``;
+    ``crop="center"`` takes a central ``size x size`` crop at native resolution (resized up
+    only when the image is smaller), which keeps the high-frequency evidence that generators
+    leave; ``size=None`` returns the image as it is.
+    """
+    if size is None:
+        return np.asarray(load_rgb(source, max_pixels=max_pixels), dtype=np.uint8)
+    if crop == "resize":
+        im = load_rgb(source, max_side=size * 2, max_pixels=max_pixels)
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    elif crop == "center":
+        im = load_rgb(source, max_pixels=max_pixels)
+        w, h = im.size
+        if min(w, h) < size:
+            im = ImageOps.fit(im, (size, size), Image.Resampling.BILINEAR)
+        else:
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+    else:
+        raise ValueError(f"crop must be 'resize' or 'center', not {crop!r}")
+    return np.asarray(im, dtype=np.uint8)
+
+
+def thumbnail(source: Source, max_side: int = 256, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A small upright RGB copy for hashing, reports and previews (fast path)."""
+    return load_rgb(source, max_side=max_side, max_pixels=max_pixels)
+
+
+def pixel_digest(im: Image.Image) -> str:
+    """sha256 of the decoded RGB pixels and size: the same picture saved with different bytes
+    (another encoder, metadata stripped, PNG re-saved) gets the same digest."""
+    import hashlib
+
+    rgb = to_rgb(im)
+    h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()
