@@ -42,6 +42,7 @@ CORRUPT = "corrupt"
 TRUNCATED = "truncated"
 TOO_LARGE = "too-large"
 UNREADABLE = "unreadable"
+UNSUPPORTED = "unsupported"
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "JPEG"),

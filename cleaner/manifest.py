@@ -1,0 +1,372 @@
+"""``cleaner scan``: every file under the class folders -> one manifest row, incrementally.
+
+Each file is read once: the same bytes give its sha256 and go through the one decoder
+(:func:`cleaner.images.probe`), in parallel batches (:func:`cleaner.engine.map_batches`). The rows
+go to ``ROOT/.cleaner/manifest.csv``, written atomically (a temporary file, fsync, ``os.replace``)
+so a crash never leaves half a manifest. A rescan reuses the row of every file whose size and
+mtime did not change, which makes it cheap to call before every stage (:func:`ok_rows`).
+
+Nothing here follows a symlink out of ROOT: such a file gets its row with status
+``outside-root`` and is never opened.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from cleaner import images
+from cleaner.dataset import Dataset, FileEntry, open_dataset
+from cleaner.engine import map_batches
+from cleaner.errors import CleanerError
+
+MANIFEST_NAME = "manifest.csv"
+
+# statuses that belong to the file system rather than to the decoder (see cleaner.images for
+# the decoder's: ok, empty, not-an-image, corrupt, truncated, too-large, unsupported, unreadable)
+OUTSIDE_ROOT = "outside-root"
+NOT_A_FILE = "not-a-file"
+
+STATUS_MEANINGS: dict[str, str] = {
+    images.OK: "decodes fully; usable by every stage",
+    images.EMPTY: "0 bytes",
+    images.NOT_AN_IMAGE: "no known image signature (text, HTML, archive, ...)",
+    images.CORRUPT: "an image signature, but the header or pixel data does not decode",
+    images.TRUNCATED: "the pixel data ends early (interrupted download or copy)",
+    images.TOO_LARGE: "declares more pixels than the limit (decompression-bomb guard)",
+    images.UNSUPPORTED: "a real image in a format or mode this Pillow cannot decode",
+    images.UNREADABLE: "the file cannot be read (permissions, I/O error, dangling symlink)",
+    OUTSIDE_ROOT: "a symlink whose target lies outside ROOT: listed, never read",
+    NOT_A_FILE: "a FIFO, socket or device file: listed, never opened",
+}
+"""Every status a manifest row can carry, with what it means (README and ``scan --help``)."""
+
+MAX_FILE_BYTES = 1 << 30
+"""Files larger than this are hashed in chunks but not decoded (status ``too-large``)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One file found under a class folder (one line of ``manifest.csv``)."""
+
+    path: str
+    """ROOT-relative, ``/``-separated."""
+    label: str
+    """``real`` or ``fake``, from the class folder the file sits in."""
+    sha256: str
+    """sha256 of the file's bytes; empty when the file could not be read."""
+    bytes: int
+    width: int
+    height: int
+    """Upright size (EXIF orientation applied), as every stage sees the image; 0 when not ok."""
+    format: str
+    """Format sniffed from the bytes (``JPEG``, ``PNG``, ``WEBP``...), not from the extension."""
+    status: str
+    """``ok`` or why not (see :data:`STATUS_MEANINGS`)."""
+    reason: str = ""
+    """One line for people: why the status, or a note on an ok file (extension mismatch)."""
+    mtime_ns: int = 0
+    mode: str = ""
+    """Pillow mode of the file before conversion to RGB (``RGB``, ``L``, ``P``, ``CMYK``...)."""
+    frames: int = 0
+    """Number of frames (animations are used through their first frame)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == images.OK
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
+_INT_COLUMNS = frozenset({"bytes", "width", "height", "mtime_ns", "frames"})
+
+
+@dataclass
+class ScanResult:
+    """What a scan found. ``read`` counts the files opened this time, ``reused`` the rows kept
+    from the previous manifest because size and mtime were unchanged."""
+
+    root: Path
+    manifest_path: Path
+    rows: list[ManifestRow]
+    read: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    class_dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def ok_rows(self) -> list[ManifestRow]:
+        return [r for r in self.rows if r.ok]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """label -> status -> number of files (every label present, ``ok`` always listed)."""
+        out: dict[str, dict[str, int]] = {}
+        for label in ("real", "fake"):
+            c = Counter(r.status for r in self.rows if r.label == label)
+            out[label] = {images.OK: c.pop(images.OK, 0), **dict(sorted(c.items()))}
+        return out
+
+    def summary(self) -> dict[str, object]:
+        """The machine-readable summary ``cleaner scan --json`` prints."""
+        return {
+            "root": str(self.root),
+            "manifest": str(self.manifest_path),
+            "files": len(self.rows),
+            "ok": sum(1 for r in self.rows if r.ok),
+            "read": self.read,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "class_dirs": {k: list(v) for k, v in self.class_dirs.items()},
+            "counts": self.counts(),
+        }
+
+
+def manifest_path(root: str | os.PathLike[str]) -> Path:
+    return Path(root) / ".cleaner" / MANIFEST_NAME
+
+
+# --------------------------------------------------------------------------- the batch function
+
+
+def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
+    """Read one file once: sha256 of the bytes, then a full decode of the same bytes.
+
+    Returns the row's fields after ``path`` and ``label`` (a tuple, cheap to pickle). Never
+    raises: every failure becomes a status and a reason.
+    """
+    try:
+        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot open: {e.strerror or e}", 0, "", 0)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ("", 0, 0, 0, "", NOT_A_FILE, "not a regular file", st.st_mtime_ns, "", 0)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            if st.st_size > MAX_FILE_BYTES:
+                h = hashlib.sha256()
+                while block := f.read(1 << 20):
+                    h.update(block)
+                reason = f"file of {st.st_size:,} bytes exceeds {MAX_FILE_BYTES:,}; not decoded"
+                return (h.hexdigest(), st.st_size, 0, 0, "", images.TOO_LARGE, reason,
+                        st.st_mtime_ns, "", 0)  # fmt: skip
+            data = f.read()
+    except OSError as e:
+        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot read: {e.strerror or e}", 0, "", 0)
+    finally:
+        os.close(fd)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        info = images.probe(data, name=relpath)
+    except Exception as e:  # the decoder promises not to raise; a run never stops on one file
+        info = images.ImageInfo(status=images.CORRUPT, reason=f"decoder error: {e!r}"[:300])
+    return (
+        digest,
+        len(data),
+        info.width,
+        info.height,
+        info.format,
+        info.status,
+        info.reason,
+        st.st_mtime_ns,
+        info.mode,
+        info.frames,
+    )
+
+
+def check_batch(batch: Sequence[tuple[str, str]]) -> list[tuple[object, ...]]:
+    """Pure batch function for the engine: ``(abspath, relpath)`` -> :func:`check_file` fields."""
+    return [check_file(a, r) for a, r in batch]
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _row(entry: FileEntry, fields_: tuple[object, ...]) -> ManifestRow:
+    (sha, size, w, h, fmt, status, reason, mtime, mode, frames) = fields_
+    return ManifestRow(
+        path=entry.relpath,
+        label=entry.label,
+        sha256=str(sha),
+        bytes=int(size),  # type: ignore[call-overload]
+        width=int(w),  # type: ignore[call-overload]
+        height=int(h),  # type: ignore[call-overload]
+        format=str(fmt),
+        status=str(status),
+        reason=str(reason),
+        mtime_ns=int(mtime),  # type: ignore[call-overload]
+        mode=str(mode),
+        frames=int(frames),  # type: ignore[call-overload]
+    )
+
+
+def _previous(root: Path) -> dict[str, ManifestRow]:
+    """Rows of the last manifest by path; empty when there is none or it does not parse."""
+    try:
+        return {r.path: r for r in _read(manifest_path(root))}
+    except (OSError, ValueError, KeyError, CleanerError):
+        return {}
+
+
+# statuses worth re-reading even when size and mtime are unchanged (permissions can change
+# without touching mtime; a decode limit may have been raised)
+_RETRY = frozenset({images.UNREADABLE, NOT_A_FILE})
+
+
+def scan(
+    root: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
+    batch_size: int = 32,
+) -> ScanResult:
+    """Scan ROOT's class folders and write ``ROOT/.cleaner/manifest.csv``.
+
+    Incremental: a file whose size and mtime match its previous row is not read again.
+    Raises :class:`~cleaner.errors.DatasetError` when ROOT is missing or holds no class folder.
+    """
+    t0 = time.perf_counter()
+    ds: Dataset = open_dataset(root)
+    previous = _previous(ds.root)
+    rows: dict[str, ManifestRow] = {}
+    todo: list[FileEntry] = []
+    for entry in ds.walk():
+        if entry.escapes_root:
+            target = _readlink(entry.abspath)
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=OUTSIDE_ROOT,
+                reason=f"symlink to {target} (outside ROOT): not followed",
+            )  # fmt: skip
+            continue
+        old = previous.get(entry.relpath)
+        if old is not None and old.status not in _RETRY:
+            try:
+                st = entry.abspath.stat()
+            except OSError:
+                st = None
+            if (
+                st is not None
+                and st.st_size == old.bytes
+                and st.st_mtime_ns == old.mtime_ns
+                and old.label == entry.label
+            ):
+                rows[entry.relpath] = old
+                continue
+        todo.append(entry)
+    reused = len(rows) - sum(1 for r in rows.values() if r.status == OUTSIDE_ROOT)
+    items = [(str(e.abspath), e.relpath) for e in todo]
+    done = 0
+    for out in map_batches(
+        check_batch,
+        items,
+        batch_size=batch_size,
+        workers=workers,
+        desc="scan",
+        progress=progress,
+    ):
+        for fields_ in out:
+            entry = todo[done]
+            rows[entry.relpath] = _row(entry, fields_)
+            done += 1
+    ordered = [rows[k] for k in sorted(rows)]
+    path = write_manifest(ds.root, ordered)
+    return ScanResult(
+        root=ds.root,
+        manifest_path=path,
+        rows=ordered,
+        read=len(todo),
+        reused=reused,
+        seconds=time.perf_counter() - t0,
+        class_dirs=dict(ds.class_dirs),
+    )
+
+
+def _readlink(p: Path) -> str:
+    try:
+        return os.readlink(p)
+    except OSError:
+        return "?"
+
+
+# --------------------------------------------------------------------------- manifest file
+
+
+def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
+    """Write the manifest atomically (tmp + fsync + ``os.replace``); returns its path."""
+    path = manifest_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+            w.writeheader()
+            for r in rows:
+                w.writerow(asdict(r))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _read(path: Path) -> list[ManifestRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [
+            c for c in ("path", "label", "sha256", "status") if c not in (reader.fieldnames or [])
+        ]
+        if missing:
+            raise CleanerError(
+                f"{path} lacks the column(s) {', '.join(missing)}; run `cleaner scan` to rebuild it"
+            )
+        out: list[ManifestRow] = []
+        for rec in reader:
+            kw: dict[str, object] = {}
+            for c in COLUMNS:
+                v = rec.get(c)
+                if c in _INT_COLUMNS:
+                    kw[c] = int(v) if v else 0
+                else:
+                    kw[c] = v or ""
+            out.append(ManifestRow(**kw))  # type: ignore[arg-type]
+        return out
+
+
+def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
+    """The rows of ``ROOT/.cleaner/manifest.csv`` as last written (no rescan).
+
+    Raises :class:`CleanerError` when there is none (run ``cleaner scan`` first) or it does not
+    parse."""
+    path = manifest_path(root)
+    if not path.is_file():
+        raise CleanerError(f"no manifest at {path}; run `cleaner scan --root {root}` first")
+    try:
+        return _read(path)
+    except (ValueError, KeyError, csv.Error) as e:
+        raise CleanerError(
+            f"{path} does not parse ({e}); run `cleaner scan --root {root}` to rebuild it"
+        ) from e
+
+
+def ok_rows(
+    root: str | os.PathLike[str],
+    *,
+    rescan: bool = True,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> list[ManifestRow]:
+    """The files every stage works on: rows with status ``ok``, sorted by path.
+
+    ``rescan=True`` (the default) first runs an incremental :func:`scan`, so the list matches the
+    disk (cheap when nothing changed); ``rescan=False`` trusts the manifest as written.
+    """
+    rows = scan(root, workers=workers, progress=progress).rows if rescan else read_manifest(root)
+    return [r for r in rows if r.ok]
