@@ -6,7 +6,9 @@
 - A pixel limit guards against decompression bombs: it gives status ``too-large``, not a crash
   and not a warning on stderr.
 - Truncated and corrupt files raise :class:`ImageError` with a status (``truncated``,
-  ``corrupt``, ``not-an-image``, ``empty``, ``unreadable``) and a one-line reason.
+  ``corrupt``, ``not-an-image``, ``empty``, ``unreadable``, ``unsupported`` for a real format
+  this Pillow cannot decode, such as HEIF without a plugin) and a one-line reason. No decoder
+  exception and no Pillow warning escapes: one bad file never stops a run of 100,000.
 - ``max_side`` turns on the fast path: JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale directly
   (hashes and thumbnails need only a small image).
 """
@@ -118,6 +120,12 @@ def _read_bytes(source: Source) -> bytes:
     return source.read()
 
 
+def _supported(fmt: str) -> bool:
+    """Whether this Pillow build has a decoder registered for ``fmt``."""
+    Image.init()
+    return fmt in Image.OPEN or (fmt == "JPEG2000" and "JPEG2000" in Image.OPEN)
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only) with the size guard; raises :class:`ImageError`."""
     if not data:
@@ -130,9 +138,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         fmt = sniff_format(data[:32])
         if fmt is None:
             raise ImageError(NOT_AN_IMAGE, "not an image (no known image signature)") from e
+        if not _supported(fmt):
+            raise ImageError(
+                UNSUPPORTED, f"{fmt} image, but this Pillow has no {fmt} decoder"
+            ) from e
         raise ImageError(CORRUPT, f"{fmt} signature but the header does not decode") from e
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(CORRUPT, f"header does not decode: {e}") from e
+    except MemoryError as e:
+        raise ImageError(TOO_LARGE, "header asks for more memory than is available") from e
+    except Exception as e:  # decoder bugs on hostile headers: TypeError, KeyError, struct.error
+        raise ImageError(CORRUPT, f"header does not decode ({type(e).__name__}: {e})") from e
     w, h = im.size
     if w <= 0 or h <= 0:
         raise ImageError(CORRUPT, f"invalid size {w}x{h}")
@@ -149,19 +163,53 @@ def _decode(im: Image.Image) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im.load()
-    except OSError as e:
-        msg = str(e)
-        if "truncated" in msg or "premature end" in msg.lower() or "unrecognized data" in msg:
-            raise ImageError(TRUNCATED, f"image data is truncated ({msg})") from e
-        raise ImageError(CORRUPT, f"pixel data does not decode ({msg})") from e
-    except (ValueError, SyntaxError, EOFError, IndexError, struct_error) as e:
-        raise ImageError(CORRUPT, f"pixel data does not decode ({e})") from e
     except Image.DecompressionBombError as e:  # pragma: no cover - guard is off, belt and braces
         raise ImageError(TOO_LARGE, str(e)) from e
+    except OSError as e:
+        msg = str(e)
+        low = msg.lower()
+        if "truncated" in low or "premature end" in low or "unrecognized data" in low:
+            raise ImageError(TRUNCATED, f"image data is truncated ({msg})") from e
+        raise ImageError(CORRUPT, f"pixel data does not decode ({msg})") from e
+    except EOFError as e:
+        raise ImageError(TRUNCATED, f"image data ends early ({e or 'end of file'})") from e
+    except (ValueError, SyntaxError, IndexError, struct_error) as e:
+        raise ImageError(CORRUPT, f"pixel data does not decode ({e})") from e
+    except MemoryError as e:
+        raise ImageError(TOO_LARGE, "decoding needs more memory than is available") from e
+    except Exception as e:  # any other decoder failure is a bad file, not a crashed run
+        raise ImageError(CORRUPT, f"pixel data does not decode ({type(e).__name__}: {e})") from e
+
+
+_SAFE_MODES = frozenset(
+    {"RGB", "RGBA", "RGBX", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "I", "F", "RGBa"}
+)
+"""Modes :func:`to_rgb` is known to convert; others are tried once in :func:`probe`."""
+
+_ROTATING = frozenset({5, 6, 7, 8})
+"""EXIF orientations that swap width and height."""
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block is not a broken image
+        return 1
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white.
+
+    Raises :class:`ImageError` (``unsupported``) for a mode Pillow cannot convert."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _to_rgb(im)
+    except (ValueError, OSError, TypeError) as e:
+        raise ImageError(UNSUPPORTED, f"mode {im.mode} cannot be converted to RGB ({e})") from e
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode == "P":
@@ -192,28 +240,39 @@ def probe(source: Source, *, max_pixels: int = MAX_PIXELS, name: str | None = No
     """
     if name is None and isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
+    data = b""
     try:
         data = _read_bytes(source)
         im = _open(data, max_pixels)
         fmt = im.format or sniff_format(data[:32]) or ""
-        frames = int(getattr(im, "n_frames", 1) or 1)
+        try:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except Exception:  # a broken later frame: the first one is what we use
+            frames = 1
         _decode(im)
+        if im.mode not in _SAFE_MODES and not im.mode.startswith("I;16"):
+            to_rgb(im)  # an exotic mode (LAB, HSV...): prove it converts before saying ok
+        w, h = im.size
+        if _orientation(im) in _ROTATING:
+            w, h = h, w  # report the upright size, as load_rgb returns it
     except ImageError as e:
-        return ImageInfo(status=e.status, reason=e.reason)
+        # the format the bytes claim, even when they do not decode (a truncated JPEG is a JPEG)
+        return ImageInfo(status=e.status, reason=e.reason, format=sniff_format(data[:32]) or "")
     claimed = EXTENSION_FORMATS.get(Path(name).suffix.lower()) if name else None
     mismatch = (
         claimed is not None
         and fmt != ""
         and claimed != fmt
         and not (claimed == "JPEG2000" and fmt.startswith("JPEG2000"))
+        and not (claimed == "JPEG" and fmt == "MPO")  # a multi-picture JPEG is a JPEG
     )
     reason = f"extension says {claimed}, bytes say {fmt}" if mismatch else ""
     return ImageInfo(
         status=OK,
         reason=reason,
         format=fmt,
-        width=im.size[0],
-        height=im.size[1],
+        width=w,
+        height=h,
         mode=im.mode,
         frames=frames,
         extension_mismatch=mismatch,
@@ -232,9 +291,14 @@ def load_rgb(
     are decoded in draft mode at the largest 1/2^k scale that still covers it (much faster), and
     the result is shrunk to fit. Without it, the full image is returned.
     """
-    data = _read_bytes(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings must never reach stderr
+        return _load_rgb(_read_bytes(source), max_side, max_pixels)
+
+
+def _load_rgb(data: bytes, max_side: int | None, max_pixels: int) -> Image.Image:
     im = _open(data, max_pixels)
-    if max_side is not None and im.format == "JPEG":
+    if max_side is not None and im.format in ("JPEG", "MPO"):
         w, h = im.size
         scale = max(w, h) / max_side
         if scale >= 2:
@@ -242,7 +306,7 @@ def load_rgb(
             im.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
     _decode(im)
     # a broken EXIF block is not a broken image
-    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError):
+    with contextlib.suppress(Exception):
         im = ImageOps.exif_transpose(im) or im
     im = to_rgb(im)
     if max_side is not None and max(im.size) > max_side:
