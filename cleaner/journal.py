@@ -1,0 +1,878 @@
+"""THE mover: the only code in cleaner that moves files.
+
+Why it looks like this: people run cleaner on their only copy of a dataset, so a move must
+never overwrite, must be recorded before it happens, must survive a crash at any instant and
+must be reversible.
+
+- **Write-ahead journal**: ``R/.cleaner/journal/<run-id>.jsonl``, append-only JSON lines. For
+  each batch the intents (``src``, actual ``dst``, ``sha256``) are written and fsync'd *before*
+  any of the batch's moves, then the moves run, the touched folders are fsync'd, and the
+  ``done`` records are written and fsync'd. One fsync per batch, not per file, keeps 100,000
+  moves fast.
+- **No overwrite, even in a race**: ``renameat2(RENAME_NOREPLACE)`` (Linux; ``renamex_np
+  (RENAME_EXCL)`` on macOS), falling back to ``link`` + ``unlink`` where the file system lacks
+  it. Both fail with ``FileExistsError`` when the destination exists; there is no
+  check-then-rename window. A name collision gets a suffix (``a.jpg`` -> ``a~1.jpg``).
+- **A lock on ROOT**: ``fcntl.flock`` on ``R/.cleaner/lock``; a second writer gets one line.
+- **Recovery** at the start of every writing command: an intent without ``done`` is completed
+  or rolled back by looking at the disk (after a crash between ``link`` and ``unlink`` both
+  names exist: same inode means ours, so the source name is dropped) and checked by sha256.
+- **Undo** of a run (the latest by default) back to the exact original paths, itself journaled;
+  a file whose sha256 changed since is left alone and reported.
+
+Directories created for moves are left in place (never delete; empty folders are harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside
+from cleaner.errors import CleanerError, LockedError, PathEscapeError
+from cleaner.hashing import file_sha256
+
+JOURNAL_DIR = "journal"
+LOCK_FILE = "lock"
+BATCH_SIZE = 512
+"""Moves per fsync group: large enough that fsyncs cost little per move, small enough that a
+crash leaves few intents to recover."""
+
+_DELAY_ENV = "CLEANER_TEST_MOVE_DELAY"
+"""Seconds to sleep between the steps of each move: only for the crash tests, which SIGKILL a
+real subprocess and need the kill to land between steps."""
+_METHOD_ENV = "CLEANER_MOVE_METHOD"
+"""``link`` forces the link+unlink fallback (tests cover both code paths)."""
+
+
+# --------------------------------------------------------------------------- public records
+
+
+@dataclass(frozen=True)
+class Move:
+    """One wanted move, ROOT-relative paths. ``dst`` is the wanted destination: a collision gets
+    a suffix. ``sha256`` (when known) must still match the file, or the move is skipped."""
+
+    src: str
+    dst: str
+    sha256: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What happened to one :class:`Move`."""
+
+    src: str
+    wanted: str
+    dst: str | None
+    """Where the file is now (``None`` when it was not moved)."""
+    status: str
+    """``moved`` or ``skipped``."""
+    sha256: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What :func:`recover` found in journals left unfinished by a crash."""
+
+    runs: list[str] = field(default_factory=list)
+    completed: int = 0
+    rolled_back: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+
+@dataclass(frozen=True)
+class AppliedRun:
+    """A journaled run of moves."""
+
+    run_id: str
+    command: str
+    results: list[MoveResult]
+    recovery: RecoveryReport = field(default_factory=RecoveryReport)
+
+    @property
+    def moved(self) -> list[MoveResult]:
+        return [r for r in self.results if r.status == "moved"]
+
+    @property
+    def skipped(self) -> list[MoveResult]:
+        return [r for r in self.results if r.status != "moved"]
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """An undo: ``run_id`` is the undo's own journal, ``undone_run`` the run it reversed."""
+
+    run_id: str
+    undone_run: str
+    restored: list[MoveResult]
+    left: list[MoveResult]
+    recovery: RecoveryReport = field(default_factory=RecoveryReport)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One journal as :func:`list_runs` sees it."""
+
+    run_id: str
+    seq: int
+    kind: str
+    """``apply`` or ``undo``."""
+    command: str
+    created: str
+    undoes: str | None
+    finished: bool
+    """An ``end`` record was written (an ``abort`` means a crash, recovered)."""
+    moved: int
+
+
+# --------------------------------------------------------------------------- paths and lock
+
+
+def state_dir(root: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(root)) / STATE_DIR
+
+
+def journal_dir(root: str | os.PathLike[str]) -> Path:
+    return state_dir(root) / JOURNAL_DIR
+
+
+_held: dict[str, tuple[int, int]] = {}
+"""realpath(root) -> (fd, depth): the lock is re-entrant within a process (flock on a second
+descriptor of the same file would block ourselves)."""
+
+
+@contextlib.contextmanager
+def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the write lock on ROOT (``R/.cleaner/lock``) for the block; re-entrant.
+
+    A second process gets :class:`LockedError` at once (one line), never a wait that looks
+    like a hang.
+    """
+    import fcntl
+
+    key = os.path.realpath(root)
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    sd = Path(key) / STATE_DIR
+    sd.mkdir(parents=True, exist_ok=True)
+    path = sd / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            who = f" ({holder})" if holder else ""
+            raise LockedError(
+                f"another cleaner command is writing to {key}{who}; wait for it to finish "
+                f"(lock file {path})"
+            ) from None
+        raise
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {_now()}\n".encode(), 0)
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held[key]
+        if depth > 1:  # pragma: no cover - unbalanced use
+            _held[key] = (fd, depth - 1)
+        else:
+            del _held[key]
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- no-clobber move
+
+
+def _load_rename_noreplace() -> Callable[[bytes, bytes], int] | None:
+    """``renameat2(..., RENAME_NOREPLACE)`` (Linux) or ``renamex_np(..., RENAME_EXCL)`` (macOS)
+    from libc, or None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:  # pragma: no cover
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        fn = libc.renameat2
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        at_fdcwd, noreplace = -100, 1
+
+        def linux(src: bytes, dst: bytes) -> int:
+            return int(fn(at_fdcwd, src, at_fdcwd, dst, noreplace))
+
+        return linux
+    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # pragma: no cover
+        fnm = libc.renamex_np
+        fnm.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        fnm.restype = ctypes.c_int
+
+        def darwin(src: bytes, dst: bytes) -> int:
+            return int(fnm(src, dst, 0x4))
+
+        return darwin
+    return None  # pragma: no cover
+
+
+_rename_noreplace = _load_rename_noreplace()
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+class _Mover:
+    """Moves one file without ever replacing an existing one; remembers per run whether the
+    file system supports the atomic call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.atomic = _rename_noreplace is not None and os.environ.get(_METHOD_ENV) != "link"
+        self.delay = delay
+
+    def move(self, src: Path, dst: Path) -> None:
+        """Raises FileExistsError when ``dst`` exists (also when it appeared a moment ago)."""
+        if self.atomic and _rename_noreplace is not None:
+            if _rename_noreplace(os.fsencode(src), os.fsencode(dst)) == 0:
+                return
+            err = ctypes.get_errno()
+            if err == errno.EEXIST:
+                raise FileExistsError(err, os.strerror(err), str(dst))
+            if err not in _UNSUPPORTED:
+                raise OSError(err, os.strerror(err), str(src))
+            self.atomic = False  # this file system lacks it: link + unlink from now on
+        os.link(src, dst, follow_symlinks=False)  # FileExistsError if dst exists
+        if self.delay:
+            time.sleep(self.delay)  # a crash here leaves both names: recovery decides
+        try:
+            os.unlink(src)
+        except OSError:
+            # could not drop the old name: take back the new one (same inode, nothing lost)
+            if os.path.samefile(src, dst):
+                os.unlink(dst)
+            raise
+
+
+# --------------------------------------------------------------------------- journal files
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time (sortable, readable) and a random tail (unique)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """Records of one journal; a torn last line (crash mid-write, never fsync'd, so its moves
+    never ran) is ignored."""
+    out: list[dict[str, Any]] = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def _last_record(path: Path) -> dict[str, Any] | None:
+    """The last complete record, reading only the file's tail (cheap on 100,000-line journals)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        return rec if isinstance(rec, dict) else None
+    return None
+
+
+class _Journal:
+    """An append-only journal file; ``sync()`` flushes and fsyncs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a torn last line (crash mid-write) must not swallow the next record
+        if not new and path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+        else:
+            torn = False
+        self.f: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if torn:
+            self.f.write("\n")
+        if new:
+            self.sync()
+            _fsync_dir(path.parent)
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def sync(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self.f.close()
+
+
+def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
+    d = journal_dir(root)
+    return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+
+
+def _begin(records: list[dict[str, Any]]) -> dict[str, Any]:
+    for r in records:
+        if r.get("op") == "begin":
+            return r
+    return {}
+
+
+def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
+    """Every journaled run under ROOT, oldest first (by sequence number)."""
+    runs: list[RunInfo] = []
+    for p in _journal_paths(root):
+        recs = _read_records(p)
+        b = _begin(recs)
+        if not b:
+            continue
+        ops = [r.get("op") for r in recs]
+        runs.append(
+            RunInfo(
+                run_id=str(b.get("run", p.stem)),
+                seq=int(b.get("seq", 0)),
+                kind=str(b.get("kind", "apply")),
+                command=str(b.get("command", "")),
+                created=str(b.get("created", "")),
+                undoes=b.get("undoes"),
+                finished="end" in ops,
+                moved=ops.count("done"),
+            )
+        )
+    runs.sort(key=lambda r: (r.seq, r.run_id))
+    return runs
+
+
+def _pending_intents(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Index -> the last intent of that index with no outcome record after it."""
+    pending: dict[int, dict[str, Any]] = {}
+    for r in records:
+        op = r.get("op")
+        if op == "intent":
+            pending[int(r["i"])] = r
+        elif op in ("done", "rollback", "fail", "problem"):
+            pending.pop(int(r["i"]), None)
+    return pending
+
+
+def _moves_done(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The intents that reached ``done``, in the order they were done."""
+    last: dict[int, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for r in records:
+        op = r.get("op")
+        if op == "intent":
+            last[int(r["i"])] = r
+        elif op == "done" and int(r["i"]) in last:
+            out.append(last[int(r["i"])])
+    return out
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _sha_or_none(p: Path) -> str | None:
+    try:
+        return file_sha256(p)
+    except OSError:
+        return None
+
+
+def _recover_intent(root: Path, rec: dict[str, Any]) -> tuple[str, str]:
+    """Decide one unfinished intent from the disk: ('done'|'rollback'|'problem', why)."""
+    src = root / rec["src"]
+    dst = root / rec["dst"]
+    sha = rec.get("sha256")
+    has_src, has_dst = os.path.lexists(src), os.path.lexists(dst)
+    if has_src and not has_dst:
+        return "rollback", "the move had not happened"
+    if has_src and has_dst:
+        try:
+            same = os.path.samefile(src, dst)
+        except OSError:
+            same = False
+        if same:  # crash between link and unlink: the new name is ours, drop the old one
+            if sha is not None and _sha_or_none(dst) != sha:
+                return "problem", f"{rec['dst']} and {rec['src']} differ from the journal's sha256"
+            os.unlink(src)
+            return "done", "completed (both names existed)"
+        return "rollback", f"{rec['dst']} belongs to another file; {rec['src']} left in place"
+    if has_dst:
+        if sha is None or _sha_or_none(dst) == sha:
+            return "done", "the move had happened"
+        return "problem", (
+            f"{rec['src']} is gone and {rec['dst']} holds other content (sha256 differs); "
+            "left as is"
+        )
+    return "problem", f"neither {rec['src']} nor {rec['dst']} exists; left as is"
+
+
+def _unfinished(root: Path) -> list[Path]:
+    return [
+        p for p in _journal_paths(root) if (_last_record(p) or {}).get("op") not in ("end", "abort")
+    ]
+
+
+def recover(root: str | os.PathLike[str]) -> RecoveryReport:
+    """Complete or roll back every unfinished journal under ROOT (a crash left it), under the
+    write lock. Called at the start of every command that writes; cheap when nothing is left.
+    """
+    rootp = Path(os.path.realpath(root))
+    if not _unfinished(rootp):
+        return RecoveryReport()
+    runs: list[str] = []
+    completed = rolled = 0
+    problems: list[str] = []
+    with write_lock(rootp):
+        for p in _unfinished(rootp):  # again, under the lock: a writer may have just ended
+            recs = _read_records(p)
+            j = _Journal(p)
+            try:
+                for i, rec in sorted(_pending_intents(recs).items()):
+                    outcome, why = _recover_intent(rootp, rec)
+                    j.write({"op": outcome, "i": i, "why": why, "recovered": True})
+                    if outcome == "done":
+                        completed += 1
+                    elif outcome == "rollback":
+                        rolled += 1
+                    else:
+                        problems.append(f"{p.stem}: {why}")
+                    j.sync()
+                j.write({"op": "abort", "time": _now(), "why": "interrupted; recovered"})
+            finally:
+                j.close()
+            runs.append(p.stem)
+    return RecoveryReport(runs=runs, completed=completed, rolled_back=rolled, problems=problems)
+
+
+# --------------------------------------------------------------------------- applying moves
+
+
+def _with_suffix(rel: PurePosixPath, n: int) -> PurePosixPath:
+    return rel.with_name(f"{rel.stem}~{n}{rel.suffix}")
+
+
+def _is_state_path(rel: PurePosixPath) -> bool:
+    return bool(rel.parts) and rel.parts[0] == STATE_DIR
+
+
+def _next_seq(root: Path) -> int:
+    seqs = [r.seq for r in list_runs(root)]
+    return (max(seqs) if seqs else 0) + 1
+
+
+@dataclass
+class _Prepared:
+    index: int
+    move: Move
+    src: PurePosixPath
+    dst: PurePosixPath
+    sha: str | None
+
+
+def _run_moves(
+    root: Path,
+    moves: Sequence[Move],
+    *,
+    command: str,
+    run_id: str,
+    kind: str,
+    undoes: str | None,
+    of: Sequence[int] | None,
+    suffix: bool,
+    verify: bool,
+    progress: bool | None,
+    extra: dict[str, Any] | None = None,
+) -> list[MoveResult]:
+    """The journaled move loop shared by :func:`apply_moves` and :func:`undo`."""
+    delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+    mover = _Mover(delay)
+    results: list[MoveResult | None] = [None] * len(moves)
+    jpath = journal_dir(root) / f"{run_id}.jsonl"
+    if jpath.exists():
+        raise CleanerError(f"run id {run_id!r} already has a journal ({jpath}); use a new run id")
+    j = _Journal(jpath)
+    begin: dict[str, Any] = {
+        "op": "begin",
+        "run": run_id,
+        "seq": _next_seq(root),
+        "kind": kind,
+        "command": command,
+        "created": _now(),
+        "pid": os.getpid(),
+        "moves": len(moves),
+    }
+    if undoes:
+        begin["undoes"] = undoes
+    if extra:
+        begin.update(extra)
+    j.write(begin)
+    j.sync()
+    show = sys.stderr.isatty() if progress is None else progress
+    claimed: set[str] = set()  # destinations taken earlier in this run (still racing-safe)
+    bar = tqdm(total=len(moves), desc=command, unit="file", disable=not show, leave=False)
+    try:
+        for start in range(0, len(moves), BATCH_SIZE):
+            batch: list[_Prepared] = []
+            for k in range(start, min(start + BATCH_SIZE, len(moves))):
+                m = moves[k]
+                src = check_relpath(m.src)
+                want = check_relpath(m.dst)
+                src_abs = root.joinpath(*src.parts)
+                skip = ""
+                sha: str | None = None
+                try:  # a symlinked folder along either path must not lead out of ROOT
+                    resolve_inside(root, str(src))
+                    resolve_inside(root, str(want))
+                except PathEscapeError as e:
+                    skip = str(e)
+                if not skip and not os.path.lexists(src_abs):
+                    skip = f"{m.src} no longer exists"
+                if not skip and (verify or m.sha256 is None):
+                    sha = _sha_or_none(src_abs)
+                    if sha is None:
+                        skip = f"{m.src} cannot be read"
+                    elif m.sha256 is not None and sha != m.sha256:
+                        skip = f"{m.src} changed since it was planned (sha256 differs)"
+                elif not skip:
+                    sha = m.sha256
+                if skip:
+                    results[k] = MoveResult(m.src, m.dst, None, "skipped", m.sha256, skip)
+                    rec: dict[str, Any] = {"op": "skip", "src": m.src, "dst": m.dst, "why": skip}
+                    j.write(rec)
+                    continue
+                dst = want
+                n = 0
+                while str(dst) in claimed or os.path.lexists(root.joinpath(*dst.parts)):
+                    if not suffix:
+                        break
+                    n += 1
+                    dst = _with_suffix(want, n)
+                if not suffix and (
+                    str(dst) in claimed or os.path.lexists(root.joinpath(*dst.parts))
+                ):
+                    why = f"{m.dst} is occupied by another file; {m.src} left in place"
+                    results[k] = MoveResult(m.src, m.dst, None, "skipped", sha, why)
+                    j.write({"op": "skip", "src": m.src, "dst": m.dst, "why": why})
+                    continue
+                claimed.add(str(dst))
+                batch.append(_Prepared(k, m, src, dst, sha))
+                intent: dict[str, Any] = {
+                    "op": "intent",
+                    "i": k,
+                    "src": str(src),
+                    "dst": str(dst),
+                    "sha256": sha,
+                }
+                if m.reason:
+                    intent["reason"] = m.reason
+                if of is not None:
+                    intent["of"] = of[k]
+                j.write(intent)
+            j.sync()  # the write-ahead: intents are on disk before any of their moves
+            dirs: set[Path] = set()
+            done: list[int] = []
+            for pr in batch:
+                src_abs = root.joinpath(*pr.src.parts)
+                if delay:
+                    time.sleep(delay)
+                while True:
+                    dst_abs = root.joinpath(*pr.dst.parts)
+                    try:
+                        dst_abs.parent.mkdir(parents=True, exist_ok=True)
+                        mover.move(src_abs, dst_abs)
+                    except FileExistsError:
+                        # another process took the name after we chose it: next suffix, and a
+                        # new intent on disk before trying it
+                        if not suffix:
+                            why = f"{pr.move.dst} appeared meanwhile; {pr.move.src} left in place"
+                            results[pr.index] = MoveResult(
+                                pr.move.src, pr.move.dst, None, "skipped", pr.sha, why
+                            )
+                            j.write({"op": "fail", "i": pr.index, "why": why})
+                            break
+                        n = 1
+                        want = check_relpath(pr.move.dst)
+                        while str(_with_suffix(want, n)) in claimed or os.path.lexists(
+                            root.joinpath(*_with_suffix(want, n).parts)
+                        ):
+                            n += 1
+                        pr.dst = _with_suffix(want, n)
+                        claimed.add(str(pr.dst))
+                        again: dict[str, Any] = {
+                            "op": "intent",
+                            "i": pr.index,
+                            "src": str(pr.src),
+                            "dst": str(pr.dst),
+                            "sha256": pr.sha,
+                        }
+                        if of is not None:
+                            again["of"] = of[pr.index]
+                        j.write(again)
+                        j.sync()
+                        continue
+                    except OSError as e:
+                        why = f"{pr.move.src} could not be moved: {e.strerror or e}"
+                        results[pr.index] = MoveResult(
+                            pr.move.src, pr.move.dst, None, "skipped", pr.sha, why
+                        )
+                        j.write({"op": "fail", "i": pr.index, "why": why})
+                        break
+                    dirs.add(src_abs.parent)
+                    dirs.add(dst_abs.parent)
+                    done.append(pr.index)
+                    results[pr.index] = MoveResult(
+                        pr.move.src, pr.move.dst, str(pr.dst), "moved", pr.sha, pr.move.reason
+                    )
+                    break
+                if delay:
+                    time.sleep(delay)
+            for d in dirs:  # the renames themselves reach the disk before 'done' says so
+                _fsync_dir(d)
+            for k in done:
+                j.write({"op": "done", "i": k})
+            j.sync()
+            bar.update(min(start + BATCH_SIZE, len(moves)) - start)
+        n_moved = sum(1 for r in results if r is not None and r.status == "moved")
+        j.write({"op": "end", "time": _now(), "moved": n_moved})
+    finally:
+        bar.close()
+        j.close()
+    return [r for r in results if r is not None]
+
+
+def _validate_moves(moves: Sequence[Move]) -> None:
+    seen: set[str] = set()
+    for m in moves:
+        src = check_relpath(m.src)
+        dst = check_relpath(m.dst)
+        for rel, name in ((src, m.src), (dst, m.dst)):
+            if _is_state_path(rel):
+                raise PathEscapeError(f"path {name!r} is inside {STATE_DIR}/, cleaner's own state")
+        if str(src) in seen:
+            raise CleanerError(f"the move list names {m.src!r} twice; each file moves once per run")
+        seen.add(str(src))
+
+
+def apply_moves(
+    root: str | os.PathLike[str],
+    moves: Sequence[Move],
+    *,
+    command: str,
+    run_id: str | None = None,
+    progress: bool | None = None,
+    verify: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> AppliedRun:
+    """Move files inside ROOT, journaled, never overwriting; returns what happened to each.
+
+    Takes the ROOT lock and recovers any unfinished journal first. ``verify`` re-hashes each
+    source so a file changed since it was planned (``Move.sha256`` differs) is skipped, and so
+    the journal holds every file's sha256 for recovery and undo. Paths are checked before
+    anything moves: one that leaves ROOT or names ``.cleaner/`` refuses the whole list.
+    ``extra`` adds keys to the journal's ``begin`` record (e.g. the plan file).
+    """
+    rootp = Path(os.path.realpath(root))
+    _validate_moves(moves)
+    rid = run_id or new_run_id()
+    with write_lock(rootp):
+        rep = recover(rootp)
+        if not moves:
+            return AppliedRun(rid, command, [], rep)
+        results = _run_moves(
+            rootp,
+            moves,
+            command=command,
+            run_id=rid,
+            kind="apply",
+            undoes=None,
+            of=None,
+            suffix=True,
+            verify=verify,
+            progress=progress,
+            extra=extra,
+        )
+    return AppliedRun(rid, command, results, rep)
+
+
+# --------------------------------------------------------------------------- undo
+
+
+def _undone_indices(root: Path, run_id: str) -> set[int]:
+    """Indices of ``run_id``'s moves already reversed by (possibly interrupted) undo runs."""
+    out: set[int] = set()
+    for p in _journal_paths(root):
+        recs = _read_records(p)
+        if _begin(recs).get("undoes") != run_id:
+            continue
+        for rec in _moves_done(recs):
+            if "of" in rec:
+                out.add(int(rec["of"]))
+    return out
+
+
+def undo(
+    root: str | os.PathLike[str], run_id: str | None = None, *, progress: bool | None = None
+) -> UndoResult:
+    """Reverse an applied run (the latest not yet undone, or ``run_id``) to the exact original
+    paths. A file whose sha256 changed since, that is gone, or whose original path is now taken
+    is left alone and reported. The undo is a journaled run itself, so a crash during it is
+    recovered like any other, and running ``undo`` again finishes it.
+    """
+    rootp = Path(os.path.realpath(root))
+    with write_lock(rootp):
+        rep = recover(rootp)
+        runs = list_runs(rootp)
+        applied = [r for r in runs if r.kind == "apply"]
+        finished_undos = {r.undoes for r in runs if r.kind == "undo" and r.finished}
+        if run_id is None:
+            todo = [r for r in applied if r.run_id not in finished_undos]
+            if not todo:
+                raise CleanerError(
+                    f"no applied run to undo under {rootp} (runs so far: {len(applied)}, "
+                    "all undone); see .cleaner/journal/"
+                )
+            target = todo[-1]
+        else:
+            named = [r for r in runs if r.run_id == run_id]
+            if not named:
+                known = ", ".join(r.run_id for r in applied[-5:]) or "none"
+                raise CleanerError(f"no run {run_id!r} under {rootp}; recent applied runs: {known}")
+            target = named[0]
+            if target.kind != "apply":
+                raise CleanerError(
+                    f"run {run_id!r} is itself an undo (of {target.undoes}); name an applied run"
+                )
+        recs = _read_records(journal_dir(rootp) / f"{target.run_id}.jsonl")
+        already = _undone_indices(rootp, target.run_id)
+        done = [r for r in _moves_done(recs) if int(r["i"]) not in already]
+        done.reverse()  # last moved, first restored: chains inside a run unwind in order
+        moves: list[Move] = []
+        of: list[int] = []
+        left: list[MoveResult] = []
+        for r in done:
+            src, dst, sha = str(r["src"]), str(r["dst"]), r.get("sha256")
+            cur = rootp / dst
+            if not os.path.lexists(cur):
+                if os.path.lexists(rootp / src) and sha and _sha_or_none(rootp / src) == sha:
+                    continue  # already back where it was
+                left.append(MoveResult(dst, src, None, "skipped", sha, f"{dst} no longer exists"))
+                continue
+            moves.append(Move(src=dst, dst=src, sha256=sha, reason="undo"))
+            of.append(int(r["i"]))
+        uid = new_run_id()
+        results = (
+            _run_moves(
+                rootp,
+                moves,
+                command=f"undo {target.run_id}",
+                run_id=uid,
+                kind="undo",
+                undoes=target.run_id,
+                of=of,
+                suffix=False,
+                verify=True,
+                progress=progress,
+            )
+            if moves
+            else []
+        )
+        if not moves:  # nothing left to move: still record that this run is undone
+            j = _Journal(journal_dir(rootp) / f"{uid}.jsonl")
+            try:
+                j.write(
+                    {
+                        "op": "begin",
+                        "run": uid,
+                        "seq": _next_seq(rootp),
+                        "kind": "undo",
+                        "undoes": target.run_id,
+                        "command": f"undo {target.run_id}",
+                        "created": _now(),
+                        "moves": 0,
+                    }
+                )
+                j.write({"op": "end", "time": _now(), "moved": 0})
+            finally:
+                j.close()
+    restored = [r for r in results if r.status == "moved"]
+    left += [
+        MoveResult(
+            r.src,
+            r.wanted,
+            None,
+            "skipped",
+            r.sha256,
+            r.why.replace("changed since it was planned", "changed since the run"),
+        )
+        for r in results
+        if r.status != "moved"
+    ]
+    return UndoResult(uid, target.run_id, restored, left, rep)
