@@ -163,14 +163,45 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
+def _realpath(p: Path) -> Path:
+    return Path(os.path.realpath(p))
+
+
+def _no_go_zones(root: Path, class_dir: str) -> tuple[list[Path], list[Path]]:
+    """(folders a walk of ``class_dir`` must not enter, folders it must not enter an ancestor of):
+    the other class folders and ROOT's state and quarantine folders."""
+    own = _realpath(root / class_dir)
+    zones = [_realpath(root / STATE_DIR), _realpath(root / QUARANTINE_DIR)]
+    for aliases in CLASS_ALIASES.values():
+        for name in aliases:
+            p = root / name
+            if name != class_dir and p.is_dir():
+                rp = _realpath(p)
+                if rp != own:
+                    zones.append(rp)
+    return zones, [*zones, own, root]
+
+
+def _may_enter(target: Path, zones: list[Path], ancestors_of: list[Path]) -> bool:
+    """A symlinked folder is followed only when it leads to none of the no-go zones and to no
+    folder that contains one of them (or ROOT, or the class folder itself)."""
+    if any(target.is_relative_to(z) for z in zones):
+        return False
+    return not any(a.is_relative_to(target) for a in ancestors_of)
+
+
 def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry]:
     """Files below ``root/class_dir``, sorted by path, without ever leaving ROOT.
 
-    Symlinked folders are followed only when they resolve inside ROOT, and each real folder is
-    entered once (symlink loops end). Symlinked files that lead outside are yielded with
-    ``escapes_root=True`` so they can be reported, never read. Hidden state folders are skipped.
+    Symlinked folders are followed only when they resolve inside ROOT, outside the other class
+    folders and ROOT's ``.cleaner/`` and ``quarantine/``, and not to a folder that holds the
+    class folder (a link to ROOT would list every class twice); each real folder is entered once
+    (symlink loops end). Symlinked files that lead outside are yielded with ``escapes_root=True``
+    so they can be reported, never read. Folders named ``.cleaner`` are skipped at any depth.
     """
+    root = _realpath(root)
     start = root / class_dir
+    zones, ancestors_of = _no_go_zones(root, class_dir)
     seen: set[tuple[int, int]] = set()
     stack = [start]
     out: list[FileEntry] = []
@@ -201,7 +232,11 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
                     out.append(FileEntry(rel, label, p, escapes_root=True))
                 continue
             if is_dir:
-                if e.name in RESERVED_TOP:
+                if e.name == STATE_DIR:
+                    continue
+                if is_link and not _may_enter(_realpath(p), zones, ancestors_of):
+                    continue
+                if not is_link and _realpath(p) in zones:
                     continue
                 stack.append(p)
             elif is_link and not p.exists():

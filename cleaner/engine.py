@@ -7,6 +7,8 @@ without touching the stages.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +27,15 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext | None:
+    """``fork`` (the fast default) unless a threaded runtime is loaded: forking a process that
+    runs TensorFlow's or PyTorch's threads can deadlock the children, so those get
+    ``forkserver``."""
+    if any(m in sys.modules for m in ("tensorflow", "torch", "jax")):
+        return multiprocessing.get_context("forkserver")
+    return None
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -58,7 +69,7 @@ def map_batches(
                 bar.update(len(b))
                 yield out
             return
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
             pending: dict[int, Future[list[R]]] = {}
             done: dict[int, list[R]] = {}
             next_submit = next_yield = 0
