@@ -1,16 +1,224 @@
-"""`cleaner predict` (placeholder until its issue lands)."""
+"""`cleaner predict` and `cleaner predict-dir`: probabilities from a model or a backbone."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
 
-from cleaner.cli._common import fail
+from cleaner.cli._common import (
+    DEFAULT_ROOT,
+    JsonOption,
+    RootOption,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    print_json,
+)
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", "-m", help="A saved classifier (.keras) taking 0..255 RGB."),
+]
+ImageSizeOption = Annotated[
+    int | None,
+    typer.Option("--image-size", min=8, help="Input side in px (default: the model's/backbone's)."),
+]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+CropOption = Annotated[
+    str | None,
+    typer.Option(
+        "--crop",
+        help="center (native-resolution central crop) or resize (whole image); default: the "
+        "backbone's (center for all but simple-cnn) or the model's metrics.json.",
+    ),
+]
 
 
-def predict() -> None:
-    """Not built yet."""
-    raise fail("'cleaner predict' is not built yet")
+@contextmanager
+def _progress(total_hint: str, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm bar on stderr when it is a terminal (the count is the images done)."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=total_hint, unit="img", leave=False) as bar:
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        yield update
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@cli_errors
+def predict(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions file to write (JSON).")],
+    root: RootOption = DEFAULT_ROOT,
+    model: ModelOption = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option("--backbone", "-b", help="No model: out-of-fold heads on this backbone."),
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", "-k", min=2, help="K for --backbone (default 5).")
+    ] = None,
+    finetune: Annotated[
+        bool, typer.Option("--finetune", help="Each fold fine-tunes the backbone's top (slow).")
+    ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="imagenet, none or a weights file (default: backbone's)."),
+    ] = None,
+    image_size: ImageSizeOption = None,
+    batch_size: BatchOption = 32,
+    crop: CropOption = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="--finetune epochs per fold.")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Fold assignment seed.")] = 0,
+    json_out: JsonOption = False,
+) -> None:
+    """Write prob_fake for every ok image of ROOT into a cleaner.predictions.v1 file.
+
+    With --model: a trained classifier predicts every image (in-sample: out_of_fold false).
+    With --backbone: honest out-of-fold probabilities for relabeling: K folds over the current
+    labels (near duplicates of duplicates.json kept in one fold), a logistic-regression head
+    per fold on frozen features cached under ROOT/.cleaner/cache (a second run reuses them), each
+    image predicted by the head that never saw it; with --finetune each fold fine-tunes the top
+    of the backbone instead (slower, stronger on GAN faces). Images that fail to decode are
+    reported and skipped (exit 0).
+
+    Examples:
+
+        cleaner predict --root data --model models/detector.keras --out preds/detector.json
+
+        cleaner predict --root data --backbone efficientnet-lite0 --folds 5 --out preds/lite0.json
+
+        cleaner predict --root data --backbone spectrum --out preds/spectrum.json
+
+        cleaner predict --root data --backbone efficientnet-lite0 --finetune --epochs 4 \
+            --image-size 160 --out preds/lite0-ft.json
+    """
+    if (model is None) == (backbone is None):
+        raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
+    if model is not None and (folds is not None or finetune or weights is not None):
+        raise fail("--folds, --finetune and --weights go with --backbone, not --model")
+    _quiet_tf()
+    from cleaner.models import predict as stage
+
+    with _progress("predict", json_out) as bar:
+        if model is not None:
+            s = stage.predict_with_model(
+                root,
+                model,
+                out,
+                image_size=image_size,
+                crop=crop,
+                batch_size=batch_size,
+                progress=bar,
+            )
+        else:
+            assert backbone is not None
+            s = stage.predict_out_of_fold(
+                root,
+                backbone,
+                out,
+                folds=folds or 5,
+                weights=weights,
+                image_size=image_size,
+                crop=crop,
+                finetune=finetune,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                progress=bar,
+                log=None if json_out else err_console.print,
+            )
+    if json_out:
+        print_json(s.as_dict())
+        return
+    table = Table(title=f"cleaner predict -> {s.out}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("model", str(s.model.get("name")))
+    table.add_row("images (ok in manifest)", str(s.images))
+    table.add_row("predicted", str(s.predicted))
+    table.add_row("failed to decode", str(len(s.failed)))
+    table.add_row("out of fold", f"yes ({s.folds} folds)" if s.out_of_fold else "no (in-sample)")
+    if s.out_of_fold:
+        table.add_row("backbone runs / cache hits", f"{s.computed} / {s.cached}")
+    if s.auc is not None:
+        table.add_row("AUC vs folder labels", f"{s.auc:.3f}")
+    if s.accuracy is not None:
+        table.add_row("accuracy vs folder labels", f"{s.accuracy:.3f}")
+    table.add_row("seconds", f"{s.seconds:.1f}")
+    console.print(table)
+    for path, reason in s.failed[:20]:
+        console.print(f"  skipped {path}: {reason}")
+    if len(s.failed) > 20:
+        console.print(f"  ... and {len(s.failed) - 20} more (see --json)")
+
+
+@cli_errors
+def predict_dir(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder of unlabelled images (1.png, 2.png...).")
+    ],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A saved classifier (.keras).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="predictions.json to write.")] = Path(
+        "predictions.json"
+    ),
+    image_size: ImageSizeOption = None,
+    batch_size: BatchOption = 32,
+    crop: CropOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Label every image of DIR real or fake with a saved model, into predictions.json.
+
+    The file is a JSON list in the numeric order of the file names (2.png before 10.png):
+    [{"index": 2, "image": "2.png", "prediction": "fake", "prob_fake": 0.93}, ...]. A file that
+    is not a usable image is reported and left out (exit 0). Not recursive; hidden files skipped.
+
+    Examples:
+
+        cleaner predict-dir test_images --model models/detector.keras --out predictions.json
+
+        cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
+    """
+    _quiet_tf()
+    from cleaner.models import predict as stage
+
+    with _progress("predict-dir", json_out) as bar:
+        s = stage.predict_dir(
+            directory,
+            model,
+            out,
+            image_size=image_size,
+            crop=crop,
+            batch_size=batch_size,
+            progress=bar,
+        )
+    if json_out:
+        print_json(s.as_dict())
+        return
+    console.print(
+        f"{s.predicted} of {s.files} files labelled ({s.fake} fake, {s.real} real) in "
+        f"{s.seconds:.1f}s -> {s.out}"
+    )
+    for name, reason in s.skipped:
+        console.print(f"  skipped {name}: {reason}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
+    app.command("predict-dir")(predict_dir)

@@ -1,0 +1,196 @@
+"""Images to model inputs: decoding through :mod:`cleaner.images`, in parallel, in batches.
+
+Two front ends over one loader function (:func:`load_one`):
+
+- :func:`tf_dataset`: a ``tf.data`` pipeline (parallel decoding in threads, batching, prefetch)
+  for Keras models: the next batch decodes while the model runs on this one.
+- :func:`numpy_batches`: the same thing with a thread pool and no TensorFlow, for backbones
+  that are numpy functions (``spectrum``).
+
+Neither holds more than a few batches in memory, whatever the number of images. An image that
+does not decode gives a zero image and its status (``ok`` is False): reported, never fatal.
+
+Crop policy (``crop``):
+
+- ``center`` (the default for every pretrained backbone and for ``spectrum``): a central
+  ``S x S`` crop at the image's native resolution. Only a huge image is shrunk first (its long
+  side to ``2 S``, so the crop still shows most of the picture) and only an image smaller than
+  ``S`` is enlarged. Fake-image evidence lives in high frequencies (up-sampling traces,
+  blending seams), and a resize is a low-pass filter that erases it; a 256 px face cropped to
+  224 keeps 77% of its area and every pixel as it was. This is exactly the evaluation view of
+  ``cleaner train`` (:func:`cleaner.models.train.load_for_eval`), so ``cleaner predict --model``
+  sees images as the model was tested on them.
+- ``resize``: the whole image resized to ``S x S`` (bilinear; JPEG draft decoding first when the
+  image is at least twice as large). The choice for tiny-input models (``simple-cnn`` at 32 px,
+  whose training images are already 32 px) and for images much larger than ``S``, where a
+  central crop would see only a small part of the picture.
+
+The measured effect is in bench/README.md (bench_folds.py --crop).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from cleaner.images import ImageError, load_array, load_rgb
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+CROPS = ("center", "resize")
+
+
+def check_crop(crop: str) -> str:
+    """The crop policy, or a ValueError naming the choices."""
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    return crop
+
+
+def center_view(path: str | os.PathLike[str], size: int) -> np.ndarray:
+    """The ``center`` policy: long side capped at ``2 S`` (JPEG draft decoding), short side
+    at least ``S``, then the central ``S x S`` crop."""
+    im = load_rgb(path, max_side=2 * size)
+    w, h = im.size
+    if min(w, h) < size:
+        k = size / min(w, h)
+        im = im.resize(
+            (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
+        )
+        w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def load_one(path: str | os.PathLike[str], size: int, crop: str) -> tuple[np.ndarray, str]:
+    """``(S, S, 3) uint8`` pixels and ``""``; or zeros and the reason it failed."""
+    try:
+        if crop == "center":
+            return center_view(path, size), ""
+        return load_array(path, size, crop="resize"), ""
+    except ImageError as e:
+        return np.zeros((size, size, 3), np.uint8), f"{e.status}: {e.reason}"
+    except OSError as e:  # pragma: no cover - the file vanished between scan and predict
+        return np.zeros((size, size, 3), np.uint8), f"unreadable: {e}"
+
+
+def default_threads() -> int:
+    """Decoding threads: the CPUs we may use (PIL releases the GIL while it decodes)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Batch:
+    """One batch: positions in the input list, pixels, and a reason per failed image."""
+
+    start: int
+    images: np.ndarray
+    errors: list[str]
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([not e for e in self.errors], dtype=bool)
+
+
+def numpy_batches(
+    paths: Sequence[str | os.PathLike[str]],
+    size: int,
+    *,
+    crop: str = "center",
+    batch_size: int = 64,
+    threads: int | None = None,
+) -> Iterator[Batch]:
+    """Decoded batches in input order, a few in flight at a time (no TensorFlow)."""
+    check_crop(crop)
+    n_threads = threads or default_threads()
+
+    def load(start: int) -> Batch:
+        chunk = paths[start : start + batch_size]
+        loaded = [load_one(p, size, crop) for p in chunk]
+        images = np.stack([a for a, _ in loaded]) if loaded else np.zeros((0, size, size, 3))
+        return Batch(start, images.astype(np.uint8), [e for _, e in loaded])
+
+    starts = list(range(0, len(paths), batch_size))
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        pending: list[Future[Batch]] = []
+        for s in starts:
+            pending.append(pool.submit(load, s))
+            if len(pending) > n_threads:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def tf_dataset(
+    paths: Sequence[str | os.PathLike[str]],
+    size: int,
+    *,
+    crop: str = "center",
+    batch_size: int = 64,
+    threads: int | None = None,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline yielding ``(images float32 (B, S, S, 3) in 0..255, errors)``
+    batches in input order: parallel decoding, batching, prefetch."""
+    import tensorflow as tf
+
+    check_crop(crop)
+    n_threads = threads or default_threads()
+
+    def _load(p: Any) -> tuple[np.ndarray, np.bytes_]:
+        arr, err = load_one(p.decode() if isinstance(p, bytes) else str(p), size, crop)
+        return arr, np.bytes_(err.encode())
+
+    def _map(p: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        img, err = tf.numpy_function(_load, [p], [tf.uint8, tf.string], stateful=False)
+        img = tf.ensure_shape(img, (size, size, 3))
+        err = tf.ensure_shape(err, ())
+        return tf.cast(img, tf.float32), err
+
+    ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths] or [""][:0])
+    ds = ds.map(_map, num_parallel_calls=n_threads, deterministic=True)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = n_threads
+    options.autotune.cpu_budget = n_threads
+    return ds.batch(batch_size).prefetch(2).with_options(options)
+
+
+def predict_paths(
+    model: Any,
+    paths: Sequence[str | os.PathLike[str]],
+    size: int,
+    *,
+    crop: str = "center",
+    batch_size: int = 64,
+    threads: int | None = None,
+    progress: Any = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Run a Keras model over images through :func:`tf_dataset`; ``(outputs, errors)`` with one
+    row and one error string (``""`` when fine) per path. The model runs in inference mode
+    directly on each batch (``model.predict`` would rebuild its own pipeline around ours)."""
+    import tensorflow as tf
+
+    outs: list[np.ndarray] = []
+    errors: list[str] = []
+
+    @tf.function(reduce_retracing=True)
+    def run(x: tf.Tensor) -> Any:
+        return model(x, training=False)
+
+    for images, errs in tf_dataset(paths, size, crop=crop, batch_size=batch_size, threads=threads):
+        y = np.asarray(run(images))
+        outs.append(y.reshape(len(y), -1))
+        errors.extend(e.decode() for e in errs.numpy())
+        if progress is not None:
+            progress(len(y))
+    out = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+    return out.astype(np.float32), errors

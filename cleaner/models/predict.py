@@ -1,0 +1,427 @@
+"""The work behind ``cleaner predict`` and ``cleaner predict-dir``: probabilities into files.
+
+- :func:`predict_with_model`: a saved classifier (``M.keras``, 0..255 RGB in, prob_fake out)
+  over every ``ok`` image of the manifest; in-sample, so ``out_of_fold: false``.
+- :func:`predict_out_of_fold`: no model, a backbone: K grouped folds, a head per fold (frozen
+  features from the embedding cache, or ``finetune``), each image predicted by the head that
+  never saw it; ``out_of_fold: true`` and each entry's ``fold``.
+- :func:`predict_dir`: unlabelled images of one folder, in numeric order, into the contract's
+  ``predictions.json`` list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cleaner.errors import CleanerError
+from cleaner.hashing import file_sha256
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass
+class PredictSummary:
+    """What a predict run did, for the CLI's table and ``--json``."""
+
+    out: Path
+    images: int
+    predicted: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of images that did not decode now (reported, skipped)."""
+    out_of_fold: bool = False
+    model: dict[str, Any] = field(default_factory=dict)
+    folds: int = 0
+    computed: int = 0
+    """Images the backbone ran on (the rest came from the embedding cache)."""
+    cached: int = 0
+    seconds: float = 0.0
+    auc: float | None = None
+    """ROC AUC of prob_fake against the folder labels (both classes present)."""
+    accuracy: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
+        return d
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
+    if len(y) == 0:
+        return None, None
+    acc = float(np.mean((p >= 0.5) == (y == 1)))
+    if len(np.unique(y)) < 2:
+        return None, acc
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)), acc
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """A saved Keras classifier; one clear line when it is missing or not a model."""
+    p = Path(path)
+    if not p.is_file():
+        raise CleanerError(f"model {p} does not exist; pass --model with a .keras file")
+    import keras
+
+    try:
+        return keras.models.load_model(p, compile=False)
+    except Exception as e:
+        msg = " ".join(str(e).split())[:200]
+        raise CleanerError(
+            f"cannot load model {p} ({msg}); pass a .keras file written by cleaner train"
+        ) from e
+
+
+def model_input(model: Any, image_size: int | None) -> int:
+    """The model's input side (its own when fixed, else ``image_size`` or 224)."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise CleanerError("the model has several inputs; cleaner models take one image")
+    if len(shape) != 4 or shape[-1] != 3:
+        raise CleanerError(f"the model takes {shape}, not (None, S, S, 3) RGB images")
+    side = shape[1]
+    if side is None:
+        return image_size or 224
+    if image_size and image_size != side:
+        raise CleanerError(f"--image-size {image_size} but the model takes {side} px; drop it")
+    return int(side)
+
+
+def _model_crop(model_path: Path, crop: str | None) -> str:
+    """The crop policy the model was evaluated with: --crop, else ``M.metrics.json``'s, else
+    ``center`` (what ``cleaner train`` uses)."""
+    if crop:
+        return crop
+    metrics = model_path.with_suffix("").with_suffix(".metrics.json")
+    if metrics.is_file():
+        try:
+            doc = json.loads(metrics.read_text())
+            c = doc.get("crop") if isinstance(doc, dict) else None
+            if c in ("center", "resize"):
+                return str(c)
+        except ValueError:
+            pass
+    return "center"
+
+
+def _model_probs(model: Any, out: np.ndarray) -> np.ndarray:
+    """prob_fake from the model's outputs: one sigmoid unit, or two softmax units (real, fake)."""
+    if out.shape[1] == 1:
+        return out[:, 0]
+    if out.shape[1] == 2:
+        return out[:, 1]
+    raise CleanerError(
+        f"model {model.name} outputs {out.shape[1]} values; expected 1 (prob_fake) or 2"
+    )
+
+
+def predict_with_model(
+    root: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    crop: str | None = None,
+    batch_size: int = 32,
+    progress: Progress = None,
+) -> PredictSummary:
+    """prob_fake of a saved model for every ``ok`` image of ROOT, into a v1 file."""
+    from cleaner.manifest import ok_rows
+    from cleaner.models.inputs import check_crop, predict_paths
+    from cleaner.predictions import write_predictions_v1
+
+    t0 = time.perf_counter()
+    rows = ok_rows(root)
+    mp = Path(model_path)
+    model = load_model(mp)
+    size = model_input(model, image_size)
+    c = check_crop(_model_crop(mp, crop))
+    base = Path(root)
+    outs, errors = predict_paths(
+        model,
+        [base / r.path for r in rows],
+        size,
+        crop=c,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    probs = _model_probs(model, outs) if len(rows) else np.zeros(0)
+    entries, failed = [], []
+    for r, p, e in zip(rows, probs, errors, strict=True):
+        if e:
+            failed.append((r.path, e))
+        else:
+            entries.append(
+                {
+                    "path": r.path,
+                    "sha256": r.sha256,
+                    "label": r.label,
+                    "prob_fake": round(float(np.clip(p, 0, 1)), 6),
+                }
+            )
+    info = {
+        "name": mp.name,
+        "backbone": _metrics_backbone(mp),
+        "sha256": file_sha256(mp),
+        "image_size": size,
+        "crop": c,
+    }
+    path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=False)
+    y = np.array([e["label"] == "fake" for e in entries], dtype=int)
+    auc, acc = _scores(y, np.array([e["prob_fake"] for e in entries]))
+    return PredictSummary(
+        out=path,
+        images=len(rows),
+        predicted=len(entries),
+        failed=failed,
+        model=info,
+        computed=len(rows),
+        seconds=time.perf_counter() - t0,
+        auc=auc,
+        accuracy=acc,
+    )
+
+
+def _metrics_backbone(model_path: Path) -> str:
+    metrics = model_path.with_suffix("").with_suffix(".metrics.json")
+    try:
+        doc = json.loads(metrics.read_text())
+        return str(doc.get("backbone", "unknown")) if isinstance(doc, dict) else "unknown"
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def predict_out_of_fold(
+    root: str | os.PathLike[str],
+    backbone: str,
+    out: str | os.PathLike[str],
+    *,
+    folds: int = 5,
+    weights: str | None = None,
+    image_size: int | None = None,
+    crop: str | None = None,
+    finetune: bool = False,
+    epochs: int = 3,
+    head: str = "logreg",
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Progress = None,
+    log: Callable[[str], None] | None = None,
+) -> PredictSummary:
+    """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``backbone`` (see module doc)."""
+    from cleaner.manifest import ok_rows
+    from cleaner.models import folds as F
+    from cleaner.models.backbones import get_backbone
+    from cleaner.models.embeddings import EmbeddingSpec, embed
+    from cleaner.models.inputs import check_crop
+    from cleaner.predictions import write_predictions_v1
+
+    t0 = time.perf_counter()
+    bb = get_backbone(backbone)
+    w = weights or bb.default_weights
+    bb.check_weights(w)
+    if finetune and bb.builder is None:
+        raise CleanerError(f"--finetune needs a network; backbone {backbone!r} has none")
+    size = image_size or bb.input_size
+    c = check_crop(crop or bb.crop)
+    rows = ok_rows(root)
+    if not rows:
+        raise CleanerError(f"no ok image under {root}; run cleaner scan and check the folders")
+    y = np.array([r.label == "fake" for r in rows], dtype=np.int64)
+    groups = F.group_ids([r.path for r in rows], [r.sha256 for r in rows], F.duplicate_groups(root))
+    fold = F.assign_folds(y, groups, folds, seed=seed)
+    base = Path(root)
+    spec = EmbeddingSpec(bb, w, size, c)
+    computed = cached = 0
+    if finetune:
+        res = F.finetune_oof(
+            [base / r.path for r in rows],
+            y,
+            fold,
+            backbone=bb,
+            weights=w,
+            image_size=size,
+            crop=c,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            log=log,
+        )
+        errors = ["" if np.isfinite(p) else "not decoded" for p in res.prob_fake]
+        computed = len(rows)
+    else:
+        emb = embed(
+            root,
+            [(base / r.path, r.sha256) for r in rows],
+            spec,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        computed, cached, errors = emb.computed, emb.cached, emb.errors
+        res = F.frozen_oof(emb.features, y, fold, head=head, ok=emb.ok)
+    entries, failed = [], []
+    for i, r in enumerate(rows):
+        p = res.prob_fake[i]
+        if errors[i] or not np.isfinite(p):
+            failed.append((r.path, errors[i] or "not predicted"))
+            continue
+        entries.append(
+            {
+                "path": r.path,
+                "sha256": r.sha256,
+                "label": r.label,
+                "prob_fake": round(float(p), 6),
+                "fold": int(res.fold[i]),
+            }
+        )
+    info = {
+        "name": f"{backbone}-{'finetune' if finetune else res.head}-{folds}fold",
+        "backbone": backbone,
+        "sha256": spec.weights_id,
+        "weights": w,
+        "preprocessing": spec.preprocessing,
+        "head": res.head,
+        "folds": folds,
+        "seed": seed,
+    }
+    path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
+    yy = np.array([e["label"] == "fake" for e in entries], dtype=int)
+    auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))
+    return PredictSummary(
+        out=path,
+        images=len(rows),
+        predicted=len(entries),
+        failed=failed,
+        out_of_fold=True,
+        model=info,
+        folds=folds,
+        computed=computed,
+        cached=cached,
+        seconds=time.perf_counter() - t0,
+        auc=auc,
+        accuracy=acc,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# predict-dir
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and a rename: never a half-written file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def numeric_key(name: str) -> tuple[Any, ...]:
+    """Sort key: the numbers in a name compare as numbers (``2.png`` before ``10.png``)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
+
+
+def name_index(name: str, position: int) -> int:
+    """The number in a file's name (``17.png`` -> 17), or its 1-based position if it has none."""
+    m = _NUMBER.search(Path(name).stem)
+    return int(m.group()) if m else position
+
+
+@dataclass
+class PredictDirSummary:
+    out: Path
+    files: int
+    predicted: int
+    skipped: list[tuple[str, str]]
+    """(file name, reason) of files that are not usable images (reported, not fatal)."""
+    fake: int
+    real: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["skipped"] = [{"image": n, "reason": r} for n, r in self.skipped]
+        return d
+
+
+def predict_dir(
+    directory: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    crop: str | None = None,
+    batch_size: int = 32,
+    threshold: float = 0.5,
+    progress: Progress = None,
+) -> PredictDirSummary:
+    """Label every file of ``directory`` (not recursive, hidden files skipped) with a saved
+    model; the contract's ``predictions.json``: a list in numeric order of file names."""
+    from cleaner.models.inputs import check_crop, predict_paths
+
+    t0 = time.perf_counter()
+    d = Path(directory)
+    if not d.is_dir():
+        raise CleanerError(f"{d} is not a folder; pass the folder of images to label")
+    names = sorted(
+        (e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")),
+        key=numeric_key,
+    )
+    mp = Path(model_path)
+    model = load_model(mp)
+    size = model_input(model, image_size)
+    c = check_crop(_model_crop(mp, crop))
+    outs, errors = predict_paths(
+        model, [d / n for n in names], size, crop=c, batch_size=batch_size, progress=progress
+    )
+    probs = _model_probs(model, outs) if names else np.zeros(0)
+    result: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for pos, (n, p, e) in enumerate(zip(names, probs, errors, strict=True), start=1):
+        if e:
+            skipped.append((n, e))
+            continue
+        pf = round(float(np.clip(p, 0, 1)), 6)
+        result.append(
+            {
+                "index": name_index(n, pos),
+                "image": n,
+                "prediction": "fake" if pf >= threshold else "real",
+                "prob_fake": pf,
+            }
+        )
+    target = Path(out)
+    _write_atomic(target, json.dumps(result, indent=1) + "\n")
+    n_fake = sum(1 for r in result if r["prediction"] == "fake")
+    return PredictDirSummary(
+        out=target,
+        files=len(names),
+        predicted=len(result),
+        skipped=skipped,
+        fake=n_fake,
+        real=len(result) - n_fake,
+        seconds=time.perf_counter() - t0,
+    )
