@@ -1,15 +1,146 @@
-"""`cleaner train` (placeholder until its issue lands)."""
+"""`cleaner train`: train a real/fake classifier on ROOT (grouped split, two-phase transfer)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
 
-from cleaner.cli._common import fail
+from cleaner.cli._common import (
+    DEFAULT_ROOT,
+    JsonOption,
+    RootOption,
+    cli_errors,
+    console,
+    print_json,
+)
 
 
-def train() -> None:
-    """Not built yet."""
-    raise fail("'cleaner train' is not built yet")
+@cli_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (M.keras).")],
+    root: RootOption = DEFAULT_ROOT,
+    backbone: Annotated[
+        str, typer.Option("--backbone", "-b", help="Backbone (see cleaner predict --help).")
+    ] = "efficientnetb0",
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights", help="imagenet, none (train from scratch) or a weights file PATH."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Fine-tuning epochs (from-scratch epochs with none).")
+    ] = 10,
+    head_epochs: Annotated[
+        int, typer.Option("--head-epochs", help="Epochs of the head on frozen features.")
+    ] = 20,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="Input side S (default: the backbone's).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the training.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    fine_tune_layers: Annotated[
+        int | None,
+        typer.Option("--fine-tune-layers", help="Backbone layers unfrozen in phase 2."),
+    ] = None,
+    fine_tune_lr: Annotated[float, typer.Option("--fine-tune-lr")] = 1e-4,
+    patience: Annotated[int, typer.Option("--patience", help="EarlyStopping patience.")] = 3,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="auto, float32, mixed_bfloat16 or mixed_float16 (auto measures)."
+        ),
+    ] = "auto",
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
+    ] = True,
+    resplit: Annotated[
+        bool, typer.Option("--resplit", help="Draw a new split instead of reusing split.csv.")
+    ] = False,
+    max_train: Annotated[
+        int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Train a real/fake classifier on ROOT; writes M.keras, M.metrics.json and PNG plots.
+
+    The split (60/20/20, stratified, near-duplicate groups kept together) is saved in
+    ROOT/.cleaner/split.csv and reused. Phase 1 fits a head on frozen (cached) features;
+    phase 2 unfreezes the top layers (BatchNormalization stays frozen) at a lower learning
+    rate. With --weights none the whole network trains from scratch. The model takes RGB
+    0..255 and outputs prob_fake (1 = fake).
+
+    Examples:
+
+        cleaner train --root data --out models/detector.keras
+
+        cleaner train --out m.keras --backbone efficientnet-lite0 --epochs 6 --image-size 160
+
+        cleaner train --root data/demo --out m.keras --weights none --image-size 64 --epochs 5
+    """
+    from cleaner.models.train import TrainConfig
+    from cleaner.models.train import train as run_train
+
+    cfg = TrainConfig(
+        root=root,
+        out=out,
+        backbone=backbone,
+        weights=weights,
+        epochs=epochs,
+        head_epochs=head_epochs,
+        image_size=image_size,
+        seed=seed,
+        batch_size=batch_size,
+        fine_tune_layers=fine_tune_layers,
+        fine_tune_lr=fine_tune_lr,
+        patience=patience,
+        precision=precision,
+        augment=augment,
+        resplit=resplit,
+        max_train=max_train,
+    )
+    result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
+    m = result.metrics
+    if json_out:
+        print_json(
+            {
+                k: m[k]
+                for k in (
+                    "accuracy",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "roc_auc",
+                    "confusion_matrix",
+                    "epochs",
+                    "backbone",
+                    "weights",
+                    "image_size",
+                    "data_digest",
+                )
+            }
+            | {"model": str(result.model_path), "metrics": str(result.metrics_path)}
+        )
+        return
+    t = Table(title=f"test split ({m['split']['test']['images']} images never trained on)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        v = m[k]
+        t.add_row(k, "n/a" if v is None else f"{v:.4f}")
+    cm = m["confusion_matrix"]
+    t.add_row("confusion (real->real, real->fake)", f"{cm[0][0]}, {cm[0][1]}")
+    t.add_row("confusion (fake->real, fake->fake)", f"{cm[1][0]}, {cm[1][1]}")
+    t.add_row("epochs", ", ".join(f"{k} {v}" for k, v in m["epochs"].items()) or "0")
+    t.add_row("time", f"{m['time']['total_seconds']:.0f}s")
+    t.add_row("backbone / weights / size", f"{m['backbone']} / {m['weights']} / {m['image_size']}")
+    console.print(t)
+    console.print(f"wrote {result.model_path}, {result.metrics_path}")
+    console.print("plots: " + ", ".join(str(p) for p in result.plots))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,941 @@
+"""`cleaner train`: a grouped split, two-phase transfer learning, test metrics and plots.
+
+The pieces, in the order :func:`train` runs them:
+
+1. **Split** (:func:`make_split`): 60/20/20, seeded, stratified by class and *grouped*: every
+   near-duplicate group of ``R/.cleaner/duplicates.json`` (and every set of byte-identical files)
+   lands in one split, so no copy of a test image is trained on. Written to
+   ``R/.cleaner/split.csv`` and reused by later runs (matched by sha256, so files that
+   ``separate`` moved keep their split; quarantined files drop out; new files join by group).
+2. **Inputs**: images are decoded by :mod:`cleaner.images` at native resolution; training takes
+   random ``S x S`` crops (plus flips, small rotations, brightness/contrast), evaluation a centre
+   crop. Nothing is resized down unless the image is over twice ``S`` (then to ``2S``), so the
+   high-frequency traces generators leave survive. Smaller images are scaled up to ``S``.
+3. **Phase 1, head**: the backbone is frozen; its features of the (centre-cropped) train and val
+   images are computed once (or read from the models area's embeddings cache) and a dropout +
+   sigmoid head is fitted on them, which takes seconds.
+4. **Phase 2, fine-tuning**: the top ``N`` layers of the backbone are unfrozen (BatchNormalization
+   stays frozen, in inference mode) and the whole model trains on augmented crops at a 10x lower
+   learning rate. With ``--weights none`` there is nothing to transfer: the whole network trains
+   from scratch (BatchNormalization included) instead of phases 1 and 2.
+   EarlyStopping on validation loss, ReduceLROnPlateau and a best checkpoint in both phases.
+5. **Test**: metrics on the held-out test split, ``M.metrics.json`` and PNG plots beside ``M``.
+
+The saved model takes float32 RGB **0..255** ``(S, S, 3)`` and outputs **prob_fake** (sigmoid:
+1 = fake, 0 = real), the convention ``predict-dir`` relies on. Evaluate it on centre crops at
+native resolution (``cleaner.images.load_array(path, S, crop="center")``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.errors import CleanerError
+
+if TYPE_CHECKING:
+    import keras
+
+SPLIT_FILE = "split.csv"
+SPLIT_COLUMNS = ("path", "sha256", "label", "split", "group")
+SPLITS = ("train", "val", "test")
+FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+PREPROCESSING = "native-resolution crops: random SxS for training, centre SxS for evaluation"
+
+Reporter = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# the split (no TensorFlow)
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    """One image's place in the split."""
+
+    path: str
+    sha256: str
+    label: str
+    split: str
+    group: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An image to split: ROOT-relative path, content hash, folder label."""
+
+    path: str
+    sha256: str
+    label: str
+
+
+def split_path(root: str | os.PathLike[str]) -> Path:
+    return Path(root) / STATE_DIR / SPLIT_FILE
+
+
+def duplicate_groups(root: str | os.PathLike[str]) -> list[set[str]]:
+    """The sha256 sets of ``R/.cleaner/duplicates.json``'s groups (empty when absent)."""
+    p = Path(root) / STATE_DIR / "duplicates.json"
+    if not p.is_file():
+        return []
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        groups = doc["groups"]
+        return [
+            {str(m["sha256"]) for m in g["members"] if m.get("sha256")}
+            for g in groups
+            if isinstance(g, Mapping)
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CleanerError(
+            f"{p} is not a valid duplicates file ({e}); run cleaner dedupe again or delete it"
+        ) from e
+
+
+def group_ids(samples: Sequence[Sample], dup_groups: Iterable[set[str]]) -> dict[str, str]:
+    """sha256 -> group id: byte-identical files and each duplicate group share one id (the
+    first 16 hex digits of the smallest sha256 in the group, stable across runs)."""
+    parent: dict[str, str] = {s.sha256: s.sha256 for s in samples}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for g in dup_groups:
+        present = sorted(h for h in g if h in parent)
+        for h in present[1:]:
+            a, b = find(present[0]), find(h)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {h: find(h)[:16] for h in parent}
+
+
+def _assign_groups(
+    groups: Mapping[str, Sequence[Sample]], seed: int, counts: dict[str, Counter[str]]
+) -> dict[str, str]:
+    """Greedy stratified assignment: per class (a group's majority label), groups in seeded
+    random order go to the split furthest below its share of that class."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for gid in sorted(groups):
+        labels = Counter(s.label for s in groups[gid])
+        by_label[max(sorted(labels), key=lambda k: labels[k])].append(gid)
+    out: dict[str, str] = {}
+    for label in sorted(by_label):
+        gids = by_label[label]
+        rng.shuffle(gids)
+        # biggest groups first so they cannot unbalance the tail; stable within equal sizes
+        gids.sort(key=lambda g: -len(groups[g]))
+        have = counts.setdefault(label, Counter())
+        total = sum(len(groups[g]) for g in gids) + sum(have.values())
+        for gid in gids:
+            n = len(groups[gid])
+            deficit = {s: FRACTIONS[s] * total - have[s] for s in SPLITS}
+            best = max(SPLITS, key=lambda s: (deficit[s] - n / 2, -SPLITS.index(s)))
+            out[gid] = best
+            have[best] += n
+    return out
+
+
+def make_split(
+    root: str | os.PathLike[str],
+    samples: Sequence[Sample],
+    *,
+    seed: int = 0,
+    resplit: bool = False,
+) -> tuple[list[SplitRow], bool]:
+    """The split of ``samples``, reusing ``R/.cleaner/split.csv`` unless ``resplit``; written
+    back (paths and labels brought up to date). Returns (rows, reused)."""
+    gid = group_ids(samples, duplicate_groups(root))
+    previous: dict[str, str] = {}
+    sp = split_path(root)
+    if sp.is_file() and not resplit:
+        try:
+            with open(sp, newline="", encoding="utf-8") as f:
+                for r in csv.DictReader(f):
+                    if r.get("split") in SPLITS and r.get("sha256"):
+                        previous[r["sha256"]] = r["split"]
+        except (OSError, csv.Error, UnicodeDecodeError) as e:
+            raise CleanerError(f"cannot read {sp} ({e}); delete it or pass --resplit") from e
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[gid[s.sha256]].append(s)
+    assigned: dict[str, str] = {}
+    counts: dict[str, Counter[str]] = {}
+    todo: dict[str, list[Sample]] = {}
+    for g, members in groups.items():
+        old = [previous[m.sha256] for m in members if m.sha256 in previous]
+        if old:
+            # a group keeps the split its first-known member had (majority if they disagree)
+            c = Counter(old)
+            assigned[g] = max(SPLITS, key=lambda s: (c[s], -SPLITS.index(s)))
+            for m in members:
+                counts.setdefault(m.label, Counter())[assigned[g]] += 1
+        else:
+            todo[g] = members
+    reused = bool(previous) and bool(assigned)
+    assigned.update(_assign_groups(todo, seed, counts))
+    rows = sorted(
+        (
+            SplitRow(s.path, s.sha256, s.label, assigned[gid[s.sha256]], gid[s.sha256])
+            for s in samples
+        ),
+        key=lambda r: r.path,
+    )
+    write_split(root, rows)
+    return rows, reused
+
+
+def write_split(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> Path:
+    """Write ``split.csv`` atomically (temp file + rename)."""
+    sp = split_path(root)
+    sp.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SPLIT_COLUMNS)
+    for r in rows:
+        w.writerow([r.path, r.sha256, r.label, r.split, r.group])
+    tmp = sp.with_name(f".{sp.name}.{os.getpid()}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, sp)
+    return sp
+
+
+def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
+    """The rows of ``split.csv`` (CleanerError when missing)."""
+    sp = split_path(root)
+    if not sp.is_file():
+        raise CleanerError(f"{sp} does not exist; run cleaner train first")
+    with open(sp, newline="", encoding="utf-8") as f:
+        return [SplitRow(**{k: r[k] for k in SPLIT_COLUMNS}) for r in csv.DictReader(f)]
+
+
+def dataset_samples(root: str | os.PathLike[str]) -> list[Sample]:
+    """The readable images of ROOT (an incremental scan first, so the list is current)."""
+    try:
+        from cleaner.manifest import ok_rows  # type: ignore[attr-defined,unused-ignore]
+
+        rows = ok_rows(root)
+    except ImportError:  # an older manifest module without ok_rows
+        from cleaner.manifest import scan
+
+        rows = [r for r in scan(root).rows if r.status == "ok"]
+    return [Sample(r.path, r.sha256, r.label) for r in rows if r.label in LABELS]
+
+
+def data_digest(rows: Sequence[SplitRow]) -> str:
+    """sha256 over (sha256, label, split) of every image: two runs with the same digest trained
+    and were tested on the same data."""
+    h = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: (r.sha256, r.path)):
+        h.update(f"{r.sha256}\t{r.label}\t{r.split}\n".encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def _fit_up(arr: np.ndarray, size: int) -> np.ndarray:
+    """Scale an image whose short side is below ``size`` up so that it covers ``size``."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if min(h, w) >= size:
+        return arr
+    k = size / min(h, w)
+    im = Image.fromarray(arr).resize(
+        (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
+    )
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_for_training(path: str, size: int, crop: str = "center") -> np.ndarray:
+    """An image for random cropping. ``center`` policy: native resolution, short side at least
+    ``size``, long side capped at ``2 * size`` (a huge photo shrinks; a 256 px face stays
+    untouched). ``resize`` policy (tiny-input backbones): the whole image at ``size x size``."""
+    from cleaner.images import load_array, load_rgb
+
+    if crop == "resize":
+        return load_array(path, size, crop="resize")
+    im = load_rgb(path, max_side=2 * size)
+    return _fit_up(np.asarray(im, dtype=np.uint8), size)
+
+
+def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
+    arr = _fit_up(arr, size)
+    h, w = arr.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return arr[top : top + size, left : left + size]
+
+
+def load_for_eval(path: str, size: int, crop: str = "center") -> np.ndarray:
+    """The evaluation view: the centre ``size`` crop of :func:`load_for_training`'s image (the
+    same pixels as :func:`cleaner.models.inputs.load_one` gives ``predict``)."""
+    return center_crop(load_for_training(path, size, crop), size)
+
+
+def _load_batch(items: Sequence[tuple[str, int, bool, str]]) -> list[np.ndarray | None]:
+    """Batch function for the engine: (path, size, for_training, crop) -> array (None if the
+    file no longer decodes)."""
+    from cleaner.images import ImageError
+
+    out: list[np.ndarray | None] = []
+    for path, size, for_training, crop in items:
+        try:
+            load = load_for_training if for_training else load_for_eval
+            out.append(load(path, size, crop))
+        except (ImageError, OSError):
+            out.append(None)
+    return out
+
+
+def augment(arr: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Random crop, horizontal flip, small rotation, brightness/contrast: float32 0..255.
+
+    No down-scaling: the crop keeps native pixels; the rotation (a quarter of the time, at most
+    8 degrees) is the one resampling step."""
+    h, w = arr.shape[:2]
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    x = arr[top : top + size, left : left + size]
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    if rng.random() < 0.25:
+        from PIL import Image
+
+        angle = float(rng.uniform(-8, 8))
+        x = np.asarray(
+            Image.fromarray(np.ascontiguousarray(x)).rotate(
+                angle, Image.Resampling.BILINEAR, fillcolor=None
+            )
+        )
+    xf = x.astype(np.float32)
+    contrast = float(rng.uniform(0.85, 1.15))
+    brightness = float(rng.uniform(-20, 20))
+    mean = xf.mean()
+    xf = (xf - mean) * contrast + mean + brightness
+    return np.clip(xf, 0.0, 255.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration and result
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``cleaner train`` takes; defaults are the CLI's."""
+
+    root: Path
+    out: Path
+    backbone: str = "efficientnetb0"
+    weights: str | None = None
+    """``imagenet``, ``none`` or a path; None = the backbone's default."""
+    epochs: int = 10
+    """Fine-tuning epochs (or from-scratch epochs with ``weights=none``)."""
+    head_epochs: int = 20
+    """Phase 1 epochs on the frozen features (cheap; early stopping ends it sooner)."""
+    image_size: int | None = None
+    seed: int = 0
+    batch_size: int = 32
+    fine_tune_layers: int | None = None
+    """Backbone layers unfrozen in phase 2; None = the backbone's ``trainable_top``."""
+    head_lr: float = 1e-3
+    fine_tune_lr: float = 1e-4
+    scratch_lr: float = 1e-3
+    patience: int = 3
+    dropout: float = 0.3
+    precision: str = "auto"
+    """``auto``, ``float32``, ``mixed_bfloat16`` or ``mixed_float16``."""
+    resplit: bool = False
+    augment: bool = True
+    workers: int | None = None
+    max_train: int | None = None
+    """Use at most this many training images (benchmarks); None = all."""
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    metrics_path: Path
+    plots: list[Path]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# precision
+
+
+def cpu_has_amx() -> bool:
+    """True when the CPU advertises AMX tiles for bfloat16 (Intel Sapphire Rapids and later)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return "amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def resolve_precision(name: str) -> str:
+    """The Keras dtype policy for ``--precision``: ``auto`` = mixed_float16 on a GPU,
+    mixed_bfloat16 on a CPU with AMX, float32 otherwise (bf16 without AMX measured slower)."""
+    if name in ("float32", "mixed_bfloat16", "mixed_float16"):
+        return name
+    if name != "auto":
+        raise CleanerError(
+            f"--precision {name!r} is not one of auto, float32, mixed_bfloat16, mixed_float16"
+        )
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_amx() else "float32"
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("tensorflow", "keras", "numpy", "sklearn", "PIL", "cleaner"):
+        try:
+            m = __import__(mod)
+            out[mod] = str(getattr(m, "__version__", "?"))
+        except ImportError:
+            continue
+    return out
+
+
+class _Batches:
+    """A keras PyDataset over in-memory arrays: augmented crops for training, fixed otherwise."""
+
+    @staticmethod
+    def make(
+        arrays: Sequence[np.ndarray],
+        labels: np.ndarray,
+        *,
+        size: int,
+        batch_size: int,
+        train: bool,
+        seed: int,
+        do_augment: bool,
+        weights: np.ndarray | None = None,
+    ) -> Any:
+        import keras
+
+        class Seq(keras.utils.PyDataset):
+            def __init__(self) -> None:
+                super().__init__(workers=1, use_multiprocessing=False)
+                self.rng = np.random.default_rng(seed)
+                self.order = np.arange(len(arrays))
+                if train:
+                    self.rng.shuffle(self.order)
+
+            def __len__(self) -> int:
+                return max(1, math.ceil(len(arrays) / batch_size))
+
+            def __getitem__(self, i: int) -> Any:
+                idx = self.order[i * batch_size : (i + 1) * batch_size]
+                if train and do_augment:
+                    x = np.stack([augment(arrays[j], size, self.rng) for j in idx])
+                elif train:
+                    x = np.stack([center_crop(arrays[j], size) for j in idx]).astype(np.float32)
+                else:
+                    x = np.stack([arrays[j] for j in idx]).astype(np.float32)
+                y = labels[idx].astype(np.float32)
+                if weights is not None:
+                    return x, y, weights[idx].astype(np.float32)
+                return x, y
+
+            def on_epoch_end(self) -> None:
+                if train:
+                    self.rng.shuffle(self.order)
+
+        return Seq()
+
+
+def _epoch_logger(
+    phase: str, n_images: int, report: Reporter, history: list[dict[str, Any]]
+) -> Any:
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = dict(logs or {})
+            dt = time.perf_counter() - self.t0
+            lr = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            row = {
+                "phase": phase,
+                "epoch": epoch + 1,
+                "seconds": round(dt, 2),
+                "images_per_s": round(n_images / dt, 1) if dt > 0 else None,
+                "lr": float(np.asarray(lr)),
+            }
+            row.update({k: round(float(v), 5) for k, v in logs.items() if k != "learning_rate"})
+            history.append(row)
+            report(
+                f"{phase:<9} epoch {epoch + 1:>3}  loss {row.get('loss', float('nan')):.4f}  "
+                f"acc {row.get('accuracy', float('nan')):.4f}  "
+                f"val_loss {row.get('val_loss', float('nan')):.4f}  "
+                f"val_acc {row.get('val_accuracy', float('nan')):.4f}  "
+                f"val_auc {row.get('val_auc', float('nan')):.4f}  "
+                f"lr {row['lr']:.1e}  {row['images_per_s']} img/s  {dt:.1f}s"
+            )
+
+    return EpochLog()
+
+
+def _callbacks(
+    phase: str, n: int, report: Reporter, history: list[dict[str, Any]], ckpt: Path, patience: int
+) -> list[Any]:
+    import keras
+
+    return [
+        _epoch_logger(phase, n, report, history),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
+    ]
+
+
+def _compile(model: keras.Model, lr: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+
+
+def _freeze_for_fine_tuning(backbone: keras.Model, top: int) -> int:
+    """Unfreeze the top ``top`` weighted layers of ``backbone``, keeping BatchNormalization
+    frozen (inference mode: its statistics stay ImageNet's). Returns how many were unfrozen."""
+    import keras
+
+    backbone.trainable = True
+    layers = [ly for ly in _flat_layers(backbone) if ly.weights]
+    for ly in layers:
+        ly.trainable = False
+    unfrozen = 0
+    for ly in reversed(layers):
+        if unfrozen >= top:
+            break
+        if isinstance(ly, keras.layers.BatchNormalization):
+            continue
+        ly.trainable = True
+        unfrozen += 1
+    return unfrozen
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    out: list[Any] = []
+    for ly in model.layers:
+        if hasattr(ly, "layers") and ly.layers:
+            out.extend(_flat_layers(ly))
+        else:
+            out.append(ly)
+    return out
+
+
+def _head_features(
+    root: Path,
+    cfg: TrainConfig,
+    backbone: keras.Model,
+    arrays: Sequence[np.ndarray],
+    rows: Sequence[SplitRow],
+    weights_name: str,
+    size: int,
+) -> tuple[np.ndarray, str]:
+    """Frozen-backbone features of the centre crops: from the models area's embeddings cache
+    (``R/.cleaner/cache/embeddings``, shared with ``cleaner predict --backbone``), else computed
+    here on the arrays already in memory. Returns (features, where they came from)."""
+    try:
+        from cleaner.models.backbones import get_backbone
+        from cleaner.models.embeddings import EmbeddingSpec, embed
+
+        bb = get_backbone(cfg.backbone)
+        spec = EmbeddingSpec(bb, weights_name, size, bb.crop)
+        e = embed(root, [(str(root / r.path), r.sha256) for r in rows], spec)
+        if bool(e.ok.all()):
+            return e.features.astype(np.float32), f"cache ({e.cached} hits, {e.computed} computed)"
+    except ImportError:
+        pass
+    out: list[np.ndarray] = []
+    bs = max(8, cfg.batch_size)
+    for i in range(0, len(arrays), bs):
+        x = np.stack([center_crop(a, size) for a in arrays[i : i + bs]]).astype(np.float32)
+        out.append(np.asarray(backbone(x, training=False), dtype=np.float32))
+    feats = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+    return feats, "computed"
+
+
+def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
+    """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc."""
+    say: Reporter = report or (lambda s: print(s, file=sys.stderr))
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    if out.suffix != ".keras":
+        raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
+    if cfg.epochs < 0 or cfg.head_epochs < 0:
+        raise CleanerError("--epochs and --head-epochs must be 0 or more")
+    ds = open_dataset(cfg.root)
+    from cleaner.models.backbones import get_backbone
+
+    bb = get_backbone(cfg.backbone)
+    weights_name = cfg.weights or bb.default_weights
+    size = int(cfg.image_size or bb.input_size)
+    if size < 16:
+        raise CleanerError(f"--image-size {size} is too small; use 16 or more")
+
+    samples = dataset_samples(ds.root)
+    rows, reused = make_split(ds.root, samples, seed=cfg.seed, resplit=cfg.resplit)
+    by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
+    if cfg.max_train is not None:
+        by_split["train"] = by_split["train"][: cfg.max_train]
+    for s in SPLITS:
+        labels = {r.label for r in by_split[s]}
+        if len(labels) < 2:
+            raise CleanerError(
+                f"the {s} split of {ds.root} has images of {len(labels)} class(es); each split "
+                "needs real and fake images (add images to both class folders)"
+            )
+    say(
+        f"split ({'reused' if reused else 'new'}, {split_path(ds.root)}): "
+        + ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS)
+    )
+
+    # decode once, in parallel
+    from cleaner.engine import map_batches
+
+    arrays: dict[str, list[np.ndarray]] = {}
+    kept: dict[str, list[SplitRow]] = {}
+    for s in SPLITS:
+        items = [(str(ds.root / r.path), size, s == "train", bb.crop) for r in by_split[s]]
+        loaded = [
+            a
+            for b in map_batches(
+                _load_batch, items, batch_size=32, workers=cfg.workers, desc=f"load {s}"
+            )
+            for a in b
+        ]
+        kept[s] = [r for r, a in zip(by_split[s], loaded, strict=True) if a is not None]
+        arrays[s] = [a for a in loaded if a is not None]
+    y = {s: np.array([1.0 if r.label == "fake" else 0.0 for r in kept[s]]) for s in SPLITS}
+
+    # class weights when imbalanced (minority under 80% of the majority)
+    n_fake, n_real = int(y["train"].sum()), int(len(y["train"]) - y["train"].sum())
+    class_weight: dict[str, float] | None = None
+    sample_w: np.ndarray | None = None
+    if min(n_fake, n_real) < 0.8 * max(n_fake, n_real):
+        n = n_fake + n_real
+        class_weight = {"real": n / (2 * n_real), "fake": n / (2 * n_fake)}
+        sample_w = np.where(y["train"] > 0.5, class_weight["fake"], class_weight["real"])
+        say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {class_weight}")
+
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    policy = resolve_precision(cfg.precision)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        backbone = bb.build(weights_name, size)
+        keras.utils.set_random_seed(cfg.seed)  # build() seeds its own --weights none init
+        has_trainable = any("moving" not in w.path for w in backbone.weights)
+        scratch = weights_name == "none" and has_trainable
+        backbone.trainable = False
+        inp = keras.Input((size, size, 3), name="image")
+        # transfer: the backbone always runs in inference mode (BatchNormalization keeps its
+        # ImageNet statistics); from scratch it must learn them
+        feats = backbone(inp) if scratch else backbone(inp, training=False)
+        head_drop = keras.layers.Dropout(cfg.dropout, name="head_dropout")
+        head = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_fake")
+        model = keras.Model(inp, head(head_drop(feats)), name=f"cleaner_{cfg.backbone}")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_name(f".{out.stem}.best.weights.h5")
+    history: list[dict[str, Any]] = []
+    phases: dict[str, dict[str, Any]] = {}
+    mk = _Batches.make
+    val_seq = mk(
+        arrays["val"],
+        y["val"],
+        size=size,
+        batch_size=cfg.batch_size,
+        train=False,
+        seed=cfg.seed,
+        do_augment=False,
+    )
+
+    if not scratch and cfg.head_epochs > 0:
+        # phase 1: the head on frozen features (computed once)
+        t0 = time.perf_counter()
+        hf = _head_features
+        f_tr, src = hf(ds.root, cfg, backbone, arrays["train"], kept["train"], weights_name, size)
+        f_va, _ = hf(ds.root, cfg, backbone, arrays["val"], kept["val"], weights_name, size)
+        t_feat = time.perf_counter() - t0
+        say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
+        fin = keras.Input((f_tr.shape[1],), name="features")
+        hd = keras.layers.Dropout(cfg.dropout)(fin)
+        hd_dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
+        head_model = keras.Model(fin, hd_dense(hd))
+        _compile(head_model, cfg.head_lr)
+        head_ckpt = out.with_name(f".{out.stem}.head.weights.h5")
+        n_before = len(history)
+        t1 = time.perf_counter()
+        head_model.fit(
+            f_tr,
+            y["train"],
+            sample_weight=sample_w,
+            validation_data=(f_va, y["val"]),
+            epochs=cfg.head_epochs,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=_callbacks("head", len(f_tr), say, history, head_ckpt, cfg.patience + 2),
+        )
+        head.set_weights(hd_dense.get_weights())
+        head_ckpt.unlink(missing_ok=True)
+        n_img = len(arrays["train"]) + len(arrays["val"])
+        phases["head"] = {
+            "epochs": len(history) - n_before,
+            "feature_seconds": round(t_feat, 2),
+            "features_from": src,
+            "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
+            "fit_seconds": round(time.perf_counter() - t1, 2),
+            "lr": cfg.head_lr,
+        }
+
+    if cfg.epochs > 0 and has_trainable:
+        if scratch:
+            phase, lr = "scratch", cfg.scratch_lr
+            backbone.trainable = True
+            unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
+        else:
+            phase, lr = "fine-tune", cfg.fine_tune_lr
+            top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
+            unfrozen = _freeze_for_fine_tuning(backbone, top)
+        if unfrozen > 0:
+            _compile(model, lr)
+            tr_seq = mk(
+                arrays["train"],
+                y["train"],
+                size=size,
+                batch_size=cfg.batch_size,
+                train=True,
+                seed=cfg.seed,
+                do_augment=cfg.augment,
+                weights=sample_w,
+            )
+            n_before = len(history)
+            t1 = time.perf_counter()
+            model.fit(
+                tr_seq,
+                validation_data=val_seq,
+                epochs=cfg.epochs,
+                verbose=0,
+                callbacks=_callbacks(phase, len(arrays["train"]), say, history, ckpt, cfg.patience),
+            )
+            dt = time.perf_counter() - t1
+            phases[phase] = {
+                "epochs": len(history) - n_before,
+                "seconds": round(dt, 2),
+                "layers_unfrozen": unfrozen,
+                "lr": lr,
+                "train_images_per_s": _median(
+                    [h["images_per_s"] for h in history[n_before:] if h.get("images_per_s")]
+                ),
+            }
+    ckpt.unlink(missing_ok=True)
+
+    # test
+    t_test = time.perf_counter()
+    test_x = np.stack(arrays["test"]).astype(np.float32)
+    prob = np.asarray(
+        model.predict(test_x, batch_size=cfg.batch_size, verbose=0), dtype=np.float64
+    ).reshape(-1)
+    val_prob = np.asarray(model.predict(val_seq, verbose=0), dtype=np.float64).reshape(-1)
+    test_seconds = time.perf_counter() - t_test
+    test = classification_metrics(y["test"], prob)
+    val = classification_metrics(y["val"], val_prob)
+
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, out)
+    total = time.perf_counter() - t_start
+    metrics: dict[str, Any] = {
+        "format": "cleaner.metrics.v1",
+        "model": str(out),
+        "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
+        "preprocessing": PREPROCESSING if bb.crop == "center" else "whole image resized to SxS",
+        "crop": bb.crop,
+        "backbone": cfg.backbone,
+        "weights": weights_name,
+        "image_size": size,
+        "seed": cfg.seed,
+        "precision": policy,
+        "mode": "scratch" if scratch else "transfer",
+        "split": {
+            "file": str(split_path(ds.root)),
+            "reused": reused,
+            **{
+                s: {
+                    "images": len(kept[s]),
+                    "real": int((y[s] < 0.5).sum()),
+                    "fake": int(y[s].sum()),
+                }
+                for s in SPLITS
+            },
+            "groups": len({r.group for r in rows}),
+        },
+        "class_weight": class_weight,
+        "augmentation": cfg.augment,
+        "data_digest": data_digest(rows),
+        "epochs": {k: v["epochs"] for k, v in phases.items()},
+        "phases": phases,
+        "time": {"total_seconds": round(total, 2), "test_seconds": round(test_seconds, 2)},
+        "test": test,
+        "val": {k: val[k] for k in ("accuracy", "roc_auc", "loss")},
+        **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+        "confusion_matrix": test["confusion_matrix"],
+        "classification_report": test["classification_report"],
+        "history": history,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    metrics_path = out.with_name(out.stem + ".metrics.json")
+    plots = write_plots(out, history, y["test"], prob, test)
+    metrics["plots"] = [p.name for p in plots]
+    tmpm = metrics_path.with_name(f".{metrics_path.name}.tmp")
+    tmpm.write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmpm, metrics_path)
+    return TrainResult(out, metrics_path, plots, metrics, history)
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return float(np.median(xs)) if xs else None
+
+
+def classification_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
+    """Accuracy, precision/recall/F1 (positive class: fake), ROC-AUC, log loss, the confusion
+    matrix (rows true real/fake, columns predicted real/fake) and sklearn's report."""
+    from sklearn import metrics as m
+
+    y_true = (np.asarray(y) > 0.5).astype(int)
+    pred = (np.asarray(prob) >= 0.5).astype(int)
+    both = len(set(y_true.tolist())) == 2
+    p = np.clip(np.asarray(prob, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return {
+        "images": len(y_true),
+        "accuracy": float(m.accuracy_score(y_true, pred)),
+        "precision": float(m.precision_score(y_true, pred, zero_division=0)),
+        "recall": float(m.recall_score(y_true, pred, zero_division=0)),
+        "f1": float(m.f1_score(y_true, pred, zero_division=0)),
+        "roc_auc": float(m.roc_auc_score(y_true, p)) if both else None,
+        "loss": float(m.log_loss(y_true, p, labels=[0, 1])) if len(y_true) else None,
+        "confusion_matrix": m.confusion_matrix(y_true, pred, labels=[0, 1]).tolist(),
+        "confusion_labels": list(LABELS),
+        "classification_report": m.classification_report(
+            y_true,
+            pred,
+            labels=[0, 1],
+            target_names=list(LABELS),
+            output_dict=True,
+            zero_division=0,
+        ),
+    }
+
+
+def write_plots(
+    out: Path,
+    history: Sequence[Mapping[str, Any]],
+    y: np.ndarray,
+    prob: np.ndarray,
+    test: Mapping[str, Any],
+) -> list[Path]:
+    """``M.confusion.png``, ``M.roc.png``, ``M.curves.png`` beside ``M.keras`` (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    paths: list[Path] = []
+    stem = out.with_suffix("")
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    cm = np.asarray(test["confusion_matrix"])
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=14)
+    ax.set_xticks([0, 1], labels=list(LABELS))
+    ax.set_yticks([0, 1], labels=list(LABELS))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test accuracy {test['accuracy']:.3f}")
+    fig.tight_layout()
+    paths.append(Path(f"{stem}.confusion.png"))
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    y_true = (np.asarray(y) > 0.5).astype(int)
+    if len(set(y_true.tolist())) == 2:
+        fpr, tpr, _ = roc_curve(y_true, prob)
+        ax.plot(fpr, tpr, label=f"AUC {test['roc_auc']:.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate (real called fake)")
+    ax.set_ylabel("true positive rate (fake found)")
+    ax.set_title("ROC, test split")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    paths.append(Path(f"{stem}.roc.png"))
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    xs = list(range(1, len(history) + 1))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(xs, [h.get(key, np.nan) for h in history], "o-", label=f"train {key}")
+        ax.plot(xs, [h.get(f"val_{key}", np.nan) for h in history], "o-", label=f"val {key}")
+        for i in range(1, len(history)):
+            if history[i]["phase"] != history[i - 1]["phase"]:
+                ax.axvline(i + 0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("epoch (all phases)")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    paths.append(Path(f"{stem}.curves.png"))
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
