@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -306,6 +307,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old file or the new one,
+    never half of it: temp file in the same folder, fsync, rename, fsync the folder. For
+    cleaner's own state and outputs (plans, predictions), never for dataset images."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Records of one journal; a torn last line (crash mid-write, never fsync'd, so its moves
     never ran) is ignored."""
@@ -475,9 +503,15 @@ def _recover_intent(root: Path, rec: dict[str, Any]) -> tuple[str, str]:
 
 
 def _unfinished(root: Path) -> list[Path]:
+    """Journals without an ``end`` or ``abort`` record: a crash (or a live writer) left them."""
     return [
         p for p in _journal_paths(root) if (_last_record(p) or {}).get("op") not in ("end", "abort")
     ]
+
+
+def pending_recovery(root: str | os.PathLike[str]) -> list[str]:
+    """Run ids a crash left unfinished (recovered by the next writing command)."""
+    return [p.stem for p in _unfinished(Path(os.path.realpath(root)))]
 
 
 def recover(root: str | os.PathLike[str]) -> RecoveryReport:

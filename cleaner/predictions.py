@@ -18,11 +18,9 @@ Entries that merely match no file (deleted, renamed, another dataset) are counte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,6 +28,7 @@ from typing import Any, Protocol, TypeGuard
 
 from cleaner.dataset import check_relpath, resolve_inside
 from cleaner.errors import CleanerError, PathEscapeError
+from cleaner.journal import atomic_write_text
 
 FORMAT_V1 = "cleaner.predictions.v1"
 """The ``format`` field of cleaner's own predictions files."""
@@ -39,32 +38,6 @@ CLASSES: list[str] = ["real", "fake"]
 
 class PredictionsError(CleanerError):
     """A predictions file that fails validation: refused whole, one line naming the entry."""
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old file or the new one,
-    never half of it: temp file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _dump_v1(doc: Mapping[str, Any]) -> str:
@@ -122,7 +95,7 @@ def write_predictions_v1(
         "predictions": out,
     }
     target = Path(path)
-    _atomic_write_text(target, _dump_v1(doc))
+    atomic_write_text(target, _dump_v1(doc))
     return target
 
 

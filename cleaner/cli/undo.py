@@ -1,15 +1,78 @@
-"""`cleaner undo` (placeholder until its issue lands)."""
+"""`cleaner undo`: reverse an applied run (the latest by default) to the exact original paths."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from cleaner.cli._common import fail
+from cleaner.cli._common import (
+    DEFAULT_ROOT,
+    JsonOption,
+    RootOption,
+    cli_errors,
+    console,
+    err_console,
+    print_json,
+)
+from cleaner.dataset import open_dataset
+from cleaner.journal import undo as run_undo
 
 
-def undo() -> None:
-    """Not built yet."""
-    raise fail("'cleaner undo' is not built yet")
+@cli_errors
+def undo(
+    root: RootOption = DEFAULT_ROOT,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Run id to undo (default: the latest applied run not yet undone)."
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Reverse an applied run (separate --apply, dedupe --apply): every moved file goes back to
+    its exact original path.
+
+    A file whose content changed since the run (sha256 differs), that is gone, or whose
+    original path is now taken by another file is left where it is and reported. The undo is
+    journaled too: after a crash, run `cleaner undo` again and it finishes. Runs are undone
+    latest first; run ids are in the output of the command that applied them and in
+    ROOT/.cleaner/journal/.
+
+    Examples:
+
+        cleaner undo --root data
+
+        cleaner undo --root data --run 20261123T121530Z-3fa2c1
+
+        cleaner undo --root data --json
+    """
+    ds = open_dataset(root, require_classes=False)
+    res = run_undo(ds.root, run, progress=False if json_out else None)
+    if json_out:
+        print_json(
+            {
+                "undone_run": res.undone_run,
+                "run_id": res.run_id,
+                "restored": len(res.restored),
+                "left": [{"path": r.src, "original": r.wanted, "why": r.why} for r in res.left],
+                "recovered": res.recovery.runs,
+            }
+        )
+        return
+    if res.recovery:
+        rec = res.recovery
+        err_console.print(
+            f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
+            f"completed, {rec.rolled_back} rolled back"
+            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else "")
+        )
+    console.print(
+        f"undid run {res.undone_run}: {len(res.restored)} files back at their original paths"
+        + (f", {len(res.left)} left in place (below)" if res.left else "")
+    )
+    for r in res.left:
+        err_console.print(f"left {r.src} (original {r.wanted}): {r.why}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,345 @@
+"""Relabeling plans: predictions files + the dataset -> a plan file -> (with ``--apply``) moves.
+
+Why a plan file: every decision is written down with its evidence (each file's probability)
+before anything moves, in ``R/.cleaner/plans/<run-id>.json`` (format ``cleaner.plan.v1``), so
+a person can read what would happen and why, and the journal of an applied run points back to
+it. A dry run writes the plan and changes nothing else under ROOT.
+
+Why the guard: a plan that would move more than ``max_fraction`` (default 0.15) of a class
+says more about the model than about the labels, so it is written but not applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleaner.consensus import (
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_RULE,
+    MOVE,
+    REVIEW,
+    Decision,
+    Evidence,
+    ImageVotes,
+    check_params,
+    decide,
+)
+from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.errors import CleanerError
+from cleaner.journal import (
+    AppliedRun,
+    Move,
+    RecoveryReport,
+    apply_moves,
+    atomic_write_text,
+    new_run_id,
+    pending_recovery,
+    recover,
+    write_lock,
+)
+from cleaner.predictions import MatchResult, match_entries, read_predictions
+
+PLAN_FORMAT = "cleaner.plan.v1"
+PLANS_DIR = "plans"
+DEFAULT_MAX_FRACTION = 0.15
+
+
+def plans_dir(root: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(root)) / STATE_DIR / PLANS_DIR
+
+
+@dataclass
+class SeparateResult:
+    """What :func:`separate` did: the plan (as written), where, and the run if applied."""
+
+    plan: dict[str, Any]
+    plan_path: Path
+    matches: list[MatchResult]
+    warnings: list[str]
+    applied: AppliedRun | None = None
+    recovery: RecoveryReport = field(default_factory=RecoveryReport)
+
+    @property
+    def guard_ok(self) -> bool:
+        return bool(self.plan["guard"]["ok"])
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable summary (``cleaner separate --json``)."""
+        p = self.plan
+        out: dict[str, Any] = {
+            "run_id": p["run_id"],
+            "plan": str(self.plan_path),
+            "rule": p["rule"],
+            "min_confidence": p["min_confidence"],
+            "max_fraction": p["max_fraction"],
+            "counts": p["counts"],
+            "guard": p["guard"],
+            "predictions": p["predictions"],
+            "warnings": self.warnings,
+            "applied": p["applied"],
+            "moves": len(p["moves"]),
+            "review": len(p["review"]),
+        }
+        if self.applied is not None:
+            out["moved"] = len(self.applied.moved)
+            out["skipped"] = [{"path": r.src, "why": r.why} for r in self.applied.skipped]
+        if self.recovery:
+            out["recovered"] = {
+                "runs": self.recovery.runs,
+                "completed": self.recovery.completed,
+                "rolled_back": self.recovery.rolled_back,
+                "problems": self.recovery.problems,
+            }
+        return out
+
+
+def _decision_record(d: Decision, dst: str | None) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "path": d.path,
+        "sha256": d.sha256,
+        "from_label": d.from_label,
+        "to_label": d.to_label,
+        "dst": dst,
+        "mean_prob_other": round(d.mean_other, 6),
+        "evidence": [{"file": e.file, "prob_fake": e.prob_fake} for e in d.evidence],
+    }
+    if d.action == REVIEW:
+        rec["why"] = d.why
+    return rec
+
+
+def _guard(
+    moves: Sequence[Decision], totals: dict[str, int], max_fraction: float, plan_path: Path
+) -> dict[str, Any]:
+    """Per class: the fraction of its files the plan moves out, and whether all are allowed."""
+    fractions: dict[str, float] = {}
+    why = ""
+    worst = 0.0
+    for label in LABELS:
+        n_out = sum(1 for d in moves if d.from_label == label)
+        total = totals.get(label, 0)
+        frac = n_out / total if total else 0.0
+        fractions[label] = round(frac, 6)
+        if frac > max_fraction + 1e-12 and frac > worst:
+            worst = frac
+            needed = math.ceil(frac * 100) / 100
+            why = (
+                f"the plan would move {n_out} of {total} {label} images ({frac:.0%}), more than "
+                f"--max-fraction {max_fraction:g}: a plan that large says more about the model "
+                f"than about the labels; nothing was moved. Read {plan_path} and pass "
+                f"--max-fraction {needed:.2f} to apply it anyway"
+            )
+    return {"ok": not why, "max_fraction": max_fraction, "fractions": fractions, "why": why}
+
+
+def build_plan(
+    root: str | os.PathLike[str],
+    prediction_files: Sequence[str | os.PathLike[str]],
+    *,
+    rule: str = DEFAULT_RULE,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
+    run_id: str | None = None,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], list[MatchResult], list[str], list[Move]]:
+    """Read and validate every predictions file (a bad one refuses the lot before anything is
+    looked at), match them to ROOT's files, apply the rule. Returns the plan document, the
+    per-file match results, warnings, and the moves the plan would make."""
+    from cleaner.manifest import ok_rows
+
+    check_params(rule, min_confidence)
+    if not 0.0 < max_fraction <= 1.0:
+        raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.15")
+    if not prediction_files:
+        raise CleanerError("no predictions file given; pass --predictions F1.json [F2.json ...]")
+    ds = open_dataset(root)
+    warnings: list[str] = []
+    seen: set[str] = set()
+    files: list[Path] = []
+    for f in prediction_files:
+        key = os.path.realpath(f)
+        if key in seen:
+            warnings.append(f"{f} was given twice; its votes count once")
+            continue
+        seen.add(key)
+        files.append(Path(f))
+    pfs = [read_predictions(f, root=ds.root) for f in files]
+    rows = ok_rows(ds.root, progress=progress)
+    matches = [match_entries(pf, rows) for pf in pfs]
+    for m in matches:
+        pf = m.file
+        if pf.out_of_fold is False:
+            warnings.append(
+                f"{pf.name} is not out-of-fold: a model that trained on these labels hides the "
+                "errors it memorised; write it with `cleaner predict --folds K`"
+            )
+        elif pf.out_of_fold is None:
+            warnings.append(
+                f"{pf.name} does not say whether it is out-of-fold ({pf.format}); trust it only "
+                "if its model never trained on these images"
+            )
+        if pf.entries and not m.matched:
+            warnings.append(
+                f"{pf.name} matched none of the {len(rows)} files under {ds.root} "
+                f"({len(pf.entries)} entries): is it for another dataset?"
+            )
+        elif m.unmatched + m.stale + m.ambiguous:
+            warnings.append(
+                f"{pf.name}: {m.unmatched} entries match no file, {m.stale} changed since "
+                f"predicted, {m.ambiguous} ambiguous (not used)"
+            )
+    images = []
+    for row in rows:
+        ev = tuple(Evidence(m.file.name, m.probs[row.path]) for m in matches if row.path in m.probs)
+        if ev:
+            images.append(ImageVotes(row.path, row.sha256, row.label, ev))
+    decisions = decide(images, rule=rule, min_confidence=min_confidence)
+    rid = run_id or new_run_id()
+    plan_path = plans_dir(ds.root) / f"{rid}.json"
+    move_ds = [d for d in decisions if d.action == MOVE]
+    review = [d for d in decisions if d.action == REVIEW]
+    moves = [
+        Move(
+            src=d.path,
+            dst=ds.moved_path(d.path, d.to_label),
+            sha256=d.sha256,
+            reason=f"{d.from_label}->{d.to_label}",
+        )
+        for d in move_ds
+    ]
+    totals = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
+    plan: dict[str, Any] = {
+        "format": PLAN_FORMAT,
+        "run_id": rid,
+        "created": _now(),
+        "root": str(ds.root),
+        "rule": rule,
+        "min_confidence": min_confidence,
+        "max_fraction": max_fraction,
+        "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
+        "counts": {
+            "files": totals,
+            "covered": len(images),
+            "moves": {
+                f"{a}->{b}": sum(1 for d in move_ds if d.from_label == a)
+                for a, b in (("real", "fake"), ("fake", "real"))
+            },
+            "review": len(review),
+        },
+        "guard": _guard(move_ds, totals, max_fraction, plan_path),
+        "warnings": warnings,
+        "applied": False,
+        "moves": [_decision_record(d, mv.dst) for d, mv in zip(move_ds, moves, strict=True)],
+        "review": [_decision_record(d, None) for d in review],
+    }
+    return plan, matches, warnings, moves
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_plan(root: str | os.PathLike[str], plan: dict[str, Any]) -> Path:
+    """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
+    path = plans_dir(root) / f"{plan['run_id']}.json"
+    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A plan file, checked to be one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CleanerError(f"plan {p} cannot be read ({e}); run `cleaner separate` again") from None
+    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
+        raise CleanerError(f"{p} is not a {PLAN_FORMAT} plan; run `cleaner separate` again")
+    return doc
+
+
+def separate(
+    root: str | os.PathLike[str],
+    prediction_files: Sequence[str | os.PathLike[str]],
+    *,
+    rule: str = DEFAULT_RULE,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
+    apply: bool = False,
+    progress: bool | None = None,
+) -> SeparateResult:
+    """`cleaner separate`: build and write the plan; with ``apply``, check the guard and move.
+
+    With ``apply`` the whole command holds the ROOT lock and first recovers any run a crash
+    left unfinished; a dry run touches nothing but ``R/.cleaner/`` (it does not recover either,
+    it says a recovery is pending).
+    """
+    ds = open_dataset(root)
+    lock = write_lock(ds.root) if apply else contextlib.nullcontext()
+    with lock:
+        recovery = recover(ds.root) if apply else RecoveryReport()
+        plan, matches, warnings, moves = build_plan(
+            ds.root,
+            prediction_files,
+            rule=rule,
+            min_confidence=min_confidence,
+            max_fraction=max_fraction,
+            progress=progress,
+        )
+        if not apply and pending_recovery(ds.root):
+            warnings.append(
+                "a run was interrupted (crash); the next --apply or `cleaner undo` recovers it"
+            )
+        plan_path = write_plan(ds.root, plan)
+        result = SeparateResult(plan, plan_path, matches, warnings, None, recovery)
+        if not apply:
+            return result
+        if not plan["guard"]["ok"]:
+            raise CleanerError(plan["guard"]["why"])
+        run = apply_moves(
+            ds.root,
+            moves,
+            command="separate",
+            run_id=plan["run_id"],
+            progress=progress,
+            extra={"plan": f"{STATE_DIR}/{PLANS_DIR}/{plan_path.name}"},
+        )
+        by_src = {r.src: r for r in run.results}
+        for rec in plan["moves"]:
+            r = by_src.get(rec["path"])
+            rec["dst"] = r.dst if r is not None and r.dst else rec["dst"]
+            rec["moved"] = r is not None and r.status == "moved"
+            if r is not None and r.status != "moved":
+                rec["why_not"] = r.why
+        plan["applied"] = bool(moves)
+        plan["journal"] = f"{STATE_DIR}/journal/{plan['run_id']}.jsonl" if moves else None
+        write_plan(ds.root, plan)
+        result.applied = run
+        return result
+
+
+def score_plan(plan: dict[str, Any], ground_truth: dict[str, Any]) -> dict[str, Any]:
+    """Precision and recall of a plan's moves against a demo ``ground_truth.json`` (paths
+    relative to the same ROOT): a move is right when the image is a listed label error and the
+    move goes to its true label."""
+    truth = {str(e["path"]): str(e["true_label"]) for e in ground_truth.get("label_errors", [])}
+    moves = plan.get("moves", [])
+    right = sum(1 for m in moves if truth.get(m["path"]) == m["to_label"])
+    n = len(moves)
+    return {
+        "moves": n,
+        "right": right,
+        "label_errors": len(truth),
+        "precision": right / n if n else None,
+        "recall": right / len(truth) if truth else None,
+        "review": len(plan.get("review", [])),
+    }
