@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cleaner.cli import dedupe, demo, predict, report, scan, separate, serve, train, undo
+from cleaner.cli import dedupe, demo, evaluate, predict, report, scan, separate, serve, train, undo
 
 app = typer.Typer(
     name="cleaner",
@@ -31,6 +31,7 @@ predict.register(app)
 train.register(app)
 report.register(app)
 serve.register(app)
+evaluate.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,136 @@
+"""Training benchmark: throughput per phase with and without mixed precision, and (with
+``--faces``) test accuracy of ``cleaner train`` on faces140k.
+
+Default (``make bench``, about a minute): 96 generated 64 px images, EfficientNet-Lite0
+(offline ImageNet weights), one head epoch and two fine-tuning epochs, once in float32 and once
+in mixed_bfloat16; prints images/s of the fine-tuning phase (first epoch, which compiles, left
+out) and the ratio bf16 / fp32.
+
+``--faces DIR``: copies DIR/{real,fake} to a temp folder (outside the repo) and runs
+``cleaner train`` there for each ``--config`` (``backbone:weights:size:epochs``); one JSON line
+each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
+
+    .venv/bin/python bench/bench_train.py
+    nice .venv/bin/python bench/bench_train.py --faces ../shared/data/faces140k \
+        --config efficientnet-lite0:imagenet:160:4 --config efficientnetb0:none:128:4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _fine_tune_rate(history: list[dict[str, Any]], phase: str) -> float | None:
+    rates = [h["images_per_s"] for h in history if h["phase"] == phase and h.get("images_per_s")]
+    rates = rates[1:] or rates  # the first epoch traces and compiles the step
+    return round(statistics.median(rates), 1) if rates else None
+
+
+def precision_run() -> dict[str, Any]:
+    from train_helpers import make_dataset
+
+    from cleaner.models.train import TrainConfig, cpu_has_amx, train
+
+    out: dict[str, Any] = {"bench": "train_precision", "amx": cpu_has_amx()}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_dataset(Path(tmp) / "ds", 48, size=64, seed=1)
+        for policy in ("float32", "mixed_bfloat16"):
+            t0 = time.perf_counter()
+            r = train(
+                TrainConfig(
+                    root=root,
+                    out=Path(tmp) / f"{policy}.keras",
+                    backbone="efficientnet-lite0",
+                    weights="imagenet",
+                    image_size=64,
+                    epochs=3,
+                    head_epochs=1,
+                    batch_size=16,
+                    precision=policy,
+                    patience=10,
+                ),
+                report=lambda s: None,
+            )
+            out[policy] = {
+                "fine_tune_images_per_s": _fine_tune_rate(r.history, "fine-tune"),
+                "head_feature_images_per_s": r.metrics["phases"]["head"]["feature_images_per_s"],
+                "val_accuracy": round(r.metrics["val"]["accuracy"], 4),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+    a, b = out["float32"]["fine_tune_images_per_s"], out["mixed_bfloat16"]["fine_tune_images_per_s"]
+    out["ratio_bf16_over_fp32"] = round(b / a, 3) if a and b else None
+    return out
+
+
+def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]]:
+    from cleaner.models.train import TrainConfig, train
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="cleaner-faces-") as tmp:
+        root = Path(tmp) / "faces"
+        for cls in ("real", "fake"):
+            shutil.copytree(faces / cls, root / cls)
+        for c in configs:
+            backbone, weights, size, epochs = c.split(":")
+            t0 = time.perf_counter()
+            r = train(
+                TrainConfig(
+                    root=root,
+                    out=Path(tmp) / f"{backbone}-{weights}-{size}.keras",
+                    backbone=backbone,
+                    weights=weights,
+                    image_size=int(size),
+                    epochs=int(epochs),
+                    seed=seed,
+                ),
+                report=lambda s: print(s, file=sys.stderr, flush=True),
+            )
+            m = r.metrics
+            results.append(
+                {
+                    "bench": "train_faces140k",
+                    "config": c,
+                    "test_accuracy": round(m["accuracy"], 4),
+                    "test_roc_auc": round(m["roc_auc"], 4),
+                    "val_accuracy": round(m["val"]["accuracy"], 4),
+                    "epochs": m["epochs"],
+                    "split": {s: m["split"][s]["images"] for s in ("train", "val", "test")},
+                    "phases": m["phases"],
+                    "precision": m["precision"],
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "final_train_accuracy": next(
+                        (h.get("accuracy") for h in reversed(r.history)), None
+                    ),
+                }
+            )
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faces", type=Path, help="faces140k folder with real/ and fake/")
+    ap.add_argument("--config", action="append", default=[], help="backbone:weights:size:epochs")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-precision", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.skip_precision:
+        print(json.dumps(precision_run()), flush=True)
+    if args.faces:
+        faces_run(args.faces, args.config or ["efficientnet-lite0:imagenet:160:4"], args.seed)
+
+
+if __name__ == "__main__":
+    main()

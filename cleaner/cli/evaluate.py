@@ -1,0 +1,90 @@
+"""`cleaner evaluate DIR` (hidden): planted versus found on a demo dataset, for `make demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cleaner.cli._common import JsonOption, cli_errors, console, print_json
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * float(v):.1f}%"
+
+
+@cli_errors
+def evaluate(
+    demo_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A folder made by cleaner demo.")],
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="M.metrics.json of the retrained model (final accuracy)."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Compare what the chain found in DIR with DIR/ground_truth.json.
+
+    Examples:
+
+        cleaner evaluate data/demo --metrics data/demo-model.metrics.json
+
+        python -m cleaner.evaluate data/demo --json
+    """
+    from cleaner.evaluate import evaluate as run
+
+    r = run(demo_dir, metrics=metrics)
+    if json_out:
+        print_json(r)
+        return
+    rl, dd, co, md = r["relabeling"], r["dedupe"], r["corrupt"], r["model"]
+    t = Table(title=f"planted versus found in {demo_dir}")
+    for col in ("problem", "planted", "found", "right", "precision", "recall"):
+        t.add_column(col, justify="left" if col == "problem" else "right")
+    t.add_row(
+        "label errors (separate)",
+        str(rl["planted"]),
+        str(rl["moves"]),
+        str(rl["right"]),
+        _pct(rl["precision"]),
+        _pct(rl["recall"]),
+    )
+    t.add_row(
+        "duplicate pairs (dedupe)" + ("" if dd["ran"] else " [not run]"),
+        str(dd["planted_pairs"]),
+        str(dd["found_pairs"]),
+        str(dd["right_pairs"]),
+        _pct(dd["precision"]),
+        _pct(dd["recall"]),
+    )
+    t.add_row(
+        "corrupt files (scan)",
+        str(co["planted"]),
+        str(co["manifest_not_ok"]),
+        str(co["reported"]),
+        "",
+        _pct(co["recall"]),
+    )
+    console.print(t)
+    console.print(
+        f"label noise in the class folders: {_pct(rl['noise_before'])} planted -> "
+        f"{_pct(rl['noise_after'])} after cleaning ({rl['review']} left for review)"
+    )
+    if md is not None:
+        auc = "n/a" if md["roc_auc"] is None else f"{md['roc_auc']:.3f}"
+        console.print(
+            f"final model ({md['backbone']}): test accuracy {_pct(md['accuracy'])}, "
+            f"ROC-AUC {auc} on {md['test_images']} held-out images"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate", hidden=True)(evaluate)
+
+
+def main() -> None:
+    """``python -m cleaner.evaluate``: the same command without the rest of the app."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(evaluate)
+    app()

@@ -1,0 +1,203 @@
+"""Planted versus found: how well the chain did on a dataset whose problems are known.
+
+``cleaner demo DIR`` writes ``DIR/ground_truth.json`` (label errors with their true label,
+duplicates with their original, corrupt files). After ``make clean-data`` (and ``make
+retrain``) this module compares that with what the stages left in ``DIR/.cleaner/``:
+
+- **relabeling**: the moves of every *applied* plan (``.cleaner/plans/*.json``). A move is right
+  when its image is a planted label error and it goes to the true label. Precision = right /
+  moves, recall = right / planted errors; label noise in the class folders before and after.
+- **dedupe**: ``.cleaner/duplicates.json`` against the planted (copy, original) pairs, on
+  unordered pairs: a found pair is right when both files come from one planted family (a copy
+  and its original, or two copies of one original). Paths are followed through the applied
+  moves, so a copy that ``separate`` moved is still recognised.
+- **corrupt files**: the manifest's status of each planted broken file.
+- **final accuracy**: the test-split figures of a trained model's ``M.metrics.json``.
+
+No TensorFlow: this reads JSON and CSV only.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cleaner.dataset import STATE_DIR
+from cleaner.errors import CleanerError
+
+
+def _load_json(path: Path, what: str, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CleanerError(f"{path} does not exist; {fix}") from None
+    except (OSError, ValueError) as e:
+        raise CleanerError(f"{path} is not a valid {what} ({e}); {fix}") from None
+
+
+def applied_plans(root: Path) -> list[dict[str, Any]]:
+    """Applied ``cleaner.plan.v1`` plans in the order they were made."""
+    d = root / STATE_DIR / "plans"
+    plans: list[dict[str, Any]] = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("applied"):
+            plans.append(doc)
+    plans.sort(key=lambda d: (str(d.get("created", "")), str(d.get("run_id", ""))))
+    return plans
+
+
+def _moves(plans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Moves that happened (a plan record without ``moved`` counts as moved)."""
+    return [m for p in plans for m in p.get("moves", []) if m.get("moved", True)]
+
+
+def _follow(path: str, moved: dict[str, str]) -> str:
+    for _ in range(8):
+        if path not in moved:
+            break
+        path = moved[path]
+    return path
+
+
+def score_relabeling(
+    truth: dict[str, Any], plans: list[dict[str, Any]], n_images: int
+) -> dict[str, Any]:
+    errors = {str(e["path"]): str(e["true_label"]) for e in truth.get("label_errors", [])}
+    moves = _moves(plans)
+    right = [m for m in moves if errors.get(str(m["path"])) == m.get("to_label")]
+    wrong = len(moves) - len(right)
+    fixed = {str(m["path"]) for m in right}
+    remaining = len(errors) - len(fixed) + wrong
+    reviews = sum(len(p.get("review", [])) for p in plans)
+    return {
+        "planted": len(errors),
+        "moves": len(moves),
+        "right": len(right),
+        "wrong": wrong,
+        "precision": len(right) / len(moves) if moves else None,
+        "recall": len(fixed) / len(errors) if errors else None,
+        "review": reviews,
+        "noise_before": len(errors) / n_images if n_images else None,
+        "noise_after": remaining / n_images if n_images else None,
+    }
+
+
+def _pairs(groups: Iterable[Iterable[str]]) -> set[frozenset[str]]:
+    out: set[frozenset[str]] = set()
+    for g in groups:
+        for a, b in itertools.combinations(sorted(set(g)), 2):
+            out.add(frozenset((a, b)))
+    return out
+
+
+def score_dedupe(
+    truth: dict[str, Any], duplicates: dict[str, Any] | None, moved: dict[str, str]
+) -> dict[str, Any]:
+    # planted families: an original and all its copies (union of (path, original) pairs)
+    fam: dict[str, set[str]] = {}
+    for d in truth.get("duplicates", []):
+        a, b = _follow(str(d["original"]), moved), _follow(str(d["path"]), moved)
+        merged = fam.get(a, {a}) | fam.get(b, {b})
+        for p in merged:
+            fam[p] = merged
+    families = {frozenset(s) for s in fam.values()}
+    true_pairs = _pairs(families)
+    found_groups = [
+        [str(m["path"]) for m in g.get("members", [])] for g in (duplicates or {}).get("groups", [])
+    ]
+    found_pairs = _pairs(found_groups)
+    hit = true_pairs & found_pairs
+    copies = {_follow(str(d["path"]), moved) for d in truth.get("duplicates", [])}
+    found_copies = {p for p in copies if any(frozenset((p, q)) in hit for q in fam.get(p, ()))}
+    cross = [d for d in truth.get("duplicates", []) if d.get("cross_class")]
+    conflicts = sum(1 for g in (duplicates or {}).get("groups", []) if g.get("conflict"))
+    return {
+        "planted_copies": len(copies),
+        "planted_pairs": len(true_pairs),
+        "found_groups": len(found_groups),
+        "found_pairs": len(found_pairs),
+        "right_pairs": len(hit),
+        "precision": len(hit) / len(found_pairs) if found_pairs else None,
+        "recall": len(hit) / len(true_pairs) if true_pairs else None,
+        "copies_found": len(found_copies),
+        "planted_cross_class": len(cross),
+        "conflict_groups": conflicts,
+        "ran": duplicates is not None,
+    }
+
+
+def _manifest(root: Path) -> dict[str, dict[str, str]]:
+    p = root / STATE_DIR / "manifest.csv"
+    if not p.is_file():
+        return {}
+    with open(p, newline="", encoding="utf-8") as f:
+        return {r["path"]: r for r in csv.DictReader(f)}
+
+
+def score_corrupt(truth: dict[str, Any], manifest: dict[str, dict[str, str]]) -> dict[str, Any]:
+    planted = [str(c["path"]) for c in truth.get("corrupt", [])]
+    flagged = [p for p in planted if p in manifest and manifest[p].get("status") != "ok"]
+    bad_total = sum(1 for r in manifest.values() if r.get("status") != "ok")
+    return {
+        "planted": len(planted),
+        "reported": len(flagged),
+        "recall": len(flagged) / len(planted) if planted else None,
+        "manifest_not_ok": bad_total,
+    }
+
+
+def evaluate(
+    demo_dir: str | os.PathLike[str], *, metrics: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Score the chain's results in ``demo_dir`` against its ``ground_truth.json``."""
+    root = Path(demo_dir)
+    truth = _load_json(
+        root / "ground_truth.json", "ground truth file", "build the dataset with cleaner demo DIR"
+    )
+    plans = applied_plans(root)
+    moved = {str(m["path"]): str(m["dst"]) for m in _moves(plans) if m.get("dst")}
+    manifest = _manifest(root)
+    n_images = sum(1 for e in truth.get("images", [])) or sum(
+        1 for r in manifest.values() if r.get("status") == "ok"
+    )
+    dup_file = root / STATE_DIR / "duplicates.json"
+    dups = (
+        _load_json(dup_file, "duplicates file", "run cleaner dedupe again")
+        if dup_file.is_file()
+        else None
+    )
+    out: dict[str, Any] = {
+        "dir": str(root),
+        "relabeling": score_relabeling(truth, plans, n_images),
+        "dedupe": score_dedupe(truth, dups, moved),
+        "corrupt": score_corrupt(truth, manifest),
+        "model": None,
+    }
+    if metrics is not None:
+        mp = Path(metrics)
+        m = _load_json(mp, "metrics file", "run cleaner train (make retrain) first")
+        out["model"] = {
+            "metrics": str(mp),
+            "accuracy": m.get("accuracy"),
+            "roc_auc": m.get("roc_auc"),
+            "f1": m.get("f1"),
+            "test_images": (m.get("split") or {}).get("test", {}).get("images"),
+            "backbone": m.get("backbone"),
+            "epochs": m.get("epochs"),
+        }
+    return out
+
+
+if __name__ == "__main__":  # python -m cleaner.evaluate DIR [--metrics M.metrics.json]
+    from cleaner.cli.evaluate import main
+
+    main()
