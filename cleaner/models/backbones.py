@@ -398,7 +398,7 @@ register(
         name="spectrum",
         input_size=256,
         default_weights="none",
-        preprocessing="spectrum:gray:hann:log-power:radial-mean",
+        preprocessing="spectrum-v2:gray:hann:log-of-ring-mean-power:centred",
         builder=None,
         description="azimuthally averaged power spectrum (Durall et al. 2020); numpy, no network",
         numpy_features=_spectrum_features,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,6 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
         )
     fold = np.full(n, -1, dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has fewer than k members"
         for f, (_, test) in enumerate(splitter.split(np.zeros(n), y, groups)):
@@ -162,7 +161,9 @@ def frozen_oof(
             prob[test] = float(y[train].mean()) if train.any() else 0.5
             continue
         model = make_head(head)
-        model.fit(features[train], y[train])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's FutureWarnings and ConvergenceWarnings
+            model.fit(features[train], y[train])
         prob[test] = model.predict_proba(features[test])[:, 1]
     return OutOfFold(prob_fake=prob, fold=out_fold, k=k, head=head)
 

@@ -20,35 +20,42 @@ import numpy as np
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def n_features(size: int) -> int:
+    """Length of the profile of an ``size x size`` image: rings from DC to the corner."""
+    return int(np.ceil(size / np.sqrt(2.0))) + 1
+
+
 @functools.lru_cache(maxsize=8)
 def _rings(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For an ``size x size`` rfft2 grid: ring index of each cell, cells per ring, the window."""
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     radius = np.sqrt(fx * fx + fy * fy) * size  # in frequency bins, 0 .. size/sqrt(2)
-    ring = np.minimum(np.round(radius).astype(np.int64), size // 2)  # corners fold into Nyquist
-    counts = np.bincount(ring.ravel(), minlength=size // 2 + 1).astype(np.float32)
+    ring = np.round(radius).astype(np.int64).ravel()
+    counts = np.bincount(ring, minlength=n_features(size)).astype(np.float64)
     hann = np.hanning(size).astype(np.float32)
-    return ring.ravel(), counts, np.outer(hann, hann)
+    return ring, counts, np.outer(hann, hann)
 
 
 def radial_profile(gray: np.ndarray) -> np.ndarray:
-    """Log power averaged over frequency rings: ``(S, S)`` -> ``(S // 2 + 1,)`` float32."""
+    """Log of the power averaged over each frequency ring: ``(S, S)`` -> ``(n_features(S),)``.
+
+    The log is taken after the ring average, so a periodic peak (one bright cell in its ring,
+    the up-sampling trace) stands out instead of being averaged away in log space."""
     size = gray.shape[0]
     if gray.shape != (size, size):
         raise ValueError(f"expected a square image, got {gray.shape}")
     ring, counts, window = _rings(size)
     g = gray.astype(np.float32)
     g = (g - g.mean()) * window
-    power = np.abs(np.fft.rfft2(g)) ** 2
-    logp = np.log1p(power).astype(np.float32).ravel()
-    sums = np.bincount(ring, weights=logp, minlength=counts.size).astype(np.float32)
-    return sums / np.maximum(counts, 1.0)
+    power = (np.abs(np.fft.rfft2(g)) ** 2).ravel() / (size * size)
+    sums = np.bincount(ring, weights=power, minlength=counts.size)
+    return np.log(sums / np.maximum(counts, 1.0) + 1e-6).astype(np.float32)
 
 
 def features(batch: np.ndarray) -> np.ndarray:
     """Spectrum features of a batch of RGB images ``(N, S, S, 3)`` (0..255, any dtype):
-    ``(N, S // 2 + 1)`` float32 profiles, each shifted to mean 0 (brightness and contrast move
+    ``(N, n_features(S))`` float32 profiles, each shifted to mean 0 (brightness and contrast move
     the whole profile; its shape is the fingerprint)."""
     arr = np.asarray(batch)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[1] != arr.shape[2]:
