@@ -223,7 +223,9 @@ def _load_rename_noreplace() -> Callable[[bytes, bytes], int] | None:
     """``renameat2(..., RENAME_NOREPLACE)`` (Linux) or ``renamex_np(..., RENAME_EXCL)`` (macOS)
     from libc, or None."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # CDLL(None): the libc already loaded into this process (find_library runs ldconfig)
+        name = None if sys.platform.startswith("linux") else ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name, use_errno=True)
     except OSError:  # pragma: no cover
         return None
     if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
