@@ -1,0 +1,114 @@
+"""The embedding cache: a hit runs no backbone, the key separates what changes features, a
+moved image is still a hit, an edited one is a miss."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cleaner.hashing import file_sha256
+from cleaner.models import embeddings as E
+from cleaner.models.backbones import Backbone, get_backbone
+from tests.models_helpers import make_image, make_root
+
+
+def _items(root: Path) -> list[tuple[Path, str]]:
+    files = sorted(root.glob("*_images/*.png"))
+    return [(p, file_sha256(p)) for p in files]
+
+
+@pytest.fixture()
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts backbone runs (compute_features) and network builds (Backbone.build)."""
+    calls = {"compute": 0, "images": 0, "build": 0}
+    real_compute = E.compute_features
+    real_build = Backbone.build
+
+    def compute(spec: E.EmbeddingSpec, paths: list[Path], **kw: object) -> object:
+        calls["compute"] += 1
+        calls["images"] += len(paths)
+        return real_compute(spec, paths, **kw)  # type: ignore[arg-type]
+
+    def build(self: Backbone, *a: object, **kw: object) -> object:
+        calls["build"] += 1
+        return real_build(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(E, "compute_features", compute)
+    monkeypatch.setattr(Backbone, "build", build)
+    return calls
+
+
+def test_cache_hit_runs_no_backbone(tmp_path: Path, counted: dict[str, int]) -> None:
+    root = make_root(tmp_path / "R", 4, size=40)
+    items = _items(root)
+    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
+    first = E.embed(root, items, spec, batch_size=3)
+    assert (first.computed, first.cached) == (8, 0)
+    assert counted == {"compute": 1, "images": 8, "build": 1}
+    assert first.features.shape == (8, 128) and first.ok.all()
+
+    second = E.embed(root, items, spec)
+    assert (second.computed, second.cached) == (0, 8)
+    assert counted["compute"] == 1 and counted["build"] == 1  # nothing ran
+    np.testing.assert_allclose(second.features, first.features, rtol=1e-6)
+    assert first.cache_dir is not None
+    assert first.cache_dir.is_relative_to(root / ".cleaner" / "cache")
+
+
+def test_moved_is_a_hit_edited_is_a_miss(tmp_path: Path, counted: dict[str, int]) -> None:
+    root = make_root(tmp_path / "R", 3, size=48)
+    spec = E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center")
+    E.embed(root, _items(root), spec)
+    # move one image to the other class, rewrite another with new pixels
+    src = root / "real_images" / "r000.png"
+    shutil.move(src, root / "fake_images" / "moved.png")
+    make_image(np.random.default_rng(99), 48, True).save(root / "real_images" / "r001.png")
+    again = E.embed(root, _items(root), spec)
+    assert again.computed == 1 and again.cached == 5
+    assert counted["images"] == 6 + 1
+
+
+def test_key_separates_weights_size_and_crop(tmp_path: Path) -> None:
+    bb = get_backbone("efficientnet-lite0")
+    keys = {
+        E.EmbeddingSpec(bb, "none", 224, "center").key,
+        E.EmbeddingSpec(bb, "none", 160, "center").key,
+        E.EmbeddingSpec(bb, "none", 224, "resize").key,
+        E.EmbeddingSpec(bb, "imagenet", 224, "center").key,
+        E.EmbeddingSpec(get_backbone("efficientnetb0"), "none", 224, "center").key,
+    }
+    assert len(keys) == 5
+    w = tmp_path / "a.weights.h5"
+    w.write_bytes(b"one")
+    k1 = E.EmbeddingSpec(bb, str(w), 224, "center").key
+    w.write_bytes(b"two")  # same path, other weights: another key
+    assert E.EmbeddingSpec(bb, str(w), 224, "center").key != k1
+
+
+def test_bad_image_is_reported_not_cached(tmp_path: Path, counted: dict[str, int]) -> None:
+    root = make_root(tmp_path / "R", 2, size=48)
+    bad = root / "fake_images" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    items = _items(root)
+    spec = E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center")
+    out = E.embed(root, items, spec)
+    i = [p for p, _ in items].index(bad)
+    assert not out.ok[i] and out.errors[i] and out.ok.sum() == 4
+    assert not out.features[i].any()
+    again = E.embed(root, items, spec)  # the good ones hit; the bad one is tried again
+    assert again.cached == 4 and again.computed == 1
+
+
+def test_damaged_shard_is_a_miss_not_an_error(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "R", 2, size=48)
+    spec = E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center")
+    first = E.embed(root, _items(root), spec)
+    assert first.cache_dir is not None
+    for shard in first.cache_dir.glob("shard-*.npz"):
+        shard.write_bytes(b"garbage")
+    again = E.embed(root, _items(root), spec)
+    assert again.computed == 4
+    np.testing.assert_allclose(again.features, first.features, rtol=1e-6)

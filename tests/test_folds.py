@@ -1,0 +1,103 @@
+"""Grouped K-fold: no image is predicted by a head that trained on it (checked through the
+recorded fold ids and a head that records what it saw), duplicate groups stay in one fold."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from cleaner.errors import CleanerError
+from cleaner.models import folds as F
+
+
+class RecordingHead:
+    """A head whose features are image ids: remembers which ids it trained on and refuses to
+    predict any of them."""
+
+    log: ClassVar[list[dict[str, set[int]]]] = []
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> RecordingHead:
+        self.trained = {int(i) for i in x[:, 0]}
+        self.rate = float(y.mean())
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        ids = {int(i) for i in x[:, 0]}
+        assert not ids & self.trained, "a head predicted an image it trained on"
+        RecordingHead.log.append({"trained": self.trained, "predicted": ids})
+        p = np.full(len(x), self.rate)
+        return np.stack([1 - p, p], axis=1)
+
+
+def test_no_image_is_predicted_by_a_head_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    RecordingHead.log = []
+    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: RecordingHead())
+    n = 40
+    y = np.array([0, 1] * (n // 2))
+    ids = np.arange(n, dtype=float)[:, None]
+    groups = F.group_ids([f"p{i}" for i in range(n)], [f"s{i}" for i in range(n)], [])
+    fold = F.assign_folds(y, groups, 5, seed=3)
+    res = F.frozen_oof(ids, y, fold)
+    assert len(RecordingHead.log) == 5 and np.isfinite(res.prob_fake).all()
+    for entry in RecordingHead.log:
+        (f,) = {int(res.fold[i]) for i in entry["predicted"]}  # one fold per head
+        assert entry["trained"] == {i for i in range(n) if res.fold[i] != f}
+    assert set(res.fold.tolist()) == set(range(5))
+    # stratified: every fold holds both classes
+    for f in range(5):
+        assert set(y[res.fold == f]) == {0, 1}
+
+
+def test_duplicate_groups_stay_in_one_fold() -> None:
+    n = 30
+    paths = [f"real_images/{i}.png" for i in range(n)]
+    shas = [f"{i:064x}" for i in range(n)]
+    shas[29] = shas[28]  # byte-identical copies are one group even without duplicates.json
+    groups = [
+        [(paths[0], shas[0]), (paths[1], shas[1]), (paths[2], shas[2])],
+        [(paths[10], "unknown-sha"), (paths[20], shas[20])],  # matched by path
+    ]
+    g = F.group_ids(paths, shas, groups)
+    assert g[0] == g[1] == g[2] and g[10] == g[20] and g[28] == g[29]
+    assert len(set(g.tolist())) == n - 4
+    y = np.array([i % 2 for i in range(n)])
+    for seed in range(5):
+        fold = F.assign_folds(y, g, 3, seed=seed)
+        assert fold[0] == fold[1] == fold[2] and fold[10] == fold[20] and fold[28] == fold[29]
+
+
+def test_heads_learn_from_features() -> None:
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 30)
+    x = rng.normal(0, 1, (60, 5))
+    x[:, 0] += y * 3.0
+    fold = F.assign_folds(y, np.arange(60), 3)
+    res = F.frozen_oof(x, y, fold)
+    assert ((res.prob_fake >= 0.5) == (y == 1)).mean() > 0.85
+
+
+def test_too_few_images_for_k_is_a_clear_error() -> None:
+    with pytest.raises(CleanerError, match="--folds 5 needs at least 5"):
+        F.assign_folds(np.array([0, 1, 0]), np.arange(3), 5)
+    with pytest.raises(CleanerError, match="at least 2 folds"):
+        F.assign_folds(np.array([0, 1, 0]), np.arange(3), 1)
+
+
+def test_reads_duplicates_json(tmp_path: Any) -> None:
+    state = tmp_path / ".cleaner"
+    state.mkdir()
+    (state / "duplicates.json").write_text(
+        '{"method": "phash", "max_distance": 8, "groups": [{"kept": "a", "conflict": false, '
+        '"members": [{"path": "real_images/a.png", "label": "real", "sha256": "x", '
+        '"distance": 0}, {"path": "fake_images/b.png", "label": "fake", "sha256": "y", '
+        '"distance": 2}]}]}'
+    )
+    assert F.duplicate_groups(tmp_path) == [
+        [("real_images/a.png", "x"), ("fake_images/b.png", "y")]
+    ]
+    (state / "duplicates.json").write_text("{not json")
+    with pytest.raises(CleanerError, match=r"duplicates\.json"):
+        F.duplicate_groups(tmp_path)
+    assert F.duplicate_groups(tmp_path / "elsewhere") == []
