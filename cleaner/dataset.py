@@ -200,6 +200,7 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
     so they can be reported, never read. Folders named ``.cleaner`` are skipped at any depth.
     """
     root = _realpath(root)
+    cut = len(str(root)) + 1
     start = root / class_dir
     zones, ancestors_of = _no_go_zones(root, class_dir)
     seen: set[tuple[int, int]] = set()
@@ -221,7 +222,7 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
             continue
         for e in entries:
             p = Path(e.path)
-            rel = p.relative_to(root).as_posix()
+            rel = e.path[cut:].replace(os.sep, "/")
             try:
                 is_link = e.is_symlink()
                 is_dir = e.is_dir(follow_symlinks=True)

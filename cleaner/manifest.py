@@ -19,7 +19,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cleaner import images
@@ -275,7 +275,9 @@ def scan(
             rows[entry.relpath] = _row(entry, fields_)
             done += 1
     ordered = [rows[k] for k in sorted(rows)]
-    path = write_manifest(ds.root, ordered)
+    path = manifest_path(ds.root)
+    if todo or len(ordered) != len(previous) or ordered != [previous.get(r.path) for r in ordered]:
+        write_manifest(ds.root, ordered)
     return ScanResult(
         root=ds.root,
         manifest_path=path,
@@ -304,10 +306,9 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
     tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for r in rows:
-                w.writerow(asdict(r))
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(COLUMNS)
+            w.writerows([getattr(r, c) for c in COLUMNS] for r in rows)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -319,24 +320,25 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
 
 def _read(path: Path) -> list[ManifestRow]:
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [
-            c for c in ("path", "label", "sha256", "status") if c not in (reader.fieldnames or [])
-        ]
+        reader = csv.reader(f)
+        header = next(reader, [])
+        missing = [c for c in ("path", "label", "sha256", "status") if c not in header]
         if missing:
             raise CleanerError(
                 f"{path} lacks the column(s) {', '.join(missing)}; run `cleaner scan` to rebuild it"
             )
+        # columns by position in this file (older or newer manifests may order them otherwise)
+        where = [header.index(c) if c in header else -1 for c in COLUMNS]
+        ints = [c in _INT_COLUMNS for c in COLUMNS]
         out: list[ManifestRow] = []
         for rec in reader:
-            kw: dict[str, object] = {}
-            for c in COLUMNS:
-                v = rec.get(c)
-                if c in _INT_COLUMNS:
-                    kw[c] = int(v) if v else 0
-                else:
-                    kw[c] = v or ""
-            out.append(ManifestRow(**kw))  # type: ignore[arg-type]
+            if len(rec) != len(header):
+                raise ValueError(f"line {reader.line_num} has {len(rec)} fields, not {len(header)}")
+            vals: list[object] = []
+            for i, is_int in zip(where, ints, strict=True):
+                v = rec[i] if i >= 0 else ""
+                vals.append((int(v) if v else 0) if is_int else v)
+            out.append(ManifestRow(*vals))  # type: ignore[arg-type]
         return out
 
 
