@@ -1,15 +1,79 @@
-"""`cleaner serve` (placeholder until its issue lands)."""
+"""`cleaner serve`: upload an image and see real or fake; work through the review queue."""
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from cleaner.cli._common import fail
+from cleaner.cli._common import DEFAULT_ROOT, RootOption, cli_errors, console, err_console
+from cleaner.errors import CleanerError
 
 
-def serve() -> None:
-    """Not built yet."""
-    raise fail("'cleaner serve' is not built yet")
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cli_errors
+def serve(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="The .keras model (cleaner train --out).")
+    ],
+    root: RootOption = DEFAULT_ROOT,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 5000,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the "
+            "app (which can move files in ROOT) to the network.",
+        ),
+    ] = "127.0.0.1",
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted, in MB.")
+    ] = 20.0,
+) -> None:
+    """A small web app on http://HOST:PORT/: upload an image to get real or fake with both
+    probabilities (the model is loaded on the first upload), and the review queue of ROOT's
+    latest plan (`cleaner separate`'s review items and proposed moves) with accept and reject.
+
+    An accepted move goes through the journal like any other (`cleaner undo` reverses it);
+    decisions are recorded in ROOT/.cleaner/review/. The browser never names a path: buttons
+    send a plan item's id and a CSRF token. Binds to 127.0.0.1 unless --host says otherwise.
+
+    Examples:
+
+        cleaner serve --model models/M.keras --root data
+
+        cleaner serve --model models/M.keras --root data --port 8080 --max-upload-mb 5
+    """
+    from werkzeug.serving import run_simple
+
+    from cleaner.web import create_app
+
+    if not model.is_file():
+        raise CleanerError(f"model {model} does not exist; pass --model with a .keras file")
+    if not root.is_dir():
+        err_console.print(
+            f"warning: ROOT {root} does not exist; the review queue stays empty (pass --root)"
+        )
+    if not _is_loopback(host):
+        err_console.print(
+            f"warning: binding to {host}: anyone who can reach this address can move files in "
+            f"{root} (through the journal); prefer the default 127.0.0.1"
+        )
+    app = create_app(root, model_path=model, max_upload_mb=max_upload_mb)
+    console.print(
+        f"cleaner serve: http://{host}:{port}/  (ROOT {root}, model {model}; Ctrl-C stops)"
+    )
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,359 @@
+"""``cleaner serve``: a small Flask app to upload an image and see real or fake with both
+probabilities, and to work through the latest plan's review queue.
+
+Safety, because this app can move files:
+
+- it binds to 127.0.0.1 unless told otherwise (see ``cleaner serve --host``);
+- the browser never names a path: accept and reject take a plan's run id and an item id
+  (``m3``, ``r0``), the path comes from the plan, and it is still confined to ROOT with
+  :func:`cleaner.dataset.resolve_inside` before anything is read or moved;
+- an accepted move goes through :func:`cleaner.journal.apply_moves` like any other (journaled,
+  never overwriting, undone by ``cleaner undo``);
+- every button that changes files carries a CSRF token (a per-session secret compared in
+  constant time); a request without it is refused;
+- uploads are limited in size (``MAX_CONTENT_LENGTH``) and decoded only through
+  :mod:`cleaner.images`; anything else gets one clear message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import os
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from cleaner import images
+from cleaner.dataset import LABELS, open_dataset, resolve_inside
+from cleaner.errors import CleanerError, LockedError, PathEscapeError
+from cleaner.report import state
+from cleaner.web.predictor import KerasPredictor, Predictor
+
+DEFAULT_MAX_UPLOAD_MB = 20
+REVIEW_PAGE = 50
+_ITEM_ID = re.compile(r"^[mr][0-9]{1,9}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _wants_json() -> bool:
+    if request.args.get("format") == "json":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+class _ThumbCache:
+    """Recently served review thumbnails, by (path, size, mtime): an LRU of JPEG bytes."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path: Path) -> bytes:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+        buf = io.BytesIO()
+        images.thumbnail(path, 200).save(buf, "JPEG", quality=80)
+        out = buf.getvalue()
+        with self.lock:
+            self.data[key] = out
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+        return out
+
+
+def create_app(
+    root: str | os.PathLike[str],
+    *,
+    model_path: str | os.PathLike[str] | None = None,
+    predictor: Predictor | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    secret_key: bytes | None = None,
+) -> Flask:
+    """The app for dataset ``root``. ``predictor`` (an RGB image -> prob_fake) replaces the
+    model, for tests and other front ends; else ``model_path`` is loaded on the first upload."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key or secrets.token_bytes(32),
+        MAX_CONTENT_LENGTH=int(max_upload_mb * 1024 * 1024),
+        CLEANER_MAX_UPLOAD_MB=max_upload_mb,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    rootp = Path(os.path.abspath(root))
+    predict_fn: Predictor | None = predictor
+    if predict_fn is None and model_path is not None:
+        predict_fn = KerasPredictor(Path(model_path))
+    thumbs = _ThumbCache()
+    decide_lock = threading.Lock()
+    app.extensions["cleaner"] = {"root": rootp, "predictor": predict_fn}
+
+    # ------------------------------------------------------------------ helpers
+
+    def csrf_token() -> str:
+        tok = session.get("csrf")
+        if not isinstance(tok, str):
+            tok = secrets.token_urlsafe(32)
+            session["csrf"] = tok
+        return tok
+
+    def check_csrf() -> None:
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        tok = session.get("csrf")
+        if not isinstance(tok, str) or not hmac.compare_digest(sent.encode(), tok.encode()):
+            abort(400, "the form's CSRF token is missing or wrong; reload the page and try again")
+
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["labels"] = LABELS
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        )
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        return resp
+
+    def error(status: int, message: str) -> Any:
+        if _wants_json():
+            return jsonify({"error": message}), status
+        return render_template("index.html", error=message, result=None, **_index_ctx()), status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Any:
+        mb = app.config["CLEANER_MAX_UPLOAD_MB"]
+        return error(413, f"the upload is too large: the limit is {mb:g} MB (cleaner serve "
+                          "--max-upload-mb raises it)")  # fmt: skip
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Any:
+        return error(e.code or 500, e.description or e.name)
+
+    def _index_ctx() -> dict[str, Any]:
+        return {
+            "root": str(rootp),
+            "has_model": predict_fn is not None,
+            "max_mb": app.config["CLEANER_MAX_UPLOAD_MB"],
+        }
+
+    def plan_or_404(run_id: str) -> state.Plan:
+        if not _RUN_ID.match(run_id):
+            abort(404, "no such plan")
+        try:
+            plan = state.find_plan(rootp, run_id)
+        except CleanerError as e:
+            abort(500, str(e))
+        if plan is None:
+            abort(404, f"no plan {run_id!r} under {rootp}/.cleaner/plans")
+        return plan
+
+    def item_or_404(plan: state.Plan, item_id: str) -> state.PlanItem:
+        it = plan.item(item_id) if _ITEM_ID.match(item_id) else None
+        if it is None:
+            abort(404, f"plan {plan.run_id} has no item {item_id!r}")
+        return it
+
+    # ------------------------------------------------------------------ upload and predict
+
+    @app.get("/")
+    def index() -> Any:
+        return render_template("index.html", result=None, error=None, **_index_ctx())
+
+    @app.post("/predict")
+    def predict() -> Any:
+        f = request.files.get("image")
+        if f is None or not f.filename:
+            return error(400, "choose an image file to upload (form field 'image')")
+        data = f.read()
+        try:
+            im = images.load_rgb(data)
+        except images.ImageError as e:
+            return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
+        if predict_fn is None:
+            return error(503, "no model loaded: start cleaner serve with --model M.keras")
+        t0 = time.perf_counter()
+        try:
+            p = float(predict_fn(im))
+        except CleanerError as e:
+            return error(500, str(e))
+        result = {
+            "file": f.filename,
+            "width": im.size[0],
+            "height": im.size[1],
+            "prediction": "fake" if p >= 0.5 else "real",
+            "prob_fake": round(p, 6),
+            "prob_real": round(1.0 - p, 6),
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        if _wants_json():
+            return jsonify(result)
+        return render_template("index.html", result=result, error=None, **_index_ctx())
+
+    # ------------------------------------------------------------------ review queue
+
+    @app.get("/review")
+    def review() -> Any:
+        try:
+            plans = state.list_plans(rootp) if rootp.is_dir() else []
+        except CleanerError as e:
+            return render_template("review.html", plan=None, problem=str(e), root=str(rootp))
+        if not plans:
+            return render_template(
+                "review.html", plan=None, root=str(rootp),
+                problem=f"no plan under {rootp}/.cleaner/plans yet: run `cleaner separate "
+                        f"--predictions F.json --root {rootp}` first",
+            )  # fmt: skip
+        plan = plans[-1]
+        decisions = state.read_decisions(rootp, plan.run_id)
+        items = sorted(plan.review, key=lambda i: (-i.confidence, i.path)) + sorted(
+            plan.moves, key=lambda i: (-i.confidence, i.path)
+        )
+        show = request.args.get("show", "open")
+        if show == "open":
+            items = [i for i in items if i.item_id not in decisions]
+        try:
+            page = max(0, int(request.args.get("page", "0")))
+        except ValueError:
+            page = 0
+        pages = max(1, (len(items) + REVIEW_PAGE - 1) // REVIEW_PAGE)
+        page = min(page, pages - 1)
+        return render_template(
+            "review.html",
+            plan=plan,
+            problem=None,
+            root=str(rootp),
+            items=items[page * REVIEW_PAGE : (page + 1) * REVIEW_PAGE],
+            n_items=len(items),
+            decisions=decisions,
+            page=page,
+            pages=pages,
+            show=show,
+        )
+
+    def _current_path(plan: state.Plan, it: state.PlanItem) -> Path | None:
+        """Where the item's file is now (its path, or where an accept moved it), inside ROOT."""
+        d = state.read_decisions(rootp, plan.run_id).get(it.item_id, {})
+        for rel in (str(d.get("dst") or ""), it.path, it.dst if plan.applied else ""):
+            if not rel:
+                continue
+            try:
+                p = resolve_inside(rootp, rel)
+            except PathEscapeError:
+                continue
+            if p.is_file():
+                return p
+        return None
+
+    @app.get("/thumb/<run_id>/<item_id>")
+    def thumb(run_id: str, item_id: str) -> Any:
+        plan = plan_or_404(run_id)
+        it = item_or_404(plan, item_id)
+        p = _current_path(plan, it)
+        if p is None:
+            abort(404, f"{it.path} is no longer in ROOT")
+        try:
+            data = thumbs.get(p)
+        except images.ImageError as e:
+            abort(404, f"{it.path}: {e.reason}")
+        resp = Response(data, mimetype="image/jpeg")
+        resp.headers["Cache-Control"] = "private, max-age=60"
+        return resp
+
+    @app.post("/review/<run_id>/<item_id>/<action>")
+    def decide(run_id: str, item_id: str, action: str) -> Any:
+        check_csrf()
+        if action not in ("accept", "reject"):
+            abort(404, f"unknown action {action!r}; use accept or reject")
+        plan = plan_or_404(run_id)
+        it = item_or_404(plan, item_id)
+        with decide_lock:
+            decisions = state.read_decisions(rootp, plan.run_id)
+            if it.item_id in decisions:
+                abort(409, f"{it.path} was already {decisions[it.item_id]['decision']}")
+            record: dict[str, Any] = {
+                "decision": "accepted" if action == "accept" else "rejected",
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "path": it.path,
+                "kind": it.kind,
+            }
+            if action == "accept":
+                record.update(_accept(plan, it))
+            decisions[it.item_id] = record
+            state.write_decisions(rootp, plan.run_id, decisions)
+        if action == "accept":
+            msg = f"moved {it.path} -> {record['dst']} (journal run {record['journal_run']}; " \
+                  f"`cleaner undo --run {record['journal_run']}` reverses it)"  # fmt: skip
+        else:
+            msg = f"rejected: {it.path} stays in {it.from_label}"
+        if _wants_json():
+            return jsonify({"item": it.item_id, "message": msg, **record})
+        flash(msg)
+        back: dict[str, Any] = dict(request.args.to_dict())
+        return redirect(url_for("review", **back))
+
+    def _accept(plan: state.Plan, it: state.PlanItem) -> dict[str, Any]:
+        from cleaner.journal import Move, apply_moves
+
+        if plan.applied and it.kind == "move":
+            abort(409, f"plan {plan.run_id} was applied already; {it.path} has moved")
+        if it.to_label not in LABELS:
+            abort(400, f"item {it.item_id} names no destination class ({it.to_label!r})")
+        try:
+            src = resolve_inside(rootp, it.path)
+            ds = open_dataset(rootp, require_classes=False)
+            wanted = it.dst or ds.moved_path(it.path, it.to_label)
+            resolve_inside(rootp, wanted)
+            if ds.label_of(wanted) != it.to_label:
+                abort(400, f"item {it.item_id}'s destination {wanted} is not in {it.to_label}")
+        except PathEscapeError as e:
+            abort(400, f"refused: {e}")
+        if not src.is_file():
+            abort(409, f"{it.path} is no longer there (moved or removed since the plan)")
+        move = Move(src=it.path, dst=wanted, sha256=it.sha256 or None,
+                    reason=f"cleaner serve: accepted {plan.run_id}/{it.item_id}")  # fmt: skip
+        try:
+            run = apply_moves(
+                rootp,
+                [move],
+                command=f"cleaner serve accept {plan.run_id}/{it.item_id}",
+                extra={"plan": plan.run_id, "item": it.item_id},
+            )
+        except LockedError as e:
+            abort(409, str(e))
+        except CleanerError as e:
+            abort(400, str(e))
+        res = run.results[0] if run.results else None
+        if res is None or res.status != "moved" or res.dst is None:
+            why = res.why if res is not None else "nothing moved"
+            abort(409, f"{it.path} was not moved: {why}")
+        return {"dst": res.dst, "journal_run": run.run_id}
+
+    return app

@@ -1,0 +1,99 @@
+"""The model behind ``cleaner serve``'s upload form, loaded on the first upload (not at start-up,
+so the review queue opens at once and ``cleaner serve --help`` never imports TensorFlow).
+
+A cleaner model (``cleaner train``) takes raw 0..255 RGB ``(S, S, 3)`` and outputs prob_fake
+(one sigmoid unit, or two softmax units real/fake). The upload is shown to it as the model was
+evaluated: the crop policy named in ``M.metrics.json`` (``center`` by default, as ``cleaner
+train`` and ``cleaner predict`` do), at the model's own input size.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cleaner.errors import CleanerError
+
+Predictor = Callable[[Image.Image], float]
+"""An upright RGB image -> prob_fake in [0, 1]."""
+
+
+def model_view(im: Image.Image, size: int, crop: str) -> np.ndarray:
+    """``(S, S, 3) uint8``: a central ``S x S`` crop at native resolution (long side capped at
+    ``2 S``, short side at least ``S``), or the whole image resized (``crop="resize"``)."""
+    if crop == "resize":
+        return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    w, h = im.size
+    if max(w, h) > 2 * size:
+        k = 2 * size / max(w, h)
+        im = im.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR)
+        w, h = im.size
+    if min(w, h) < size:
+        k = size / min(w, h)
+        im = im.resize(
+            (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
+        )
+        w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+class KerasPredictor:
+    """prob_fake from a saved ``.keras`` model, loaded lazily and once (thread-safe)."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.path = Path(model_path)
+        self._model: Any = None
+        self._size = 224
+        self._crop = "center"
+        self._lock = threading.Lock()
+
+    def _metrics_crop(self) -> str:
+        metrics = self.path.with_suffix("").with_suffix(".metrics.json")
+        try:
+            doc = json.loads(metrics.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return "center"
+        c = doc.get("crop") if isinstance(doc, dict) else None
+        return str(c) if c in ("center", "resize") else "center"
+
+    def load(self) -> Any:
+        """The model (loaded on first use). Raises :class:`CleanerError` with one line."""
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            if not self.path.is_file():
+                raise CleanerError(f"model {self.path} does not exist; pass --model M.keras")
+            import keras  # lazily: nothing else in cleaner.web needs TensorFlow
+
+            try:
+                model = keras.models.load_model(self.path, compile=False)
+            except Exception as e:
+                msg = " ".join(str(e).split())[:200]
+                raise CleanerError(
+                    f"cannot load model {self.path} ({msg}); pass a .keras file written by "
+                    "cleaner train"
+                ) from e
+            shape = model.input_shape
+            if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
+                raise CleanerError(f"model {self.path} takes {shape}, not (None, S, S, 3) RGB")
+            self._size = int(shape[1] or 224)
+            self._crop = self._metrics_crop()
+            self._model = model
+            return model
+
+    def __call__(self, im: Image.Image) -> float:
+        model = self.load()
+        x = model_view(im, self._size, self._crop).astype(np.float32)[None]
+        with self._lock:
+            out = np.asarray(model(x, training=False))
+        if out.ndim != 2 or out.shape[1] not in (1, 2):
+            raise CleanerError(f"model {self.path} outputs {out.shape}; expected 1 or 2 values")
+        p = float(out[0, -1])
+        return min(1.0, max(0.0, p))
