@@ -15,7 +15,7 @@ from PIL import Image
 
 
 def make_image(rng: np.random.Generator, size: int, fake: bool) -> Image.Image:
-    coarse = rng.uniform(40, 215, (4, 4, 3)).astype(np.uint8)
+    coarse = rng.uniform(40, 170, (4, 4, 3)).astype(np.uint8)
     base = np.asarray(
         Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32
     )
@@ -23,9 +23,9 @@ def make_image(rng: np.random.Generator, size: int, fake: bool) -> Image.Image:
     yy, xx = np.mgrid[0:size, 0:size]
     if fake:
         base += (((yy + xx) % 2) * 2 - 1)[..., None] * 10.0
-        base[..., 0] += 30
+        base[..., 0] += 60
     else:
-        base[..., 2] += 30
+        base[..., 2] += 60
     return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
 
 

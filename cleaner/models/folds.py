@@ -130,10 +130,10 @@ def make_head(name: str = "logreg", *, seed: int = 0) -> Any:
 
     if name == "logreg":
         lr = LogisticRegressionCV(
-            Cs=[0.001, 0.01, 0.1, 1.0], cv=3, max_iter=2000, scoring="neg_log_loss"
+            Cs=[0.001, 0.01, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
         )
     elif name == "logreg-fixed":
-        lr = LogisticRegression(C=0.1, max_iter=2000)
+        lr = LogisticRegression(C=0.1, max_iter=300)
     else:
         raise CleanerError(f"unknown head {name!r}; choose logreg or logreg-fixed")
     return make_pipeline(StandardScaler(), lr)

@@ -1,0 +1,265 @@
+"""`cleaner predict` and `cleaner predict-dir` through the CLI on tiny generated datasets."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cleaner.cli import app
+from cleaner.hashing import file_sha256
+from cleaner.predictions import FORMAT_V1, read_predictions
+from tests.models_helpers import colour_model, make_image, make_root
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return colour_model(tmp_path_factory.mktemp("m") / "colour.keras", size=32)
+
+
+def _check_v1(out: Path, root: Path, *, out_of_fold: bool) -> dict:  # type: ignore[type-arg]
+    doc = json.loads(out.read_text())
+    assert doc["format"] == FORMAT_V1 and doc["out_of_fold"] is out_of_fold
+    assert doc["classes"] == ["real", "fake"]
+    pf = read_predictions(out, root=root)  # the relabeling area's validating reader
+    assert len(pf.entries) == len(doc["predictions"])
+    for e in doc["predictions"]:
+        assert e["sha256"] == file_sha256(root / e["path"])
+        assert e["label"] == ("fake" if e["path"].startswith("fake_images/") else "real")
+        assert 0.0 <= e["prob_fake"] <= 1.0
+    return doc  # type: ignore[no-any-return]
+
+
+def test_predict_with_a_saved_model(tmp_path: Path, model: Path) -> None:
+    root = make_root(tmp_path / "R", 5, size=40)
+    (root / "real_images" / "broken.png").write_bytes(b"not an image at all")
+    out = tmp_path / "preds" / "colour.json"
+    code, stdout, stderr = _run(
+        "predict", "--root", str(root), "--model", str(model), "--out", str(out), "--json"
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["images"] == 10 and summary["predicted"] == 10
+    doc = _check_v1(out, root, out_of_fold=False)
+    assert doc["model"]["sha256"] == file_sha256(model)
+    paths = {e["path"] for e in doc["predictions"]}
+    assert "real_images/broken.png" not in paths and len(paths) == 10
+    # the hand-set model says red = fake: every image is on its side of 0.5
+    for e in doc["predictions"]:
+        assert (e["prob_fake"] > 0.5) == (e["label"] == "fake")
+
+
+@pytest.mark.parametrize(("backbone", "extra"), [("spectrum", []), ("simple-cnn", [])])
+def test_predict_out_of_fold_with_a_backbone(
+    tmp_path: Path, backbone: str, extra: list[str]
+) -> None:
+    root = make_root(tmp_path / "R", 8, size=48)
+    out = tmp_path / f"{backbone}.json"
+    code, stdout, stderr = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--backbone",
+        backbone,
+        "--folds",
+        "4",
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    )
+    assert code == 0, stderr
+    doc = _check_v1(out, root, out_of_fold=True)
+    assert doc["model"]["backbone"] == backbone and doc["model"]["folds"] == 4
+    assert len(doc["predictions"]) == 16
+    folds = [e["fold"] for e in doc["predictions"]]
+    assert set(folds) == {0, 1, 2, 3}
+    summary = json.loads(stdout)
+    assert summary["computed"] == 16
+    # a second run reads the embedding cache: the backbone runs on nothing
+    code, stdout, _ = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--backbone",
+        backbone,
+        "--folds",
+        "4",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0 and json.loads(stdout)["computed"] == 0
+    assert json.loads(out.read_text())["predictions"] == doc["predictions"]
+
+
+def test_spectrum_folds_separate_the_generated_fakes(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "R", 12, size=48)
+    code, stdout, stderr = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--backbone",
+        "spectrum",
+        "--folds",
+        "3",
+        "--out",
+        str(tmp_path / "s.json"),
+        "--json",
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["auc"] > 0.9
+
+
+def test_predict_keeps_duplicate_groups_in_one_fold(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "R", 8, size=48)
+    state = root / ".cleaner"
+    state.mkdir(exist_ok=True)
+    members = ["real_images/r000.png", "real_images/r001.png", "fake_images/f002.png"]
+    group = {
+        "kept": members[0],
+        "conflict": True,
+        "members": [
+            {"path": p, "label": p.split("_")[0], "sha256": file_sha256(root / p), "distance": 0}
+            for p in members
+        ],
+    }
+    (state / "duplicates.json").write_text(
+        json.dumps({"method": "phash", "max_distance": 8, "groups": [group]})
+    )
+    out = tmp_path / "p.json"
+    for seed in ("0", "1", "2"):
+        code, _, stderr = _run(
+            "predict",
+            "--root",
+            str(root),
+            "--backbone",
+            "spectrum",
+            "--folds",
+            "4",
+            "--seed",
+            seed,
+            "--out",
+            str(out),
+        )
+        assert code == 0, stderr
+        fold = {e["path"]: e["fold"] for e in json.loads(out.read_text())["predictions"]}
+        assert len({fold[p] for p in members}) == 1
+
+
+def test_usage_errors_are_one_line(tmp_path: Path, model: Path) -> None:
+    root = make_root(tmp_path / "R", 2, size=40)
+    out = str(tmp_path / "x.json")
+    code, _, err = _run("predict", "--root", str(root), "--out", out)
+    assert code == 1 and "exactly one of --model" in err
+    code, _, err = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--model",
+        str(model),
+        "--backbone",
+        "spectrum",
+        "--out",
+        out,
+    )
+    assert code == 1
+    code, _, err = _run(
+        "predict", "--root", str(root), "--model", str(tmp_path / "no.keras"), "--out", out
+    )
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.keras"
+    bad.write_text("nope")
+    code, _, err = _run("predict", "--root", str(root), "--model", str(bad), "--out", out)
+    assert code == 1 and "cannot load model" in err
+    code, _, err = _run("predict", "--root", str(root), "--backbone", "nope", "--out", out)
+    assert code == 1 and "choose one of" in err
+    code, _, err = _run(
+        "predict", "--root", str(tmp_path / "missing"), "--backbone", "spectrum", "--out", out
+    )
+    assert code == 1 and "does not exist" in err
+    assert not Path(out).exists()
+
+
+def test_download_failure_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras.src.backend.config as kconfig
+    import keras.src.utils.file_utils as file_utils
+
+    def no_network(url: str, *a: object, **kw: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(kconfig, "keras_home", lambda: str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
+    root = make_root(tmp_path / "R", 3, size=40)
+    code, _, err = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--backbone",
+        "efficientnetb0",
+        "--weights",
+        "imagenet",
+        "--image-size",
+        "32",
+        "--folds",
+        "2",
+        "--out",
+        str(tmp_path / "x.json"),
+    )
+    assert code == 1
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error: downloading")
+    assert "failed" in line and "--weights PATH" in line and "efficientnet-lite0" in line
+
+
+def test_predict_dir_numeric_order_and_bad_files(tmp_path: Path, model: Path) -> None:
+    import numpy as np
+
+    d = tmp_path / "test_images"
+    d.mkdir()
+    rng = np.random.default_rng(5)
+    for n, fake in ((10, True), (2, False), (1, True), (33, False)):
+        make_image(rng, 40, fake).save(d / f"{n}.png")
+    (d / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)  # corrupt
+    (d / "notes.txt").write_text("not an image")
+    (d / ".hidden.png").write_bytes(b"")
+    out = tmp_path / "predictions.json"
+    code, stdout, stderr = _run("predict-dir", str(d), "--model", str(model), "--out", str(out))
+    assert code == 0, stderr
+    rows = json.loads(out.read_text())
+    assert [r["image"] for r in rows] == ["1.png", "2.png", "10.png", "33.png"]
+    assert [r["index"] for r in rows] == [1, 2, 10, 33]
+    assert [r["prediction"] for r in rows] == ["fake", "real", "fake", "real"]
+    assert all(set(r) == {"index", "image", "prediction", "prob_fake"} for r in rows)
+    assert "3.png" in stdout and "notes.txt" in stdout  # reported, not fatal
+    code, stdout, _ = _run(
+        "predict-dir", str(d), "--model", str(model), "--out", str(out), "--json"
+    )
+    skipped = {s["image"] for s in json.loads(stdout)["skipped"]}
+    assert skipped == {"3.png", "notes.txt"}
+
+
+def test_predict_dir_missing_folder(tmp_path: Path, model: Path) -> None:
+    code, _, err = _run("predict-dir", str(tmp_path / "nope"), "--model", str(model))
+    assert code == 1 and "is not a folder" in err
+
+
+def test_no_tensorflow_for_help() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cleaner.cli import app; import cleaner.cli.predict; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
