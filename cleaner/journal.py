@@ -55,6 +55,9 @@ crash leaves few intents to recover."""
 _DELAY_ENV = "CLEANER_TEST_MOVE_DELAY"
 """Seconds to sleep between the steps of each move: only for the crash tests, which SIGKILL a
 real subprocess and need the kill to land between steps."""
+_BATCH_ENV = "CLEANER_TEST_BATCH_SIZE"
+"""Overrides :data:`BATCH_SIZE` (the crash tests use small batches so kills land in all
+phases of a batch)."""
 _METHOD_ENV = "CLEANER_MOVE_METHOD"
 """``link`` forces the link+unlink fallback (tests cover both code paths)."""
 
@@ -589,6 +592,7 @@ def _run_moves(
 ) -> list[MoveResult]:
     """The journaled move loop shared by :func:`apply_moves` and :func:`undo`."""
     delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+    batch_size = max(1, int(os.environ.get(_BATCH_ENV, "0") or BATCH_SIZE))
     mover = _Mover(delay)
     results: list[MoveResult | None] = [None] * len(moves)
     jpath = journal_dir(root) / f"{run_id}.jsonl"
@@ -615,9 +619,9 @@ def _run_moves(
     claimed: set[str] = set()  # destinations taken earlier in this run (still racing-safe)
     bar = tqdm(total=len(moves), desc=command, unit="file", disable=not show, leave=False)
     try:
-        for start in range(0, len(moves), BATCH_SIZE):
+        for start in range(0, len(moves), batch_size):
             batch: list[_Prepared] = []
-            for k in range(start, min(start + BATCH_SIZE, len(moves))):
+            for k in range(start, min(start + batch_size, len(moves))):
                 m = moves[k]
                 src = check_relpath(m.src)
                 want = check_relpath(m.dst)
@@ -735,7 +739,7 @@ def _run_moves(
             for k in done:
                 j.write({"op": "done", "i": k})
             j.sync()
-            bar.update(min(start + BATCH_SIZE, len(moves)) - start)
+            bar.update(min(start + batch_size, len(moves)) - start)
         n_moved = sum(1 for r in results if r is not None and r.status == "moved")
         j.write({"op": "end", "time": _now(), "moved": n_moved})
     finally:
