@@ -1,0 +1,625 @@
+"""``cleaner dedupe``: exact and near-duplicate groups, keep policy, label conflicts, split
+leakage, and quarantine of the redundant copies through the journal.
+
+How a pair becomes a duplicate:
+
+1. **Exact bytes**: files with the same sha256 (from the manifest) are one content.
+2. **Candidates**: every content's 64-bit hash (:mod:`cleaner.hashing`) is searched against all
+   others within ``max_distance`` bits (:mod:`cleaner.hashindex`: multi-index hashing, memory
+   linear in N); so are the hash of its mirror image (finds flipped copies) and of its central
+   95 % (finds copies cropped by a few percent).
+3. **Confirmation**: a Hamming radius wide enough for recompressed, resized or brightened copies
+   also pairs distinct pictures whose hashes happen to agree (aligned faces do), and those false
+   pairs grow with the square of N. So each candidate is checked again, independently: the
+   Pearson correlation of the two 16 x 16 grey thumbnails (whole or central crop, mirrored for a
+   mirror pair) must reach ``min_correlation``. Brightness and contrast changes cancel out in a
+   correlation; a different face does not.
+4. **Groups** by union-find over the confirmed pairs; the kept copy is the one with the most
+   pixels, then the largest file, then the first path. Exact pixel digests (full decode) are
+   computed for group members only, to tell byte-different but pixel-identical copies apart.
+5. A group whose members sit in different classes is a **label conflict**: ``conflict: true``
+   and listed under ``review``. A group whose members sit in different splits (train/val/test
+   sub-folders, or ``R/.cleaner/split.csv`` from ``cleaner train``) is **leakage**.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
+from cleaner.errors import CleanerError
+from cleaner.hashindex import hamming, iter_pairs
+from cleaner.hashing import (
+    CROP_KEEP,
+    HASH_SIDE,
+    METHODS,
+    HashTable,
+    hash_files,
+    pixel_digests,
+)
+
+DEFAULT_METHOD = "phash"
+DEFAULT_MAX_DISTANCE = 10
+"""Hamming radius (bits of 64). Chosen on faces140k with generated transforms (README, bench):
+it keeps recall 1.0 for half-size, JPEG q40, +30 % brightness and mirrors, and most 5 % crops,
+while the thumbnail check keeps precision at 1.0."""
+DEFAULT_MIN_CORRELATION = 0.93
+"""Aligned pixel correlation a candidate pair must reach to count as a duplicate (bench)."""
+PRECHECK_MIN = 0.80
+"""16 x 16 correlation below which a pair is not worth aligning (no true pair measured below)."""
+
+DUPLICATES_FILE = "duplicates.json"
+QUARANTINE_SUBDIR = "duplicates"
+SPLIT_FILE = "split.csv"
+
+SPLIT_NAMES: dict[str, str] = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+"""Sub-folder names (below the class folder) that say which split a file belongs to."""
+
+# pair kinds, strongest first (the order in which a member's match to the kept copy is named)
+BYTES, PIXELS, NEAR, MIRROR, CROP = "bytes", "pixels", "near", "mirror", "crop"
+
+
+class Row:
+    """What the dedupe needs from a manifest row (duck-typed: ``ManifestRow`` fits)."""
+
+    path: str
+    label: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+
+
+@dataclass
+class Member:
+    path: str
+    label: str
+    sha256: str
+    distance: int
+    match: str
+    """How it matches the kept copy: kept, bytes, pixels, near, mirror or crop."""
+    width: int = 0
+    height: int = 0
+    bytes: int = 0
+    split: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "sha256": self.sha256,
+            "distance": self.distance,
+            "match": self.match,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+        }
+        if self.split is not None:
+            d["split"] = self.split
+        return d
+
+
+@dataclass
+class Group:
+    id: int
+    kept: str
+    members: list[Member]
+
+    @property
+    def conflict(self) -> bool:
+        return len({m.label for m in self.members}) > 1
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({m.split for m in self.members if m.split is not None})
+
+    @property
+    def leaks(self) -> bool:
+        return len(self.splits) > 1
+
+    @property
+    def redundant(self) -> list[Member]:
+        return [m for m in self.members if m.path != self.kept]
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "kept": self.kept,
+            "conflict": self.conflict,
+            "members": [m.to_json() for m in self.members],
+        }
+        if self.splits:
+            d["splits"] = self.splits
+            d["leakage"] = self.leaks
+        return d
+
+
+@dataclass
+class DedupeResult:
+    root: Path
+    method: str
+    max_distance: int
+    min_correlation: float
+    groups: list[Group]
+    files: int
+    hashed: int
+    reused: int
+    failed: dict[str, str] = field(default_factory=dict)
+    """path -> reason, files that did not decode at hashing time (left out, reported)."""
+    candidates: int = 0
+    confirmed: int = 0
+    seconds: float = 0.0
+    output: Path | None = None
+    applied: bool = False
+    run_id: str | None = None
+    moved: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def redundant(self) -> int:
+        return sum(len(g.redundant) for g in self.groups)
+
+    @property
+    def conflicts(self) -> list[Group]:
+        return [g for g in self.groups if g.conflict]
+
+    @property
+    def leakage(self) -> list[Group]:
+        return [g for g in self.groups if g.leaks]
+
+    def matches(self) -> dict[str, int]:
+        c = Counter(m.match for g in self.groups for m in g.redundant)
+        return {k: c.get(k, 0) for k in (BYTES, PIXELS, NEAR, MIRROR, CROP)}
+
+    def to_json(self) -> dict[str, Any]:
+        """``duplicates.json``: the contract's keys, plus review, leakage and statistics."""
+        return {
+            "method": self.method,
+            "max_distance": self.max_distance,
+            "groups": [g.to_json() for g in self.groups],
+            "min_correlation": self.min_correlation,
+            "review": [
+                {
+                    "group": g.id,
+                    "kept": g.kept,
+                    "why": "members in different classes: "
+                    + ", ".join(f"{m.path} ({m.label})" for m in g.members),
+                    "labels": sorted({m.label for m in g.members}),
+                }
+                for g in self.conflicts
+            ],
+            "leakage": [
+                {
+                    "group": g.id,
+                    "splits": {s: [m.path for m in g.members if m.split == s] for s in g.splits},
+                }
+                for g in self.leakage
+            ],
+            "unreadable": [{"path": p, "reason": r} for p, r in sorted(self.failed.items())],
+            "stats": {
+                "files": self.files,
+                "hashed": self.hashed,
+                "reused_from_cache": self.reused,
+                "candidate_pairs": self.candidates,
+                "confirmed_pairs": self.confirmed,
+                "groups": len(self.groups),
+                "redundant": self.redundant,
+                "conflicts": len(self.conflicts),
+                "leaking_groups": len(self.leakage),
+                "matches": self.matches(),
+            },
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner dedupe --json`` prints."""
+        return {
+            "root": str(self.root),
+            "output": str(self.output) if self.output else None,
+            "method": self.method,
+            "max_distance": self.max_distance,
+            "files": self.files,
+            "hashed": self.hashed,
+            "reused_from_cache": self.reused,
+            "unreadable": len(self.failed),
+            "groups": len(self.groups),
+            "redundant": self.redundant,
+            "conflicts": len(self.conflicts),
+            "leaking_groups": len(self.leakage),
+            "matches": self.matches(),
+            "applied": self.applied,
+            "run_id": self.run_id,
+            "moved": self.moved,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# ------------------------------------------------------------------------------ the pair search
+
+
+def _resample_matrix(keep: float, offset: float, side: int = HASH_SIDE) -> np.ndarray:
+    """The 1-D Lanczos resampling that maps the window ``[offset, offset + keep]`` (fractions
+    of the side) back to ``side`` samples, as a matrix (so 2-D crops are two matmuls)."""
+    m = np.zeros((side, side), dtype=np.float64)
+    box = (offset * side, 0.0, (offset + keep) * side, 1.0)
+    for k in range(side):
+        row = np.zeros((1, side), dtype=np.float32)
+        row[0, k] = 1.0
+        im = Image.fromarray(row, "F").resize((side, 1), Image.Resampling.LANCZOS, box=box)
+        m[:, k] = np.asarray(im, dtype=np.float64)[0]
+    return m
+
+
+@functools.cache
+def _crop_matrices() -> tuple[np.ndarray, ...]:
+    """Resampling matrices of a ``CROP_KEEP`` window at offsets 0, half and all of the margin."""
+    margin = 1.0 - CROP_KEEP
+    return tuple(_resample_matrix(CROP_KEEP, f * margin) for f in (0.0, 0.5, 1.0))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Rows ``(P, K)`` to zero mean and unit length (a flat row stays all zero)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    n = np.sqrt((x * x).sum(axis=1, keepdims=True))
+    return x / np.where(n > 0, n, 1.0)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation; identical rows give 1 (also flat ones)."""
+    r = (_normalise(a) * _normalise(b)).sum(axis=1)
+    return np.where(np.all(a == b, axis=1), 1.0, r)
+
+
+def _crops(x: np.ndarray) -> list[np.ndarray]:
+    """The 3 x 3 shifted ``CROP_KEEP`` crops of square images ``(P, S, S)``, flattened."""
+    mats = _crop_matrices()
+    rows = [np.matmul(m, x) for m in mats]
+    return [np.matmul(r, m.T).reshape(x.shape[0], -1) for r in rows for m in mats]
+
+
+def _thumb16(x: np.ndarray) -> np.ndarray:
+    p, s = x.shape[0], x.shape[1]
+    return x.reshape(p, s // 2, 2, s // 2, 2).mean(axis=(2, 4)).reshape(p, -1)
+
+
+def pair_scores(table: HashTable, a: np.ndarray, b: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """The second, independent check of candidate pairs: how well the pixels agree once aligned.
+
+    Score = the best Pearson correlation between one image's 32 x 32 grey pixels and the other's,
+    either as they are or after cropping ``CROP_KEEP`` of one of them at 3 x 3 offsets (a copy
+    cropped by a few percent lines up again); ``a`` is mirrored first where ``mirror``. A cheap
+    16 x 16 pre-check (whole and central crop) drops pairs that cannot reach the threshold first.
+    """
+    s = HASH_SIDE
+    out = np.zeros(a.size, dtype=np.float64)
+    for c0 in range(0, a.size, 8192):
+        sl = slice(c0, c0 + 8192)
+        ga = table.grey[a[sl]].reshape(-1, s, s).astype(np.float64)
+        gb = table.grey[b[sl]].reshape(-1, s, s).astype(np.float64)
+        mi = mirror[sl]
+        if mi.any():
+            ga[mi] = ga[mi][:, :, ::-1]
+        centre = _crop_matrices()[1]
+        ca = np.matmul(np.matmul(centre, ga), centre.T)
+        cb = np.matmul(np.matmul(centre, gb), centre.T)
+        ta, tb = _thumb16(ga), _thumb16(gb)
+        pre = np.maximum.reduce([_corr(ta, tb), _corr(_thumb16(ca), tb), _corr(ta, _thumb16(cb))])
+        fa, fb = ga.reshape(ga.shape[0], -1), gb.reshape(gb.shape[0], -1)
+        score = _corr(fa, fb)
+        todo = np.flatnonzero(pre >= PRECHECK_MIN)
+        if todo.size:
+            na, nb = _normalise(fa[todo]), _normalise(fb[todo])
+            best = score[todo]
+            for va in _crops(ga[todo]):
+                best = np.maximum(best, (_normalise(va) * nb).sum(axis=1))
+            for vb in _crops(gb[todo]):
+                best = np.maximum(best, (_normalise(vb) * na).sum(axis=1))
+            score[todo] = best
+        out[sl] = np.where(pre >= PRECHECK_MIN, score, np.minimum(score, pre))
+    return out
+
+
+@dataclass
+class Pairs:
+    """Candidate pairs of contents (``a < b``), their distance and kind, and the check."""
+
+    a: np.ndarray
+    b: np.ndarray
+    distance: np.ndarray
+    mirror: np.ndarray
+    score: np.ndarray
+
+    def confirmed(self, min_correlation: float) -> np.ndarray:
+        return self.score >= min_correlation
+
+
+def candidate_pairs(table: HashTable, max_distance: int) -> Pairs:
+    """Pairs of contents within ``max_distance`` by hash, mirror hash or crop hash, each pair
+    once (its smallest distance), scored by :func:`pair_scores`."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for queries, is_mirror in ((None, False), (table.mirror, True), (table.crop, False)):
+        for i, j, d in iter_pairs(table.hash, max_distance, queries):
+            keep = i != j
+            i, j, d = i[keep], j[keep], d[keep]
+            parts.append((np.minimum(i, j), np.maximum(i, j), d, np.full(i.size, is_mirror)))
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return Pairs(z, z.copy(), z.copy(), np.zeros(0, bool), np.zeros(0))
+    a = np.concatenate([p[0] for p in parts])
+    b = np.concatenate([p[1] for p in parts])
+    d = np.concatenate([p[2] for p in parts])
+    m = np.concatenate([p[3] for p in parts])
+    # one row per pair: the smallest distance, a plain match preferred to a mirror one
+    order = np.lexsort((m, d, b, a))
+    a, b, d, m = a[order], b[order], d[order], m[order]
+    first = np.ones(a.size, dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, d, m = a[first], b[first], d[first], m[first]
+    return Pairs(a, b, d, m, pair_scores(table, a, b, m))
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1, iterative (no recursion), path halving."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        while p[x] != x:
+            p[x] = p[p[x]]
+            x = p[x]
+        return x
+
+    def union(self, x: int, y: int) -> None:
+        rx, ry = self.find(x), self.find(y)
+        if rx != ry:
+            self.parent[max(rx, ry)] = min(rx, ry)
+
+
+# --------------------------------------------------------------------------- splits and policy
+
+
+def read_split_file(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
+    p = root / STATE_DIR / SPLIT_FILE
+    by_path: dict[str, str] = {}
+    by_sha: dict[str, str] = {}
+    if not p.exists():
+        return by_path, by_sha
+    try:
+        with open(p, newline="") as f:
+            for r in csv.DictReader(f):
+                s = (r.get("split") or "").strip()
+                if not s:
+                    continue
+                if r.get("path"):
+                    by_path[r["path"]] = s
+                if r.get("sha256"):
+                    by_sha[r["sha256"]] = s
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise CleanerError(f"{p}: cannot read the split file ({e}); fix or delete it") from e
+    return by_path, by_sha
+
+
+def split_of_path(path: str) -> str | None:
+    """train/val/test from a sub-folder below the class folder (``real_images/test/a.jpg``)."""
+    for part in PurePosixPath(path).parts[1:-1]:
+        s = SPLIT_NAMES.get(part.lower())
+        if s is not None:
+            return s
+    return None
+
+
+def keep_key(r: Any) -> tuple[int, int, str]:
+    """Sort key of the keep policy: most pixels, then largest file, then first path."""
+    return (-int(r.width) * int(r.height), -int(r.bytes), str(r.path))
+
+
+# ------------------------------------------------------------------------------- the main work
+
+
+def find_duplicates(
+    root: str | os.PathLike[str],
+    rows: Sequence[Any],
+    *,
+    method: str = DEFAULT_METHOD,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    min_correlation: float = DEFAULT_MIN_CORRELATION,
+    workers: int | None = None,
+    progress: bool | None = None,
+    cache: bool = True,
+) -> DedupeResult:
+    """Groups of duplicates among ``rows`` (manifest rows of ok files under ``root``)."""
+    t0 = time.perf_counter()
+    if method not in METHODS:
+        raise CleanerError(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
+    if not 0 <= max_distance <= 32:
+        raise CleanerError(f"--max-distance {max_distance} is out of range; use 0..32 bits")
+    rootp = Path(root).resolve()
+    items = [(str(rootp / r.path), r.sha256) for r in rows]
+    run = hash_files(
+        items, method, root=rootp if cache else None, workers=workers, progress=progress
+    )
+    table = run.table
+    sha_row = table.index()
+    failed = {r.path: run.failed[r.sha256] for r in rows if r.sha256 in run.failed}
+    usable = [r for r in rows if r.sha256 in sha_row]
+
+    pairs = candidate_pairs(table, max_distance)
+    ok = pairs.confirmed(min_correlation)
+
+    # union-find over rows: same bytes, then confirmed content pairs
+    uf = UnionFind(len(usable))
+    first_row_of: dict[int, int] = {}
+    content_of = np.array([sha_row[r.sha256] for r in usable], dtype=np.int64)
+    for k, c in enumerate(content_of.tolist()):
+        if c in first_row_of:
+            uf.union(first_row_of[c], k)
+        else:
+            first_row_of[c] = k
+    for a, b in zip(pairs.a[ok].tolist(), pairs.b[ok].tolist(), strict=True):
+        uf.union(first_row_of[a], first_row_of[b])
+    members_of: dict[int, list[int]] = {}
+    for k in range(len(usable)):
+        members_of.setdefault(uf.find(k), []).append(k)
+    clusters = [ks for ks in members_of.values() if len(ks) > 1]
+
+    # exact pixel digests, only for files that ended up in a group
+    in_groups = [usable[k] for ks in clusters for k in ks]
+    digests = pixel_digests(
+        [(str(rootp / r.path), r.sha256) for r in in_groups],
+        root=rootp if cache else None,
+        workers=workers,
+        progress=progress,
+    )
+
+    split_by_path, split_by_sha = read_split_file(rootp)
+
+    def split(r: Any) -> str | None:
+        return split_by_path.get(r.path) or split_by_sha.get(r.sha256) or split_of_path(r.path)
+
+    groups: list[Group] = []
+    for ks in clusters:
+        rs = sorted((usable[k] for k in ks), key=keep_key)
+        kept = rs[0]
+        ck = sha_row[kept.sha256]
+        members: list[Member] = []
+        for r in sorted(rs, key=lambda x: x.path):
+            c = sha_row[r.sha256]
+            if r is kept:
+                dist, match = 0, "kept"
+            elif r.sha256 == kept.sha256:
+                dist, match = 0, BYTES
+            else:
+                dist, match = _distance_to(table, c, ck)
+                dk = digests.get(kept.sha256)
+                if dk and digests.get(r.sha256) == dk:
+                    match = PIXELS
+            members.append(
+                Member(r.path, r.label, r.sha256, dist, match, r.width, r.height, r.bytes, split(r))
+            )
+        groups.append(Group(0, kept.path, members))
+    groups.sort(key=lambda g: g.kept)
+    for i, g in enumerate(groups):
+        g.id = i
+    return DedupeResult(
+        root=rootp,
+        method=method,
+        max_distance=max_distance,
+        min_correlation=min_correlation,
+        groups=groups,
+        files=len(rows),
+        hashed=run.computed,
+        reused=run.reused,
+        failed=failed,
+        candidates=int(pairs.a.size),
+        confirmed=int(ok.sum()),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
+    """Smallest Hamming distance of content ``c`` to the kept content ``k``, and its kind."""
+    h, m, cr = table.hash, table.mirror, table.crop
+    options = (
+        (int(hamming(h[c : c + 1], h[k : k + 1])[0]), NEAR),
+        (int(hamming(m[c : c + 1], h[k : k + 1])[0]), MIRROR),
+        (int(hamming(cr[c : c + 1], h[k : k + 1])[0]), CROP),
+        (int(hamming(h[c : c + 1], cr[k : k + 1])[0]), CROP),
+    )
+    return min(options, key=lambda o: o[0])
+
+
+def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
+    out = result.root / STATE_DIR / DUPLICATES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = result.to_json()
+    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if extra:
+        doc.update(extra)
+    fd, tmp = tempfile.mkstemp(prefix=".duplicates.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    result.output = out
+    return out
+
+
+def quarantine_path(path: str) -> str:
+    """Where a redundant copy goes: ``quarantine/duplicates/<its ROOT-relative path>``."""
+    return f"{QUARANTINE_DIR}/{QUARANTINE_SUBDIR}/{path}"
+
+
+def dedupe(
+    root: str | os.PathLike[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    max_distance: int | None = None,
+    apply: bool = False,
+    min_correlation: float = DEFAULT_MIN_CORRELATION,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> DedupeResult:
+    """The whole command: current ok files -> groups -> ``duplicates.json``; with ``apply``,
+    every member but the kept one moves to ``quarantine/duplicates/`` through the journal
+    (``cleaner undo`` brings them back)."""
+    from cleaner.manifest import ok_rows
+
+    open_dataset(root)  # a clear error for a missing root or one without class folders
+    rows = ok_rows(root, workers=workers, progress=progress)
+    result = find_duplicates(
+        root,
+        rows,
+        method=method,
+        max_distance=DEFAULT_MAX_DISTANCE if max_distance is None else max_distance,
+        min_correlation=min_correlation,
+        workers=workers,
+        progress=progress,
+    )
+    write_duplicates(result)
+    if apply:
+        from cleaner.journal import Move, apply_moves
+
+        moves = [
+            Move(
+                src=m.path,
+                dst=quarantine_path(m.path),
+                sha256=m.sha256,
+                reason=f"duplicate of {g.kept} ({m.match}, distance {m.distance})",
+            )
+            for g in result.groups
+            for m in g.redundant
+        ]
+        applied = apply_moves(root, moves, command="dedupe", progress=progress)
+        result.applied = True
+        result.run_id = applied.run_id
+        result.moved = len(applied.moved)
+        result.skipped = [f"{r.src}: {r.why}" for r in applied.skipped]
+        write_duplicates(result, {"applied": True, "run_id": applied.run_id, "moved": result.moved})
+    return result
