@@ -1,15 +1,135 @@
-"""`cleaner dedupe` (placeholder until its issue lands)."""
+"""`cleaner dedupe`: exact and near-duplicate groups, label conflicts, split leakage, quarantine."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from rich.table import Table
 
-from cleaner.cli._common import fail
+from cleaner.cli._common import (
+    DEFAULT_ROOT,
+    JsonOption,
+    RootOption,
+    cli_errors,
+    console,
+    print_json,
+)
+
+SHOW_GROUPS = 20
 
 
-def dedupe() -> None:
-    """Not built yet."""
-    raise fail("'cleaner dedupe' is not built yet")
+@cli_errors
+def dedupe(
+    root: RootOption = DEFAULT_ROOT,
+    method: Annotated[
+        str,
+        typer.Option("--method", "-m", help="Perceptual hash: phash, dhash, whash or ahash."),
+    ] = "phash",
+    max_distance: Annotated[
+        int | None,
+        typer.Option(
+            "--max-distance",
+            "-d",
+            min=0,
+            max=32,
+            help="Hamming radius in bits of 64 (default 10, measured on faces140k; see README).",
+        ),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Move every copy but the kept one to ROOT/quarantine/duplicates/ (journaled).",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Find exact and near-duplicate images and write ROOT/.cleaner/duplicates.json.
+
+    Exact copies (same bytes, or same decoded pixels) and near copies (resized, recompressed,
+    brightened, mirrored, cropped by a few percent) are grouped. Each candidate pair within
+    --max-distance bits is confirmed by an independent check of the aligned pixels. The kept
+    copy has the most pixels, then the largest file, then the first path. A group spanning
+    both classes is a label conflict (listed for review); a group spanning train/val/test is
+    split leakage. Without --apply nothing moves; with --apply the other copies go to
+    quarantine/duplicates/<their path>, and `cleaner undo` brings them back. Hashes are cached
+    by sha256 under ROOT/.cleaner/cache/, so a rerun only hashes new files.
+
+    Examples:
+
+        cleaner dedupe --root data
+
+        cleaner dedupe --root data --max-distance 6 --method dhash
+
+        cleaner dedupe --root data --apply && cleaner undo --root data
+
+        cleaner dedupe --root data --json | jq .conflicts
+    """
+    from cleaner.dedupe import dedupe as run_dedupe
+
+    result = run_dedupe(
+        root,
+        method=method,
+        max_distance=max_distance,
+        apply=apply,
+        workers=workers,
+        progress=False if json_out else None,
+    )
+    if json_out:
+        print_json(result.summary())
+        return
+    s = result.summary()
+    table = Table(title=f"cleaner dedupe: {result.root}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("files (ok)", str(s["files"]))
+    table.add_row("hashed now / from cache", f"{s['hashed']} / {s['reused_from_cache']}")
+    table.add_row("duplicate groups", str(s["groups"]))
+    table.add_row("redundant copies", str(s["redundant"]))
+    for kind, n in s["matches"].items():
+        table.add_row(f"  matched by {kind}", str(n))
+    table.add_row(
+        "label conflicts (review)", str(s["conflicts"]), style="bold" if s["conflicts"] else None
+    )
+    table.add_row("groups across splits", str(s["leaking_groups"]))
+    if s["unreadable"]:
+        table.add_row("not decodable at hashing", str(s["unreadable"]))
+    console.print(table)
+    if result.groups:
+        gt = Table(
+            title=f"groups (first {SHOW_GROUPS})" if len(result.groups) > SHOW_GROUPS else "groups"
+        )
+        for col in ("#", "kept", "copies", "labels", "max distance", "flags"):
+            gt.add_column(col)
+        for g in result.groups[:SHOW_GROUPS]:
+            flags = ("conflict " if g.conflict else "") + ("leakage" if g.leaks else "")
+            gt.add_row(
+                str(g.id),
+                g.kept,
+                str(len(g.redundant)),
+                "/".join(sorted({m.label for m in g.members})),
+                str(max(m.distance for m in g.members)),
+                flags.strip(),
+            )
+        console.print(gt)
+    console.print(f"groups written to {result.output}")
+    if apply:
+        console.print(
+            f"moved {result.moved} copies to quarantine/duplicates/ (run {result.run_id}); "
+            f"`cleaner undo --root {root}` brings them back"
+        )
+        for line in result.skipped:
+            console.print(f"  skipped {line}")
+    elif result.redundant:
+        console.print(
+            f"dry run: {result.redundant} copies would move to quarantine/duplicates/; "
+            "rerun with --apply"
+        )
 
 
 def register(app: typer.Typer) -> None:
