@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cleaner.consensus import (
     KEEP,
@@ -128,3 +130,31 @@ def test_confident_rule_moves_flags_that_reach_confidence_never_coin_flips() -> 
 def test_confident_rule_needs_examples_of_each_class() -> None:
     with pytest.raises(CleanerError, match="at least 5 images of each class"):
         decide([img("a", "real", 0.99), img("b", "fake", 0.99)], rule="confident")
+
+
+# ------------------------------------------------------------------ properties
+
+PROBS = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    probs=PROBS,
+    label=st.sampled_from(["real", "fake"]),
+    c=st.floats(MIN_CONFIDENCE_FLOOR, 1.0),
+)
+def test_property_rules_never_move_on_weak_or_split_evidence(
+    probs: list[float], label: str, c: float
+) -> None:
+    im = img("x", label, *probs)
+    p_other = [p if label == "real" else 1 - p for p in probs]
+    got = {r: decide([im], rule=r, min_confidence=c)[0] for r in ("unanimous", "majority", "mean")}
+    for r, d in got.items():
+        if d.action == MOVE:  # a move needs confident evidence for the other class ...
+            assert max(p_other) >= c - 1e-9 and d.mean_other >= 0.5
+            assert not any(p <= 1 - c + 1e-12 for p in p_other), r  # ... and no dissent
+        if all(1 - c + 1e-9 < p < c - 1e-9 for p in p_other):  # only abstentions
+            assert d.action == KEEP, r
+    # unanimous is the strictest: whatever it moves, majority and mean move too
+    if got["unanimous"].action == MOVE:
+        assert got["majority"].action == MOVE and got["mean"].action == MOVE

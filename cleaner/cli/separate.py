@@ -21,6 +21,7 @@ from cleaner.consensus import DEFAULT_MIN_CONFIDENCE, DEFAULT_RULE, RULES
 from cleaner.errors import CleanerError
 from cleaner.plans import DEFAULT_MAX_FRACTION, SeparateResult
 from cleaner.plans import separate as run_separate
+from cleaner.predictions import FORMAT_V1
 
 
 @cli_errors
@@ -119,7 +120,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
         oof = {True: "yes", False: "NO", None: "?"}[m["out_of_fold"]]
         t.add_row(
             m["file"],
-            m["format"],
+            "v1" if m["format"] == FORMAT_V1 else m["format"],
             oof,
             str(m["entries"]),
             str(m["matched"]),
@@ -143,7 +144,12 @@ def _print(result: SeparateResult, apply: bool) -> None:
     moves = plan["moves"]
     for rec in moves[:10]:
         ev = ", ".join(f"{e['prob_fake']:.2f}" for e in rec["evidence"])
-        console.print(f"  {rec['path']} -> {rec['dst']}  (prob_fake: {ev})")
+        console.print(
+            f"  {rec['path']} -> {rec['dst']}  (prob_fake: {ev})",
+            overflow="ellipsis",
+            no_wrap=True,
+            crop=True,
+        )
     if len(moves) > 10:
         console.print(f"  ... and {len(moves) - 10} more in the plan file")
     console.print(
