@@ -1,0 +1,134 @@
+"""Write docs/screenshots/{report,serve,review}.png from the demo dataset with headless chromium.
+
+    .venv/bin/python docs/make_screenshots.py            # a few minutes on 2 cores
+    .venv/bin/python docs/make_screenshots.py --fast     # spectrum only, tiny training
+
+It runs the real chain on a fresh `cleaner demo` in a temporary folder (never under the
+repository): scan, out-of-fold predictions from two backbones, dedupe (when built), a dry-run
+separate (so the review queue has moves to accept), a small training, `cleaner report`; then
+`cleaner serve`'s app on 127.0.0.1 with that model: an upload of one demo image and the review
+queue. Needs chromium and chromium-driver (`apt-get install chromium chromium-driver`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.browser_helpers import chromium, missing_reason, serve_in_thread  # noqa: E402
+
+CLEANER = [sys.executable, "-m", "cleaner"]
+OUT = REPO / "docs" / "screenshots"
+
+
+def run(*args: str, ok_codes: tuple[int, ...] = (0,)) -> int:
+    """Run a cleaner command, echo it, and return its exit code (refuse unexpected ones)."""
+    print("$ cleaner", " ".join(args), flush=True)
+    rc = subprocess.run([*CLEANER, *args], cwd=REPO).returncode
+    if rc not in ok_codes:
+        raise SystemExit(f"cleaner {args[0]} failed with exit code {rc}")
+    return rc
+
+
+def shrink(png: Path, width: int = 1100) -> None:
+    """Resize to ``width`` and quantise to 256 colours: a small file that still reads well."""
+    from PIL import Image
+
+    im = Image.open(png).convert("RGB")
+    if im.width > width:
+        im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+    im.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+
+
+def build(work: Path, fast: bool) -> tuple[Path, Path, Path]:
+    demo, preds, models = work / "demo", work / "preds", work / "models"
+    run("demo", str(demo), "--seed", "0")
+    run("scan", "--root", str(demo))
+    dedupe = run("dedupe", "--root", str(demo), ok_codes=(0, 1, 2))
+    files = [str(preds / "spectrum.json")]
+    run("predict", "--root", str(demo), "--backbone", "spectrum", "--folds", "5",
+        "--out", files[0])  # fmt: skip
+    if not fast:
+        files.append(str(preds / "lite0.json"))
+        run("predict", "--root", str(demo), "--backbone", "efficientnet-lite0", "--folds", "5",
+            "--out", files[1])  # fmt: skip
+    run("separate", "--root", str(demo), "--predictions", *files, ok_codes=(0, 1))
+    model = models / "M.keras"
+    train = ["train", "--root", str(demo), "--out", str(model), "--seed", "0"]
+    if fast:
+        train += ["--backbone", "simple-cnn", "--weights", "none", "--image-size", "32",
+                  "--epochs", "2"]  # fmt: skip
+    else:
+        train += ["--backbone", "efficientnet-lite0", "--image-size", "128", "--epochs", "2"]
+    run(*train)
+    if dedupe != 0:
+        print("(cleaner dedupe is not available yet: the duplicates section says so)")
+    report = work / "report" / "report.html"
+    run("report", "--root", str(demo), "--out", str(report),
+        "--model-metrics", str(model.with_name("M.metrics.json")))  # fmt: skip
+    return demo, model, report
+
+
+def shoot(demo: Path, model: Path, report: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from cleaner.web import create_app
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    upload = next(iter(sorted((demo / "fake_images").glob("*.png"))), None)
+    with chromium(1280, 1500) as d:
+        d.get(report.as_uri())
+        for img in d.find_elements(By.TAG_NAME, "img")[:40]:
+            d.execute_script("arguments[0].scrollIntoView();", img)
+        d.execute_script("window.scrollTo(0, 0);")
+        time.sleep(1.0)
+        d.save_screenshot(str(OUT / "report.png"))
+        app = create_app(demo, model_path=model)
+        with serve_in_thread(app) as url:
+            if upload is not None:
+                d.set_window_size(1000, 560)
+                d.get(url + "/")
+                d.find_element(By.ID, "image").send_keys(str(upload))
+                d.find_element(By.ID, "submit").click()
+                for _ in range(600):
+                    if d.find_elements(By.ID, "result") or d.find_elements(By.ID, "error"):
+                        break
+                    time.sleep(0.1)
+                d.save_screenshot(str(OUT / "serve.png"))
+            d.set_window_size(1280, 900)
+            d.get(url + "/review")
+            time.sleep(1.0)
+            d.save_screenshot(str(OUT / "review.png"))
+    for p in sorted(OUT.glob("*.png")):
+        shrink(p)
+        print(f"wrote {p.relative_to(REPO)} ({p.stat().st_size // 1024} KiB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fast", action="store_true", help="one backbone, a tiny CNN: about 1 min")
+    ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    args = ap.parse_args()
+    why = missing_reason()
+    if why:
+        raise SystemExit(f"cannot take screenshots: {why}")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="cleaner-shots-"))
+    if args.keep and args.keep.exists():
+        shutil.rmtree(args.keep)
+    try:
+        shoot(*build(work, args.fast))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
