@@ -118,18 +118,55 @@ class ImageHashes:
     """The ``HASH_SIDE`` square grey image the hashes were taken from, row-major."""
 
 
-def hashes_of_grey(grey: Image.Image, method: str = "phash") -> ImageHashes:
-    """All the hashes and thumbnails of a ``HASH_SIDE`` square grey image."""
-    fn = _hash_fn(method)
+def phash_batch(greys: np.ndarray) -> np.ndarray:
+    """imagehash's ``phash`` of many ``(K, 32, 32)`` grey images at once, as ``uint64``.
+
+    The same steps as ``imagehash.phash`` (scipy.fftpack DCT along rows then columns, the 8 x 8
+    low frequencies against their median), on a stack: one call instead of K, which is most of
+    the hashing time once decoding is cheap. Bit-identical to imagehash (tested).
+    """
+    import scipy.fftpack
+
+    px = np.asarray(greys, dtype=np.uint8)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(px, axis=1), axis=2)
+    low = dct[:, :8, :8].reshape(px.shape[0], 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64)
+
+
+def _variants(grey: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grey image, its mirror and its central crop, as ``uint8`` arrays."""
     side = grey.size[0]
-    mirror = grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    px = np.asarray(grey, dtype=np.uint8)
     crop = grey.resize((side, side), Image.Resampling.LANCZOS, box=_crop_box(side))
-    return ImageHashes(
-        hash=hash_to_int(fn(grey)),
-        mirror=hash_to_int(fn(mirror)),
-        crop=hash_to_int(fn(crop)),
-        grey=grey.tobytes(),
-    )
+    return px, px[:, ::-1], np.asarray(crop, dtype=np.uint8)
+
+
+def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list[ImageHashes]:
+    """All the hashes of several ``HASH_SIDE`` square grey images (batched for phash)."""
+    if not greys:
+        return []
+    variants = [_variants(g) for g in greys]
+    if method == "phash":
+        stack = np.stack([v for vs in variants for v in vs])
+        h = phash_batch(stack).reshape(len(greys), 3)
+    else:
+        fn = _hash_fn(method)
+        h = np.array(
+            [[hash_to_int(fn(Image.fromarray(v, "L"))) for v in vs] for vs in variants],
+            dtype=np.uint64,
+        )
+    return [
+        ImageHashes(
+            hash=int(h[k, 0]), mirror=int(h[k, 1]), crop=int(h[k, 2]), grey=vs[0].tobytes()
+        )
+        for k, vs in enumerate(variants)
+    ]
+
+
+def hashes_of_grey(grey: Image.Image, method: str = "phash") -> ImageHashes:
+    """All the hashes of one ``HASH_SIDE`` square grey image."""
+    return hashes_of_greys([grey], method)[0]
 
 
 def image_hashes(source: images.Source, method: str = "phash") -> ImageHashes:
@@ -152,12 +189,17 @@ HashOut = tuple[str, ImageHashes | None, str]
 
 def hash_batch(batch: Sequence[HashItem], method: str = "phash") -> list[HashOut]:
     """Pure batch function for :func:`cleaner.engine.map_batches`; a bad file gives its reason."""
+    _hash_fn(method)
+    greys: list[Image.Image] = []
+    ok: list[str] = []
     out: list[HashOut] = []
     for path, sha in batch:
         try:
-            out.append((sha, image_hashes(path, method), ""))
+            greys.append(small_grey(path))
+            ok.append(sha)
         except images.ImageError as e:
             out.append((sha, None, f"{e.status}: {e.reason}"))
+    out.extend((sha, h, "") for sha, h in zip(ok, hashes_of_greys(greys, method), strict=True))
     return out
 
 

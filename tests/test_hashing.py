@@ -122,3 +122,19 @@ def test_grey_kept_for_confirmation(tmp_path: Path) -> None:
         run.table.grey[0], np.asarray(hashing.small_grey(p), dtype=np.uint8).ravel()
     )
     assert Image.open(p).size == (96, 96)
+
+
+def test_batched_phash_is_bit_identical_to_imagehash(tmp_path: Path) -> None:
+    greys = [
+        hashing.small_grey(save_jpeg(picture(s, 80 + s), tmp_path / f"{s}.jpg")) for s in range(12)
+    ]
+    hs = hashing.hashes_of_greys(greys, "phash")
+    for g, h in zip(greys, hs, strict=True):
+        assert h.hash == int(str(imagehash.phash(g)), 16)
+        assert h.mirror == int(
+            str(imagehash.phash(g.transpose(Image.Transpose.FLIP_LEFT_RIGHT))), 16
+        )
+        side = hashing.HASH_SIDE
+        crop = g.resize((side, side), Image.Resampling.LANCZOS, box=hashing._crop_box(side))
+        assert h.crop == int(str(imagehash.phash(crop)), 16)
+    assert len({h.hash for h in hs}) == len(hs)
