@@ -228,7 +228,11 @@ def _groups(
                 "distance": m.get("distance", ""),
                 "kept": path == kept,
             }
-            if split is not None:
+            # dedupe records each member's split (split.csv or train/val/test sub-folders)
+            known = m.get("split")
+            if isinstance(known, str) and known:
+                mj["split"] = known
+            elif split is not None:
                 mj["split"] = split.get(path) or split.get("sha256:" + sha, "")
             th.attach(mj, sha, path)
             members.append(mj)
@@ -435,7 +439,8 @@ def build_report(
         missing["leakage"] = f"cleaner dedupe {r_arg} (and cleaner train {r_arg} for the split)"
     else:
         groups = _groups(dup, split, labels, th)
-        if split is None:
+        has_splits = any(m.get("split") for g in groups for m in g["members"])
+        if split is None and not has_splits:
             missing["leakage"] = f"cleaner train {r_arg} --out M.keras (it writes the split)"
     ctx["dup"] = dup or {}
     ctx["groups"] = groups

@@ -50,7 +50,7 @@ def make_thumb(job: ThumbJob, side: int = THUMB_SIDE) -> str:
     tmp = f"{job.dst}.{os.getpid()}.tmp"
     try:
         im = images.thumbnail(data, side)
-        im.save(tmp, "JPEG", quality=80, optimize=True)
+        im.save(tmp, "JPEG", quality=80)
         os.replace(tmp, job.dst)
         return ""
     except images.ImageError as e:
