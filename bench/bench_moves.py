@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cleaner.journal import Move, apply_moves, undo  # noqa: E402
+from cleaner.journal import Move, apply_moves, undo
 
 
 def make_tree(root: Path, n: int, size: int) -> list[str]:

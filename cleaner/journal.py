@@ -848,8 +848,12 @@ def undo(
             todo = [r for r in applied if r.run_id not in finished_undos]
             if not todo:
                 raise CleanerError(
-                    f"no applied run to undo under {rootp} (runs so far: {len(applied)}, "
-                    "all undone); see .cleaner/journal/"
+                    f"no applied run to undo under {rootp}: "
+                    + (
+                        f"all {len(applied)} applied runs are undone already"
+                        if applied
+                        else "nothing has been applied there yet"
+                    )
                 )
             target = todo[-1]
         else:
