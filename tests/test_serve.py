@@ -109,7 +109,17 @@ def test_accept_moves_through_the_journal_and_undo_restores(tmp_path: Path) -> N
     assert "rejected" in c.get("/review?show=all").get_data(as_text=True)
     # the thumbnail follows the moved file
     assert c.get(f"/thumb/{ds.plan_id}/r0").mimetype == "image/jpeg"
-    undo(ds.root, body["journal_run"])
+    # the Undo button reverses the move through the journal and puts the item back in the queue
+    assert f"/review/{ds.plan_id}/r0/undo" in c.get("/review?show=all").get_data(as_text=True)
+    r = c.post(f"/review/{ds.plan_id}/r0/undo?format=json", data={"csrf_token": token})
+    assert r.status_code == 200 and "back in real" in r.get_json()["message"]
+    assert src.exists() and not dst.exists() and file_sha256(src) == sha
+    assert 'id="item-r0"' in c.get("/review").get_data(as_text=True)
+    assert [x.undoes for x in list_runs(ds.root) if x.kind == "undo"] == [body["journal_run"]]
+    # accepted again, then undone with `cleaner undo` (the CLI's path): same result
+    r = c.post(f"/review/{ds.plan_id}/r0/accept?format=json", data={"csrf_token": token})
+    assert r.status_code == 200 and dst.exists()
+    undo(ds.root, r.get_json()["journal_run"])
     assert src.exists() and not dst.exists() and file_sha256(src) == sha
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,22 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _preload(predictor: object) -> None:
+    """Load the model in a background thread: the pages answer at once, and the first upload
+    does not wait for TensorFlow to start (tens of seconds on a small machine)."""
+    load = getattr(predictor, "load", None)
+    if load is None:
+        return
+
+    def run() -> None:
+        try:
+            load()
+        except CleanerError as e:
+            err_console.print(f"warning: {e}")
+
+    threading.Thread(target=run, name="cleaner-model-preload", daemon=True).start()
 
 
 @cli_errors
@@ -41,7 +58,7 @@ def serve(
     ] = 20.0,
 ) -> None:
     """A small web app on http://HOST:PORT/: upload an image to get real or fake with both
-    probabilities (the model is loaded on the first upload), and the review queue of ROOT's
+    probabilities (the model loads in the background at start), and the review queue of ROOT's
     latest plan (`cleaner separate`'s review items and proposed moves) with accept and reject.
 
     An accepted move goes through the journal like any other (`cleaner undo` reverses it);
@@ -70,6 +87,7 @@ def serve(
             f"{root} (through the journal); prefer the default 127.0.0.1"
         )
     app = create_app(root, model_path=model, max_upload_mb=max_upload_mb)
+    _preload(app.extensions["cleaner"]["predictor"])
     console.print(
         f"cleaner serve: http://{host}:{port}/  (ROOT {root}, model {model}; Ctrl-C stops)"
     )

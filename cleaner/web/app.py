@@ -290,10 +290,12 @@ def create_app(
     @app.post("/review/<run_id>/<item_id>/<action>")
     def decide(run_id: str, item_id: str, action: str) -> Any:
         check_csrf()
-        if action not in ("accept", "reject"):
-            abort(404, f"unknown action {action!r}; use accept or reject")
+        if action not in ("accept", "reject", "undo"):
+            abort(404, f"unknown action {action!r}; use accept, reject or undo")
         plan = plan_or_404(run_id)
         it = item_or_404(plan, item_id)
+        if action == "undo":
+            return _undo(plan, it)
         with decide_lock:
             decisions = state.read_decisions(rootp, plan.run_id)
             if it.item_id in decisions:
@@ -315,6 +317,33 @@ def create_app(
             msg = f"rejected: {it.path} stays in {it.from_label}"
         if _wants_json():
             return jsonify({"item": it.item_id, "message": msg, **record})
+        flash(msg)
+        back: dict[str, Any] = dict(request.args.to_dict())
+        return redirect(url_for("review", **back))
+
+    def _undo(plan: state.Plan, it: state.PlanItem) -> Any:
+        """Withdraw a decision; an accepted move is reversed through the journal first."""
+        from cleaner.journal import undo
+
+        with decide_lock:
+            decisions = state.read_decisions(rootp, plan.run_id)
+            d = decisions.get(it.item_id)
+            if d is None:
+                abort(409, f"{it.path} has no decision to undo")
+            if d.get("decision") == "accepted" and d.get("journal_run"):
+                try:
+                    res = undo(rootp, str(d["journal_run"]))
+                except CleanerError as e:
+                    abort(409, str(e))
+                if res.left:
+                    abort(409, f"{it.path} was not moved back: {res.left[0].why}")
+                msg = f"undone: {it.path} is back in {it.from_label} (journal run {res.run_id})"
+            else:
+                msg = f"decision on {it.path} withdrawn"
+            del decisions[it.item_id]
+            state.write_decisions(rootp, plan.run_id, decisions)
+        if _wants_json():
+            return jsonify({"item": it.item_id, "message": msg})
         flash(msg)
         back: dict[str, Any] = dict(request.args.to_dict())
         return redirect(url_for("review", **back))
