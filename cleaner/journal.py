@@ -412,22 +412,30 @@ def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(d.glob("*.jsonl")) if d.is_dir() else []
 
 
-def _begin(records: list[dict[str, Any]]) -> dict[str, Any]:
-    for r in records:
-        if r.get("op") == "begin":
-            return r
-    return {}
+def _first_record(path: Path) -> dict[str, Any]:
+    """The ``begin`` record (the first line), without reading the rest of the journal."""
+    try:
+        with open(path, "rb") as f:
+            rec = json.loads(f.readline())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) and rec.get("op") == "begin" else {}
 
 
 def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
-    """Every journaled run under ROOT, oldest first (by sequence number)."""
+    """Every journaled run under ROOT, oldest first (by sequence number). Reads each journal's
+    first and last lines only, unless a crash left it without an ``end``."""
     runs: list[RunInfo] = []
     for p in _journal_paths(root):
-        recs = _read_records(p)
-        b = _begin(recs)
+        b = _first_record(p)
         if not b:
             continue
-        ops = [r.get("op") for r in recs]
+        last = _last_record(p) or {}
+        finished = last.get("op") == "end"
+        if finished and isinstance(last.get("moved"), int):
+            moved = int(last["moved"])
+        else:
+            moved = sum(1 for r in _read_records(p) if r.get("op") == "done")
         runs.append(
             RunInfo(
                 run_id=str(b.get("run", p.stem)),
@@ -436,8 +444,8 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
                 command=str(b.get("command", "")),
                 created=str(b.get("created", "")),
                 undoes=b.get("undoes"),
-                finished="end" in ops,
-                moved=ops.count("done"),
+                finished=finished,
+                moved=moved,
             )
         )
     runs.sort(key=lambda r: (r.seq, r.run_id))
@@ -821,10 +829,9 @@ def _undone_indices(root: Path, run_id: str) -> set[int]:
     """Indices of ``run_id``'s moves already reversed by (possibly interrupted) undo runs."""
     out: set[int] = set()
     for p in _journal_paths(root):
-        recs = _read_records(p)
-        if _begin(recs).get("undoes") != run_id:
+        if _first_record(p).get("undoes") != run_id:
             continue
-        for rec in _moves_done(recs):
+        for rec in _moves_done(_read_records(p)):
             if "of" in rec:
                 out.add(int(rec["of"]))
     return out

@@ -173,6 +173,9 @@ def _print(result: SeparateResult, apply: bool) -> None:
     run = result.applied
     if run is None:
         return
+    if not run.results:
+        console.print("nothing to move: the tree is unchanged")
+        return
     console.print(
         f"moved {len(run.moved)} files (run {run.run_id}); undo with: cleaner undo --root "
         f"{plan['root']} --run {run.run_id}"
