@@ -712,18 +712,23 @@ def _run_moves(
                 src_abs = os.path.join(rs, pr.src)
                 if delay:
                     time.sleep(delay)
-                while True:
-                    dst_abs = os.path.join(rs, pr.dst)
-                    folder = pr.dst.rpartition("/")[0]
+                folder = pr.dst.rpartition("/")[0]
+                if folder and folder not in made:
                     try:
-                        if folder not in made:
-                            os.makedirs(os.path.join(rs, folder), exist_ok=True)
-                            made.add(folder)
+                        os.makedirs(os.path.join(rs, folder), exist_ok=True)
+                        made.add(folder)
+                    except OSError as e:  # e.g. a file where the folder should be
+                        why = f"folder {folder} cannot be created: {e.strerror or e}"
+                        skipped(pr.index, why, pr.sha, journaled_intent=True)
+                        continue
+                for attempt in range(1000):
+                    dst_abs = os.path.join(rs, pr.dst)
+                    try:
                         mover.move(Path(src_abs), Path(dst_abs))
                     except FileExistsError:
                         # another process took the name after we chose it: next suffix, and a
                         # new intent on disk before trying it
-                        if not suffix:
+                        if not suffix or attempt == 999:
                             why = f"{pr.move.dst} appeared meanwhile; {pr.move.src} left in place"
                             skipped(pr.index, why, pr.sha, journaled_intent=True)
                             break

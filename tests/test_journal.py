@@ -419,3 +419,21 @@ def test_runs_are_listed_in_order(tmp_path: Path) -> None:
     runs = list_runs(tmp_path)
     assert [r.run_id for r in runs] == [r1.run_id, r2.run_id]
     assert [r.command for r in runs] == ["one", "two"] and all(r.finished for r in runs)
+
+
+def test_a_file_where_the_destination_folder_should_be_is_reported(tmp_path: Path) -> None:
+    put(tmp_path, "real_images/x/a.jpg", b"a")
+    put(tmp_path, "real_images/b.jpg", b"b")
+    put(tmp_path, "fake_images/x", b"a file, not a folder")
+    run = apply_moves(
+        tmp_path,
+        [
+            Move("real_images/x/a.jpg", "fake_images/x/a.jpg"),
+            Move("real_images/b.jpg", "fake_images/b.jpg"),
+        ],
+        command="t",
+    )
+    assert [r.status for r in run.results] == ["skipped", "moved"]
+    assert "cannot be created" in run.results[0].why
+    assert (tmp_path / "real_images/x/a.jpg").read_bytes() == b"a"
+    assert recover(tmp_path).runs == []  # the journal is closed, nothing pending
