@@ -141,10 +141,10 @@ def main() -> None:
         write_state(root, files, max(args.rows, len(files)))
         page = work / "out" / "report.html"
         t0 = time.perf_counter()
-        cold = build_report(root, page, workers=args.workers, progress=False)
+        cold = build_report(root, page, workers=args.workers, progress=False, rescan=False)
         t_cold = time.perf_counter() - t0
         t0 = time.perf_counter()
-        warm = build_report(root, page, workers=args.workers, progress=False)
+        warm = build_report(root, page, workers=args.workers, progress=False, rescan=False)
         t_warm = time.perf_counter() - t0
         t_peer = peer(root, files, work / "peer")
         html = page.read_text(encoding="utf-8")

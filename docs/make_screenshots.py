@@ -23,7 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.browser_helpers import chromium, missing_reason, serve_in_thread  # noqa: E402
+from tests.browser_helpers import (  # noqa: E402
+    chromium,
+    console_errors,
+    missing_reason,
+    serve_in_thread,
+)
 
 CLEANER = [sys.executable, "-m", "cleaner"]
 OUT = REPO / "docs" / "screenshots"
@@ -70,7 +75,7 @@ def build(work: Path, fast: bool) -> tuple[Path, Path, Path]:
         train += ["--backbone", "efficientnet-lite0", "--image-size", "128", "--epochs", "2"]
     run(*train)
     if dedupe != 0:
-        print("(cleaner dedupe is not available yet: the duplicates section says so)")
+        print("(cleaner dedupe failed: the duplicates section names the command to run)")
     report = work / "report" / "report.html"
     run("report", "--root", str(demo), "--out", str(report),
         "--model-metrics", str(model.with_name("M.metrics.json")))  # fmt: skip
@@ -84,12 +89,24 @@ def shoot(demo: Path, model: Path, report: Path) -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     upload = next(iter(sorted((demo / "fake_images").glob("*.png"))), None)
-    with chromium(1280, 1500) as d:
+    with chromium(1280, 2300) as d:
         d.get(report.as_uri())
-        for img in d.find_elements(By.TAG_NAME, "img")[:40]:
+        imgs = d.find_elements(By.TAG_NAME, "img")
+        for img in imgs:  # lazy images load once scrolled to
             d.execute_script("arguments[0].scrollIntoView();", img)
-        d.execute_script("window.scrollTo(0, 0);")
         time.sleep(1.0)
+        broken = d.execute_script(
+            "return Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
+            ".map(i => i.getAttribute('src'));"
+        )
+        errors = console_errors(d)
+        sections = d.execute_script("return document.querySelectorAll('section').length;")
+        print(f"report: {sections} sections, {len(imgs)} images on first pages, "
+              f"{len(broken)} not loaded, {len(errors)} console errors")  # fmt: skip
+        if broken or errors:
+            raise SystemExit(f"the report page has problems: {broken[:5]} {errors[:5]}")
+        d.execute_script("window.scrollTo(0, 0);")
+        time.sleep(0.5)
         d.save_screenshot(str(OUT / "report.png"))
         app = create_app(demo, model_path=model)
         with serve_in_thread(app) as url:

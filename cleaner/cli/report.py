@@ -39,6 +39,13 @@ def report(
         int | None,
         typer.Option("--workers", "-w", min=1, help="Thumbnail processes (default: one per CPU)."),
     ] = None,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            "--rescan/--no-rescan",
+            help="Refresh the manifest first (incremental: only changed files are read).",
+        ),
+    ] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Write one HTML page about ROOT: the dataset summary per class and status, the latest
@@ -68,6 +75,7 @@ def report(
         page_size=page_size,
         workers=workers,
         progress=False if json_out else None,
+        rescan=rescan,
     )
     if json_out:
         print_json(result.summary())

@@ -228,6 +228,8 @@ def _groups(
                 "distance": m.get("distance", ""),
                 "kept": path == kept,
             }
+            if isinstance(m.get("match"), str) and m.get("match") != "kept":
+                mj["match"] = m["match"]  # how dedupe confirmed it: bytes, pixels, phash...
             # dedupe records each member's split (split.csv or train/val/test sub-folders)
             known = m.get("split")
             if isinstance(known, str) and known:
@@ -371,11 +373,13 @@ def build_report(
     page_size: int = DEFAULT_PAGE_SIZE,
     workers: int | None = None,
     progress: bool | None = None,
+    rescan: bool = True,
 ) -> ReportResult:
     """Write the report page ``out`` and its ``<stem>_files/`` folder; returns what it holds.
 
-    Raises :class:`CleanerError` when ROOT is missing, ``out`` is not an ``.html`` path in a
-    writable folder, or a state file exists but does not parse.
+    ``rescan``: refresh the manifest first (incremental :func:`cleaner.manifest.scan`) when
+    there is one. Raises :class:`CleanerError` when ROOT is missing, ``out`` is not an ``.html``
+    path in a writable folder, or a state file exists but does not parse.
     """
     ds = open_dataset(root, require_classes=False)
     rootp = ds.root
@@ -389,12 +393,20 @@ def build_report(
     files_dir = outp.parent / f"{outp.stem}_files"
     result = ReportResult(out=outp, files_dir=files_dir)
 
-    try:
-        from cleaner.manifest import read_manifest
+    from cleaner.manifest import manifest_path, read_manifest, scan
 
-        rows: list[Any] | None = read_manifest(rootp)
-    except CleanerError:
-        rows = None
+    rows: list[Any] | None = None
+    if manifest_path(rootp).is_file():
+        # an incremental rescan (only changed files are read) so the page matches the disk
+        # after moves and quarantines; without a manifest the page says to run `cleaner scan`
+        try:
+            rows = (
+                scan(rootp, workers=workers, progress=progress).rows
+                if rescan
+                else read_manifest(rootp)
+            )
+        except CleanerError:
+            rows = None
     by_sha = {r.sha256: r.path for r in rows or [] if r.sha256 and r.status == "ok"}
     labels = {r.path: r.label for r in rows or []}
     th = _Thumbs(rootp, files_dir, outp.parent, by_sha)

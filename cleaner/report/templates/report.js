@@ -73,6 +73,7 @@
       if (m.kept) { line.appendChild(badge("kept", "kept")); }
       line.appendChild(lbl(m.label));
       line.appendChild(el("span", "muted", " distance " + m.distance));
+      if (m.match) { line.appendChild(el("span", "muted", " \u00b7 " + m.match)); }
       if (m.split) { line.appendChild(el("span", "muted", " \u00b7 " + m.split)); }
       d.appendChild(line);
       d.appendChild(el("div", "path", m.path));
