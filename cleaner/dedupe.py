@@ -10,9 +10,10 @@ How a pair becomes a duplicate:
    95 % (finds copies cropped by a few percent).
 3. **Confirmation**: a Hamming radius wide enough for recompressed, resized or brightened copies
    also pairs distinct pictures whose hashes happen to agree (aligned faces do), and those false
-   pairs grow with the square of N. So each candidate is checked again, independently: the
-   Pearson correlation of the two 16 x 16 grey thumbnails (whole or central crop, mirrored for a
-   mirror pair) must reach ``min_correlation``. Brightness and contrast changes cancel out in a
+   pairs grow with the square of N. So each candidate is checked again, independently, on the
+   pixels: the Pearson correlation of the two 32 x 32 grey images, as they are or with one of
+   them cropped by 5 % at 3 x 3 offsets (mirrored first for a mirror pair), must reach
+   ``min_correlation`` (:func:`pair_scores`). Brightness and contrast cancel out in a
    correlation; a different face does not.
 4. **Groups** by union-find over the confirmed pairs; the kept copy is the one with the most
    pixels, then the largest file, then the first path. Exact pixel digests (full decode) are
@@ -31,7 +32,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,9 +54,10 @@ from cleaner.hashing import (
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
-"""Hamming radius (bits of 64). Chosen on faces140k with generated transforms (README, bench):
-it keeps recall 1.0 for half-size, JPEG q40, +30 % brightness and mirrors, and most 5 % crops,
-while the thumbnail check keeps precision at 1.0."""
+"""Hamming radius (bits of 64), chosen on faces140k with generated transforms (README,
+bench/bench_dedupe_quality.py): recall 1.0 for half-size, JPEG q40, +30 % brightness and
+mirrors, about 0.95 for 5 % crops; the pixel check keeps precision at 1.0 there. A wider radius
+buys little crop recall for three times the candidates."""
 DEFAULT_MIN_CORRELATION = 0.93
 """Aligned pixel correlation a candidate pair must reach to count as a duplicate (bench)."""
 PRECHECK_MIN = 0.80
@@ -287,16 +289,23 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.all(a == b, axis=1), 1.0, r)
 
 
-def _crops(x: np.ndarray) -> list[np.ndarray]:
-    """The 3 x 3 shifted ``CROP_KEEP`` crops of square images ``(P, S, S)``, flattened."""
+def _crops(x: np.ndarray) -> Iterator[np.ndarray]:
+    """The 3 x 3 shifted ``CROP_KEEP`` crops of square images ``(P, S, S)``, flattened, one at
+    a time (memory: a few copies of the chunk, not nine)."""
     mats = _crop_matrices()
-    rows = [np.matmul(m, x) for m in mats]
-    return [np.matmul(r, m.T).reshape(x.shape[0], -1) for r in rows for m in mats]
+    for my in mats:
+        rows = np.matmul(my, x)
+        for mx in mats:
+            yield np.matmul(rows, mx.T).reshape(x.shape[0], -1)
 
 
 def _thumb16(x: np.ndarray) -> np.ndarray:
     p, s = x.shape[0], x.shape[1]
     return x.reshape(p, s // 2, 2, s // 2, 2).mean(axis=(2, 4)).reshape(p, -1)
+
+
+_SCORE_CHUNK = 4096
+"""Pairs scored at once: bounds the float arrays of one chunk to a few tens of MiB."""
 
 
 def pair_scores(table: HashTable, a: np.ndarray, b: np.ndarray, mirror: np.ndarray) -> np.ndarray:
@@ -309,8 +318,8 @@ def pair_scores(table: HashTable, a: np.ndarray, b: np.ndarray, mirror: np.ndarr
     """
     s = HASH_SIDE
     out = np.zeros(a.size, dtype=np.float64)
-    for c0 in range(0, a.size, 8192):
-        sl = slice(c0, c0 + 8192)
+    for c0 in range(0, a.size, _SCORE_CHUNK):
+        sl = slice(c0, c0 + _SCORE_CHUNK)
         ga = table.grey[a[sl]].reshape(-1, s, s).astype(np.float64)
         gb = table.grey[b[sl]].reshape(-1, s, s).astype(np.float64)
         mi = mirror[sl]
