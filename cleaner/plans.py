@@ -283,6 +283,7 @@ def separate(
     left unfinished; a dry run touches nothing but ``R/.cleaner/`` (it does not recover either,
     it says a recovery is pending).
     """
+    check_params(rule, min_confidence)  # a bad flag is answered before the dataset is read
     ds = open_dataset(root)
     lock = write_lock(ds.root) if apply else contextlib.nullcontext()
     with lock:

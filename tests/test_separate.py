@@ -230,6 +230,8 @@ def test_confident_rule_and_coin_flip_floor(ws: Path) -> None:
         ws, "separate", "--root", str(root), "-p", *preds(ws), "--min-confidence", "0.5"
     )
     assert code == 1 and "coin flip" in err
+    code, _, _ = cli(ws, "separate", "--root", str(root), "-p", *preds(ws), "--rule", "vote")
+    assert code == 2  # Typer's usage error: not one of the rules
 
 
 def test_undo_without_runs_and_with_unknown_run(ws: Path) -> None:

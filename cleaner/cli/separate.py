@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,18 @@ from cleaner.plans import separate as run_separate
 from cleaner.predictions import FORMAT_V1
 
 
+class Rule(StrEnum):
+    """The consensus rules (:data:`cleaner.consensus.RULES`), as Typer choices."""
+
+    unanimous = "unanimous"
+    majority = "majority"
+    mean = "mean"
+    confident = "confident"
+
+
+assert tuple(r.value for r in Rule) == RULES
+
+
 @cli_errors
 def separate(
     predictions: Annotated[
@@ -41,17 +54,19 @@ def separate(
     ] = None,
     more: Annotated[
         list[Path] | None,
-        typer.Argument(hidden=True, help="More predictions files (after --predictions)."),
+        typer.Argument(
+            hidden=True, metavar="MORE.json", help="More predictions files (after --predictions)."
+        ),
     ] = None,
     root: RootOption = DEFAULT_ROOT,
     rule: Annotated[
-        str,
+        Rule,
         typer.Option(
             "--rule",
-            help=f"How the files' votes combine: {' | '.join(RULES)}.",
+            help="How the files' votes combine (see the README for each rule, exactly).",
             show_default=True,
         ),
-    ] = DEFAULT_RULE,
+    ] = Rule(DEFAULT_RULE),
     min_confidence: Annotated[
         float,
         typer.Option(
@@ -99,7 +114,7 @@ def separate(
     result = run_separate(
         root,
         files,
-        rule=rule,
+        rule=rule.value,
         min_confidence=min_confidence,
         max_fraction=max_fraction,
         apply=apply,
