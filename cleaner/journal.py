@@ -891,7 +891,8 @@ def undo(
             if not os.path.lexists(cur):
                 if os.path.lexists(rootp / src) and sha and _sha_or_none(rootp / src) == sha:
                     continue  # already back where it was
-                left.append(MoveResult(dst, src, None, "skipped", sha, f"{dst} no longer exists"))
+                why = f"{dst} no longer exists (moved by a later run? undo that one first)"
+                left.append(MoveResult(dst, src, None, "skipped", sha, why))
                 continue
             moves.append(Move(src=dst, dst=src, sha256=sha, reason="undo"))
             of.append(int(r["i"]))
