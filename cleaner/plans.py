@@ -37,6 +37,7 @@ from cleaner.journal import (
     AppliedRun,
     Move,
     RecoveryReport,
+    UndoResult,
     apply_moves,
     atomic_write_text,
     new_run_id,
@@ -44,6 +45,7 @@ from cleaner.journal import (
     recover,
     write_lock,
 )
+from cleaner.journal import undo as journal_undo
 from cleaner.predictions import MatchResult, match_entries, read_predictions
 
 PLAN_FORMAT = "cleaner.plan.v1"
@@ -344,3 +346,26 @@ def score_plan(plan: dict[str, Any], ground_truth: dict[str, Any]) -> dict[str, 
         "recall": right / len(truth) if truth else None,
         "review": len(plan.get("review", [])),
     }
+
+
+def undo(
+    root: str | os.PathLike[str], run_id: str | None = None, *, progress: bool | None = None
+) -> UndoResult:
+    """`cleaner undo`: :func:`cleaner.journal.undo`, then mark the run's plan (when the run was
+    a ``separate --apply``) with ``undone``, so readers of plans (report, evaluate) know its
+    moves no longer stand."""
+    res = journal_undo(root, run_id, progress=progress)
+    path = plans_dir(root) / f"{res.undone_run}.json"
+    if path.is_file():
+        try:
+            plan = read_plan(path)
+        except CleanerError:
+            return res
+        plan["undone"] = {
+            "by": res.run_id,
+            "time": _now(),
+            "restored": len(res.restored),
+            "left": [{"path": r.src, "why": r.why} for r in res.left],
+        }
+        write_plan(root, plan)
+    return res

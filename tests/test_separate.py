@@ -106,6 +106,8 @@ def test_dry_run_then_apply_moves_exactly_the_flips_and_undo_restores(ws: Path) 
     assert code == 0, err
     assert f"undid run {summary['run_id']}: 40 files" in out
     assert bytes_snapshot(root) == before_bytes
+    undone = json.loads((root / ".cleaner/plans" / f"{summary['run_id']}.json").read_text())
+    assert undone["undone"]["restored"] == 40 and undone["undone"]["left"] == []
 
 
 def test_repeated_predictions_option_and_json(ws: Path) -> None:

@@ -16,7 +16,7 @@ from cleaner.cli._common import (
     print_json,
 )
 from cleaner.dataset import open_dataset
-from cleaner.journal import undo as run_undo
+from cleaner.plans import undo as run_undo
 
 
 @cli_errors
