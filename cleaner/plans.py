@@ -187,6 +187,11 @@ def build_plan(
                 f"{pf.name} does not say whether it is out-of-fold ({pf.format}); trust it only "
                 "if its model never trained on these images"
             )
+        if pf.entries and all(e.hard for e in pf.entries):
+            warnings.append(
+                f"{pf.name} gives classes, not probabilities: each of its votes counts as "
+                "certain (probability 0 or 1), so --min-confidence cannot filter them"
+            )
         if pf.entries and not m.matched:
             warnings.append(
                 f"{pf.name} matched none of the {len(rows)} files under {ds.root} "

@@ -185,6 +185,7 @@ def test_every_input_format(ws: Path) -> None:
     assert s["moved"] == 40
     assert moved_files(before, snapshot(root)) == flips
     assert "does not say whether it is out-of-fold" in " ".join(s["warnings"])
+    assert sum("counts as certain" in w for w in s["warnings"]) == 2  # hard.json and map.json
 
 
 def test_guard_refuses_a_plan_moving_too_much_then_override(ws: Path) -> None:
