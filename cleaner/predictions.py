@@ -157,6 +157,7 @@ class _Reader:
         self.real_root = Path(os.path.realpath(root)) if root is not None else None
         self.by_path: dict[str, Entry] = {}
         self.by_index: dict[int, Entry] = {}
+        self.folders_ok: set[str] = set()
         self.entries: list[Entry] = []
 
     def fail(self, where: str, problem: str, fix: str) -> PredictionsError:
@@ -211,9 +212,20 @@ class _Reader:
                 )
             s = inside
         try:
-            rel = str(check_relpath(s))
+            parts = s.split("/")
+            if "\x00" in s or any(p in ("", ".", "..") for p in parts):
+                rel = str(check_relpath(s))  # the slow, careful path for unusual spellings
+            else:
+                rel = s  # already normal: no '..', no empty or '.' parts
             if self.root is not None:
-                resolve_inside(self.root, rel)
+                # each folder resolved once (100,000 entries share a few folders); the file
+                # itself only when it is a symlink
+                folder = rel.rpartition("/")[0]
+                if folder and folder not in self.folders_ok:
+                    resolve_inside(self.root, folder)
+                    self.folders_ok.add(folder)
+                if os.path.islink(os.path.join(self.root, rel)):
+                    resolve_inside(self.root, rel)
         except PathEscapeError as e:
             raise self.fail(
                 where, str(e), "remove the entry or give a path relative to ROOT"
