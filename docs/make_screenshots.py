@@ -53,6 +53,33 @@ def shrink(png: Path, width: int = 1100) -> None:
     im.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
 
 
+def work_png(driver: object, name: str, element: object | None = None) -> Path:
+    """A screenshot of the viewport (or of one element) in a temp file."""
+    p = Path(tempfile.mkdtemp(prefix="cleaner-shot-")) / f"{name}.png"
+    if element is not None:
+        element.screenshot(str(p))  # type: ignore[attr-defined]
+    else:
+        driver.save_screenshot(str(p))  # type: ignore[attr-defined]
+    return p
+
+
+def stitch(parts: list[Path], out: Path, heights: tuple[int, ...]) -> None:
+    """Stack the tops of several screenshots (each cut to its height) into one picture."""
+    from PIL import Image
+
+    ims = [Image.open(p).convert("RGB") for p in parts]
+    ims = [im.crop((0, 0, im.width, min(im.height, h))) for im, h in zip(ims, heights, strict=True)]
+    width = max(im.width for im in ims)
+    canvas = Image.new("RGB", (width, sum(im.height for im in ims) + 8 * (len(ims) - 1)), "#f6f7f9")
+    y = 0
+    for im in ims:
+        canvas.paste(im, (0, y))
+        y += im.height + 8
+    canvas.save(out)
+    for p in parts:
+        shutil.rmtree(p.parent, ignore_errors=True)
+
+
 def build(work: Path, fast: bool) -> tuple[Path, Path, Path]:
     demo, preds, models = work / "demo", work / "preds", work / "models"
     run("demo", str(demo), "--seed", "0")
@@ -89,7 +116,7 @@ def shoot(demo: Path, model: Path, report: Path) -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     upload = next(iter(sorted((demo / "fake_images").glob("*.png"))), None)
-    with chromium(1280, 2300) as d:
+    with chromium(1280, 1250) as d:
         d.get(report.as_uri())
         imgs = d.find_elements(By.TAG_NAME, "img")
         for img in imgs:  # lazy images load once scrolled to
@@ -107,7 +134,14 @@ def shoot(demo: Path, model: Path, report: Path) -> None:
             raise SystemExit(f"the report page has problems: {broken[:5]} {errors[:5]}")
         d.execute_script("window.scrollTo(0, 0);")
         time.sleep(0.5)
-        d.save_screenshot(str(OUT / "report.png"))
+        parts = [work_png(d, "top")]
+        d.execute_script("document.querySelector('nav').style.position = 'static';")
+        for sid in ("duplicates", "training"):
+            el = d.find_element(By.ID, sid)
+            d.execute_script("arguments[0].scrollIntoView();", el)
+            time.sleep(0.3)
+            parts.append(work_png(d, sid, el))
+        stitch(parts, OUT / "report.png", heights=(1250, 620, 700))
         app = create_app(demo, model_path=model)
         with serve_in_thread(app) as url:
             if upload is not None:
@@ -133,10 +167,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fast", action="store_true", help="one backbone, a tiny CNN: about 1 min")
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    ap.add_argument("--reuse", type=Path, help="a folder kept by --keep: only take the pictures")
     args = ap.parse_args()
     why = missing_reason()
     if why:
         raise SystemExit(f"cannot take screenshots: {why}")
+    if args.reuse:
+        r = args.reuse
+        model = r / "models" / "M.keras"
+        run("report", "--root", str(r / "demo"), "--out", str(r / "report" / "report.html"),
+            "--model-metrics", str(model.with_name("M.metrics.json")))  # fmt: skip
+        shoot(r / "demo", model, r / "report" / "report.html")
+        return
     work = args.keep or Path(tempfile.mkdtemp(prefix="cleaner-shots-"))
     if args.keep and args.keep.exists():
         shutil.rmtree(args.keep)

@@ -31,6 +31,8 @@ from cleaner.report.thumbs import ThumbJob, make_thumbs, thumb_dir, thumb_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_PAGE_SIZE = 48
+HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "backbone", "image_size")
+"""The training figures shown first (the rest are one click away)."""
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Dataset summary"),
@@ -312,8 +314,11 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
     )
     raw_versions = m.get("versions")
     versions: Mapping[str, Any] = raw_versions if isinstance(raw_versions, Mapping) else {}
+    values = dict(scalars)
+    headline = [(k, values[k]) for k in HEADLINE if k in values]
     return {
         "path": str(metrics_path),
+        "headline": headline,
         "scalars": scalars,
         "classes": [str(c) for c in classes],
         "confusion": cm_rows,
