@@ -141,23 +141,21 @@ def decide(
         else:
             if rule == "unanimous":
                 ok = up == n
-                need = f"all {n} files at >= {c:g} for {to}"
+                short = f"unanimous needs all {n}"
             elif rule == "majority":
                 ok = up * 2 > n
-                need = f"more than half of {n} files at >= {c:g} for {to}"
+                short = f"majority needs more than {n / 2:g}"
             elif rule == "mean":
                 ok = mean >= c - 1e-12
-                need = f"mean probability of {to} >= {c:g} (it is {mean:.3f})"
+                short = f"mean {mean:.3f} < {c:g}"
             else:
                 ok = flags[k] and mean >= c - 1e-12
-                need = (
-                    f"cleanlab's flag ({'yes' if flags[k] else 'no'}) and mean probability "
-                    f"of {to} >= {c:g} (it is {mean:.3f})"
-                )
+                short = "cleanlab does not flag it" if not flags[k] else f"mean {mean:.3f} < {c:g}"
             if ok:
-                action, why = MOVE, f"{rule}: {need}"
+                action = MOVE
+                why = f"{rule}: {up} of {n} files vote {to} (>= {c:g}), mean {mean:.3f}"
             elif up:
-                action, why = REVIEW, f"{up} of {n} files at >= {c:g} for {to}; {rule} needs {need}"
+                action, why = REVIEW, f"{up} of {n} files vote {to} (>= {c:g}); {short}"
             else:
                 action, why = KEEP, ""
         out.append(

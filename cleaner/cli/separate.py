@@ -167,6 +167,12 @@ def _print(result: SeparateResult, apply: bool) -> None:
         )
     if len(moves) > 10:
         console.print(f"  ... and {len(moves) - 10} more in the plan file")
+    for rec in plan["review"][:5]:
+        console.print(
+            f"  review {rec['path']}: {rec['why']}", overflow="ellipsis", no_wrap=True, crop=True
+        )
+    if len(plan["review"]) > 5:
+        console.print(f"  ... and {len(plan['review']) - 5} more for review in the plan file")
     console.print(
         f"{len(moves)} to move, {c['review']} for review, {c['covered']} images covered; "
         f"plan: {result.plan_path}"
