@@ -136,7 +136,7 @@ def create_app(
         resp.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "script-src 'none'; form-action 'self'; frame-ancestors 'none'",
         )
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
