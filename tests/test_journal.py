@@ -326,7 +326,7 @@ def test_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ properties
 
-NAMES = st.sampled_from(["a.png", "b.png", "c.jpg", "a~1.png", "d.png"])
+NAMES = st.sampled_from(["a.png", "b.png", "c.jpg", "a~1.png", "d", "é ü.png", ".hidden.jpg"])
 FOLDERS = st.sampled_from(["real_images", "fake_images", "real_images/s", "fake_images/s/t"])
 CONTENT = st.sampled_from([b"x", b"y", b"zz", b"", b"x"])  # duplicates and empty files too
 
