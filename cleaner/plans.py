@@ -230,6 +230,7 @@ def build_plan(
         "rule": rule,
         "min_confidence": min_confidence,
         "max_fraction": max_fraction,
+        "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
         "counts": {
             "files": totals,

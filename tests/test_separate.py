@@ -85,7 +85,7 @@ def test_dry_run_then_apply_moves_exactly_the_flips_and_undo_restores(ws: Path) 
     assert {m["path"] for m in plan["moves"]} == flips
     first = plan["moves"][0]
     assert set(first) >= {"path", "sha256", "from_label", "to_label", "dst", "evidence"}
-    assert [e["file"] for e in first["evidence"]] == preds(ws)
+    assert [e["file"] for e in first["evidence"]] == preds(ws) == plan["prediction_files"]
 
     code, out, err = cli(
         ws, "separate", "--root", str(root), "--predictions", *preds(ws), "--apply", "--json"
