@@ -2,6 +2,7 @@
 
     .venv/bin/python docs/make_screenshots.py            # a few minutes on 2 cores
     .venv/bin/python docs/make_screenshots.py --fast     # spectrum only, tiny training
+    .venv/bin/python docs/make_screenshots.py --check data/demo/.cleaner/report.html
 
 It runs the real chain on a fresh `cleaner demo` in a temporary folder (never under the
 repository): scan, out-of-fold predictions from two backbones, dedupe (when built), a dry-run
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -109,6 +111,45 @@ def build(work: Path, fast: bool) -> tuple[Path, Path, Path]:
     return demo, model, report
 
 
+def check_page(d: Any, report: Path) -> None:
+    """Open a report in chromium: every section present, every image on the first pages loads
+    (scrolled to, as they are lazy), no console error, every thumbnail URL a local file."""
+    import json
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    from cleaner.report import SECTIONS
+
+    d.get(report.resolve().as_uri())
+    imgs = d.find_elements(By.TAG_NAME, "img")
+    for img in imgs:
+        d.execute_script("arguments[0].scrollIntoView();", img)
+    time.sleep(1.0)
+    broken = d.execute_script(
+        "return Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
+        ".map(i => i.getAttribute('src'));"
+    )
+    errors = console_errors(d)
+    ids = set(d.execute_script("return Array.from(document.querySelectorAll('section'))"
+                               ".map(s => s.id);"))  # fmt: skip
+    missing = [sid for sid, _ in SECTIONS if sid not in ids]
+    html = report.read_text(encoding="utf-8")
+    thumbs = []
+    for blob in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S):
+        for it in json.loads(blob):
+            thumbs += [it["thumb"]] if "thumb" in it else []
+            thumbs += [m["thumb"] for m in it.get("members", []) if "thumb" in m]
+    absent = [t for t in thumbs if not (report.parent / t).is_file()]
+    print(f"report: {len(ids)} sections ({len(missing)} missing), {len(imgs)} images on first "
+          f"pages ({len(broken)} not loaded), {len(thumbs)} thumbnails in the data "
+          f"({len(absent)} not local files), {len(errors)} console errors")  # fmt: skip
+    if missing or broken or errors or absent:
+        raise SystemExit(
+            f"the report has problems: {missing} {broken[:5]} {errors[:5]} {absent[:5]}"
+        )
+
+
 def shoot(demo: Path, model: Path, report: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -117,21 +158,7 @@ def shoot(demo: Path, model: Path, report: Path) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     upload = next(iter(sorted((demo / "fake_images").glob("*.png"))), None)
     with chromium(1280, 1250) as d:
-        d.get(report.as_uri())
-        imgs = d.find_elements(By.TAG_NAME, "img")
-        for img in imgs:  # lazy images load once scrolled to
-            d.execute_script("arguments[0].scrollIntoView();", img)
-        time.sleep(1.0)
-        broken = d.execute_script(
-            "return Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
-            ".map(i => i.getAttribute('src'));"
-        )
-        errors = console_errors(d)
-        sections = d.execute_script("return document.querySelectorAll('section').length;")
-        print(f"report: {sections} sections, {len(imgs)} images on first pages, "
-              f"{len(broken)} not loaded, {len(errors)} console errors")  # fmt: skip
-        if broken or errors:
-            raise SystemExit(f"the report page has problems: {broken[:5]} {errors[:5]}")
+        check_page(d, report)
         d.execute_script("window.scrollTo(0, 0);")
         time.sleep(0.5)
         parts = [work_png(d, "top")]
@@ -168,7 +195,17 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="one backbone, a tiny CNN: about 1 min")
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
     ap.add_argument("--reuse", type=Path, help="a folder kept by --keep: only take the pictures")
+    ap.add_argument(
+        "--check",
+        type=Path,
+        metavar="REPORT.html",
+        help="only check a report page in chromium (sections, images, console)",
+    )
     args = ap.parse_args()
+    if args.check:
+        with chromium() as d:
+            check_page(d, args.check)
+        return
     why = missing_reason()
     if why:
         raise SystemExit(f"cannot take screenshots: {why}")
