@@ -201,3 +201,19 @@ def test_serve_cli_refuses_a_missing_model(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "M.keras does not exist" in r.stderr
     r = CliRunner().invoke(cli_app, ["serve", "--help"])
     assert r.exit_code == 0 and "127.0.0.1" in r.stdout
+
+
+def test_other_host_names_are_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a page of another site whose name now points at 127.0.0.1 gets nothing,
+    not even the CSRF token."""
+    ds = make_state_dataset(tmp_path)
+    c = _client(ds.root)
+    for host in ("evil.example:5000", "127.0.0.1.evil.example"):
+        r = c.get("/review", headers={"Host": host})
+        assert r.status_code == 400 and "csrf_token" not in r.get_data(as_text=True)
+        r = c.post(f"/review/{ds.plan_id}/m0/accept?format=json", headers={"Host": host}, data={})
+        assert r.status_code == 400 and "not this app's address" in r.get_json()["error"]
+    for host in ("127.0.0.1:5000", "localhost:8080", "[::1]:5000"):
+        assert c.get("/review", headers={"Host": host}).status_code == 200
+    anyhost = _client(ds.root, trusted_hosts=None)
+    assert anyhost.get("/review", headers={"Host": "10.0.0.5:5000"}).status_code == 200

@@ -74,6 +74,7 @@ def serve(
     from werkzeug.serving import run_simple
 
     from cleaner.web import create_app
+    from cleaner.web.app import LOOPBACK_NAMES
 
     if not model.is_file():
         raise CleanerError(f"model {model} does not exist; pass --model with a .keras file")
@@ -86,7 +87,12 @@ def serve(
             f"warning: binding to {host}: anyone who can reach this address can move files in "
             f"{root} (through the journal); prefer the default 127.0.0.1"
         )
-    app = create_app(root, model_path=model, max_upload_mb=max_upload_mb)
+    app = create_app(
+        root,
+        model_path=model,
+        max_upload_mb=max_upload_mb,
+        trusted_hosts=LOOPBACK_NAMES if _is_loopback(host) else None,
+    )
     _preload(app.extensions["cleaner"]["predictor"])
     console.print(
         f"cleaner serve: http://{host}:{port}/  (ROOT {root}, model {model}; Ctrl-C stops)"

@@ -25,6 +25,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ from cleaner.report import state
 from cleaner.web.predictor import KerasPredictor, Predictor
 
 DEFAULT_MAX_UPLOAD_MB = 20
+LOOPBACK_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+"""Host names a browser uses for an app bound to the loopback interface."""
 REVIEW_PAGE = 50
 _ITEM_ID = re.compile(r"^[mr][0-9]{1,9}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -93,9 +96,13 @@ def create_app(
     predictor: Predictor | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     secret_key: bytes | None = None,
+    trusted_hosts: Collection[str] | None = LOOPBACK_NAMES,
 ) -> Flask:
     """The app for dataset ``root``. ``predictor`` (an RGB image -> prob_fake) replaces the
-    model, for tests and other front ends; else ``model_path`` is loaded on the first upload."""
+    model, for tests and other front ends; else ``model_path`` is loaded on the first upload.
+    ``trusted_hosts``: the host names the browser may use, so a page of another site that
+    re-points its name at 127.0.0.1 (DNS rebinding) is refused; None accepts any (``--host
+    0.0.0.0``)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -130,6 +137,18 @@ def create_app(
 
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["labels"] = LABELS
+
+    trusted = {h.lower() for h in trusted_hosts} if trusted_hosts is not None else None
+
+    @app.before_request
+    def check_host() -> Any:
+        if trusted is None:
+            return None
+        host = request.host.lower()
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name not in trusted:
+            return error(400, f"host {host!r} is not this app's address; open it as 127.0.0.1")
+        return None
 
     @app.after_request
     def headers(resp: Response) -> Response:
