@@ -142,15 +142,17 @@ def test_thumbnails_cached_by_sha256_and_found_after_a_move(tmp_path: Path) -> N
     assert [p.stat().st_mtime_ns for p in thumbs] == stamps
     # a move leaves the cached thumbnail valid (same bytes, same sha256); a new report made
     # elsewhere finds the moved file through the manifest's sha256
-    apply_moves(ds.root, [Move("real_images/r2.jpg", "fake_images/r2.jpg")], command="test")
+    run = apply_moves(ds.root, [Move("real_images/r2.jpg", "fake_images/r2.jpg")], command="t")
     from cleaner.manifest import scan
 
     scan(ds.root, workers=1, progress=False)
     third = build_report(ds.root, tmp_path / "other" / "r.html", workers=1, progress=False)
     assert third.thumbs_failed == 0
-    _, page = _parse(tmp_path / "other" / "r.html")
+    text, page = _parse(tmp_path / "other" / "r.html")
     r2 = next(m for m in page.blobs["data-moves"] if m["path"] == "real_images/r2.jpg")
     assert (tmp_path / "other" / r2["thumb"]).is_file()
+    # the journal's runs are listed with the command that reverses them
+    assert f"cleaner undo --run {run.run_id}</code> reverses it" in text
 
 
 def test_missing_state_names_the_command(tmp_path: Path) -> None:

@@ -209,6 +209,30 @@ def _plan_items(
     return moves, review
 
 
+def _journal_runs(root: Path, last: int = 30) -> list[dict[str, Any]]:
+    """The latest journaled runs, newest first, each with what undid it (if anything)."""
+    from cleaner.journal import list_runs
+
+    try:
+        runs = list_runs(root)
+    except (OSError, ValueError, CleanerError):
+        return []
+    undone_by = {r.undoes: r.run_id for r in runs if r.kind == "undo" and r.undoes}
+    return [
+        {
+            "run_id": r.run_id,
+            "kind": r.kind,
+            "command": r.command,
+            "created": r.created,
+            "moved": r.moved,
+            "finished": r.finished,
+            "undone_by": undone_by.get(r.run_id, ""),
+            "undoes": r.undoes or "",
+        }
+        for r in reversed(runs[-last:])
+    ]
+
+
 def _groups(
     dup: Mapping[str, Any], split: Mapping[str, str] | None, labels: Mapping[str, str], th: _Thumbs
 ) -> list[dict[str, Any]]:
@@ -446,6 +470,9 @@ def build_report(
         moves, review = _plan_items(plan, state.read_decisions(rootp, plan.run_id), th)
     ctx["moves"], ctx["review"] = moves, review
     ctx["move_states"] = sorted(Counter(m["state"] for m in moves).items())
+
+    # the journal: every run that moved files (separate, dedupe, serve accepts, undos)
+    ctx["runs"] = _journal_runs(rootp)
 
     # duplicates, conflicts, leakage
     dup = state.read_duplicates(rootp)
