@@ -292,7 +292,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _crops(x: np.ndarray) -> Iterator[np.ndarray]:
     """The 3 x 3 shifted ``CROP_KEEP`` crops of square images ``(P, S, S)``, flattened, one at
     a time (memory: a few copies of the chunk, not nine)."""
-    mats = _crop_matrices()
+    mats = [m.astype(x.dtype) for m in _crop_matrices()]
     for my in mats:
         rows = np.matmul(my, x)
         for mx in mats:
@@ -304,45 +304,98 @@ def _thumb16(x: np.ndarray) -> np.ndarray:
     return x.reshape(p, s // 2, 2, s // 2, 2).mean(axis=(2, 4)).reshape(p, -1)
 
 
-_SCORE_CHUNK = 4096
+def _flip_index(side: int) -> np.ndarray:
+    """Column order that mirrors a flattened ``side x side`` image left-right."""
+    return np.arange(side * side).reshape(side, side)[:, ::-1].ravel()
+
+
+_SCORE_CHUNK = 16384
 """Pairs scored at once: bounds the float arrays of one chunk to a few tens of MiB."""
 
 
-def pair_scores(table: HashTable, a: np.ndarray, b: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+def _features(table: HashTable, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised 16 x 16 thumbnails of the whole image and of its central crop (float32)."""
+    s = HASH_SIDE
+    centre = _crop_matrices()[1].astype(np.float32)
+    t = np.empty((ids.size, (s // 2) ** 2), dtype=np.float32)
+    c = np.empty_like(t)
+    for c0 in range(0, ids.size, _SCORE_CHUNK):
+        g = table.grey[ids[c0 : c0 + _SCORE_CHUNK]].reshape(-1, s, s).astype(np.float32)
+        t[c0 : c0 + g.shape[0]] = _normalise(_thumb16(g))
+        c[c0 : c0 + g.shape[0]] = _normalise(_thumb16(np.matmul(np.matmul(centre, g), centre.T)))
+    return t, c
+
+
+def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, y)
+
+
+def pair_scores(
+    table: HashTable,
+    a: np.ndarray,
+    b: np.ndarray,
+    mirror: np.ndarray,
+    *,
+    accept: float = DEFAULT_MIN_CORRELATION,
+) -> np.ndarray:
     """The second, independent check of candidate pairs: how well the pixels agree once aligned.
 
     Score = the best Pearson correlation between one image's 32 x 32 grey pixels and the other's,
     either as they are or after cropping ``CROP_KEEP`` of one of them at 3 x 3 offsets (a copy
-    cropped by a few percent lines up again); ``a`` is mirrored first where ``mirror``. A cheap
-    16 x 16 pre-check (whole and central crop) drops pairs that cannot reach the threshold first.
+    cropped by a few percent lines up again); ``a`` is mirrored first where ``mirror``. Cheap
+    stages first: a 16 x 16 pre-check (whole and central crop) scores pairs that cannot reach
+    ``PRECHECK_MIN``; a pair whose unaligned score reaches ``accept`` is not aligned further.
+    Identical grey images score 1 (also flat ones).
     """
     s = HASH_SIDE
     out = np.zeros(a.size, dtype=np.float64)
+    if a.size == 0:
+        return out
+    ids, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    pa, pb = inv[: a.size], inv[a.size :]
+    t16, c16 = _features(table, ids)
+    flip16, flip32 = _flip_index(s // 2), _flip_index(s)
     for c0 in range(0, a.size, _SCORE_CHUNK):
         sl = slice(c0, c0 + _SCORE_CHUNK)
-        ga = table.grey[a[sl]].reshape(-1, s, s).astype(np.float64)
-        gb = table.grey[b[sl]].reshape(-1, s, s).astype(np.float64)
         mi = mirror[sl]
+        ta, ca = t16[pa[sl]], c16[pa[sl]]
         if mi.any():
-            ga[mi] = ga[mi][:, :, ::-1]
-        centre = _crop_matrices()[1]
-        ca = np.matmul(np.matmul(centre, ga), centre.T)
-        cb = np.matmul(np.matmul(centre, gb), centre.T)
-        ta, tb = _thumb16(ga), _thumb16(gb)
-        pre = np.maximum.reduce([_corr(ta, tb), _corr(_thumb16(ca), tb), _corr(ta, _thumb16(cb))])
-        fa, fb = ga.reshape(ga.shape[0], -1), gb.reshape(gb.shape[0], -1)
-        score = _corr(fa, fb)
-        todo = np.flatnonzero(pre >= PRECHECK_MIN)
+            ta[mi], ca[mi] = ta[mi][:, flip16], ca[mi][:, flip16]
+        tb, cb = t16[pb[sl]], c16[pb[sl]]
+        score = np.maximum.reduce([_rowdot(ta, tb), _rowdot(ca, tb), _rowdot(ta, cb)])
+        score = score.astype(np.float64)
+        same = np.flatnonzero(table.hash[a[sl]] == table.hash[b[sl]])
+        if same.size:
+            eq = np.all(table.grey[a[sl][same]] == table.grey[b[sl][same]], axis=1) & ~mi[same]
+            score[same[eq]] = 1.0
+        todo = np.flatnonzero((score >= PRECHECK_MIN) & (score < 1.0))
         if todo.size:
-            na, nb = _normalise(fa[todo]), _normalise(fb[todo])
-            best = score[todo]
-            for va in _crops(ga[todo]):
-                best = np.maximum(best, (_normalise(va) * nb).sum(axis=1))
-            for vb in _crops(gb[todo]):
-                best = np.maximum(best, (_normalise(vb) * na).sum(axis=1))
+            ga = table.grey[a[sl][todo]].astype(np.float32)
+            gb = table.grey[b[sl][todo]].astype(np.float32)
+            m = mi[todo]
+            if m.any():
+                ga[m] = ga[m][:, flip32]
+            na, nb = _normalise(ga), _normalise(gb)
+            best = _rowdot(na, nb)
+            rest = np.flatnonzero(best < accept)
+            if rest.size:
+                sub = best[rest]
+                for va in _crops(ga[rest].reshape(-1, s, s)):
+                    sub = np.maximum(sub, _corr_to(va, nb[rest]))
+                for vb in _crops(gb[rest].reshape(-1, s, s)):
+                    sub = np.maximum(sub, _corr_to(vb, na[rest]))
+                best[rest] = sub
             score[todo] = best
-        out[sl] = np.where(pre >= PRECHECK_MIN, score, np.minimum(score, pre))
+        out[sl] = score
     return out
+
+
+def _corr_to(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Correlation of rows ``x`` with rows already normalised (zero mean, unit length)."""
+    k = x.shape[1]
+    sx = x.sum(axis=1)
+    var = np.einsum("ij,ij->i", x, x) - sx * sx / k
+    return _rowdot(x, unit) / np.sqrt(np.where(var > 0, var, np.inf))
 
 
 @dataclass
