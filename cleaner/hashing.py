@@ -157,9 +157,7 @@ def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list
             dtype=np.uint64,
         )
     return [
-        ImageHashes(
-            hash=int(h[k, 0]), mirror=int(h[k, 1]), crop=int(h[k, 2]), grey=vs[0].tobytes()
-        )
+        ImageHashes(hash=int(h[k, 0]), mirror=int(h[k, 1]), crop=int(h[k, 2]), grey=vs[0].tobytes())
         for k, vs in enumerate(variants)
     ]
 
