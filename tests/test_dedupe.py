@@ -252,3 +252,21 @@ def test_plan_covers_the_radius() -> None:
         for r in range(0, 17):
             p = plan(n, r)
             assert sum(p.widths) == 64 and len(p.widths) * (p.sub_radius + 1) > r
+
+
+def test_dedupe_never_imports_tensorflow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "t"
+    save_jpeg(picture(50), root / "real_images/a.jpg")
+    save_jpeg(picture(50), root / "fake_images/a.jpg", 60)
+    code = (
+        "import sys; from cleaner.cli import app; from typer.testing import CliRunner; "
+        f"r = CliRunner().invoke(app, ['dedupe', '--root', {str(root)!r}, '--json']); "
+        "assert r.exit_code == 0, r.output; assert '\"groups\": 1' in r.stdout, r.stdout; "
+        "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
