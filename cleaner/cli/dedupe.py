@@ -105,7 +105,7 @@ def dedupe(
             title=f"groups (first {SHOW_GROUPS})" if len(result.groups) > SHOW_GROUPS else "groups"
         )
         for col in ("#", "kept", "copies", "labels", "max distance", "flags"):
-            gt.add_column(col)
+            gt.add_column(col, overflow="fold")
         for g in result.groups[:SHOW_GROUPS]:
             flags = ("conflict " if g.conflict else "") + ("leakage" if g.leaks else "")
             gt.add_row(
