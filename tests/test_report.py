@@ -235,3 +235,19 @@ def test_report_never_imports_tensorflow(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_a_broken_state_file_is_named_on_its_section(tmp_path: Path) -> None:
+    ds = make_state_dataset(tmp_path)
+    (ds.root / ".cleaner" / "duplicates.json").write_text("{not json")
+    (ds.root / ".cleaner" / "plans" / "zzz-broken.json").write_text("[1, 2")
+    out = tmp_path / "report.html"
+    r = runner.invoke(app, ["report", "--root", str(ds.root), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    sections = json.loads(r.stdout)["sections"]
+    assert "duplicates.json does not parse" in sections["duplicates"]["problem"]
+    assert "zzz-broken.json does not parse" in sections["moves"]["problem"]
+    assert sections["moves"]["items"] == 2  # the readable plan is still shown
+    text, page = _parse(out)
+    assert page.ids >= {sid for sid, _ in SECTIONS}
+    assert text.count("Could not read:") == 2

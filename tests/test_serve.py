@@ -217,3 +217,12 @@ def test_other_host_names_are_refused(tmp_path: Path) -> None:
         assert c.get("/review", headers={"Host": host}).status_code == 200
     anyhost = _client(ds.root, trusted_hosts=None)
     assert anyhost.get("/review", headers={"Host": "10.0.0.5:5000"}).status_code == 200
+
+
+def test_a_broken_plan_file_is_skipped_with_a_message(tmp_path: Path) -> None:
+    ds = make_state_dataset(tmp_path)
+    (ds.root / ".cleaner" / "plans" / "zzz-broken.json").write_text("{")
+    r = _client(ds.root).get("/review")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "skipped a plan file" in html and "zzz-broken.json" in html
+    assert ds.plan_id in html and 'id="item-m0"' in html

@@ -58,6 +58,8 @@ class ReportResult:
     """section id -> number of items shown."""
     missing: dict[str, str] = field(default_factory=dict)
     """section id -> the command that produces its state file."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """section id -> a state file that exists but could not be read (shown on the page)."""
     thumbs_made: int = 0
     thumbs_cached: int = 0
     thumbs_failed: int = 0
@@ -67,7 +69,11 @@ class ReportResult:
             "out": str(self.out),
             "files_dir": str(self.files_dir),
             "sections": {
-                sid: {"items": self.counts.get(sid, 0), "missing": self.missing.get(sid)}
+                sid: {
+                    "items": self.counts.get(sid, 0),
+                    "missing": self.missing.get(sid),
+                    "problem": self.problems.get(sid),
+                }
                 for sid, _ in SECTIONS
             },
             "thumbs": {
@@ -442,6 +448,7 @@ def build_report(
     quarantined = state.quarantined_files(rootp)
     ctx: dict[str, Any] = {"sections": SECTIONS, "page_size": max(1, page_size)}
     missing: dict[str, str] = {}
+    problems: dict[str, str] = {}
     r_arg = f"--root {root}"
 
     # summary and unreadable files
@@ -456,7 +463,10 @@ def build_report(
     ctx["unreadable"] = bad
 
     # plans
-    plans = state.list_plans(rootp)
+    plan_problems: list[str] = []
+    plans = state.list_plans(rootp, plan_problems)
+    if plan_problems:
+        problems["moves"] = "; ".join(plan_problems)
     plan = plans[-1] if plans else None
     ctx["plan"] = plan
     ctx["older_plans"] = list(reversed(plans[:-1]))
@@ -467,7 +477,12 @@ def build_report(
             f"cleaner separate --predictions F1.json [F2.json ...] {r_arg}"
         )
     else:
-        moves, review = _plan_items(plan, state.read_decisions(rootp, plan.run_id), th)
+        try:
+            decisions = state.read_decisions(rootp, plan.run_id)
+        except CleanerError as e:
+            problems["review"] = str(e)
+            decisions = {}
+        moves, review = _plan_items(plan, decisions, th)
     ctx["moves"], ctx["review"] = moves, review
     ctx["move_states"] = sorted(Counter(m["state"] for m in moves).items())
 
@@ -475,8 +490,15 @@ def build_report(
     ctx["runs"] = _journal_runs(rootp)
 
     # duplicates, conflicts, leakage
-    dup = state.read_duplicates(rootp)
-    split = state.read_split(rootp)
+    dup = split = None
+    try:
+        dup = state.read_duplicates(rootp)
+    except CleanerError as e:
+        problems["duplicates"] = str(e)
+    try:
+        split = state.read_split(rootp)
+    except CleanerError as e:
+        problems["leakage"] = str(e)
     groups: list[dict[str, Any]] = []
     if dup is None:
         missing["duplicates"] = missing["conflicts"] = f"cleaner dedupe {r_arg}"
@@ -509,10 +531,17 @@ def build_report(
         )
         ctx["training"] = None
     else:
-        ctx["training"] = _training(mpath, files_dir, outp.parent)
+        try:
+            ctx["training"] = _training(mpath, files_dir, outp.parent)
+        except (CleanerError, OSError) as e:
+            problems["training"] = str(e)
+            missing["training"] = f"cleaner train {r_arg} --out M.keras"
+            ctx["training"] = None
 
     result.thumbs_made, result.thumbs_cached, result.thumbs_failed = th.make(workers, progress)
     ctx["missing"] = missing
+    ctx["problems"] = problems
+    result.problems = problems
     ctx["root"] = str(rootp)
     ctx["generated"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     ctx["counts"] = result.counts = {

@@ -176,9 +176,17 @@ def plan_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
-def list_plans(root: Path) -> list[Plan]:
-    """Every readable plan, oldest first; the last is the latest."""
-    plans = [read_plan(p) for p in plan_files(root)]
+def list_plans(root: Path, problems: list[str] | None = None) -> list[Plan]:
+    """Every plan, oldest first; the last is the latest. With ``problems``, a plan file that
+    does not parse is skipped and its error appended there (else it raises)."""
+    plans = []
+    for path in plan_files(root):
+        try:
+            plans.append(read_plan(path))
+        except CleanerError as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
     plans.sort(key=lambda p: (p.created, p.path.stat().st_mtime_ns if p.path.exists() else 0))
     return plans
 
@@ -189,7 +197,8 @@ def latest_plan(root: Path) -> Plan | None:
 
 
 def find_plan(root: Path, run_id: str) -> Plan | None:
-    for p in list_plans(root):
+    """The plan with ``run_id`` (plan files that do not parse are passed over)."""
+    for p in list_plans(root, []):
         if p.run_id == run_id:
             return p
     return None

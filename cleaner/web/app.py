@@ -240,10 +240,10 @@ def create_app(
 
     @app.get("/review")
     def review() -> Any:
-        try:
-            plans = state.list_plans(rootp) if rootp.is_dir() else []
-        except CleanerError as e:
-            return render_template("review.html", plan=None, problem=str(e), root=str(rootp))
+        problems: list[str] = []
+        plans = state.list_plans(rootp, problems) if rootp.is_dir() else []
+        for p in problems:
+            flash(f"skipped a plan file: {p}")
         if not plans:
             return render_template(
                 "review.html", plan=None, root=str(rootp),
