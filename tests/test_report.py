@@ -251,3 +251,20 @@ def test_a_broken_state_file_is_named_on_its_section(tmp_path: Path) -> None:
     text, page = _parse(out)
     assert page.ids >= {sid for sid, _ in SECTIONS}
     assert text.count("Could not read:") == 2
+
+
+def test_quarantined_files_carry_the_journal_reason(tmp_path: Path) -> None:
+    from cleaner.journal import Move, apply_moves
+
+    ds = make_state_dataset(tmp_path)
+    why = "duplicate of real_images/r0.jpg (phash, distance 2)"
+    src = "real_images/sub/r0_copy.jpg"
+    apply_moves(ds.root, [Move(src, f"quarantine/duplicates/{src}", reason=why)], command="dd")
+    out = tmp_path / "report.html"
+    build_report(ds.root, out, workers=1, progress=False)
+    _, page = _parse(out)
+    q = {f["path"]: f for f in page.blobs["data-quarantine"]}
+    moved = q[f"quarantine/duplicates/{src}"]
+    assert moved["why"] == why and moved["src"] == src
+    assert moved["thumb"].endswith(f"{ds.sha[src]}.jpg") and (tmp_path / moved["thumb"]).is_file()
+    assert "why" not in q["quarantine/duplicates/real_images/old_copy.jpg"]  # not journaled

@@ -517,9 +517,13 @@ def build_report(
 
     # quarantine
     qitems: list[dict[str, Any]] = []
+    moved_by = state.journal_moves(rootp) if quarantined else {}
     for rel, reason in quarantined:
         qj: dict[str, Any] = {"path": rel, "reason": reason}
-        th.attach(qj, "", rel)
+        how = moved_by.get(rel)
+        if how is not None:  # the journal says where it came from and why
+            qj.update(src=how["src"], why=how["reason"], run=how["run"])
+        th.attach(qj, how["sha256"] if how else "", rel)
         qitems.append(qj)
     ctx["quarantine"] = qitems
 

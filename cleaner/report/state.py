@@ -286,6 +286,47 @@ def quarantined_files(root: Path) -> list[tuple[str, str]]:
     return out
 
 
+def journal_moves(root: Path) -> dict[str, dict[str, str]]:
+    """Where each journaled move put a file: dst -> {"src", "sha256", "reason", "run",
+    "command"}, the latest move to each dst winning (read-only; the journal's lines are
+    ``{"op": "begin"|"intent"|"done"|...}`` JSON, see :mod:`cleaner.journal`)."""
+    from cleaner.journal import journal_dir
+
+    out: dict[str, dict[str, str]] = {}
+    d = journal_dir(root)
+    if not d.is_dir():
+        return out
+    for path in sorted(d.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns):
+        intents: dict[int, dict[str, Any]] = {}
+        run, command = path.stem, ""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after a crash
+            if not isinstance(rec, dict):
+                continue
+            op = rec.get("op")
+            if op == "begin":
+                run, command = str(rec.get("run", run)), str(rec.get("command", ""))
+            elif op == "intent" and isinstance(rec.get("i"), int):
+                intents[rec["i"]] = rec
+            elif op == "done" and rec.get("i") in intents:
+                it = intents[rec["i"]]
+                out[str(it.get("dst", ""))] = {
+                    "src": str(it.get("src", "")),
+                    "sha256": str(it.get("sha256") or ""),
+                    "reason": str(it.get("reason") or ""),
+                    "run": run,
+                    "command": command,
+                }
+    return out
+
+
 # --------------------------------------------------------------------------- training metrics
 
 

@@ -97,6 +97,9 @@
     c.appendChild(thumb(f));
     c.appendChild(badge(f.reason, "n"));
     c.appendChild(el("div", "path", f.path));
+    if (f.src) { c.appendChild(el("div", "path muted", "from " + f.src)); }
+    if (f.why) { c.appendChild(el("div", "muted", f.why)); }
+    if (f.run) { c.appendChild(el("div", "muted", "run " + f.run)); }
     return c;
   }
 
