@@ -113,4 +113,11 @@ def test_browser_upload_review_and_report(tmp_path: Path) -> None:
             lambda: [c.get_attribute("data-id") for c in
                      d.find_elements(By.CSS_SELECTOR, "#moves .card")] == ["m1"]
         )  # fmt: skip
+        box = d.find_element(By.CSS_SELECTOR, "#moves .pager input")
+        box.send_keys("f3.png")  # the filter narrows the list to the matching card
+        assert _wait(
+            lambda: [c.get_attribute("data-id") for c in
+                     d.find_elements(By.CSS_SELECTOR, "#moves .card")] == ["m1"]
+        )  # fmt: skip
+        assert "1 items" in d.find_element(By.CSS_SELECTOR, "#moves .pager span").text
         assert console_errors(d) == []
