@@ -86,11 +86,13 @@ def dataset(tmp_path: Path) -> tuple[Path, set[frozenset[str]]]:
     return root, build(root)
 
 
-def test_finds_every_planted_copy_and_nothing_else(dataset: tuple[Path, set]) -> None:
+@pytest.mark.parametrize("method", ["phash", "dhash", "whash", "ahash"])
+def test_finds_every_planted_copy_and_nothing_else(dataset: tuple[Path, set], method: str) -> None:
     root, truth = dataset
-    summary = run("--root", str(root))
+    summary = run("--root", str(root), "--method", method)
     doc = json.loads((root / ".cleaner/duplicates.json").read_text())
-    assert doc["method"] == "phash" and doc["max_distance"] == DEFAULT_MAX_DISTANCE
+    assert doc["method"] == method and doc["max_distance"] == DEFAULT_MAX_DISTANCE
+    assert (root / f".cleaner/cache/hashes-{method}.npz").exists()
     assert groups_of(doc) == truth
     assert summary["groups"] == len(truth) and summary["redundant"] == len(truth)
     by_path = {m["path"]: m for g in doc["groups"] for m in g["members"]}
