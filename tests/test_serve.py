@@ -226,3 +226,25 @@ def test_a_broken_plan_file_is_skipped_with_a_message(tmp_path: Path) -> None:
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "skipped a plan file" in html and "zzz-broken.json" in html
     assert ds.plan_id in html and 'id="item-m0"' in html
+
+
+@pytest.mark.parametrize("size", [32, 100])
+@pytest.mark.parametrize("shape", [(64, 48), (300, 120), (20, 20)])
+def test_upload_view_matches_the_models_evaluation_view(
+    tmp_path: Path, size: int, shape: tuple[int, int]
+) -> None:
+    """The app shows an upload to the model as `cleaner predict` and `cleaner train` do."""
+    from cleaner.models.inputs import center_view, load_one
+    from cleaner.web.predictor import model_view
+
+    rng = np.random.default_rng(size)
+    im = Image.fromarray(rng.integers(0, 256, (shape[1], shape[0], 3), dtype=np.uint8))
+    for name in ("x.png", "x.jpg"):  # a JPEG goes through draft decoding in both
+        path = tmp_path / name
+        im.save(path)
+        ours = model_view(path.read_bytes(), size, "center")
+        assert ours.shape == (size, size, 3)
+        assert np.array_equal(ours, center_view(path, size))
+        assert np.array_equal(
+            model_view(path.read_bytes(), size, "resize"), load_one(path, size, "resize")[0]
+        )

@@ -220,7 +220,10 @@ def create_app(
             return error(503, "no model loaded: start cleaner serve with --model M.keras")
         t0 = time.perf_counter()
         try:
-            p = float(predict_fn(im))
+            if isinstance(predict_fn, KerasPredictor):
+                p = predict_fn.predict_bytes(data)  # loaded exactly as in training
+            else:
+                p = float(predict_fn(im))
         except CleanerError as e:
             return error(500, str(e))
         result = {

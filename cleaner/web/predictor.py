@@ -9,6 +9,7 @@ train`` and ``cleaner predict`` do), at the model's own input size.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Callable
@@ -19,21 +20,22 @@ import numpy as np
 from PIL import Image
 
 from cleaner.errors import CleanerError
+from cleaner.images import load_array, load_rgb
 
 Predictor = Callable[[Image.Image], float]
 """An upright RGB image -> prob_fake in [0, 1]."""
 
 
-def model_view(im: Image.Image, size: int, crop: str) -> np.ndarray:
-    """``(S, S, 3) uint8``: a central ``S x S`` crop at native resolution (long side capped at
-    ``2 S``, short side at least ``S``), or the whole image resized (``crop="resize"``)."""
+def model_view(data: bytes, size: int, crop: str) -> np.ndarray:
+    """``(S, S, 3) uint8`` from an image file's bytes, exactly as ``cleaner predict`` and
+    ``cleaner train`` load an image (:func:`cleaner.models.inputs.load_one`): ``center`` is a
+    central ``S x S`` crop at native resolution (decoded with the long side capped at ``2 S``,
+    JPEG draft mode included; the short side enlarged to ``S`` when smaller); ``resize`` is the
+    whole image resized. Raises :class:`cleaner.images.ImageError`."""
     if crop == "resize":
-        return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        return load_array(data, size, crop="resize")
+    im = load_rgb(data, max_side=2 * size)
     w, h = im.size
-    if max(w, h) > 2 * size:
-        k = 2 * size / max(w, h)
-        im = im.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR)
-        w, h = im.size
     if min(w, h) < size:
         k = size / min(w, h)
         im = im.resize(
@@ -89,8 +91,15 @@ class KerasPredictor:
             return model
 
     def __call__(self, im: Image.Image) -> float:
+        """prob_fake of a decoded image (re-encoded losslessly: prefer :meth:`predict_bytes`)."""
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return self.predict_bytes(buf.getvalue())
+
+    def predict_bytes(self, data: bytes) -> float:
+        """prob_fake of an uploaded file, loaded as the model's evaluation loaded images."""
         model = self.load()
-        x = model_view(im, self._size, self._crop).astype(np.float32)[None]
+        x = model_view(data, self._size, self._crop).astype(np.float32)[None]
         with self._lock:
             out = np.asarray(model(x, training=False))
         if out.ndim != 2 or out.shape[1] not in (1, 2):
