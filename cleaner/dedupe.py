@@ -437,6 +437,19 @@ def candidate_pairs(table: HashTable, max_distance: int) -> Pairs:
     return Pairs(a, b, d, m, pair_scores(table, a, b, m))
 
 
+def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
+    """``(reps, rep_of)``: the first content of each distinct 32 x 32 grey image (sorted), and
+    for every content the representative with the same grey pixels."""
+    if len(table) == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z.copy()
+    grey = np.ascontiguousarray(table.grey)
+    key = grey.view(np.dtype((np.void, grey.shape[1])))[:, 0]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    rep_of = first[inv.ravel()].astype(np.int64)
+    return np.unique(rep_of), rep_of
+
+
 class UnionFind:
     """Disjoint sets over 0..n-1, iterative (no recursion), path halving."""
 
@@ -525,8 +538,12 @@ def find_duplicates(
     failed = {r.path: run.failed[r.sha256] for r in rows if r.sha256 in run.failed}
     usable = [r for r in rows if r.sha256 in sha_row]
 
-    pairs = candidate_pairs(table, max_distance)
+    # contents with the same 32 x 32 grey pixels (and so the same hashes) are one node for the
+    # search: a thousand copies of one blank image cost one search entry, not a million pairs
+    reps, rep_of = identical_pixels(table)
+    pairs = candidate_pairs(table.take(reps), max_distance)
     ok = pairs.confirmed(min_correlation)
+    pair_a, pair_b = reps[pairs.a[ok]], reps[pairs.b[ok]]
 
     # union-find over rows: same bytes, then confirmed content pairs
     uf = UnionFind(len(usable))
@@ -537,7 +554,10 @@ def find_duplicates(
             uf.union(first_row_of[c], k)
         else:
             first_row_of[c] = k
-    for a, b in zip(pairs.a[ok].tolist(), pairs.b[ok].tolist(), strict=True):
+    for c, r in enumerate(rep_of.tolist()):
+        if r != c:
+            uf.union(first_row_of[c], first_row_of[r])
+    for a, b in zip(pair_a.tolist(), pair_b.tolist(), strict=True):
         uf.union(first_row_of[a], first_row_of[b])
     members_of: dict[int, list[int]] = {}
     for k in range(len(usable)):
@@ -593,7 +613,7 @@ def find_duplicates(
         reused=run.reused,
         failed=failed,
         candidates=int(pairs.a.size),
-        confirmed=int(ok.sum()),
+        confirmed=int(ok.sum()) + int((rep_of != np.arange(rep_of.size)).sum()),
         seconds=time.perf_counter() - t0,
     )
 

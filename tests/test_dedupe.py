@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner import hashing
@@ -272,3 +273,17 @@ def test_dedupe_never_imports_tensorflow(tmp_path: Path) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_many_identical_pictures_are_one_search_entry(tmp_path: Path) -> None:
+    root = tmp_path / "blank"
+    (root / "real_images").mkdir(parents=True)
+    for k in range(60):  # same white picture, different sizes and formats: all one group
+        im = Image.new("RGB", (40 + k, 40 + k), (255, 255, 255))
+        im.save(root / f"real_images/w{k}.{'png' if k % 2 else 'jpg'}")
+    save_jpeg(picture(60), root / "real_images/other.jpg")
+    summary = run("--root", str(root))
+    doc = json.loads((root / ".cleaner/duplicates.json").read_text())
+    assert summary["groups"] == 1 and len(doc["groups"][0]["members"]) == 60
+    assert doc["stats"]["candidate_pairs"] == 0  # 60 identical contents searched as one
+    assert doc["groups"][0]["kept"] == "real_images/w59.png"  # most pixels
