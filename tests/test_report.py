@@ -199,6 +199,10 @@ def test_bad_out_and_missing_root(tmp_path: Path) -> None:
     ds = make_state_dataset(tmp_path, with_state=False)
     r = runner.invoke(app, ["report", "--root", str(ds.root), "--out", str(tmp_path / "r.txt")])
     assert r.exit_code == 1 and "must end in .html" in r.stderr
+    inside = ds.root / "real_images" / "new" / "r.html"
+    r = runner.invoke(app, ["report", "--root", str(ds.root), "--out", str(inside)])
+    assert r.exit_code == 1 and "inside a class or quarantine folder" in r.stderr
+    assert not inside.parent.exists()
     r = runner.invoke(app, ["report", "--root", str(tmp_path / "nope"), "--out", "r.html"])
     assert r.exit_code == 1 and "does not exist" in r.stderr
     r = runner.invoke(

@@ -424,8 +424,16 @@ def build_report(
     outp = outp.resolve()
     if outp.is_dir():
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
-    outp.parent.mkdir(parents=True, exist_ok=True)
     files_dir = outp.parent / f"{outp.stem}_files"
+    if files_dir.is_relative_to(rootp):
+        rel = files_dir.relative_to(rootp).as_posix()
+        if ds.label_of(rel) is not None or rel.split("/")[0] == QUARANTINE_DIR:
+            raise CleanerError(
+                f"--out {str(out)!r} is inside a class or quarantine folder of ROOT, where its "
+                f"thumbnails would be scanned as images; write it elsewhere (e.g. "
+                f"{rootp / '.cleaner' / 'report.html'})"
+            )
+    outp.parent.mkdir(parents=True, exist_ok=True)
     result = ReportResult(out=outp, files_dir=files_dir)
 
     from cleaner.manifest import manifest_path, read_manifest, scan
