@@ -18,6 +18,7 @@ warm), the page's size and its number of ``<img>`` tags.
 
     .venv/bin/python bench/bench_report.py             # 50,000 manifest rows
     .venv/bin/python bench/bench_report.py --rows 200000
+    .venv/bin/python bench/bench_report.py --photos 600   # camera-sized JPEGs: draft decoding
 """
 
 from __future__ import annotations
@@ -42,14 +43,22 @@ from cleaner.report import build_report
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
 
 
-def images_into(root: Path, n_gen: int) -> list[tuple[str, str]]:
-    """Copy faces140k (or generate) into ROOT's class folders; (relpath, label) per image."""
+def images_into(root: Path, n_gen: int, photos: int = 0) -> list[tuple[str, str]]:
+    """Copy faces140k (or generate) into ROOT's class folders; (relpath, label) per image.
+    ``photos``: instead, that many generated 1600 x 1200 JPEGs (camera-sized pictures)."""
     out: list[tuple[str, str]] = []
     for label in ("real", "fake"):
         d = root / f"{label}_images"
         d.mkdir(parents=True)
         src = FACES / label
-        if src.is_dir():
+        if photos:
+            rng = np.random.default_rng(2 if label == "real" else 3)
+            for i in range(photos // 2):
+                arr = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+                im = Image.fromarray(arr).resize((1600, 1200), Image.Resampling.BICUBIC)
+                im.save(d / f"p{i:05d}.jpg", "JPEG", quality=90)
+                out.append((f"{label}_images/p{i:05d}.jpg", label))
+        elif src.is_dir():
             for p in sorted(src.iterdir()):
                 if p.is_file():
                     shutil.copyfile(p, d / p.name)
@@ -133,11 +142,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=50_000, help="manifest rows")
     ap.add_argument("--generated", type=int, default=2_000, help="images when faces140k is absent")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--photos", type=int, default=0, help="N generated 1600x1200 JPEGs instead")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-report-"))
     try:
         root = work / "root"
-        files = images_into(root, args.generated)
+        files = images_into(root, args.generated, args.photos)
         write_state(root, files, max(args.rows, len(files)))
         page = work / "out" / "report.html"
         t0 = time.perf_counter()
@@ -151,7 +161,9 @@ def main() -> None:
         n = cold.thumbs_made
         print(json.dumps({
             "bench": "report",
-            "data": "faces140k" if (FACES / "real").is_dir() else "generated",
+            "data": "photos-1600x1200"
+            if args.photos
+            else ("faces140k" if (FACES / "real").is_dir() else "generated"),
             "manifest_rows": max(args.rows, len(files)),
             "items_shown": sum(cold.counts[k] for k in ("moves", "review", "unreadable"))
             + cold.counts["duplicates"],
