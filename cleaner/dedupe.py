@@ -633,12 +633,17 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
     out = result.root / STATE_DIR / DUPLICATES_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
         doc.update(extra)
-    fd, tmp = tempfile.mkstemp(prefix=".duplicates.", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".duplicates.", suffix=".tmp", dir=out.parent)
+    except OSError as e:
+        raise CleanerError(
+            f"cannot write {out} ({e.strerror or e}); make {out.parent} writable"
+        ) from e
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)

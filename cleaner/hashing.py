@@ -20,6 +20,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -385,7 +386,9 @@ def hash_files(
                 new.append((sha, h))
     table = cached.concat(HashTable.from_hashes(method, new)) if new else cached
     if root is not None and new:
-        save_cache(root, table)
+        # a read-only ROOT still gets its hashes, just not cached (the caller reports the rest)
+        with contextlib.suppress(OSError):
+            save_cache(root, table)
     idx = table.index()
     rows = np.array([idx[s] for s in wanted if s in idx], dtype=np.int64)
     return HashRun(
@@ -427,5 +430,6 @@ def pixel_digests(
                 w.writerow(["sha256", "pixel_digest"])
                 w.writerows(sorted(known.items()))
 
-        _atomic_write(path, write)
+        with contextlib.suppress(OSError):
+            _atomic_write(path, write)
     return {s: known[s] for s in wanted if s in known}
