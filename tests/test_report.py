@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from cleaner.cli import app
@@ -272,3 +273,23 @@ def test_quarantined_files_carry_the_journal_reason(tmp_path: Path) -> None:
     assert moved["why"] == why and moved["src"] == src
     assert moved["thumb"].endswith(f"{ds.sha[src]}.jpg") and (tmp_path / moved["thumb"]).is_file()
     assert "why" not in q["quarantine/duplicates/real_images/old_copy.jpg"]  # not journaled
+
+
+def test_training_found_where_make_retrain_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = make_state_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / "models"
+    other = json.loads(ds.metrics.read_text())
+    # another dataset's model: not shown; this ROOT's (by its split file): shown
+    (models / "other.metrics.json").write_text(
+        json.dumps({**other, "split": {"file": str(tmp_path / "x" / "split.csv")}})
+    )
+    out = tmp_path / "r.html"
+    assert build_report(ds.root, out, progress=False).missing.get("training")
+    mine = {**other, "split": {"file": str(ds.root / ".cleaner" / "split.csv")}}
+    (models / "root.metrics.json").write_text(json.dumps(mine))
+    res = build_report(ds.root, out, progress=False)
+    assert "training" not in res.missing and res.counts["training"] == 1
+    assert "models/root.metrics.json" in out.read_text()

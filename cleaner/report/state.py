@@ -331,8 +331,10 @@ def journal_moves(root: Path) -> dict[str, dict[str, str]]:
 
 
 def find_metrics(root: Path, explicit: Path | None) -> Path | None:
-    """The metrics file to show: ``explicit``, else the newest ``*.metrics.json`` that the last
-    ``cleaner train`` recorded or left under ``R/.cleaner/`` (None when there is none)."""
+    """The metrics file to show: ``explicit``, else the newest of: the one a pointer file under
+    ``R/.cleaner/`` names, any ``*.metrics.json`` under ``R/.cleaner/``, and any
+    ``models/*.metrics.json`` (where ``make retrain`` writes) whose training used this ROOT's
+    split file. None when there is none."""
     if explicit is not None:
         if not explicit.is_file():
             raise CleanerError(
@@ -355,6 +357,18 @@ def find_metrics(root: Path, explicit: Path | None) -> Path | None:
                     candidates.append(Path(v))
     if sd.is_dir():
         candidates += [p for p in sd.rglob("*.metrics.json") if p.is_file()]
+    # `make retrain` writes models/<root>.keras + .metrics.json under the working folder; such a
+    # file is this ROOT's when its split file (recorded by `cleaner train`) is this ROOT's
+    split_csv = os.path.realpath(sd / SPLIT_NAME)
+    for p in sorted(Path("models").glob("*.metrics.json")) if Path("models").is_dir() else []:
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        split = doc.get("split") if isinstance(doc, Mapping) else None
+        f = split.get("file") if isinstance(split, Mapping) else None
+        if isinstance(f, str) and os.path.realpath(f) == split_csv:
+            candidates.append(p)
     if not candidates:
         return None
     return max(candidates, key=lambda p: p.stat().st_mtime_ns)
