@@ -6,8 +6,8 @@ How a pair becomes a duplicate:
 1. **Exact bytes**: files with the same sha256 (from the manifest) are one content.
 2. **Candidates**: every content's 64-bit hash (:mod:`cleaner.hashing`) is searched against all
    others within ``max_distance`` bits (:mod:`cleaner.hashindex`: multi-index hashing, memory
-   linear in N); so are the hash of its mirror image (finds flipped copies) and of its central
-   95 % (finds copies cropped by a few percent).
+   linear in N); so are the hashes of its mirror image (finds flipped copies) and of 95 %
+   windows of it, centred and in the four corners (finds copies cropped by a few percent).
 3. **Confirmation**: a Hamming radius wide enough for recompressed, resized or brightened copies
    also pairs distinct pictures whose hashes happen to agree (aligned faces do), and those false
    pairs grow with the square of N. So each candidate is checked again, independently, on the
@@ -416,7 +416,13 @@ def candidate_pairs(table: HashTable, max_distance: int) -> Pairs:
     """Pairs of contents within ``max_distance`` by hash, mirror hash or crop hash, each pair
     once (its smallest distance), scored by :func:`pair_scores`."""
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    for queries, is_mirror in ((None, False), (table.mirror, True), (table.crop, False)):
+    variants: list[tuple[np.ndarray | None, bool]] = [
+        (None, False),
+        (table.mirror, True),
+        (table.crop, False),
+        *((table.corners[:, k], False) for k in range(table.corners.shape[1])),
+    ]
+    for queries, is_mirror in variants:
         for i, j, d in iter_pairs(table.hash, max_distance, queries):
             keep = i != j
             i, j, d = i[keep], j[keep], d[keep]
@@ -620,13 +626,14 @@ def find_duplicates(
 
 def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
     """Smallest Hamming distance of content ``c`` to the kept content ``k``, and its kind."""
-    h, m, cr = table.hash, table.mirror, table.crop
-    options = (
+    h, m = table.hash, table.mirror
+    crops = np.concatenate([table.crop[:, None], table.corners], axis=1)
+    options = [
         (int(hamming(h[c : c + 1], h[k : k + 1])[0]), NEAR),
         (int(hamming(m[c : c + 1], h[k : k + 1])[0]), MIRROR),
-        (int(hamming(cr[c : c + 1], h[k : k + 1])[0]), CROP),
-        (int(hamming(h[c : c + 1], cr[k : k + 1])[0]), CROP),
-    )
+        (int(hamming(crops[c], np.full(crops.shape[1], h[k])).min()), CROP),
+        (int(hamming(crops[k], np.full(crops.shape[1], h[c])).min()), CROP),
+    ]
     return min(options, key=lambda o: o[0])
 
 

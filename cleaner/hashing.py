@@ -7,9 +7,10 @@ Why it is shaped this way:
   ``max_side=32``: JPEG draft mode decodes at 1/8 scale straight from the DCT). That, not the
   hash, is where the time goes.
 - **One decode, several looks.** From that one small image we take the hash (``imagehash``:
-  phash, dhash, whash or ahash), the hash of its mirror image and of its central 95 % (so mirrors
-  and small crops can be searched for), and keep the 32 x 32 grey pixels themselves for the
-  second, independent check of a candidate pair in :mod:`cleaner.dedupe` (1 KiB per image).
+  phash, dhash, whash or ahash), the hashes of its mirror image and of five 95 % windows of it
+  (centred and in the four corners: mirrors and small crops can be searched for), and keep the
+  32 x 32 grey pixels for the second, independent check of a candidate pair in
+  :mod:`cleaner.dedupe` (1 KiB per image).
 - **Integers.** Hashes are kept as ``uint64`` (the bits of ``imagehash``'s 8 x 8 boolean array,
   row-major, most significant first: ``int(str(imagehash.phash(im)), 16)``).
 - **Cache by content.** ``R/.cleaner/cache/hashes-<method>.npz`` keyed by sha256 (and a recipe
@@ -45,7 +46,7 @@ GREY_PIXELS = HASH_SIDE * HASH_SIDE
 """The 32 x 32 grey image is kept (row-major ``uint8``) to confirm candidate pairs."""
 CROP_KEEP = 0.95
 """The crop variant keeps this central fraction of each side (finds copies cropped by ~5 %)."""
-RECIPE = f"v2:side{HASH_SIDE}:grey:crop{CROP_KEEP}"
+RECIPE = f"v3:side{HASH_SIDE}:grey:crop{CROP_KEEP}:corners"
 """Changes whenever the hashing recipe changes; part of the cache key."""
 
 CACHE_DIR = Path(".cleaner") / "cache"
@@ -101,9 +102,15 @@ def small_grey(source: images.Source) -> Image.Image:
     return grey
 
 
-def _crop_box(side: int) -> tuple[float, float, float, float]:
-    m = side * (1 - CROP_KEEP) / 2
-    return (m, m, side - m, side - m)
+def _crop_box(side: int, fx: float = 0.5, fy: float = 0.5) -> tuple[float, float, float, float]:
+    """The ``CROP_KEEP`` window placed at fractions ``fx``, ``fy`` of the margin (0.5: centred)."""
+    m = side * (1 - CROP_KEEP)
+    x, y = m * fx, m * fy
+    return (x, y, x + side - m, y + side - m)
+
+
+CORNERS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+"""Where the corner crop variants sit (top-left, top-right, bottom-left, bottom-right)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,8 @@ class ImageHashes:
     """Hash of the image flipped left-right."""
     crop: int
     """Hash of the central ``CROP_KEEP`` of the image, resized back."""
+    corners: tuple[int, int, int, int]
+    """Hashes of the ``CROP_KEEP`` windows in the four corners (:data:`CORNERS`)."""
     grey: bytes
     """The ``HASH_SIDE`` square grey image the hashes were taken from, row-major."""
 
@@ -135,12 +144,16 @@ def phash_batch(greys: np.ndarray) -> np.ndarray:
     return np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64)
 
 
-def _variants(grey: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The grey image, its mirror and its central crop, as ``uint8`` arrays."""
+def _variants(grey: Image.Image) -> list[np.ndarray]:
+    """The grey image, its mirror, its central crop and its four corner crops (``uint8``)."""
     side = grey.size[0]
     px = np.asarray(grey, dtype=np.uint8)
-    crop = grey.resize((side, side), Image.Resampling.LANCZOS, box=_crop_box(side))
-    return px, px[:, ::-1], np.asarray(crop, dtype=np.uint8)
+    boxes = [_crop_box(side), *(_crop_box(side, fx, fy) for fx, fy in CORNERS)]
+    crops = [
+        np.asarray(grey.resize((side, side), Image.Resampling.LANCZOS, box=b), dtype=np.uint8)
+        for b in boxes
+    ]
+    return [px, px[:, ::-1], *crops]
 
 
 def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list[ImageHashes]:
@@ -150,7 +163,7 @@ def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list
     variants = [_variants(g) for g in greys]
     if method == "phash":
         stack = np.stack([v for vs in variants for v in vs])
-        h = phash_batch(stack).reshape(len(greys), 3)
+        h = phash_batch(stack).reshape(len(greys), len(variants[0]))
     else:
         fn = _hash_fn(method)
         h = np.array(
@@ -158,7 +171,13 @@ def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list
             dtype=np.uint64,
         )
     return [
-        ImageHashes(hash=int(h[k, 0]), mirror=int(h[k, 1]), crop=int(h[k, 2]), grey=vs[0].tobytes())
+        ImageHashes(
+            hash=int(h[k, 0]),
+            mirror=int(h[k, 1]),
+            crop=int(h[k, 2]),
+            corners=(int(h[k, 3]), int(h[k, 4]), int(h[k, 5]), int(h[k, 6])),
+            grey=vs[0].tobytes(),
+        )
         for k, vs in enumerate(variants)
     ]
 
@@ -227,6 +246,8 @@ class HashTable:
     mirror: np.ndarray
     crop: np.ndarray
     """``uint64`` each."""
+    corners: np.ndarray
+    """``uint64`` ``(N, 4)``."""
     grey: np.ndarray
     """``uint8`` ``(N, GREY_PIXELS)``."""
 
@@ -241,6 +262,7 @@ class HashTable:
             hash=np.zeros(0, dtype=np.uint64),
             mirror=np.zeros(0, dtype=np.uint64),
             crop=np.zeros(0, dtype=np.uint64),
+            corners=np.zeros((0, 4), dtype=np.uint64),
             grey=np.zeros((0, GREY_PIXELS), dtype=np.uint8),
         )
 
@@ -261,6 +283,7 @@ class HashTable:
             hash=u64(h.hash for _, h in items),
             mirror=u64(h.mirror for _, h in items),
             crop=u64(h.crop for _, h in items),
+            corners=np.array([h.corners for _, h in items], dtype=np.uint64).reshape(-1, 4),
             grey=greys(h.grey for _, h in items),
         )
 
@@ -271,6 +294,7 @@ class HashTable:
             self.hash[idx],
             self.mirror[idx],
             self.crop[idx],
+            self.corners[idx],
             self.grey[idx],
         )
 
@@ -281,6 +305,7 @@ class HashTable:
             np.concatenate([self.hash, other.hash]),
             np.concatenate([self.mirror, other.mirror]),
             np.concatenate([self.crop, other.crop]),
+            np.concatenate([self.corners, other.corners]),
             np.concatenate([self.grey, other.grey]),
         )
 
@@ -305,6 +330,7 @@ def load_cache(root: str | os.PathLike[str], method: str) -> HashTable:
                 hash=z["hash"].astype(np.uint64),
                 mirror=z["mirror"].astype(np.uint64),
                 crop=z["crop"].astype(np.uint64),
+                corners=z["corners"].astype(np.uint64).reshape(-1, 4),
                 grey=z["grey"].astype(np.uint8),
             )
     except (OSError, KeyError, ValueError):
@@ -338,6 +364,7 @@ def save_cache(root: str | os.PathLike[str], table: HashTable) -> None:
                 hash=table.hash,
                 mirror=table.mirror,
                 crop=table.crop,
+                corners=table.corners,
                 grey=table.grey,
             )
 

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from cleaner import hashing
-from cleaner.dedupe import DEFAULT_MAX_DISTANCE
 from cleaner.hashindex import hamming
 from cleaner.images import load_rgb
 from tests.dedupe_helpers import TRANSFORMS, picture, save_jpeg, transformed
@@ -52,8 +51,8 @@ def test_transformed_copies_stay_close(tmp_path: Path, kind: str) -> None:
     t, q = transformed(im, kind, seed=3)
     b = hashing.image_hashes(save_jpeg(t, tmp_path / "b.jpg", q))
     other = hashing.image_hashes(save_jpeg(picture(99, 128), tmp_path / "c.jpg"))
-    best = min(dist(a.hash, b.hash), dist(a.mirror, b.hash), dist(a.crop, b.hash))
-    assert best <= (DEFAULT_MAX_DISTANCE if kind == "crop5" else 6)
+    best = min(dist(x, b.hash) for x in (a.hash, a.mirror, a.crop, *a.corners))
+    assert best <= 6
     assert dist(a.hash, other.hash) > 16
     if kind == "mirror":
         assert dist(a.mirror, b.hash) <= 4
@@ -137,4 +136,8 @@ def test_batched_phash_is_bit_identical_to_imagehash(tmp_path: Path) -> None:
         side = hashing.HASH_SIDE
         crop = g.resize((side, side), Image.Resampling.LANCZOS, box=hashing._crop_box(side))
         assert h.crop == int(str(imagehash.phash(crop)), 16)
+        for (fx, fy), corner in zip(hashing.CORNERS, h.corners, strict=True):
+            box = hashing._crop_box(side, fx, fy)
+            im = g.resize((side, side), Image.Resampling.LANCZOS, box=box)
+            assert corner == int(str(imagehash.phash(im)), 16)
     assert len({h.hash for h in hs}) == len(hs)
