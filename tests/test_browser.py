@@ -69,6 +69,9 @@ def test_browser_upload_review_and_report(tmp_path: Path) -> None:
         verdict = d.find_element(By.ID, "verdict").text.strip()
         assert verdict == ("fake" if want >= 0.5 else "real")
         assert d.find_element(By.ID, "prob-fake").text == f"{100 * want:.1f}%"
+        preview = d.find_element(By.CSS_SELECTOR, "#result img.preview")
+        assert d.execute_script("return arguments[0].naturalWidth;", preview) == 64
+        assert console_errors(d) == []
         # a non-image upload gets a clear message
         junk = tmp_path / "notes.jpg"
         junk.write_text("not a picture")

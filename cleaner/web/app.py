@@ -17,6 +17,7 @@ Safety, because this app can move files:
 
 from __future__ import annotations
 
+import base64
 import hmac
 import io
 import os
@@ -237,6 +238,13 @@ def create_app(
         }
         if _wants_json():
             return jsonify(result)
+        preview = io.BytesIO()
+        thumb = im.copy()
+        thumb.thumbnail((240, 240))
+        thumb.save(preview, "JPEG", quality=85)
+        result["preview"] = (
+            "data:image/jpeg;base64," + base64.b64encode(preview.getvalue()).decode()
+        )
         return render_template("index.html", result=result, error=None, **_index_ctx())
 
     # ------------------------------------------------------------------ review queue
