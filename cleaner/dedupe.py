@@ -26,7 +26,6 @@ How a pair becomes a duplicate:
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import os
 import tempfile
@@ -38,16 +37,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
-    CROP_KEEP,
     HASH_SIDE,
     METHODS,
     HashTable,
+    crop_matrices,
     hash_files,
     pixel_digests,
 )
@@ -256,24 +254,9 @@ class DedupeResult:
 # ------------------------------------------------------------------------------ the pair search
 
 
-def _resample_matrix(keep: float, offset: float, side: int = HASH_SIDE) -> np.ndarray:
-    """The 1-D Lanczos resampling that maps the window ``[offset, offset + keep]`` (fractions
-    of the side) back to ``side`` samples, as a matrix (so 2-D crops are two matmuls)."""
-    m = np.zeros((side, side), dtype=np.float64)
-    box = (offset * side, 0.0, (offset + keep) * side, 1.0)
-    for k in range(side):
-        row = np.zeros((1, side), dtype=np.float32)
-        row[0, k] = 1.0
-        im = Image.fromarray(row, "F").resize((side, 1), Image.Resampling.LANCZOS, box=box)
-        m[:, k] = np.asarray(im, dtype=np.float64)[0]
-    return m
-
-
-@functools.cache
 def _crop_matrices() -> tuple[np.ndarray, ...]:
     """Resampling matrices of a ``CROP_KEEP`` window at offsets 0, half and all of the margin."""
-    margin = 1.0 - CROP_KEEP
-    return tuple(_resample_matrix(CROP_KEEP, f * margin) for f in (0.0, 0.5, 1.0))
+    return crop_matrices()
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

