@@ -12,7 +12,8 @@ retrain``) this module compares that with what the stages left in ``DIR/.cleaner
   and its original, or two copies of one original). Paths are followed through the applied
   moves, so a copy that ``separate`` moved is still recognised.
 - **corrupt files**: the manifest's status of each planted broken file.
-- **final accuracy**: the test-split figures of a trained model's ``M.metrics.json``.
+- **final accuracy**: the test-split figures of a trained model's ``M.metrics.json``, and the
+  accuracy of ``predict-dir``'s predictions.json on unseen images whose labels are known.
 
 No TensorFlow: this reads JSON and CSV only.
 """
@@ -155,8 +156,28 @@ def score_corrupt(truth: dict[str, Any], manifest: dict[str, dict[str, str]]) ->
     }
 
 
+def score_predictions(predictions: Path, labels: Path) -> dict[str, Any]:
+    """Accuracy of a ``predict-dir`` predictions.json against ``[{"image", "label"}]``."""
+    preds = _load_json(predictions, "predictions.json", "run cleaner predict-dir again")
+    truth = _load_json(labels, "labels file", "make it with pipelines/state.py unlabel")
+    want = {str(e["image"]): str(e["label"]) for e in truth}
+    got = {str(p["image"]): str(p["prediction"]) for p in preds}
+    scored = [img for img in want if img in got]
+    right = sum(1 for img in scored if got[img] == want[img])
+    return {
+        "images": len(want),
+        "predicted": len(scored),
+        "right": right,
+        "accuracy": right / len(scored) if scored else None,
+    }
+
+
 def evaluate(
-    demo_dir: str | os.PathLike[str], *, metrics: str | os.PathLike[str] | None = None
+    demo_dir: str | os.PathLike[str],
+    *,
+    metrics: str | os.PathLike[str] | None = None,
+    predictions: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score the chain's results in ``demo_dir`` against its ``ground_truth.json``."""
     root = Path(demo_dir)
@@ -181,7 +202,10 @@ def evaluate(
         "dedupe": score_dedupe(truth, dups, moved),
         "corrupt": score_corrupt(truth, manifest),
         "model": None,
+        "unseen": None,
     }
+    if predictions is not None and labels is not None:
+        out["unseen"] = score_predictions(Path(predictions), Path(labels))
     if metrics is not None:
         mp = Path(metrics)
         m = _load_json(mp, "metrics file", "run cleaner train (make retrain) first")

@@ -22,6 +22,14 @@ def evaluate(
         Path | None,
         typer.Option("--metrics", help="M.metrics.json of the retrained model (final accuracy)."),
     ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option("--predictions", help="predict-dir's predictions.json of unseen images."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="True labels of those images: [{image, label}]."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Compare what the chain found in DIR with DIR/ground_truth.json.
@@ -34,7 +42,7 @@ def evaluate(
     """
     from cleaner.evaluate import evaluate as run
 
-    r = run(demo_dir, metrics=metrics)
+    r = run(demo_dir, metrics=metrics, predictions=predictions, labels=labels)
     if json_out:
         print_json(r)
         return
@@ -76,6 +84,12 @@ def evaluate(
         console.print(
             f"final model ({md['backbone']}): test accuracy {_pct(md['accuracy'])}, "
             f"ROC-AUC {auc} on {md['test_images']} held-out images"
+        )
+    un = r["unseen"]
+    if un is not None:
+        console.print(
+            f"predict-dir on unseen images: {un['right']}/{un['predicted']} right "
+            f"({_pct(un['accuracy'])}) of {un['images']}"
         )
 
 
