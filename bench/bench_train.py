@@ -7,8 +7,8 @@ in mixed_bfloat16; prints images/s of the fine-tuning phase (first epoch, which 
 out) and the ratio bf16 / fp32.
 
 ``--faces DIR``: copies DIR/{real,fake} to a temp folder (outside the repo) and runs
-``cleaner train`` there for each ``--config`` (``backbone:weights:size:epochs``); one JSON line
-each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
+``cleaner train`` there for each ``--config`` (``backbone:weights:size:epochs[:layers[:lr]]``);
+one JSON line each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
 
     .venv/bin/python bench/bench_train.py
     nice .venv/bin/python bench/bench_train.py --faces ../shared/data/faces140k \
@@ -82,7 +82,7 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
         for cls in ("real", "fake"):
             shutil.copytree(faces / cls, root / cls)
         for c in configs:
-            backbone, weights, size, epochs = c.split(":")
+            backbone, weights, size, epochs, *rest = c.split(":")
             t0 = time.perf_counter()
             r = train(
                 TrainConfig(
@@ -93,6 +93,8 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
                     image_size=int(size),
                     epochs=int(epochs),
                     seed=seed,
+                    fine_tune_layers=int(rest[0]) if rest else None,
+                    fine_tune_lr=float(rest[1]) if len(rest) > 1 else 1e-4,
                 ),
                 report=lambda s: print(s, file=sys.stderr, flush=True),
             )
@@ -107,7 +109,7 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
                     "epochs": m["epochs"],
                     "split": {s: m["split"][s]["images"] for s in ("train", "val", "test")},
                     "phases": m["phases"],
-                    "precision": m["precision"],
+                    "dtype_policy": m["dtype_policy"],
                     "wall_s": round(time.perf_counter() - t0, 1),
                     "final_train_accuracy": next(
                         (h.get("accuracy") for h in reversed(r.history)), None
@@ -121,7 +123,12 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=Path, help="faces140k folder with real/ and fake/")
-    ap.add_argument("--config", action="append", default=[], help="backbone:weights:size:epochs")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="backbone:weights:size:epochs[:unfrozen_layers[:lr]]",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-precision", action="store_true")
     args = ap.parse_args()

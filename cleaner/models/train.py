@@ -803,7 +803,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "weights": weights_name,
         "image_size": size,
         "seed": cfg.seed,
-        "precision": policy,
+        "dtype_policy": policy,
         "mode": "scratch" if scratch else "transfer",
         "split": {
             "file": str(split_path(ds.root)),
