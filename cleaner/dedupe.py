@@ -26,6 +26,7 @@ How a pair becomes a duplicate:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import tempfile
@@ -42,12 +43,14 @@ from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
+    CROP_KEEP,
     HASH_SIDE,
     METHODS,
     HashTable,
     crop_matrices,
     hash_files,
     pixel_digests,
+    resample_matrix,
 )
 
 DEFAULT_METHOD = "phash"
@@ -272,10 +275,24 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.all(a == b, axis=1), 1.0, r)
 
 
+ALIGN_STEPS = 3
+"""Window offsets tried per axis when aligning a candidate pair (0, 1/2, all of the margin).
+5 steps were measured too: no crop recall gained at the default threshold, more false pairs."""
+
+
+@functools.cache
+def _align_matrices() -> tuple[np.ndarray, ...]:
+    margin = 1.0 - CROP_KEEP
+    return tuple(
+        resample_matrix(CROP_KEEP, k / (ALIGN_STEPS - 1) * margin).astype(np.float32)
+        for k in range(ALIGN_STEPS)
+    )
+
+
 def _crops(x: np.ndarray) -> Iterator[np.ndarray]:
-    """The 3 x 3 shifted ``CROP_KEEP`` crops of square images ``(P, S, S)``, flattened, one at
-    a time (memory: a few copies of the chunk, not nine)."""
-    mats = [m.astype(x.dtype) for m in _crop_matrices()]
+    """The ``ALIGN_STEPS`` x ``ALIGN_STEPS`` shifted ``CROP_KEEP`` crops of square images
+    ``(P, S, S)``, flattened, one at a time (memory: a few copies of the chunk)."""
+    mats = [m.astype(x.dtype) for m in _align_matrices()]
     for my in mats:
         rows = np.matmul(my, x)
         for mx in mats:
