@@ -7,7 +7,8 @@ in mixed_bfloat16; prints images/s of the fine-tuning phase (first epoch, which 
 out) and the ratio bf16 / fp32.
 
 ``--faces DIR``: copies DIR/{real,fake} to a temp folder (outside the repo) and runs
-``cleaner train`` there for each ``--config`` (``backbone:weights:size:epochs[:layers[:lr]]``);
+``cleaner train`` there for each ``--config``
+(``backbone:weights:size:epochs[:layers[:lr[:crop]]]``);
 one JSON line each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
 
     .venv/bin/python bench/bench_train.py
@@ -95,6 +96,7 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
                     seed=seed,
                     fine_tune_layers=int(rest[0]) if rest else None,
                     fine_tune_lr=float(rest[1]) if len(rest) > 1 else 1e-4,
+                    crop=rest[2] if len(rest) > 2 else None,
                 ),
                 report=lambda s: print(s, file=sys.stderr, flush=True),
             )

@@ -58,6 +58,14 @@ def train(
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
     ] = True,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            "--crop",
+            help="center (native-resolution crops) or resize (whole image); default: "
+            "the backbone's.",
+        ),
+    ] = None,
     resplit: Annotated[
         bool, typer.Option("--resplit", help="Draw a new split instead of reusing split.csv.")
     ] = False,
@@ -101,6 +109,7 @@ def train(
         precision=precision,
         augment=augment,
         resplit=resplit,
+        crop=crop,
         max_train=max_train,
     )
     result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))

@@ -366,6 +366,8 @@ class TrainConfig:
     precision: str = "auto"
     """``auto``, ``float32``, ``mixed_bfloat16`` or ``mixed_float16``."""
     resplit: bool = False
+    crop: str | None = None
+    """``center`` (native-resolution crops) or ``resize`` (whole image); None = the backbone's."""
     augment: bool = True
     workers: int | None = None
     max_train: int | None = None
@@ -583,7 +585,7 @@ def _head_features(
         from cleaner.models.embeddings import EmbeddingSpec, embed
 
         bb = get_backbone(cfg.backbone)
-        spec = EmbeddingSpec(bb, weights_name, size, bb.crop)
+        spec = EmbeddingSpec(bb, weights_name, size, cfg.crop or bb.crop)
         e = embed(root, [(str(root / r.path), r.sha256) for r in rows], spec)
         if bool(e.ok.all()):
             return e.features.astype(np.float32), f"cache ({e.cached} hits, {e.computed} computed)"
@@ -613,6 +615,9 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     bb = get_backbone(cfg.backbone)
     weights_name = cfg.weights or bb.default_weights
     size = int(cfg.image_size or bb.input_size)
+    crop = cfg.crop or bb.crop
+    if crop not in ("center", "resize"):
+        raise CleanerError(f"--crop {crop!r} is not one of center, resize")
     if size < 16:
         raise CleanerError(f"--image-size {size} is too small; use 16 or more")
 
@@ -639,7 +644,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     arrays: dict[str, list[np.ndarray]] = {}
     kept: dict[str, list[SplitRow]] = {}
     for s in SPLITS:
-        items = [(str(ds.root / r.path), size, s == "train", bb.crop) for r in by_split[s]]
+        items = [(str(ds.root / r.path), size, s == "train", crop) for r in by_split[s]]
         loaded = [
             a
             for b in map_batches(
@@ -746,7 +751,10 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
             top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
             unfrozen = _freeze_for_fine_tuning(backbone, top)
         if unfrozen > 0:
+            # the head-only model is the baseline fine-tuning has to beat on validation loss
+            start_weights = model.get_weights()
             _compile(model, lr)
+            start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not scratch else None
             tr_seq = mk(
                 arrays["train"],
                 y["train"],
@@ -767,7 +775,18 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
                 callbacks=_callbacks(phase, len(arrays["train"]), say, history, ckpt, cfg.patience),
             )
             dt = time.perf_counter() - t1
+            kept_head = False
+            if start_loss is not None:
+                end_loss = float(model.evaluate(val_seq, verbose=0)[0])
+                if end_loss > start_loss:
+                    model.set_weights(start_weights)
+                    kept_head = True
+                    say(
+                        f"fine-tuning did not beat the head's val_loss ({end_loss:.4f} > "
+                        f"{start_loss:.4f}): kept the head-only model"
+                    )
             phases[phase] = {
+                "kept_head_only": kept_head,
                 "epochs": len(history) - n_before,
                 "seconds": round(dt, 2),
                 "layers_unfrozen": unfrozen,
@@ -797,8 +816,8 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "format": "cleaner.metrics.v1",
         "model": str(out),
         "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
-        "preprocessing": PREPROCESSING if bb.crop == "center" else "whole image resized to SxS",
-        "crop": bb.crop,
+        "preprocessing": PREPROCESSING if crop == "center" else "whole image resized to SxS",
+        "crop": crop,
         "backbone": cfg.backbone,
         "weights": weights_name,
         "image_size": size,
