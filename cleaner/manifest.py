@@ -21,11 +21,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cleaner import images
 from cleaner.dataset import Dataset, FileEntry, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
+
+if TYPE_CHECKING:
+    from cleaner.journal import AppliedRun, Move
 
 MANIFEST_NAME = "manifest.csv"
 
@@ -372,3 +376,58 @@ def ok_rows(
     """
     rows = scan(root, workers=workers, progress=progress).rows if rescan else read_manifest(root)
     return [r for r in rows if r.ok]
+
+
+# --------------------------------------------------------------------------- quarantine
+
+QUARANTINE_STATUSES = frozenset(
+    {images.EMPTY, images.NOT_AN_IMAGE, images.CORRUPT, images.TRUNCATED, images.TOO_LARGE}
+)
+"""Statuses ``scan --quarantine`` moves aside. Not ``unsupported`` (a real image another Pillow
+build can decode), ``unreadable`` (cannot be hashed, so cannot be journaled safely),
+``outside-root`` or ``not-a-file`` (nothing inside ROOT to move)."""
+
+QUARANTINE_SUBDIR = "unreadable"
+
+
+def quarantine_moves(rows: Sequence[ManifestRow]) -> list[Move]:
+    """The moves that put broken files in ``quarantine/unreadable/<their path>``."""
+    from cleaner.journal import Move
+
+    return [
+        Move(
+            src=r.path,
+            dst=f"quarantine/{QUARANTINE_SUBDIR}/{r.path}",
+            sha256=r.sha256 or None,
+            reason=f"{r.status}: {r.reason}"[:300],
+        )
+        for r in rows
+        if r.status in QUARANTINE_STATUSES
+    ]
+
+
+@dataclass
+class QuarantineResult:
+    moves: list[Move]
+    applied: AppliedRun | None = None
+    """``None`` on a dry run."""
+
+
+def quarantine_unreadable(
+    root: str | os.PathLike[str],
+    rows: Sequence[ManifestRow],
+    *,
+    apply: bool = False,
+    progress: bool | None = None,
+) -> QuarantineResult:
+    """Move the broken files of ``rows`` to ``quarantine/unreadable/`` through the journal
+    (undoable with ``cleaner undo``); a dry run unless ``apply``. After applying, the manifest
+    is rescanned so it no longer lists them."""
+    from cleaner.journal import apply_moves
+
+    moves = quarantine_moves(rows)
+    if not apply or not moves:
+        return QuarantineResult(moves=moves)
+    run = apply_moves(root, moves, command="scan --quarantine --apply", progress=progress)
+    scan(root, progress=progress)
+    return QuarantineResult(moves=moves, applied=run)

@@ -250,3 +250,42 @@ def test_faces140k_subset_all_ok(tmp_path: Path) -> None:
         assert r.bytes == src[r.path].stat().st_size
         assert r.label == ("real" if r.path.startswith("training_real/") else "fake")
         assert r.format == "JPEG" and r.width > 0 and r.height > 0
+
+
+def test_quarantine_is_a_dry_run_then_journaled_and_undoable(tmp_path: Path) -> None:
+    F.make_jpeg(tmp_path / "real_images" / "good.jpg")
+    F.make_truncated_jpeg(tmp_path / "real_images" / "sub" / "cut.jpg")
+    F.make_zero_bytes(tmp_path / "fake_images" / "zero.png")
+    F.make_heif_stub(tmp_path / "fake_images" / "photo.heic")  # unsupported: stays
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    res = runner.invoke(app, ["scan", "--root", str(tmp_path), "--quarantine", "--json"])
+    assert res.exit_code == 0, res.output
+    q = json.loads(res.stdout)["quarantine"]
+    assert not q["applied"]
+    assert {(m["src"], m["dst"]) for m in q["moves"]} == {
+        ("real_images/sub/cut.jpg", "quarantine/unreadable/real_images/sub/cut.jpg"),
+        ("fake_images/zero.png", "quarantine/unreadable/fake_images/zero.png"),
+    }
+    assert (tmp_path / "real_images" / "sub" / "cut.jpg").exists()  # dry run moved nothing
+
+    res = runner.invoke(app, ["scan", "--root", str(tmp_path), "--apply"])
+    assert res.exit_code == 1 and "--quarantine" in res.output
+
+    res = runner.invoke(app, ["scan", "--root", str(tmp_path), "--quarantine", "--apply", "--json"])
+    assert res.exit_code == 0, res.output
+    q = json.loads(res.stdout)["quarantine"]
+    assert q["applied"] and len(q["moved"]) == 2 and q["skipped"] == []
+    moved = tmp_path / "quarantine" / "unreadable" / "real_images" / "sub" / "cut.jpg"
+    assert moved.read_bytes() == before[tmp_path / "real_images" / "sub" / "cut.jpg"]
+    assert {r.path for r in manifest.read_manifest(tmp_path)} == {
+        "real_images/good.jpg",
+        "fake_images/photo.heic",
+    }
+
+    res = runner.invoke(app, ["undo", "--root", str(tmp_path), "--run", q["run_id"]])
+    assert res.exit_code == 0, res.output
+    after = {
+        p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".cleaner" not in p.parts
+    }
+    assert after == before

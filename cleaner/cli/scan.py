@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,8 +14,12 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    fail,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from cleaner.manifest import QuarantineResult
 
 
 @cli_errors
@@ -25,6 +29,17 @@ def scan(
         int | None,
         typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
     ] = None,
+    quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--quarantine",
+            help="Also move broken files (empty, not-an-image, corrupt, truncated, too-large) "
+            "to quarantine/unreadable/ (a dry run unless --apply).",
+        ),
+    ] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="With --quarantine: really move (journaled).")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Check every file under ROOT's class folders and write ROOT/.cleaner/manifest.csv.
@@ -41,11 +56,26 @@ def scan(
         cleaner scan --root ~/datasets/faces --workers 4
 
         cleaner scan --root data --json | jq .counts
+
+        cleaner scan --root data --quarantine            # list what would move
+
+        cleaner scan --root data --quarantine --apply    # move it (undo: cleaner undo)
     """
     from cleaner.manifest import STATUS_MEANINGS
     from cleaner.manifest import scan as run_scan
 
+    if apply and not quarantine:
+        raise fail("--apply only makes sense with --quarantine; add --quarantine")
     result = run_scan(root, workers=workers, progress=False if json_out else None)
+    if quarantine:
+        from cleaner.manifest import quarantine_unreadable
+
+        q = quarantine_unreadable(
+            result.root, result.rows, apply=apply, progress=False if json_out else None
+        )
+        if json_out:
+            print_json({**result.summary(), "quarantine": _quarantine_json(q)})
+            return
     if json_out:
         print_json(result.summary())
         return
@@ -77,6 +107,43 @@ def scan(
         console.print(f"  {s}: {STATUS_MEANINGS.get(s, '')}")
     if bad:
         console.print("the manifest's status and reason columns say which file and why")
+    if quarantine:
+        _print_quarantine(q)
+
+
+def _quarantine_json(q: QuarantineResult) -> dict[str, object]:
+    out: dict[str, object] = {
+        "applied": q.applied is not None,
+        "moves": [{"src": m.src, "dst": m.dst, "reason": m.reason} for m in q.moves],
+    }
+    if q.applied is not None:
+        out["run_id"] = q.applied.run_id
+        out["moved"] = [{"src": r.src, "dst": r.dst} for r in q.applied.moved]
+        out["skipped"] = [{"src": r.src, "why": r.why} for r in q.applied.skipped]
+    return out
+
+
+def _print_quarantine(q: QuarantineResult) -> None:
+    if not q.moves:
+        console.print("nothing to quarantine: no broken file")
+        return
+    table = Table(title="quarantine" + ("" if q.applied else " (dry run: add --apply to move)"))
+    table.add_column("file")
+    table.add_column("to")
+    table.add_column("why")
+    for m in q.moves:
+        table.add_row(m.src, m.dst, m.reason)
+    console.print(table)
+    if q.applied is None:
+        console.print(f"{len(q.moves)} file(s) would move; nothing was changed")
+        return
+    run = q.applied
+    console.print(
+        f"moved {len(run.moved)}, skipped {len(run.skipped)} (run {run.run_id}); "
+        f"undo with: cleaner undo --run {run.run_id}"
+    )
+    for r in run.skipped:
+        console.print(f"  skipped {r.src}: {r.why}")
 
 
 def _short(p: Path) -> str:
