@@ -263,3 +263,33 @@ def test_no_tensorflow_for_help() -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_finetune_folds_with_a_tiny_network(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "R", 6, size=40)
+    out = tmp_path / "ft.json"
+    code, _, stderr = _run(
+        "predict",
+        "--root",
+        str(root),
+        "--backbone",
+        "simple-cnn",
+        "--finetune",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0, stderr
+    doc = _check_v1(out, root, out_of_fold=True)
+    assert doc["model"]["head"] == "finetune" and len(doc["predictions"]) == 12
+    assert {e["fold"] for e in doc["predictions"]} == {0, 1}
+    code, _, err = _run(
+        "predict", "--root", str(root), "--backbone", "spectrum", "--finetune", "--out", str(out)
+    )
+    assert code == 1 and "needs a network" in err

@@ -85,6 +85,9 @@ def predict(
     batch_size: BatchOption = 32,
     crop: CropOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="--finetune epochs per fold.")] = 3,
+    head: Annotated[
+        str, typer.Option("--head", help="Frozen-feature head: logreg or logreg-cv (slower).")
+    ] = "logreg",
     seed: Annotated[int, typer.Option("--seed", help="Fold assignment seed.")] = 0,
     json_out: JsonOption = False,
 ) -> None:
@@ -139,6 +142,7 @@ def predict(
                 crop=crop,
                 finetune=finetune,
                 epochs=epochs,
+                head=head,
                 batch_size=batch_size,
                 seed=seed,
                 progress=bar,

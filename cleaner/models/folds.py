@@ -121,21 +121,30 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
     return fold
 
 
+HEADS = ("logreg", "logreg-cv")
+
+HEAD_C = 0.003
+"""Regularisation of the default head. Measured on faces140k (2,200 images, 5 folds, Lite0 and
+spectrum features): as good as choosing C by inner cross-validation (true-label AUC 0.788 vs
+0.788 for Lite0, 0.707 vs 0.713 for the spectrum) at 1/18 of the time."""
+
+
 def make_head(name: str = "logreg", *, seed: int = 0) -> Any:
-    """A fresh scikit-learn head for embeddings: standardise, then logistic regression with
-    its regularisation chosen by an inner 3-fold CV (features are wide, folds are small)."""
+    """A fresh scikit-learn head for embeddings: standardise, then logistic regression, strongly
+    regularised (features are wide, folds are small); ``logreg-cv`` picks C by an inner 3-fold
+    CV instead (about 18x slower)."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if name == "logreg":
+        lr = LogisticRegression(C=HEAD_C, max_iter=300)
+    elif name == "logreg-cv":
         lr = LogisticRegressionCV(
-            Cs=[0.001, 0.01, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
+            Cs=[0.001, 0.003, 0.01, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
         )
-    elif name == "logreg-fixed":
-        lr = LogisticRegression(C=0.1, max_iter=300)
     else:
-        raise CleanerError(f"unknown head {name!r}; choose logreg or logreg-fixed")
+        raise CleanerError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
     return make_pipeline(StandardScaler(), lr)
 
 
@@ -218,6 +227,7 @@ def finetune_oof(
             ds = tf.data.Dataset.zip((imgs, labels)).map(
                 lambda im, lab: (tf.image.random_flip_left_right(im[0]), lab)
             )
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(order)))
             return ds.batch(batch_size).prefetch(2)
 
         phases = [
