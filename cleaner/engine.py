@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -52,12 +53,18 @@ def map_batches(
     workers: int | None = None,
     desc: str = "",
     progress: bool | None = None,
+    on_crash: Callable[[T, BaseException], R] | None = None,
 ) -> Iterator[list[R]]:
     """Yield ``fn(batch)`` for each batch of ``items``, in input order.
 
     ``workers=1`` (or a single batch) runs in this process; otherwise a process pool keeps at
     most ``2 * workers`` batches in flight, so memory stays bounded on 100,000 files. The progress
     bar counts items and shows on a terminal only unless ``progress`` says otherwise.
+
+    ``on_crash``: when a worker process dies (a decoder segfault, the OOM killer), the batches
+    that were in flight are re-run one at a time in a fresh process, bisected down to the item
+    that kills it, whose result is ``on_crash(item, error)``; then a new pool goes on. Without
+    it, the error (``BrokenProcessPool``) propagates.
     """
     n_workers = default_workers() if workers is None else max(1, workers)
     show = sys.stderr.isatty() if progress is None else progress
@@ -69,20 +76,49 @@ def map_batches(
                 bar.update(len(b))
                 yield out
             return
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+        done: dict[int, list[R]] = {}
+        next_submit = next_yield = 0
+        while next_yield < len(batches):
             pending: dict[int, Future[list[R]]] = {}
-            done: dict[int, list[R]] = {}
-            next_submit = next_yield = 0
-            while next_yield < len(batches):
-                while next_submit < len(batches) and len(pending) < 2 * n_workers:
-                    pending[next_submit] = pool.submit(fn, batches[next_submit])
-                    next_submit += 1
-                finished, _ = wait(list(pending.values()), return_when=FIRST_COMPLETED)
-                for i, fut in list(pending.items()):
-                    if fut in finished:
-                        done[i] = fut.result()
-                        bar.update(len(batches[i]))
-                        del pending[i]
-                while next_yield in done:
-                    yield done.pop(next_yield)
-                    next_yield += 1
+            pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
+            try:
+                while next_yield < len(batches):
+                    while next_submit < len(batches) and len(pending) < 2 * n_workers:
+                        pending[next_submit] = pool.submit(fn, batches[next_submit])
+                        next_submit += 1
+                    if pending:
+                        finished, _ = wait(list(pending.values()), return_when=FIRST_COMPLETED)
+                        for i, fut in list(pending.items()):
+                            if fut in finished:
+                                done[i] = fut.result()
+                                bar.update(len(batches[i]))
+                                del pending[i]
+                    while next_yield in done:
+                        yield done.pop(next_yield)
+                        next_yield += 1
+            except BrokenProcessPool:
+                if on_crash is None:
+                    raise
+                pool.shutdown(wait=True, cancel_futures=True)
+                for i in sorted(pending):
+                    done[i] = _isolated(fn, list(batches[i]), on_crash)
+                    bar.update(len(batches[i]))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _isolated(
+    fn: Callable[[Sequence[T]], list[R]],
+    batch: list[T],
+    on_crash: Callable[[T, BaseException], R],
+) -> list[R]:
+    """``fn(batch)`` in a fresh one-worker process, bisected until the item that kills the
+    worker is alone (its result is ``on_crash``)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context()) as pool:
+        try:
+            return pool.submit(fn, batch).result()
+        except BrokenProcessPool as e:
+            if len(batch) == 1:
+                return [on_crash(batch[0], e)]
+    mid = len(batch) // 2
+    return _isolated(fn, batch[:mid], on_crash) + _isolated(fn, batch[mid:], on_crash)

@@ -27,6 +27,7 @@ from cleaner import images
 from cleaner.dataset import Dataset, FileEntry, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
+from cleaner.hashing import file_sha256
 
 if TYPE_CHECKING:
     from cleaner.journal import AppliedRun, Move
@@ -183,6 +184,19 @@ def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
     )
 
 
+def crashed_file(item: tuple[str, str], error: BaseException) -> tuple[object, ...]:
+    """The row fields of a file whose decode killed the worker process (a decoder crash or the
+    OOM killer): hashed here, in the parent, and reported ``corrupt``."""
+    abspath, _ = item
+    try:
+        st = os.stat(abspath)
+        digest = file_sha256(abspath)
+    except OSError as e:
+        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot read: {e.strerror or e}", 0, "", 0)
+    reason = f"the decoder crashed on this file (worker process died: {error})"[:300]
+    return (digest, st.st_size, 0, 0, "", images.CORRUPT, reason, st.st_mtime_ns, "", 0)
+
+
 def check_batch(batch: Sequence[tuple[str, str]]) -> list[tuple[object, ...]]:
     """Pure batch function for the engine: ``(abspath, relpath)`` -> :func:`check_file` fields."""
     return [check_file(a, r) for a, r in batch]
@@ -273,6 +287,7 @@ def scan(
         workers=workers,
         desc="scan",
         progress=progress,
+        on_crash=crashed_file,
     ):
         for fields_ in out:
             entry = todo[done]

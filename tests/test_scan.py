@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,49 @@ def test_quarantine_is_a_dry_run_then_journaled_and_undoable(tmp_path: Path) -> 
         p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".cleaner" not in p.parts
     }
     assert after == before
+
+
+def _square_or_die(batch: Sequence[int]) -> list[int]:
+    """A batch function whose worker process dies on item 13 (like a decoder segfault)."""
+    if 13 in batch:
+        os._exit(9)
+    return [x * x for x in batch]
+
+
+def test_engine_survives_a_worker_that_dies() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cleaner.engine import map_batches
+
+    out = [
+        y
+        for b in map_batches(
+            _square_or_die, list(range(40)), batch_size=4, workers=2, on_crash=lambda x, e: -x
+        )
+        for y in b
+    ]
+    assert out == [-x if x == 13 else x * x for x in range(40)]
+    with pytest.raises(BrokenProcessPool):
+        list(map_batches(_square_or_die, list(range(40)), batch_size=4, workers=2))
+
+
+def test_scan_reports_a_file_that_kills_the_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(12):
+        F.make_jpeg(tmp_path / "real_images" / f"{i:02d}.jpg", seed=i)
+    boom = F.make_jpeg(tmp_path / "real_images" / "boom.jpg", seed=99)
+    original = manifest.check_file
+
+    def dies_on_boom(abspath: str, relpath: str) -> tuple[object, ...]:
+        if relpath.endswith("boom.jpg"):
+            os._exit(11)  # as a segfault in a C decoder would
+        return original(abspath, relpath)
+
+    monkeypatch.setattr(manifest, "check_file", dies_on_boom)  # inherited by forked workers
+    rows = {r.path: r for r in manifest.scan(tmp_path, workers=2, batch_size=2).rows}
+    assert len(rows) == 13
+    bad = rows["real_images/boom.jpg"]
+    assert bad.status == "corrupt" and "crashed" in bad.reason
+    assert bad.sha256 == _sha(boom)
+    assert all(r.status == "ok" for p, r in rows.items() if p != "real_images/boom.jpg")
