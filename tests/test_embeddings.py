@@ -112,3 +112,27 @@ def test_damaged_shard_is_a_miss_not_an_error(tmp_path: Path) -> None:
     again = E.embed(root, _items(root), spec)
     assert again.computed == 4
     np.testing.assert_allclose(again.features, first.features, rtol=1e-6)
+
+
+def test_both_input_pipelines_agree_in_order_and_report_bad_files(tmp_path: Path) -> None:
+    from cleaner.models.inputs import numpy_batches, tf_dataset
+
+    root = make_root(tmp_path / "R", 3, size=40)
+    paths = [p for p, _ in _items(root)]
+    paths.insert(2, root / "missing.png")
+    got = [b for b in numpy_batches(paths, 32, crop="center", batch_size=4)]
+    arr = np.concatenate([b.images for b in got])
+    errs = [e for b in got for e in b.errors]
+    assert arr.shape == (7, 32, 32, 3) and arr.dtype == np.uint8
+    assert [bool(e) for e in errs] == [False, False, True, False, False, False, False]
+    tf_imgs, tf_errs = [], []
+    for images, e in tf_dataset(paths, 32, crop="center", batch_size=3):
+        tf_imgs.append(images.numpy())
+        tf_errs += [x.decode() for x in e.numpy()]
+    np.testing.assert_array_equal(np.concatenate(tf_imgs), arr.astype(np.float32))
+    assert tf_errs == errs
+    # the center policy keeps native pixels: a 40 px image's 32 px crop is its middle
+    from PIL import Image
+
+    full = np.asarray(Image.open(paths[0]).convert("RGB"))
+    np.testing.assert_array_equal(arr[0], full[4:36, 4:36])
