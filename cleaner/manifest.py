@@ -53,6 +53,9 @@ STATUS_MEANINGS: dict[str, str] = {
 }
 """Every status a manifest row can carry, with what it means (README and ``scan --help``)."""
 
+SMALL_SCAN = 200
+"""Fewer files to read than this: checked in this process unless ``workers`` is given."""
+
 MAX_FILE_BYTES = 1 << 30
 """Files larger than this are hashed in chunks but not decoded (status ``too-large``)."""
 
@@ -279,6 +282,8 @@ def scan(
         todo.append(entry)
     reused = len(rows) - sum(1 for r in rows.values() if r.status == OUTSIDE_ROOT)
     items = [(str(e.abspath), e.relpath) for e in todo]
+    if workers is None and len(items) < SMALL_SCAN:
+        workers = 1  # starting a pool costs more than decoding a few hundred files
     done = 0
     for out in map_batches(
         check_batch,
