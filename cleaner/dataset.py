@@ -64,6 +64,9 @@ class Dataset:
     """Absolute, resolved."""
     class_dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """label -> the alias folders present under ROOT, in alias order (may be empty)."""
+    outside_links: tuple[str, ...] = ()
+    """Class-folder names that are symlinks leading out of ROOT: not used (confinement), and
+    reported so a user who linked a big folder in learns why it is not scanned."""
 
     @property
     def state_dir(self) -> Path:
@@ -146,13 +149,25 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
         )
     p = p.resolve()
     class_dirs = find_class_dirs(p)
+    outside = tuple(
+        name
+        for aliases in CLASS_ALIASES.values()
+        for name in aliases
+        if (p / name).is_symlink() and (p / name).is_dir() and not _inside(p, p / name)
+    )
     if require_classes and not any(class_dirs.values()):
         names = ", ".join(CLASS_ALIASES["real"][:1] + CLASS_ALIASES["fake"][:1])
+        if outside:
+            raise DatasetError(
+                f"the class folder(s) {', '.join(outside)} under {str(root)!r} are symlinks "
+                "leading out of ROOT, which cleaner never follows; move or copy the images "
+                "inside ROOT (or use ROOT = the folder that holds them)"
+            )
         raise DatasetError(
             f"no class folder under {str(root)!r}; expected {names} (or an alias: "
             f"{'/'.join(CLASS_ALIASES['real'][1:])}, {'/'.join(CLASS_ALIASES['fake'][1:])})"
         )
-    return Dataset(root=p, class_dirs=class_dirs)
+    return Dataset(root=p, class_dirs=class_dirs, outside_links=outside)
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -107,6 +107,8 @@ class ScanResult:
     reused: int = 0
     seconds: float = 0.0
     class_dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    outside_links: tuple[str, ...] = ()
+    """Class-folder names under ROOT that are symlinks out of ROOT (not scanned)."""
 
     def ok_rows(self) -> list[ManifestRow]:
         return [r for r in self.rows if r.ok]
@@ -130,6 +132,7 @@ class ScanResult:
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
             "class_dirs": {k: list(v) for k, v in self.class_dirs.items()},
+            "outside_links": list(self.outside_links),
             "counts": self.counts(),
         }
 
@@ -310,6 +313,7 @@ def scan(
         reused=reused,
         seconds=time.perf_counter() - t0,
         class_dirs=dict(ds.class_dirs),
+        outside_links=ds.outside_links,
     )
 
 

@@ -186,3 +186,16 @@ def test_check_relpath_never_climbs(text: str) -> None:
     assert not rel.is_absolute()
     assert ".." not in rel.parts
     assert rel.parts
+
+
+def test_class_folder_linked_from_outside_is_named_not_followed(tmp_path: Path) -> None:
+    F.make_jpeg(tmp_path / "big" / "real" / "a.jpg")
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(tmp_path / "big" / "real", root / "real_images")
+    with pytest.raises(DatasetError, match=r"real_images .*symlinks leading out of ROOT"):
+        open_dataset(root)
+    F.make_jpeg(root / "fake_images" / "b.jpg")
+    ds = open_dataset(root)
+    assert ds.outside_links == ("real_images",)
+    assert [e.relpath for e in ds.walk()] == ["fake_images/b.jpg"]

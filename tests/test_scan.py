@@ -336,3 +336,15 @@ def test_scan_reports_a_file_that_kills_the_decoder(
     assert bad.status == "corrupt" and "crashed" in bad.reason
     assert bad.sha256 == _sha(boom)
     assert all(r.status == "ok" for p, r in rows.items() if p != "real_images/boom.jpg")
+
+
+def test_scan_says_which_class_link_it_did_not_follow(tmp_path: Path) -> None:
+    F.make_jpeg(tmp_path / "elsewhere" / "a.jpg")
+    root = tmp_path / "root"
+    F.make_jpeg(root / "fake" / "b.jpg")
+    os.symlink(tmp_path / "elsewhere", root / "real")
+    res = runner.invoke(app, ["scan", "--root", str(root)])
+    assert res.exit_code == 0
+    assert "real/ is a symlink out of ROOT" in res.output
+    res = runner.invoke(app, ["scan", "--root", str(root), "--json"])
+    assert json.loads(res.stdout)["outside_links"] == ["real"]

@@ -103,6 +103,8 @@ def scan(
         f"{len(result.rows)} files, {bad} not usable; read {result.read}, "
         f"reused {result.reused} unchanged, in {result.seconds:.2f}s -> {result.manifest_path}"
     )
+    for name in result.outside_links:
+        console.print(f"not scanned: {name}/ is a symlink out of ROOT (cleaner never follows one)")
     for s in statuses[1:]:
         console.print(f"  {s}: {STATUS_MEANINGS.get(s, '')}")
     if bad:
