@@ -122,7 +122,7 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
     return results
 
 
-def _train(root: Path, out: Path, size: int, epochs: int, seed: int) -> dict[str, Any]:
+def _train(root: Path, out: Path, size: int, epochs: int, seed: int, crop: str) -> dict[str, Any]:
     from cleaner.models.train import TrainConfig, train
 
     r = train(
@@ -134,13 +134,16 @@ def _train(root: Path, out: Path, size: int, epochs: int, seed: int) -> dict[str
             image_size=size,
             epochs=epochs,
             seed=seed,
+            crop=crop,
         ),
         report=lambda s: print(s, file=sys.stderr, flush=True),
     )
     return r.metrics
 
 
-def noise_run(faces: Path, noise: float, size: int, epochs: int, seed: int) -> dict[str, Any]:
+def noise_run(
+    faces: Path, noise: float, size: int, epochs: int, seed: int, crop: str
+) -> dict[str, Any]:
     """Test accuracy (test split kept clean) after training on clean labels, on labels with
     ``noise`` of the train+val images flipped, and after ``make clean-data`` on the noisy set.
     The three share one split (split.csv is copied) and the embeddings cache."""
@@ -150,12 +153,17 @@ def noise_run(faces: Path, noise: float, size: int, epochs: int, seed: int) -> d
     from cleaner.models.train import read_split
 
     repo = Path(__file__).resolve().parents[1]
-    out: dict[str, Any] = {"bench": "train_noise_recovery", "noise": noise, "image_size": size}
+    out: dict[str, Any] = {
+        "bench": "train_noise_recovery",
+        "noise": noise,
+        "size": size,
+        "crop": crop,
+    }
     with tempfile.TemporaryDirectory(prefix="cleaner-noise-") as tmp:
         clean = Path(tmp) / "clean"
         for cls in ("real", "fake"):
             shutil.copytree(faces / cls, clean / cls)
-        m = _train(clean, Path(tmp) / "clean.keras", size, epochs, seed)
+        m = _train(clean, Path(tmp) / "clean.keras", size, epochs, seed, crop)
         out["clean"] = {"test_accuracy": round(m["accuracy"], 4), "roc_auc": round(m["roc_auc"], 4)}
         noisy = Path(tmp) / "noisy"
         shutil.copytree(clean, noisy)
@@ -168,12 +176,12 @@ def noise_run(faces: Path, noise: float, size: int, epochs: int, seed: int) -> d
             (noisy / r.path).rename(dst.with_name("flipped_" + dst.name))
         cleaned = Path(tmp) / "cleaned"
         shutil.copytree(noisy, cleaned)
-        m = _train(noisy, Path(tmp) / "noisy.keras", size, epochs, seed)
+        m = _train(noisy, Path(tmp) / "noisy.keras", size, epochs, seed, crop)
         out["noisy"] = {"test_accuracy": round(m["accuracy"], 4), "roc_auc": round(m["roc_auc"], 4)}
         t0 = time.perf_counter()
         subprocess.run(
             ["make", "--no-print-directory", "clean-data", f"ROOT={cleaned}",
-             f"PREDICT_ARGS_efficientnet-lite0=--image-size {size}", "RULE=mean",
+             f"PREDICT_ARGS_efficientnet-lite0=--image-size {size} --crop {crop}", "RULE=mean",
              "MIN_CONFIDENCE=0.8"],
             cwd=repo, check=True, stdout=sys.stderr,
         )  # fmt: skip
@@ -187,7 +195,7 @@ def noise_run(faces: Path, noise: float, size: int, epochs: int, seed: int) -> d
         )
         out["flipped"] = len(flipped)
         out["still_flipped_after_clean"] = in_wrong
-        m = _train(cleaned, Path(tmp) / "cleaned.keras", size, epochs, seed)
+        m = _train(cleaned, Path(tmp) / "cleaned.keras", size, epochs, seed, crop)
         out["after_clean_data"] = {
             "test_accuracy": round(m["accuracy"], 4),
             "roc_auc": round(m["roc_auc"], 4),
@@ -212,12 +220,17 @@ def main() -> None:
     ap.add_argument("--noise", type=float, help="with --faces: the noise-recovery run instead")
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--crop", default="resize", choices=["resize", "center"])
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.skip_precision:
         print(json.dumps(precision_run()), flush=True)
     if args.faces and args.noise:
-        print(json.dumps(noise_run(args.faces, args.noise, args.size, args.epochs, args.seed)))
+        print(
+            json.dumps(
+                noise_run(args.faces, args.noise, args.size, args.epochs, args.seed, args.crop)
+            )
+        )
     elif args.faces:
         faces_run(args.faces, args.config or ["efficientnet-lite0:imagenet:160:4"], args.seed)
 
