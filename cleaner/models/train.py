@@ -746,6 +746,11 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
             phase, lr = "scratch", cfg.scratch_lr
             backbone.trainable = True
             unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
+            # a few dozen steps per epoch: BatchNormalization's moving statistics (momentum
+            # 0.99) would still be near their initial values at validation time
+            for ly in _flat_layers(backbone):
+                if isinstance(ly, keras.layers.BatchNormalization) and ly.momentum > 0.9:
+                    ly.momentum = 0.9
         else:
             phase, lr = "fine-tune", cfg.fine_tune_lr
             top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
