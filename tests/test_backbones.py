@@ -21,7 +21,7 @@ EXPECTED = {
 
 def test_registry_names_and_unknown_backbone() -> None:
     assert set(BACKBONES) >= EXPECTED
-    with pytest.raises(CleanerError, match="choose one of: .*efficientnet-lite0"):
+    with pytest.raises(CleanerError, match=r"choose one of: .*efficientnet-lite0"):
         get_backbone("resnet9000")
 
 

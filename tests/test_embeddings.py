@@ -136,3 +136,16 @@ def test_both_input_pipelines_agree_in_order_and_report_bad_files(tmp_path: Path
 
     full = np.asarray(Image.open(paths[0]).convert("RGB"))
     np.testing.assert_array_equal(arr[0], full[4:36, 4:36])
+
+
+def test_cached_features_for_training(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "R", 2, size=48)
+    items = _items(root)
+    shas = [s for _, s in items]
+    assert E.cached_features("spectrum", "none", 48, shas, root=root) is None
+    first = E.embed(root, items, E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center"))
+    got = E.cached_features("spectrum", "none", 48, shas[::-1], root=root)
+    assert got is not None
+    np.testing.assert_allclose(got, first.features[::-1], rtol=1e-6)
+    assert E.cached_features("spectrum", "none", 48, [*shas, "f" * 64], root=root) is None
+    assert E.cached_features("spectrum", "none", 48, shas) is None  # no root, no cache

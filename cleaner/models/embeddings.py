@@ -188,3 +188,25 @@ def embed(
         seconds=time.perf_counter() - t0,
         spec=spec,
     )
+
+
+def cached_features(
+    backbone: str,
+    weights: str,
+    image_size: int,
+    shas: Sequence[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    crop: str = "center",
+) -> np.ndarray | None:
+    """Features of ``shas`` from ROOT's cache when *all* are there, else None (for
+    ``cleaner train``'s head phase: pass ``root``; without it there is no cache to read)."""
+    from cleaner.models.backbones import get_backbone
+
+    if root is None:
+        return None
+    spec = EmbeddingSpec(get_backbone(backbone), weights, image_size, crop)
+    found = load_cache(cache_root(root) / spec.key, set(shas))
+    if any(s not in found for s in shas):
+        return None
+    return np.stack([found[s] for s in shas]).astype(np.float32) if shas else None
