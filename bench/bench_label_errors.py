@@ -1,0 +1,215 @@
+"""Label-error detection on faces140k with planted flips: cleaner's out-of-fold consensus
+against cleanlab on the same probabilities.
+
+A copy of faces140k (outside the repository) gets 10% of each class put into the other
+class's folder (seeded; the list is written to WORK/flips.json). Then, exactly as a user would:
+`cleaner scan`, `cleaner predict --backbone B --folds 5` for each backbone (frozen heads on
+cached embeddings; with --finetune also fine-tuned folds), `cleaner separate --rule R` (dry run:
+the plan is read, nothing moves). Precision and recall of the plan's moves against the planted
+flips, beside `cleanlab.filter.find_label_issues` on the same out-of-fold probabilities (each
+model, and their mean).
+
+    .venv/bin/python bench/bench_label_errors.py            # 250 + 250 faces (a few minutes)
+    .venv/bin/python bench/bench_label_errors.py --full     # all 1100 + 1100
+
+The work folder is reused across runs (same size and seed), so embeddings are computed once.
+Prints one JSON line; "ratio" is cleaner's best F1 over cleanlab's best F1 in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = REPO.parent / "shared" / "data" / "faces140k"
+
+
+def cleaner(*args: str) -> dict:  # type: ignore[type-arg]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run(
+        [sys.executable, "-m", "cleaner", *args, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def make_work(work: Path, n: int, seed: int) -> list[dict[str, str]]:
+    """WORK/{real_images,fake_images} with 10% of each class flipped; the flips list."""
+    marker = work / "flips.json"
+    if marker.is_file():
+        doc = json.loads(marker.read_text())
+        if doc["n"] == n and doc["seed"] == seed:
+            return doc["flips"]  # type: ignore[no-any-return]
+    shutil.rmtree(work, ignore_errors=True)
+    rng = random.Random(seed)
+    flips: list[dict[str, str]] = []
+    for label, other in (("real", "fake"), ("fake", "real")):
+        names = sorted(os.listdir(FACES / label))[:n]
+        flipped = set(rng.sample(names, round(0.1 * len(names))))
+        for name in names:
+            to = other if name in flipped else label
+            dst = work / f"{to}_images" / f"{label}_{name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(FACES / label / name, dst)
+            if name in flipped:
+                flips.append({"path": f"{to}_images/{label}_{name}", "true_label": label})
+    marker.write_text(json.dumps({"n": n, "seed": seed, "flips": flips}, indent=1))
+    return flips
+
+
+def pr(found: set[str], truth: set[str]) -> dict[str, float | int]:
+    tp = len(found & truth)
+    p = tp / len(found) if found else 0.0
+    r = tp / len(truth) if truth else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {
+        "flagged": len(found),
+        "precision": round(p, 3),
+        "recall": round(r, 3),
+        "f1": round(f1, 3),
+    }
+
+
+def plan_moves(summary: dict) -> set[str]:  # type: ignore[type-arg]
+    plan = json.loads(Path(summary["plan"]).read_text())
+    return {m["path"] for m in plan["moves"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="all 1100 + 1100 faces")
+    ap.add_argument("--n", type=int, default=250, help="faces per class (without --full)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backbones", default="efficientnet-lite0,spectrum")
+    ap.add_argument("--finetune", action="store_true", help="also fine-tuned folds (slow)")
+    ap.add_argument("--finetune-backbone", default="efficientnet-lite0")
+    ap.add_argument("--finetune-size", type=int, default=160)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    if not FACES.is_dir():
+        print(json.dumps({"bench": "label_errors", "skipped": f"{FACES} not found"}))
+        return
+    n = 1100 if args.full else args.n
+    work = args.work or Path(tempfile.gettempdir()) / f"cleaner-bench-labels-{n}-{args.seed}"
+    t0 = time.perf_counter()
+    flips = make_work(work, n, args.seed)
+    truth = {f["path"] for f in flips}
+    cleaner("scan", "--root", str(work))
+    preds_dir = work / "preds"
+    preds_dir.mkdir(exist_ok=True)
+    runs: dict[str, dict] = {}  # type: ignore[type-arg]
+    files: dict[str, Path] = {}
+    for b in args.backbones.split(","):
+        out = preds_dir / f"{b}.json"
+        runs[b] = cleaner(
+            "predict", "--root", str(work), "--backbone", b, "--folds", "5", "--out", str(out)
+        )
+        files[b] = out
+    if args.finetune:
+        b = args.finetune_backbone
+        out = preds_dir / f"{b}-finetune.json"
+        runs[f"{b}-finetune"] = cleaner(
+            "predict",
+            "--root",
+            str(work),
+            "--backbone",
+            b,
+            "--folds",
+            "5",
+            "--finetune",
+            "--epochs",
+            str(args.epochs),
+            "--image-size",
+            str(args.finetune_size),
+            "--out",
+            str(out),
+        )
+        files[f"{b}-finetune"] = out
+
+    # out-of-fold quality per model, against the noisy (folder) and the true labels
+    true_label = {f["path"]: f["true_label"] for f in flips}
+    probs: dict[str, dict[str, float]] = {}
+    labels: dict[str, str] = {}
+    for name, f in files.items():
+        doc = json.loads(f.read_text())
+        probs[name] = {e["path"]: e["prob_fake"] for e in doc["predictions"]}
+        labels.update({e["path"]: e["label"] for e in doc["predictions"]})
+    paths = sorted(set.intersection(*(set(p) for p in probs.values())))
+    noisy = np.array([labels[p] == "fake" for p in paths], dtype=int)
+    true = np.array([true_label.get(p, labels[p]) == "fake" for p in paths], dtype=int)
+    from sklearn.metrics import roc_auc_score
+
+    models = {}
+    for name, pm in probs.items():
+        p = np.array([pm[x] for x in paths])
+        models[name] = {
+            "oof_accuracy_noisy": round(float(np.mean((p >= 0.5) == noisy)), 3),
+            "oof_accuracy_true": round(float(np.mean((p >= 0.5) == true)), 3),
+            "auc_true": round(float(roc_auc_score(true, p)), 3),
+            "predict_seconds": round(runs[name]["seconds"], 1),
+            "backbone_runs": runs[name]["computed"],
+        }
+
+    # cleaner separate: every rule on all files, and each file alone with the confident rule
+    results: dict[str, dict[str, float | int]] = {}
+    all_files = [str(f) for f in files.values()]
+    for rule in ("confident", "unanimous", "majority", "mean"):
+        s = cleaner("separate", "--root", str(work), "--rule", rule, "--predictions", *all_files)
+        results[f"cleaner {rule} (all files)"] = pr(plan_moves(s), truth)
+    for name, f in files.items():
+        s = cleaner("separate", "--root", str(work), "--rule", "confident", "--predictions", str(f))
+        results[f"cleaner confident ({name})"] = pr(plan_moves(s), truth)
+
+    # cleanlab on the same probabilities
+    from cleanlab.filter import find_label_issues
+
+    def cl(p: np.ndarray) -> set[str]:
+        pp = np.stack([1 - p, p], axis=1)
+        issues = find_label_issues(noisy, pp)
+        return {paths[i] for i in np.flatnonzero(issues)}
+
+    mats = {name: np.array([pm[x] for x in paths]) for name, pm in probs.items()}
+    for name, p in mats.items():
+        results[f"cleanlab ({name})"] = pr(cl(p), truth)
+    if len(mats) > 1:
+        results["cleanlab (mean of files)"] = pr(cl(np.mean(list(mats.values()), axis=0)), truth)
+
+    best_cleaner = max((v["f1"] for k, v in results.items() if k.startswith("cleaner")), default=0)
+    best_cl = max((v["f1"] for k, v in results.items() if k.startswith("cleanlab")), default=0)
+    goal = [k for k, v in results.items() if v["precision"] >= 0.9 and v["recall"] >= 0.8]
+    print(
+        json.dumps(
+            {
+                "bench": "label_errors",
+                "images": len(paths),
+                "planted_flips": len(truth),
+                "seed": args.seed,
+                "work": str(work),
+                "models": models,
+                "detection": results,
+                "reaches_goal_p0.9_r0.8": goal,
+                "ratio": round(best_cleaner / best_cl, 3) if best_cl else None,
+                "ratio_is": "best cleaner F1 / best cleanlab F1 (same probabilities)",
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
