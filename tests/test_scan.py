@@ -316,26 +316,42 @@ def test_engine_survives_a_worker_that_dies() -> None:
         list(map_batches(_square_or_die, list(range(40)), batch_size=4, workers=2))
 
 
-def test_scan_reports_a_file_that_kills_the_decoder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+_KILLS_ON_BOOM = """
+import json, os, sys
+from cleaner import manifest
+original = manifest.check_file
+
+def dies_on_boom(abspath, relpath):
+    if relpath.endswith("boom.jpg"):
+        os._exit(11)  # as a segfault in a C decoder would
+    return original(abspath, relpath)
+
+manifest.check_file = dies_on_boom  # inherited by the forked workers
+rows = manifest.scan(sys.argv[1], workers=2, batch_size=2).rows
+print(json.dumps([[r.path, r.status, r.reason, r.sha256] for r in rows]))
+"""
+
+
+def test_scan_reports_a_file_that_kills_the_decoder(tmp_path: Path) -> None:
+    # In a fresh interpreter: after other tests have loaded TensorFlow the engine uses
+    # forkserver, whose workers would not inherit the patched decoder.
     for i in range(12):
         F.make_jpeg(tmp_path / "real_images" / f"{i:02d}.jpg", seed=i)
     boom = F.make_jpeg(tmp_path / "real_images" / "boom.jpg", seed=99)
-    original = manifest.check_file
-
-    def dies_on_boom(abspath: str, relpath: str) -> tuple[object, ...]:
-        if relpath.endswith("boom.jpg"):
-            os._exit(11)  # as a segfault in a C decoder would
-        return original(abspath, relpath)
-
-    monkeypatch.setattr(manifest, "check_file", dies_on_boom)  # inherited by forked workers
-    rows = {r.path: r for r in manifest.scan(tmp_path, workers=2, batch_size=2).rows}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLS_ON_BOOM, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {p: (status, reason, sha) for p, status, reason, sha in json.loads(proc.stdout)}
     assert len(rows) == 13
-    bad = rows["real_images/boom.jpg"]
-    assert bad.status == "corrupt" and "crashed" in bad.reason
-    assert bad.sha256 == _sha(boom)
-    assert all(r.status == "ok" for p, r in rows.items() if p != "real_images/boom.jpg")
+    status, reason, sha = rows["real_images/boom.jpg"]
+    assert status == "corrupt" and "crashed" in reason
+    assert sha == _sha(boom)
+    assert all(r[0] == "ok" for p, r in rows.items() if p != "real_images/boom.jpg")
 
 
 def test_scan_says_which_class_link_it_did_not_follow(tmp_path: Path) -> None:
