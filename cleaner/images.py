@@ -314,6 +314,21 @@ def _load_rgb(data: bytes, max_side: int | None, max_pixels: int) -> Image.Image
     return im
 
 
+def fit_view(source: Source, size: int, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The image at native resolution as far as a model of input side ``size`` can use it: the
+    long side capped at ``2 * size`` (JPEG draft decoding; a huge photo shrinks, a 256 px face
+    stays untouched) and the short side enlarged to ``size`` only when it is smaller. Training
+    takes random ``size`` crops of it; prediction takes the central one (``crop="center"``)."""
+    im = load_rgb(source, max_side=2 * size, max_pixels=max_pixels)
+    w, h = im.size
+    if min(w, h) < size:
+        k = size / min(w, h)
+        im = im.resize(
+            (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
+        )
+    return im
+
+
 def load_array(
     source: Source,
     size: int | None = None,
@@ -321,12 +336,12 @@ def load_array(
     crop: str = "resize",
     max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode to a ``uint8`` array ``(H, W, 3)``.
+    """Decode to a ``uint8`` array ``(H, W, 3)``: THE view every model gets of an image
+    (``cleaner predict``, ``train``'s evaluation, ``serve``).
 
     ``size``: output side. ``crop="resize"`` resizes the whole image to ``size x size``;
-    ``crop="center"`` takes a central ``size x size`` crop at native resolution (resized up
-    only when the image is smaller), which keeps the high-frequency evidence that generators
-    leave; ``size=None`` returns the image as it is.
+    ``crop="center"`` takes the central ``size x size`` crop of :func:`fit_view`, which keeps
+    the high-frequency evidence that generators leave; ``size=None`` returns the image as it is.
     """
     if size is None:
         return np.asarray(load_rgb(source, max_pixels=max_pixels), dtype=np.uint8)
@@ -334,13 +349,10 @@ def load_array(
         im = load_rgb(source, max_side=size * 2, max_pixels=max_pixels)
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     elif crop == "center":
-        im = load_rgb(source, max_pixels=max_pixels)
+        im = fit_view(source, size, max_pixels=max_pixels)
         w, h = im.size
-        if min(w, h) < size:
-            im = ImageOps.fit(im, (size, size), Image.Resampling.BILINEAR)
-        else:
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
     else:
         raise ValueError(f"crop must be 'resize' or 'center', not {crop!r}")
     return np.asarray(im, dtype=np.uint8)

@@ -234,7 +234,7 @@ def test_upload_view_matches_the_models_evaluation_view(
     tmp_path: Path, size: int, shape: tuple[int, int]
 ) -> None:
     """The app shows an upload to the model as `cleaner predict` and `cleaner train` do."""
-    from cleaner.models.inputs import center_view, load_one
+    from cleaner.models.inputs import load_one
     from cleaner.web.predictor import model_view
 
     rng = np.random.default_rng(size)
@@ -244,7 +244,7 @@ def test_upload_view_matches_the_models_evaluation_view(
         im.save(path)
         ours = model_view(path.read_bytes(), size, "center")
         assert ours.shape == (size, size, 3)
-        assert np.array_equal(ours, center_view(path, size))
+        assert np.array_equal(ours, load_one(path, size, "center")[0])
         assert np.array_equal(
             model_view(path.read_bytes(), size, "resize"), load_one(path, size, "resize")[0]
         )

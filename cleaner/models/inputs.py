@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
-from cleaner.images import ImageError, load_array, load_rgb
+from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -55,27 +54,10 @@ def check_crop(crop: str) -> str:
     return crop
 
 
-def center_view(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """The ``center`` policy: long side capped at ``2 S`` (JPEG draft decoding), short side
-    at least ``S``, then the central ``S x S`` crop."""
-    im = load_rgb(path, max_side=2 * size)
-    w, h = im.size
-    if min(w, h) < size:
-        k = size / min(w, h)
-        im = im.resize(
-            (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
-        )
-        w, h = im.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
 def load_one(path: str | os.PathLike[str], size: int, crop: str) -> tuple[np.ndarray, str]:
     """``(S, S, 3) uint8`` pixels and ``""``; or zeros and the reason it failed."""
     try:
-        if crop == "center":
-            return center_view(path, size), ""
-        return load_array(path, size, crop="resize"), ""
+        return load_array(path, size, crop=check_crop(crop)), ""
     except ImageError as e:
         return np.zeros((size, size, 3), np.uint8), f"{e.status}: {e.reason}"
     except OSError as e:  # pragma: no cover - the file vanished between scan and predict

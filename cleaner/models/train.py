@@ -272,12 +272,11 @@ def load_for_training(path: str, size: int, crop: str = "center") -> np.ndarray:
     """An image for random cropping. ``center`` policy: native resolution, short side at least
     ``size``, long side capped at ``2 * size`` (a huge photo shrinks; a 256 px face stays
     untouched). ``resize`` policy (tiny-input backbones): the whole image at ``size x size``."""
-    from cleaner.images import load_array, load_rgb
+    from cleaner.images import fit_view, load_array
 
     if crop == "resize":
         return load_array(path, size, crop="resize")
-    im = load_rgb(path, max_side=2 * size)
-    return _fit_up(np.asarray(im, dtype=np.uint8), size)
+    return np.asarray(fit_view(path, size), dtype=np.uint8)
 
 
 def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
@@ -290,7 +289,9 @@ def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
 def load_for_eval(path: str, size: int, crop: str = "center") -> np.ndarray:
     """The evaluation view: the centre ``size`` crop of :func:`load_for_training`'s image (the
     same pixels as :func:`cleaner.models.inputs.load_one` gives ``predict``)."""
-    return center_crop(load_for_training(path, size, crop), size)
+    from cleaner.images import load_array
+
+    return load_array(path, size, crop=crop)
 
 
 def _load_batch(items: Sequence[tuple[str, int, bool, str]]) -> list[np.ndarray | None]:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cleaner.errors import CleanerError
-from cleaner.images import load_array, load_rgb
+from cleaner.images import load_array
 
 Predictor = Callable[[Image.Image], float]
 """An upright RGB image -> prob_fake in [0, 1]."""
@@ -32,18 +32,7 @@ def model_view(data: bytes, size: int, crop: str) -> np.ndarray:
     central ``S x S`` crop at native resolution (decoded with the long side capped at ``2 S``,
     JPEG draft mode included; the short side enlarged to ``S`` when smaller); ``resize`` is the
     whole image resized. Raises :class:`cleaner.images.ImageError`."""
-    if crop == "resize":
-        return load_array(data, size, crop="resize")
-    im = load_rgb(data, max_side=2 * size)
-    w, h = im.size
-    if min(w, h) < size:
-        k = size / min(w, h)
-        im = im.resize(
-            (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
-        )
-        w, h = im.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return load_array(data, size, crop=crop)
 
 
 class KerasPredictor:
