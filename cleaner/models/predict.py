@@ -24,6 +24,7 @@ import numpy as np
 
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
+from cleaner.models import metrics_path
 
 Progress = Callable[[int], None] | None
 
@@ -102,7 +103,7 @@ def _model_crop(model_path: Path, crop: str | None) -> str:
     ``center`` (what ``cleaner train`` uses)."""
     if crop:
         return crop
-    metrics = model_path.with_suffix("").with_suffix(".metrics.json")
+    metrics = metrics_path(model_path)
     if metrics.is_file():
         try:
             doc = json.loads(metrics.read_text())
@@ -193,7 +194,7 @@ def predict_with_model(
 
 
 def _metrics_backbone(model_path: Path) -> str:
-    metrics = model_path.with_suffix("").with_suffix(".metrics.json")
+    metrics = metrics_path(model_path)
     try:
         doc = json.loads(metrics.read_text())
         return str(doc.get("backbone", "unknown")) if isinstance(doc, dict) else "unknown"

@@ -48,6 +48,7 @@ import numpy as np
 
 from cleaner.dataset import LABELS, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.models import metrics_path as metrics_path_for
 
 if TYPE_CHECKING:
     import keras
@@ -858,7 +859,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    metrics_path = out.with_name(out.stem + ".metrics.json")
+    metrics_path = metrics_path_for(out)
     plots = write_plots(out, history, y["test"], prob, test)
     metrics["plots"] = [p.name for p in plots]
     tmpm = metrics_path.with_name(f".{metrics_path.name}.tmp")

@@ -21,6 +21,7 @@ from PIL import Image
 
 from cleaner.errors import CleanerError
 from cleaner.images import load_array
+from cleaner.models import metrics_path
 
 Predictor = Callable[[Image.Image], float]
 """An upright RGB image -> prob_fake in [0, 1]."""
@@ -46,7 +47,7 @@ class KerasPredictor:
         self._lock = threading.Lock()
 
     def _metrics_crop(self) -> str:
-        metrics = self.path.with_suffix("").with_suffix(".metrics.json")
+        metrics = metrics_path(self.path)
         try:
             doc = json.loads(metrics.read_text(encoding="utf-8"))
         except (OSError, ValueError):
