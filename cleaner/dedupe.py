@@ -29,7 +29,6 @@ import csv
 import functools
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from cleaner.atomic import atomic_write
 from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
@@ -644,23 +644,18 @@ def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) 
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
         doc.update(extra)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".duplicates.", suffix=".tmp", dir=out.parent)
+        atomic_write(out, write)
     except OSError as e:
         raise CleanerError(
             f"cannot write {out} ({e.strerror or e}); make {out.parent} writable"
         ) from e
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     result.output = out
     return out
 

@@ -26,7 +26,6 @@ import csv
 import functools
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from cleaner import images
+from cleaner.atomic import atomic_write
 from cleaner.engine import map_batches
 
 METHODS: tuple[str, ...] = ("phash", "dhash", "whash", "ahash")
@@ -356,20 +356,6 @@ def load_cache(root: str | os.PathLike[str], method: str) -> HashTable:
         return HashTable.empty(method)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_cache(root: str | os.PathLike[str], table: HashTable) -> None:
     """Write the table atomically (temporary file, fsync, rename)."""
 
@@ -387,7 +373,7 @@ def save_cache(root: str | os.PathLike[str], table: HashTable) -> None:
                 grey=table.grey,
             )
 
-    _atomic_write(cache_path(root, table.method), write)
+    atomic_write(cache_path(root, table.method), write)
 
 
 @dataclass
@@ -477,5 +463,5 @@ def pixel_digests(
                 w.writerows(sorted(known.items()))
 
         with contextlib.suppress(OSError):
-            _atomic_write(path, write)
+            atomic_write(path, write)
     return {s: known[s] for s in wanted if s in known}

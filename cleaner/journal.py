@@ -34,7 +34,6 @@ import os
 import posixpath
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from cleaner.atomic import fsync_dir
 from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
@@ -301,45 +301,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old file or the new one,
-    never half of it: temp file in the same folder, fsync, rename, fsync the folder. For
-    cleaner's own state and outputs (plans, predictions), never for dataset images."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Records of one journal; a torn last line (crash mid-write, never fsync'd, so its moves
     never ran) is ignored."""
@@ -393,7 +354,7 @@ class _Journal:
             self.f.write("\n")
         if new:
             self.sync()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def write(self, rec: dict[str, Any]) -> None:
         self.f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cleaner import images
+from cleaner.atomic import atomic_write
 from cleaner.dataset import Dataset, FileEntry, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
@@ -330,19 +331,14 @@ def _readlink(p: Path) -> str:
 def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
     """Write the manifest atomically (tmp + fsync + ``os.replace``); returns its path."""
     path = manifest_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
             w.writerow(COLUMNS)
             w.writerows([getattr(r, c) for c in COLUMNS] for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
     return path
 
 

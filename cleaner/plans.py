@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleaner.atomic import atomic_write_text
 from cleaner.consensus import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_RULE,
@@ -39,7 +40,6 @@ from cleaner.journal import (
     RecoveryReport,
     UndoResult,
     apply_moves,
-    atomic_write_text,
     new_run_id,
     pending_recovery,
     recover,

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeGuard
 
+from cleaner.atomic import atomic_write_text
 from cleaner.dataset import check_relpath, resolve_inside
 from cleaner.errors import CleanerError, PathEscapeError
-from cleaner.journal import atomic_write_text
 
 FORMAT_V1 = "cleaner.predictions.v1"
 """The ``format`` field of cleaner's own predictions files."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleaner.engine import default_workers
 from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
@@ -64,14 +65,6 @@ def load_one(path: str | os.PathLike[str], size: int, crop: str) -> tuple[np.nda
         return np.zeros((size, size, 3), np.uint8), f"unreadable: {e}"
 
 
-def default_threads() -> int:
-    """Decoding threads: the CPUs we may use (PIL releases the GIL while it decodes)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
-
-
 @dataclass
 class Batch:
     """One batch: positions in the input list, pixels, and a reason per failed image."""
@@ -95,7 +88,7 @@ def numpy_batches(
 ) -> Iterator[Batch]:
     """Decoded batches in input order, a few in flight at a time (no TensorFlow)."""
     check_crop(crop)
-    n_threads = threads or default_threads()
+    n_threads = threads or default_workers()  # PIL releases the GIL while it decodes
 
     def load(start: int) -> Batch:
         chunk = paths[start : start + batch_size]
@@ -127,7 +120,7 @@ def tf_dataset(
     import tensorflow as tf
 
     check_crop(crop)
-    n_threads = threads or default_threads()
+    n_threads = threads or default_workers()  # PIL releases the GIL while it decodes
 
     def _load(p: Any) -> tuple[np.ndarray, np.bytes_]:
         arr, err = load_one(p.decode() if isinstance(p, bytes) else str(p), size, crop)

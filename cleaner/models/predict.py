@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cleaner.atomic import atomic_write_text
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 from cleaner.models import metrics_path
@@ -318,30 +319,13 @@ def predict_out_of_fold(
 # predict-dir
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: never a half-written file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_NUMBER = re.compile(r"\d+")
-
-
 def numeric_key(name: str) -> tuple[Any, ...]:
     """Sort key: the numbers in a name compare as numbers (``2.png`` before ``10.png``)."""
     parts = re.split(r"(\d+)", name)
     return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
+
+
+_NUMBER = re.compile(r"\d+")
 
 
 def name_index(name: str, position: int) -> int:
@@ -415,7 +399,7 @@ def predict_dir(
             }
         )
     target = Path(out)
-    _write_atomic(target, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(target, json.dumps(result, indent=1) + "\n")
     n_fake = sum(1 for r in result if r["prediction"] == "fake")
     return PredictDirSummary(
         out=target,
