@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleaner.atomic import atomic_write_text
 from cleaner.dataset import LABELS, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.models import metrics_path as metrics_path_for
@@ -208,15 +209,12 @@ def make_split(
 def write_split(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> Path:
     """Write ``split.csv`` atomically (temp file + rename)."""
     sp = split_path(root)
-    sp.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SPLIT_COLUMNS)
     for r in rows:
         w.writerow([r.path, r.sha256, r.label, r.split, r.group])
-    tmp = sp.with_name(f".{sp.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, sp)
+    atomic_write_text(sp, buf.getvalue())
     return sp
 
 
@@ -862,9 +860,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     metrics_path = metrics_path_for(out)
     plots = write_plots(out, history, y["test"], prob, test)
     metrics["plots"] = [p.name for p in plots]
-    tmpm = metrics_path.with_name(f".{metrics_path.name}.tmp")
-    tmpm.write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmpm, metrics_path)
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
     return TrainResult(out, metrics_path, plots, metrics, history)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from cleaner.atomic import atomic_write_text
 from cleaner.dataset import LABELS, QUARANTINE_DIR, check_relpath, open_dataset
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
@@ -572,9 +573,7 @@ def build_report(
     ctx["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     ctx["js"] = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     page = env.get_template("report.html.j2").render(**ctx)
-    tmp = outp.with_name(f".{outp.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, outp)
+    atomic_write_text(outp, page)
     return result
 
 

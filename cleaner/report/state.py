@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleaner.atomic import atomic_write_text
 from cleaner.dataset import QUARANTINE_DIR, STATE_DIR
 from cleaner.errors import CleanerError
 
@@ -225,13 +226,7 @@ def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
 def write_decisions(root: Path, run_id: str, items: Mapping[str, Mapping[str, Any]]) -> Path:
     """Atomically rewrite the decisions file of a plan."""
     p = decisions_path(root, run_id)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"run_id": run_id, "items": items}, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    atomic_write_text(p, json.dumps({"run_id": run_id, "items": items}, indent=1, sort_keys=True))
     return p
 
 
