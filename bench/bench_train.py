@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,22 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
     return results
 
 
-def _train(root: Path, out: Path, size: int, epochs: int, seed: int, crop: str) -> dict[str, Any]:
+def _train(
+    root: Path,
+    out: Path,
+    size: int,
+    epochs: int,
+    seed: int,
+    crop: str,
+    backbone: str = "efficientnet-lite0",
+) -> dict[str, Any]:
     from cleaner.models.train import TrainConfig, train
 
     r = train(
         TrainConfig(
             root=root,
             out=out,
-            backbone="efficientnet-lite0",
+            backbone=backbone,
             weights="imagenet",
             image_size=size,
             epochs=epochs,
@@ -142,11 +151,19 @@ def _train(root: Path, out: Path, size: int, epochs: int, seed: int, crop: str) 
 
 
 def noise_run(
-    faces: Path, noise: float, size: int, epochs: int, seed: int, crop: str
+    faces: Path,
+    noise: float,
+    size: int,
+    epochs: int,
+    seed: int,
+    crop: str,
+    backbone: str = "efficientnet-lite0",
+    clean_data: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Test accuracy (test split kept clean) after training on clean labels, on labels with
-    ``noise`` of the train+val images flipped, and after ``make clean-data`` on the noisy set.
-    The three share one split (split.csv is copied) and the embeddings cache."""
+    ``noise`` of the train+val images flipped, and after ``make clean-data`` (with the extra
+    ``clean_data`` make variables) on the noisy set. The three share one split (split.csv is
+    copied) and the embeddings cache."""
     import random
     import subprocess
 
@@ -158,12 +175,14 @@ def noise_run(
         "noise": noise,
         "size": size,
         "crop": crop,
+        "backbone": backbone,
+        "clean_data_args": list(clean_data),
     }
     with tempfile.TemporaryDirectory(prefix="cleaner-noise-") as tmp:
         clean = Path(tmp) / "clean"
         for cls in ("real", "fake"):
             shutil.copytree(faces / cls, clean / cls)
-        m = _train(clean, Path(tmp) / "clean.keras", size, epochs, seed, crop)
+        m = _train(clean, Path(tmp) / "clean.keras", size, epochs, seed, crop, backbone)
         out["clean"] = {"test_accuracy": round(m["accuracy"], 4), "roc_auc": round(m["roc_auc"], 4)}
         noisy = Path(tmp) / "noisy"
         shutil.copytree(clean, noisy)
@@ -176,13 +195,13 @@ def noise_run(
             (noisy / r.path).rename(dst.with_name("flipped_" + dst.name))
         cleaned = Path(tmp) / "cleaned"
         shutil.copytree(noisy, cleaned)
-        m = _train(noisy, Path(tmp) / "noisy.keras", size, epochs, seed, crop)
+        m = _train(noisy, Path(tmp) / "noisy.keras", size, epochs, seed, crop, backbone)
         out["noisy"] = {"test_accuracy": round(m["accuracy"], 4), "roc_auc": round(m["roc_auc"], 4)}
         t0 = time.perf_counter()
         subprocess.run(
             ["make", "--no-print-directory", "clean-data", f"ROOT={cleaned}",
-             f"PREDICT_ARGS_efficientnet-lite0=--image-size {size} --crop {crop}", "RULE=mean",
-             "MIN_CONFIDENCE=0.8"],
+             *(clean_data or [f"PREDICT_ARGS_efficientnet-lite0=--image-size {size} --crop {crop}",
+                              "RULE=mean", "MIN_CONFIDENCE=0.8"])],
             cwd=repo, check=True, stdout=sys.stderr,
         )  # fmt: skip
         out["clean_data_wall_s"] = round(time.perf_counter() - t0, 1)
@@ -195,7 +214,7 @@ def noise_run(
         )
         out["flipped"] = len(flipped)
         out["still_flipped_after_clean"] = in_wrong
-        m = _train(cleaned, Path(tmp) / "cleaned.keras", size, epochs, seed, crop)
+        m = _train(cleaned, Path(tmp) / "cleaned.keras", size, epochs, seed, crop, backbone)
         out["after_clean_data"] = {
             "test_accuracy": round(m["accuracy"], 4),
             "roc_auc": round(m["roc_auc"], 4),
@@ -221,6 +240,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--crop", default="resize", choices=["resize", "center"])
+    ap.add_argument("--backbone", default="efficientnet-lite0", help="noise run: what to train")
+    ap.add_argument(
+        "--clean-data",
+        action="append",
+        default=[],
+        help="noise run: a make variable for clean-data (VAR=value), repeatable",
+    )
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.skip_precision:
@@ -228,7 +254,16 @@ def main() -> None:
     if args.faces and args.noise:
         print(
             json.dumps(
-                noise_run(args.faces, args.noise, args.size, args.epochs, args.seed, args.crop)
+                noise_run(
+                    args.faces,
+                    args.noise,
+                    args.size,
+                    args.epochs,
+                    args.seed,
+                    args.crop,
+                    args.backbone,
+                    args.clean_data,
+                )
             )
         )
     elif args.faces:

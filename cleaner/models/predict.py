@@ -75,6 +75,9 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         raise CleanerError(f"model {p} does not exist; pass --model with a .keras file")
     import keras
 
+    from cleaner.models import texture
+
+    texture.register()  # the custom layer of efficientnet-lite0-gram models
     try:
         return keras.models.load_model(p, compile=False)
     except Exception as e:

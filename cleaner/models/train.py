@@ -12,8 +12,9 @@ The pieces, in the order :func:`train` runs them:
    crop. Nothing is resized down unless the image is over twice ``S`` (then to ``2S``), so the
    high-frequency traces generators leave survive. Smaller images are scaled up to ``S``.
 3. **Phase 1, head**: the backbone is frozen; its features of the (centre-cropped) train and val
-   images are computed once (or read from the models area's embeddings cache) and a dropout +
-   sigmoid head is fitted on them, which takes seconds.
+   images are computed once (or read from the models area's embeddings cache), standardised
+   (a ``Normalization`` layer adapted on the train split's features, saved in the model) and a
+   dropout + sigmoid head is fitted on them, which takes seconds.
 4. **Phase 2, fine-tuning**: the top ``N`` layers of the backbone are unfrozen (BatchNormalization
    stays frozen, in inference mode) and the whole model trains on augmented crops at a 10x lower
    learning rate. With ``--weights none`` there is nothing to transfer: the whole network trains
@@ -681,9 +682,12 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         # transfer: the backbone always runs in inference mode (BatchNormalization keeps its
         # ImageNet statistics); from scratch it must learn them
         feats = backbone(inp) if scratch else backbone(inp, training=False)
+        # standardises the features (adapted on the training split's before the head phase;
+        # the identity otherwise): frozen features come in any scale, texture ones in many
+        feat_norm = keras.layers.Normalization(dtype="float32", name="feature_norm")
         head_drop = keras.layers.Dropout(cfg.dropout, name="head_dropout")
         head = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_fake")
-        model = keras.Model(inp, head(head_drop(feats)), name=f"cleaner_{cfg.backbone}")
+        model = keras.Model(inp, head(head_drop(feat_norm(feats))), name=f"cleaner_{cfg.backbone}")
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -710,8 +714,9 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         f_va, _ = hf(ds.root, cfg, backbone, arrays["val"], kept["val"], weights_name, size)
         t_feat = time.perf_counter() - t0
         say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
+        feat_norm.adapt(f_tr)
         fin = keras.Input((f_tr.shape[1],), name="features")
-        hd = keras.layers.Dropout(cfg.dropout)(fin)
+        hd = keras.layers.Dropout(cfg.dropout)(feat_norm(fin))
         hd_dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
         head_model = keras.Model(fin, hd_dense(hd))
         _compile(head_model, cfg.head_lr)

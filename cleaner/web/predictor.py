@@ -60,18 +60,9 @@ class KerasPredictor:
         with self._lock:
             if self._model is not None:
                 return self._model
-            if not self.path.is_file():
-                raise CleanerError(f"model {self.path} does not exist; pass --model M.keras")
-            import keras  # lazily: nothing else in cleaner.web needs TensorFlow
+            from cleaner.models.predict import load_model  # lazily: loads TensorFlow
 
-            try:
-                model = keras.models.load_model(self.path, compile=False)
-            except Exception as e:
-                msg = " ".join(str(e).split())[:200]
-                raise CleanerError(
-                    f"cannot load model {self.path} ({msg}); pass a .keras file written by "
-                    "cleaner train"
-                ) from e
+            model = load_model(self.path)
             shape = model.input_shape
             if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
                 raise CleanerError(f"model {self.path} takes {shape}, not (None, S, S, 3) RGB")

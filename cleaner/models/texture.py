@@ -1,0 +1,106 @@
+"""Global texture statistics of a CNN's feature maps: the features that tell GAN faces apart.
+
+GramNet (Liu et al., "Global Texture Enhancement for Fake Face Detection in the Wild", CVPR
+2020) showed that generated faces differ from real ones in *global texture*, which the Gram
+matrices (channel covariances) of a CNN's feature maps capture and which survives resizing and
+JPEG. The last layer of an ImageNet network pools that away: it keeps "what" and drops "how it
+is rendered". So ``efficientnet-lite0-gram`` reads Lite0 at every block instead:
+
+- every block's output: per-channel mean and standard deviation over the image (16 blocks + the
+  1x1 head: 6,176 numbers);
+- the last block of each of the stages with at most 112 channels (blocks 2, 4, 7, 10: 24, 40,
+  80, 112 channels): the Gram matrix of the centred map, upper triangle (10,432 numbers).
+
+Measured on faces140k (2,200 faces, 256 px, 5-fold logistic regression, bench/README "Texture
+features"): out-of-fold accuracy 0.892, ROC-AUC 0.962, against 0.757 / 0.836 for Lite0's pooled
+1,280 features on the same 256 px input. The layer is differentiable, so ``cleaner train`` can
+fine-tune through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+GRAM_BLOCKS = (2, 4, 7, 10)
+"""Lite0 blocks whose Gram matrix is kept (the last block of each stage up to 112 channels;
+the 192- and 320-channel maps would add 70,000 numbers per image for little: see the module
+doc)."""
+
+
+def _layer_class() -> type:
+    """``TextureStats``, defined on first use so that importing this module needs no Keras."""
+    global _TEXTURE_STATS
+    if _TEXTURE_STATS is not None:
+        return _TEXTURE_STATS
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="cleaner")
+    class TextureStats(keras.layers.Layer):
+        """Feature maps -> [mean, std of every map] + [Gram upper triangle of the chosen maps]."""
+
+        def __init__(self, gram: Sequence[bool], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.gram = [bool(g) for g in gram]
+
+        def call(self, maps: Sequence[Any]) -> Any:
+            parts = []
+            for fmap, with_gram in zip(maps, self.gram, strict=True):
+                x = ops.cast(fmap, "float32")
+                mean = ops.mean(x, axis=(1, 2))
+                centred = x - mean[:, None, None, :]
+                parts += [mean, ops.sqrt(ops.mean(centred * centred, axis=(1, 2)) + 1e-6)]
+                if with_gram:
+                    c = int(fmap.shape[-1])
+                    flat = ops.reshape(centred, (ops.shape(x)[0], -1, c))
+                    n = ops.cast(ops.shape(flat)[1], "float32")
+                    gram = ops.einsum("bnc,bnd->bcd", flat, flat) / n
+                    rows, cols = np.triu_indices(c, 1)
+                    parts.append(ops.take(ops.reshape(gram, (-1, c * c)), rows * c + cols, axis=1))
+            return ops.concatenate(parts, axis=-1)
+
+        def compute_output_shape(self, shapes: Sequence[tuple[int | None, ...]]) -> tuple:
+            return (shapes[0][0], feature_dim([int(s[-1] or 0) for s in shapes], self.gram))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "gram": self.gram}
+
+    _TEXTURE_STATS = TextureStats
+    return TextureStats
+
+
+_TEXTURE_STATS: type | None = None
+
+
+def register() -> None:
+    """Make ``TextureStats`` known to ``keras.models.load_model`` (call before loading)."""
+    _layer_class()
+
+
+def feature_dim(channels: Sequence[int], gram: Sequence[bool]) -> int:
+    """Length of the feature vector for maps of ``channels`` with Gram matrices where ``gram``."""
+    return sum(2 * c + (c * (c - 1) // 2 if g else 0) for c, g in zip(channels, gram, strict=True))
+
+
+def lite0_gram(image_size: int = 256, *, weights: str = "imagenet") -> keras.Model:
+    """Lite0 (0..255 RGB in) -> texture statistics of every block (None, 16,608)."""
+    import keras
+
+    from cleaner.models import lite0
+
+    net = lite0.load(image_size, include_top=True, weights=weights)
+    last: dict[int, str] = {}
+    for layer in net.layers:
+        if layer.name.startswith("_blocks."):
+            last[int(layer.name.split(".")[1])] = layer.name
+    maps = [net.get_layer(last[b]).output for b in sorted(last)]
+    maps.append(net.get_layer("head_act").output)
+    gram = [b in GRAM_BLOCKS for b in sorted(last)] + [False]
+    stats = _layer_class()(gram, name="texture_stats")(maps)
+    return keras.Model(net.input, stats, name="efficientnet_lite0_gram")
