@@ -10,10 +10,16 @@ out) and the ratio bf16 / fp32.
 ``cleaner train`` there for each ``--config``
 (``backbone:weights:size:epochs[:layers[:lr[:crop]]]``);
 one JSON line each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
+``--faces DIR --noise 0.1``: the noise-recovery run (train on clean labels, on 10% flipped, and
+after ``make clean-data`` on the flipped copy); ``--backbone`` picks what is trained,
+``--clean-data VAR=value`` (repeatable) the clean-data settings.
 
     .venv/bin/python bench/bench_train.py
     nice .venv/bin/python bench/bench_train.py --faces ../shared/data/faces140k \
         --config efficientnet-lite0:imagenet:160:4 --config efficientnetb0:none:128:4
+    nice .venv/bin/python bench/bench_train.py --skip-precision --faces ../shared/data/faces140k \
+        --noise 0.1 --size 256 --crop center --epochs 2 --backbone efficientnet-lite0-gram \
+        --clean-data BACKBONES=efficientnet-lite0-gram --clean-data MIN_CONFIDENCE=0.9
 """
 
 from __future__ import annotations
