@@ -177,6 +177,10 @@ def frozen_oof(
     return OutOfFold(prob_fake=prob, fold=out_fold, k=k, head=head)
 
 
+NORM_SAMPLE = 256
+"""Training images per fold whose features set ``--finetune``'s feature standardisation."""
+
+
 def finetune_oof(
     paths: Sequence[str | os.PathLike[str]],
     y: np.ndarray,
@@ -214,7 +218,15 @@ def finetune_oof(
         base = backbone.build(weights, image_size)
         inp = keras.Input((image_size, image_size, 3))
         x = base(inp, training=False)  # batch norm stays in inference mode
-        x = keras.layers.Dropout(0.2)(x)
+        # standardise the features as the frozen heads and `cleaner train` do (texture features
+        # span orders of magnitude), with statistics of a sample of this fold's training images
+        norm = keras.layers.Normalization()
+        sample = rng.choice(train_idx, min(len(train_idx), NORM_SAMPLE), replace=False)
+        feats, _ = predict_paths(
+            base, [paths[int(i)] for i in sample], image_size, crop=crop, batch_size=batch_size
+        )
+        norm.adapt(feats)
+        x = keras.layers.Dropout(0.2)(norm(x))
         out = keras.layers.Dense(1, activation="sigmoid")(x)
         model = keras.Model(inp, out)
 
