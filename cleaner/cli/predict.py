@@ -98,7 +98,8 @@ def predict(
     labels (near duplicates of duplicates.json kept in one fold), a logistic-regression head
     per fold on frozen features cached under ROOT/.cleaner/cache (a second run reuses them), each
     image predicted by the head that never saw it; with --finetune each fold fine-tunes the top
-    of the backbone instead (slower, stronger on GAN faces). Images that fail to decode are
+    of the backbone instead (slower). On GAN faces the texture backbone efficientnet-lite0-gram
+    is the strongest voter (bench/README.md). Images that fail to decode are
     reported and skipped (exit 0).
 
     Examples:
@@ -108,6 +109,8 @@ def predict(
         cleaner predict --root data --backbone efficientnet-lite0 --folds 5 --out preds/lite0.json
 
         cleaner predict --root data --backbone spectrum --out preds/spectrum.json
+
+        cleaner predict --root data --backbone efficientnet-lite0-gram --out preds/gram.json
 
         cleaner predict --root data --backbone efficientnet-lite0 --finetune --epochs 4 \
             --image-size 160 --out preds/lite0-ft.json
