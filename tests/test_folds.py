@@ -101,3 +101,92 @@ def test_reads_duplicates_json(tmp_path: Any) -> None:
     with pytest.raises(CleanerError, match=r"duplicates\.json"):
         F.duplicate_groups(tmp_path)
     assert F.duplicate_groups(tmp_path / "elsewhere") == []
+
+
+class MirrorRecordingHead(RecordingHead):
+    """Rows are image ids; a mirror row is ``id + MIRROR``. Records every head, inner ones too."""
+
+    MIRROR = 1000
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MirrorRecordingHead:
+        ids = x[:, 0].astype(int)
+        self.rows = len(ids)
+        self.trained = {int(i) % self.MIRROR for i in ids}
+        self.saw_mirror = bool((ids >= self.MIRROR).any())
+        self.rate = float(y.mean())
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        ids = {int(i) for i in x[:, 0]}
+        assert all(i < self.MIRROR for i in ids), "a mirror row was predicted"
+        assert not ids & self.trained, "a head predicted an image it trained on"
+        RecordingHead.log.append({"trained": self.trained, "predicted": ids})
+        # a confident, label-blind guess, so that cleanlab has something to flag
+        p = np.where(np.array(sorted(ids)) % 7 == 0, 0.95, 0.05)[np.argsort(np.argsort(x[:, 0]))]
+        return np.stack([1 - p, p], axis=1)
+
+
+def test_pruning_and_mirror_rows_never_use_the_held_out_fold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With --prune every inner head of fold f trains and predicts inside the other folds, and
+    mirror rows are training rows only: no label of fold f reaches fold f's probabilities."""
+    RecordingHead.log = []
+    heads: list[MirrorRecordingHead] = []
+
+    def make(name: str = "logreg", **kw: Any) -> MirrorRecordingHead:
+        heads.append(MirrorRecordingHead())
+        return heads[-1]
+
+    monkeypatch.setattr(F, "make_head", make)
+    n = 60
+    y = np.array([0, 1] * (n // 2))
+    ids = np.arange(n, dtype=float)[:, None]
+    fold = F.assign_folds(y, np.arange(n), 5, seed=1)
+    res = F.frozen_oof(ids, y, fold, mirror=ids + MirrorRecordingHead.MIRROR, prune=True)
+    assert res.mirror and len(res.pruned) == 5 and sum(res.pruned) > 0
+    assert np.isfinite(res.prob_fake).all()
+    assert len(heads) == 5 * (F.INNER_FOLDS + 1)  # per fold: inner heads, then the fold's head
+    assert all(h.saw_mirror and h.rows == 2 * len(h.trained) for h in heads)
+    # the log, fold by fold: INNER_FOLDS inner heads, then the head that predicts fold f
+    per_fold = F.INNER_FOLDS + 1
+    assert len(RecordingHead.log) == 5 * per_fold
+    for f in range(5):
+        held_out = set(np.flatnonzero(fold == f).tolist())
+        others = set(range(n)) - held_out
+        *inner, final = RecordingHead.log[f * per_fold : (f + 1) * per_fold]
+        for e in inner:  # deciding what to prune never touches fold f
+            assert (e["trained"] | e["predicted"]) <= others
+        assert final["predicted"] == held_out
+        assert final["trained"] <= others and len(others - final["trained"]) == res.pruned[f]
+
+
+def test_pruning_leaves_out_planted_label_errors() -> None:
+    """Separable classes with 10% of the labels flipped: what a fold's inner cross-validation
+    prunes is mostly the flips, and the pruned heads judge the flips better."""
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = np.array([0, 1] * (n // 2))
+    x = rng.normal(0, 1, (n, 20))
+    x[:, :3] += truth[:, None] * 2.5
+    y = truth.copy()
+    flipped = rng.choice(n, n // 10, replace=False)
+    y[flipped] = 1 - y[flipped]
+    train = np.arange(n)
+    doubt = F.prune_set(x, y, train, np.arange(n), c=1.0)
+    hits = len(set(doubt.tolist()) & set(flipped.tolist()))
+    assert hits / len(doubt) >= 0.7 and hits >= 0.7 * len(flipped)
+    fold = F.assign_folds(y, np.arange(n), 5)
+    plain = F.frozen_oof(x, y, fold, c=1.0)
+    pruned = F.frozen_oof(x, y, fold, c=1.0, prune=True)
+    assert sum(pruned.pruned) > 0 and plain.pruned == []
+
+    def other_class(p: np.ndarray) -> np.ndarray:  # probability of the label's other class
+        return np.where(y == 1, 1 - p, p)
+
+    from sklearn.metrics import roc_auc_score
+
+    is_flip = np.isin(np.arange(n), flipped)
+    auc_plain = roc_auc_score(is_flip, other_class(plain.prob_fake))
+    auc_pruned = roc_auc_score(is_flip, other_class(pruned.prob_fake))
+    assert auc_pruned >= auc_plain - 0.005 and auc_pruned > 0.85

@@ -86,6 +86,8 @@ def test_predict_out_of_fold_with_a_backbone(
     assert set(folds) == {0, 1, 2, 3}
     summary = json.loads(stdout)
     assert summary["computed"] == 16
+    assert doc["model"]["mirror_augment"] is False
+    assert len(doc["model"]["pruned"]) == 4 and doc["model"]["head_c"] > 0
     # a second run reads the embedding cache: the backbone runs on nothing
     code, stdout, _ = _run(
         "predict",

@@ -85,6 +85,21 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
     pf = read_predictions(out, root=root)
     assert len(pf.entries) == 16 and json.loads(out.read_text())["out_of_fold"] is True
     assert json.loads(r.stdout)["computed"] == 16
+    # --mirror: the images come from the cache, only their mirror images run the backbone
+    r = runner.invoke(
+        app,
+        ["predict", "--root", str(root), *args, "--folds", "4", "--mirror", "--no-prune",
+         "--out", str(tmp_path / "m.json"), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    info = json.loads((tmp_path / "m.json").read_text())["model"]
+    assert json.loads(r.stdout)["computed"] == 16 and json.loads(r.stdout)["cached"] == 16
+    assert info["mirror_augment"] is True and info["pruned"] == []
+    mirrored = get_backbone("efficientnet-lite0-gram")
+    from cleaner.models.embeddings import EmbeddingSpec
+
+    spec = EmbeddingSpec(mirrored, "none", 32, "center")
+    assert spec.mirrored().key != spec.key and spec.mirrored().preprocessing.endswith("|mirror")
     # a model trained on this backbone loads in predict-dir (the custom layer is registered)
     model = tmp_path / "m.keras"
     r = runner.invoke(

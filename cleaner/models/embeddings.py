@@ -12,6 +12,7 @@ is still a hit, and an edited one is a miss.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,12 +30,14 @@ from cleaner.models.inputs import numpy_batches, predict_paths
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
-    """What identifies a set of features: backbone, weights, input size and crop policy."""
+    """What identifies a set of features: backbone, weights, input size, crop policy, and
+    whether the image is seen mirrored (the augmented view frozen heads also train on)."""
 
     backbone: Backbone
     weights: str
     image_size: int
     crop: str
+    mirror: bool = False
 
     @property
     def weights_id(self) -> str:
@@ -42,7 +45,12 @@ class EmbeddingSpec:
 
     @property
     def preprocessing(self) -> str:
-        return self.backbone.preprocessing_key(self.image_size, self.crop)
+        key = self.backbone.preprocessing_key(self.image_size, self.crop)
+        return key + "|mirror" if self.mirror else key
+
+    def mirrored(self) -> EmbeddingSpec:
+        """The same features of the left-right mirrored images."""
+        return dataclasses.replace(self, mirror=True)
 
     @property
     def key(self) -> str:
@@ -123,7 +131,10 @@ def compute_features(
     if bb.numpy_features is not None:
         feats: list[np.ndarray] = []
         errors: list[str] = []
-        for b in numpy_batches(paths, spec.image_size, crop=spec.crop, batch_size=batch_size):
+        batches = numpy_batches(
+            paths, spec.image_size, crop=spec.crop, batch_size=batch_size, mirror=spec.mirror
+        )
+        for b in batches:
             feats.append(bb.numpy_features(b.images))
             errors.extend(b.errors)
             if progress is not None:
@@ -132,7 +143,13 @@ def compute_features(
         return out.astype(np.float32), errors
     model = bb.build(spec.weights, spec.image_size)
     return predict_paths(
-        model, paths, spec.image_size, crop=spec.crop, batch_size=batch_size, progress=progress
+        model,
+        paths,
+        spec.image_size,
+        crop=spec.crop,
+        batch_size=batch_size,
+        progress=progress,
+        mirror=spec.mirror,
     )
 
 

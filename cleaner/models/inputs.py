@@ -55,10 +55,14 @@ def check_crop(crop: str) -> str:
     return crop
 
 
-def load_one(path: str | os.PathLike[str], size: int, crop: str) -> tuple[np.ndarray, str]:
-    """``(S, S, 3) uint8`` pixels and ``""``; or zeros and the reason it failed."""
+def load_one(
+    path: str | os.PathLike[str], size: int, crop: str, *, mirror: bool = False
+) -> tuple[np.ndarray, str]:
+    """``(S, S, 3) uint8`` pixels (left-right mirrored if ``mirror``) and ``""``; or zeros and
+    the reason it failed."""
     try:
-        return load_array(path, size, crop=check_crop(crop)), ""
+        arr = load_array(path, size, crop=check_crop(crop))
+        return (np.ascontiguousarray(arr[:, ::-1]) if mirror else arr), ""
     except ImageError as e:
         return np.zeros((size, size, 3), np.uint8), f"{e.status}: {e.reason}"
     except OSError as e:  # pragma: no cover - the file vanished between scan and predict
@@ -85,14 +89,16 @@ def numpy_batches(
     crop: str = "center",
     batch_size: int = 64,
     threads: int | None = None,
+    mirror: bool = False,
 ) -> Iterator[Batch]:
-    """Decoded batches in input order, a few in flight at a time (no TensorFlow)."""
+    """Decoded batches in input order, a few in flight at a time (no TensorFlow); ``mirror``:
+    every image left-right mirrored (the augmented view the frozen heads also train on)."""
     check_crop(crop)
     n_threads = threads or default_workers()  # PIL releases the GIL while it decodes
 
     def load(start: int) -> Batch:
         chunk = paths[start : start + batch_size]
-        loaded = [load_one(p, size, crop) for p in chunk]
+        loaded = [load_one(p, size, crop, mirror=mirror) for p in chunk]
         images = np.stack([a for a, _ in loaded]) if loaded else np.zeros((0, size, size, 3))
         return Batch(start, images.astype(np.uint8), [e for _, e in loaded])
 
@@ -149,6 +155,7 @@ def predict_paths(
     batch_size: int = 64,
     threads: int | None = None,
     progress: Any = None,
+    mirror: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Run a Keras model over images; ``(outputs, errors)`` with one row and one error string
     (``""`` when fine) per path.
@@ -160,7 +167,10 @@ def predict_paths(
     ``tf_dataset`` stays the pipeline for training, where shuffling and augmentation live."""
     outs: list[np.ndarray] = []
     errors: list[str] = []
-    for b in numpy_batches(paths, size, crop=crop, batch_size=batch_size, threads=threads):
+    batches = numpy_batches(
+        paths, size, crop=crop, batch_size=batch_size, threads=threads, mirror=mirror
+    )
+    for b in batches:
         y = np.asarray(model.predict_on_batch(b.images.astype(np.float32)))
         outs.append(y.reshape(len(y), -1))
         errors.extend(b.errors)

@@ -218,12 +218,18 @@ def predict_out_of_fold(
     finetune: bool = False,
     epochs: int = 3,
     head: str = "logreg",
+    mirror: bool = False,
+    prune: bool = True,
     batch_size: int = 32,
     seed: int = 0,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
-    """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``backbone`` (see module doc)."""
+    """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``backbone`` (see module doc).
+
+    Frozen heads: ``mirror`` adds the mirror images' features as training rows; ``prune``
+    lets each fold's head leave out the training images an inner cross-validation doubts
+    (:func:`cleaner.models.folds.frozen_oof`)."""
     from cleaner.manifest import ok_rows
     from cleaner.models import folds as F
     from cleaner.models.backbones import get_backbone
@@ -265,15 +271,29 @@ def predict_out_of_fold(
         errors = ["" if np.isfinite(p) else "not decoded" for p in res.prob_fake]
         computed = len(rows)
     else:
-        emb = embed(
-            root,
-            [(base / r.path, r.sha256) for r in rows],
-            spec,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        items = [(base / r.path, r.sha256) for r in rows]
+        emb = embed(root, items, spec, batch_size=batch_size, progress=progress)
         computed, cached, errors = emb.computed, emb.cached, emb.errors
-        res = F.frozen_oof(emb.features, y, fold, head=head, ok=emb.ok)
+        mirror_features = None
+        if mirror:
+            if log is not None:
+                log("mirror images: features for the heads' extra training rows")
+            m = embed(root, items, spec.mirrored(), batch_size=batch_size, progress=progress)
+            computed, cached = computed + m.computed, cached + m.cached
+            mirror_features = m.features
+        res = F.frozen_oof(
+            emb.features,
+            y,
+            fold,
+            head=head,
+            c=bb.head_c,
+            ok=emb.ok,
+            mirror=mirror_features,
+            prune=prune,
+            groups=groups,
+            seed=seed,
+            log=log,
+        )
     entries, failed = [], []
     for i, r in enumerate(rows):
         p = res.prob_fake[i]
@@ -299,6 +319,10 @@ def predict_out_of_fold(
         "folds": folds,
         "seed": seed,
     }
+    if not finetune:
+        info["head_c"] = bb.head_c if bb.head_c is not None else F.HEAD_C
+        info["mirror_augment"] = res.mirror
+        info["pruned"] = res.pruned
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
     yy = np.array([e["label"] == "fake" for e in entries], dtype=int)
     auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))
