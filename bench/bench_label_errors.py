@@ -94,7 +94,16 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="all 1100 + 1100 faces")
     ap.add_argument("--n", type=int, default=250, help="faces per class (without --full)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backbones", default="efficientnet-lite0,spectrum")
+    ap.add_argument(
+        "--backbones",
+        default="efficientnet-lite2-gram,efficientnet-lite1-gram,efficientnet-lite0-gram",
+    )
+    ap.add_argument(
+        "--compare-prune",
+        action="store_true",
+        help="also predict with --no-prune (same cache: heads only) and score both sets",
+    )
+    ap.add_argument("--min-confidence", default="0.9,0.95", help="separate's thresholds to try")
     ap.add_argument("--finetune", action="store_true", help="also fine-tuned folds (slow)")
     ap.add_argument("--finetune-backbone", default="efficientnet-lite0")
     ap.add_argument("--finetune-size", type=int, default=160)
@@ -115,11 +124,14 @@ def main() -> None:
     runs: dict[str, dict] = {}  # type: ignore[type-arg]
     files: dict[str, Path] = {}
     for b in args.backbones.split(","):
-        out = preds_dir / f"{b}.json"
-        runs[b] = cleaner(
-            "predict", "--root", str(work), "--backbone", b, "--folds", "5", "--out", str(out)
-        )
-        files[b] = out
+        variants = [("", [])] + ([("-noprune", ["--no-prune"])] if args.compare_prune else [])
+        for suffix, extra in variants:
+            out = preds_dir / f"{b}{suffix}.json"
+            runs[b + suffix] = cleaner(
+                "predict", "--root", str(work), "--backbone", b, "--folds", "5", *extra,
+                "--out", str(out),
+            )  # fmt: skip
+            files[b + suffix] = out
     if args.finetune:
         b = args.finetune_backbone
         out = preds_dir / f"{b}-finetune.json"
@@ -163,17 +175,31 @@ def main() -> None:
             "auc_true": round(float(roc_auc_score(true, p)), 3),
             "predict_seconds": round(runs[name]["seconds"], 1),
             "backbone_runs": runs[name]["computed"],
+            "pruned_per_fold": json.loads(files[name].read_text())["model"].get("pruned"),
         }
 
-    # cleaner separate: every rule on all files, and each file alone with the confident rule
+    # cleaner separate: every rule on each set of files, and each file alone (confident rule)
     results: dict[str, dict[str, float | int]] = {}
-    all_files = [str(f) for f in files.values()]
-    for rule in ("confident", "unanimous", "majority", "mean"):
-        s = cleaner("separate", "--root", str(work), "--rule", rule, "--predictions", *all_files)
-        results[f"cleaner {rule} (all files)"] = pr(plan_moves(s), truth)
-    for name, f in files.items():
-        s = cleaner("separate", "--root", str(work), "--rule", "confident", "--predictions", str(f))
-        results[f"cleaner confident ({name})"] = pr(plan_moves(s), truth)
+    sets = {"pruned": [n for n in files if not n.endswith(("-noprune", "-finetune"))]}
+    if args.compare_prune:
+        sets["no-prune"] = [n for n in files if n.endswith("-noprune")]
+    if args.finetune:
+        sets["all"] = list(files)
+    for conf in args.min_confidence.split(","):
+        for set_name, names in sets.items():
+            chosen = [str(files[n]) for n in names]
+            for rule in ("confident", "unanimous", "majority", "mean"):
+                s = cleaner(
+                    "separate", "--root", str(work), "--rule", rule, "--min-confidence", conf,
+                    "--predictions", *chosen,
+                )  # fmt: skip
+                results[f"cleaner {rule} >= {conf} ({set_name} files)"] = pr(plan_moves(s), truth)
+        for name, f in files.items():
+            s = cleaner(
+                "separate", "--root", str(work), "--rule", "confident", "--min-confidence", conf,
+                "--predictions", str(f),
+            )  # fmt: skip
+            results[f"cleaner confident >= {conf} ({name})"] = pr(plan_moves(s), truth)
 
     # cleanlab on the same probabilities
     from cleanlab.filter import find_label_issues
@@ -186,8 +212,10 @@ def main() -> None:
     mats = {name: np.array([pm[x] for x in paths]) for name, pm in probs.items()}
     for name, p in mats.items():
         results[f"cleanlab ({name})"] = pr(cl(p), truth)
-    if len(mats) > 1:
-        results["cleanlab (mean of files)"] = pr(cl(np.mean(list(mats.values()), axis=0)), truth)
+    for set_name, names in sets.items():
+        if len(names) > 1:
+            mean = np.mean([mats[n] for n in names], axis=0)
+            results[f"cleanlab (mean of {set_name} files)"] = pr(cl(mean), truth)
 
     best_cleaner = max((v["f1"] for k, v in results.items() if k.startswith("cleaner")), default=0)
     best_cl = max((v["f1"] for k, v in results.items() if k.startswith("cleanlab")), default=0)

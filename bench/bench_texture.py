@@ -14,6 +14,15 @@ standardised features, logistic regression C = 0.003), against the true labels:
     nice .venv/bin/python bench/bench_texture.py --n 200     # quicker
 
 Prints one JSON line; "ratio" is the registered backbone's OOF AUC / the pooled features'.
+
+``--family``: instead, the registered texture backbones of the EfficientNet-Lite family
+(``efficientnet-lite{0,1,2}-gram`` at their default sizes) through ``cleaner.models.embeddings``
+and the production head (their C), against the true labels; features are cached by content
+under ``--cache-root`` (default: a temp folder), so a rerun, or a root whose cache already
+holds these faces (the label-error bench's work folder), costs only the heads. "ratio" is then
+Lite2's OOF accuracy / Lite0's.
+
+    nice .venv/bin/python bench/bench_texture.py --family
 """
 
 from __future__ import annotations
@@ -36,9 +45,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1100, help="faces per class")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--family", action="store_true", help="the Lite0/1/2 texture backbones")
+    ap.add_argument("--cache-root", type=Path, default=None, help="embedding cache root")
     args = ap.parse_args()
     if not FACES.is_dir():
         print(json.dumps({"bench": "texture", "skipped": f"{FACES} not found"}))
+        return
+    if args.family:
+        family(args.n, args.cache_root)
         return
     import keras
     import tensorflow as tf
@@ -109,6 +123,61 @@ def main() -> None:
                     result["gram_stage_ends"]["oof_auc"] / result["pooled"]["oof_auc"], 3
                 ),
                 "ratio_is": "OOF AUC of efficientnet-lite0-gram's features / Lite0 pooled features",
+            }
+        )
+    )
+
+
+def family(n: int, cache_root: Path | None) -> None:
+    """OOF accuracy and AUC of each registered Lite texture backbone on the true labels."""
+    import tempfile
+
+    from sklearn.metrics import roc_auc_score
+
+    from cleaner.hashing import file_sha256
+    from cleaner.models import folds as F
+    from cleaner.models.backbones import get_backbone
+    from cleaner.models.embeddings import EmbeddingSpec, embed
+
+    root = cache_root or Path(tempfile.gettempdir()) / "cleaner-bench-texture-cache"
+    items: list[tuple[str, str]] = []
+    labels: list[int] = []
+    for label in ("real", "fake"):
+        for name in sorted(os.listdir(FACES / label))[:n]:
+            path = FACES / label / name
+            items.append((str(path), file_sha256(path)))
+            labels.append(int(label == "fake"))
+    y = np.array(labels)
+    fold = F.assign_folds(y, np.arange(len(y)), 5)
+    result: dict[str, Any] = {}
+    for i in (0, 1, 2):
+        bb = get_backbone(f"efficientnet-lite{i}-gram")
+        spec = EmbeddingSpec(bb, "imagenet", bb.input_size, bb.crop)
+        t0 = time.perf_counter()
+        emb = embed(root, items, spec)
+        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        p = F.frozen_oof(emb.features, y, fold, c=bb.head_c).prob_fake
+        result[bb.name] = {
+            "size": bb.input_size,
+            "dim": int(emb.features.shape[1]),
+            "head_c": bb.head_c,
+            "oof_accuracy": round(float(np.mean((p >= 0.5) == y)), 4),
+            "oof_auc": round(float(roc_auc_score(y, p)), 4),
+            "embedding_seconds": round(seconds, 1),
+            "computed": emb.computed,
+            "images_per_s": round(emb.computed / seconds, 1) if emb.computed else None,
+            "heads_seconds": round(time.perf_counter() - t1, 1),
+        }
+    acc = {k: v["oof_accuracy"] for k, v in result.items()}
+    print(
+        json.dumps(
+            {
+                "bench": "texture_family",
+                "images": len(y),
+                "backbones": result,
+                "ratio": round(acc["efficientnet-lite2-gram"] / acc["efficientnet-lite0-gram"], 3),
+                "ratio_is": "OOF accuracy of efficientnet-lite2-gram / efficientnet-lite0-gram",
             }
         )
     )

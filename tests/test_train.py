@@ -210,3 +210,45 @@ def test_train_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
         app, ["train", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "m.keras")]
     )
     assert res.exit_code == 1 and "does not exist" in res.stderr
+
+
+@pytest.mark.parametrize("head", ["logreg", "dense"])
+def test_transfer_head_on_frozen_features(tmp_path: Path, head: str) -> None:
+    """Phase 1 on Lite0's ImageNet texture features (offline weights, 32 px): the exact
+    logistic regression (default) or the Adam-trained dense head; the saved model is the head's
+    model, and the exact head separates the checkerboard fakes."""
+    root = make_dataset(tmp_path / "ds", 30, size=32)
+    out = tmp_path / f"{head}.keras"
+    res = runner.invoke(
+        app,
+        ["train", "--root", str(root), "--out", str(out), "--backbone",
+         "efficientnet-lite0-gram", "--image-size", "32", "--epochs", "0", "--head", head,
+         "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.with_suffix(".metrics.json").read_text())
+    phase = m["phases"]["head"]
+    assert phase["head"] == head and m["mode"] == "transfer"
+    if head == "logreg":
+        assert phase["epochs"] == 0 and phase["c"] > 0 and m["history"] == []
+    else:
+        assert phase["epochs"] >= 1 and len(m["history"]) == phase["epochs"]
+    if head == "logreg":
+        assert m["roc_auc"] > 0.9
+    # the model file reproduces the test figures: prob_fake from 0..255 pixels
+    from cleaner.images import load_array
+    from cleaner.models.predict import load_model
+
+    split = [r for r in _split_csv(root) if r["split"] == "test"]
+    x = np.stack([load_array(root / r["path"], 32, crop="center") for r in split])
+    p = np.asarray(load_model(out).predict(x.astype(np.float32), verbose=0))[:, 0]
+    acc = float(np.mean((p >= 0.5) == np.array([r["label"] == "fake" for r in split])))
+    assert acc == pytest.approx(m["accuracy"], abs=1e-9)
+
+
+def test_an_unknown_head_is_one_clear_line(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "ds", 4, size=16)
+    res = runner.invoke(
+        app, ["train", "--root", str(root), "--out", str(tmp_path / "m.keras"), "--head", "svm"]
+    )
+    assert res.exit_code == 1 and "--head 'svm'" in res.stderr

@@ -35,8 +35,17 @@ def train(
     epochs: Annotated[
         int, typer.Option("--epochs", help="Fine-tuning epochs (from-scratch epochs with none).")
     ] = 10,
+    head: Annotated[
+        str,
+        typer.Option(
+            "--head",
+            help="Phase 1 head on frozen features: logreg (exact logistic regression, as the "
+            "out-of-fold heads) or dense (trained by Adam for --head-epochs).",
+        ),
+    ] = "logreg",
     head_epochs: Annotated[
-        int, typer.Option("--head-epochs", help="Epochs of the head on frozen features.")
+        int,
+        typer.Option("--head-epochs", help="Epochs of the dense head; 0 skips phase 1."),
     ] = 20,
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Input side S (default: the backbone's).")
@@ -77,10 +86,10 @@ def train(
     """Train a real/fake classifier on ROOT; writes M.keras, M.metrics.json and PNG plots.
 
     The split (60/20/20, stratified, near-duplicate groups kept together) is saved in
-    ROOT/.cleaner/split.csv and reused. Phase 1 fits a head on frozen (cached) features;
-    phase 2 unfreezes the top layers (BatchNormalization stays frozen) at a lower learning
-    rate. With --weights none the whole network trains from scratch. The model takes RGB
-    0..255 and outputs prob_fake (1 = fake).
+    ROOT/.cleaner/split.csv and reused. Phase 1 fits a head on frozen (cached) features (a
+    logistic regression, solved exactly, by default); phase 2 unfreezes the top layers
+    (BatchNormalization stays frozen) at a lower learning rate. With --weights none the whole
+    network trains from scratch. The model takes RGB 0..255 and outputs prob_fake (1 = fake).
 
     Examples:
 
@@ -89,6 +98,8 @@ def train(
         cleaner train --out m.keras --backbone efficientnet-lite0 --epochs 6 --image-size 160
 
         cleaner train --root data/demo --out m.keras --weights none --image-size 64 --epochs 5
+
+        cleaner train --out m.keras --backbone efficientnet-lite2-gram --epochs 0   # GAN faces
     """
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train
@@ -99,6 +110,7 @@ def train(
         backbone=backbone,
         weights=weights,
         epochs=epochs,
+        head=head,
         head_epochs=head_epochs,
         image_size=image_size,
         seed=seed,

@@ -39,6 +39,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,7 +354,11 @@ class TrainConfig:
     epochs: int = 10
     """Fine-tuning epochs (or from-scratch epochs with ``weights=none``)."""
     head_epochs: int = 20
-    """Phase 1 epochs on the frozen features (cheap; early stopping ends it sooner)."""
+    """Phase 1 epochs of the ``dense`` head on the frozen features (cheap; early stopping ends
+    it sooner); 0 skips phase 1 whatever the head."""
+    head: str = "logreg"
+    """Phase 1 head: ``logreg`` (the out-of-fold heads' logistic regression, fitted exactly and
+    written into the model's dense layer) or ``dense`` (that layer trained by Adam)."""
     image_size: int | None = None
     seed: int = 0
     batch_size: int = 32
@@ -601,6 +606,96 @@ def _head_features(
     return feats, "computed"
 
 
+def _fit_logreg_head(
+    f_tr: np.ndarray,
+    y_tr: np.ndarray,
+    f_va: np.ndarray,
+    y_va: np.ndarray,
+    sample_w: np.ndarray | None,
+    c: float | None,
+    feat_norm: Any,
+    head: Any,
+    say: Reporter,
+) -> dict[str, Any]:
+    """Phase 1 as the out-of-fold heads do it: logistic regression on the standardised features
+    (``feat_norm``, already adapted on ``f_tr``), solved exactly, its coefficients written into
+    the model's sigmoid layer ``head``. Measured against the dense head trained by Adam on
+    Lite2's texture features (faces140k, 3 seeded 60/20/20 splits): test accuracy 0.925 vs
+    0.909 (bench/README "Training")."""
+    from sklearn.linear_model import LogisticRegression
+
+    from cleaner.models.folds import HEAD_C
+
+    t0 = time.perf_counter()
+    x_tr = np.asarray(feat_norm(f_tr), dtype=np.float64)
+    lr = LogisticRegression(C=HEAD_C if c is None else c, max_iter=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets
+        lr.fit(x_tr, y_tr, sample_weight=sample_w)
+    head.set_weights([lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32)])
+    p_va = lr.predict_proba(np.asarray(feat_norm(f_va), dtype=np.float64))[:, 1]
+    val = classification_metrics(y_va, p_va)
+    say(
+        f"head      logistic regression C={lr.C}: val_loss {val['loss']:.4f}  "
+        f"val_acc {val['accuracy']:.4f}  val_auc {val['roc_auc'] or float('nan'):.4f}  "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    return {
+        "head": "logreg",
+        "c": float(lr.C),
+        "epochs": 0,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+        "val_accuracy": val["accuracy"],
+        "val_loss": val["loss"],
+    }
+
+
+def _fit_dense_head(
+    cfg: TrainConfig,
+    out: Path,
+    f_tr: np.ndarray,
+    y_tr: np.ndarray,
+    f_va: np.ndarray,
+    y_va: np.ndarray,
+    sample_w: np.ndarray | None,
+    feat_norm: Any,
+    head: Any,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Phase 1 by gradient descent: dropout + the sigmoid layer on the standardised features,
+    Adam, early stopping on validation loss; the trained weights go into ``head``."""
+    import keras
+
+    fin = keras.Input((f_tr.shape[1],), name="features")
+    hd = keras.layers.Dropout(cfg.dropout)(feat_norm(fin))
+    hd_dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
+    head_model = keras.Model(fin, hd_dense(hd))
+    _compile(head_model, cfg.head_lr)
+    head_ckpt = out.with_name(f".{out.stem}.head.weights.h5")
+    n_before = len(history)
+    t1 = time.perf_counter()
+    head_model.fit(
+        f_tr,
+        y_tr,
+        sample_weight=sample_w,
+        validation_data=(f_va, y_va),
+        epochs=cfg.head_epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=_callbacks("head", len(f_tr), say, history, head_ckpt, cfg.patience + 2),
+    )
+    head.set_weights(hd_dense.get_weights())
+    head_ckpt.unlink(missing_ok=True)
+    return {
+        "head": "dense",
+        "epochs": len(history) - n_before,
+        "fit_seconds": round(time.perf_counter() - t1, 2),
+        "lr": cfg.head_lr,
+    }
+
+
 def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc."""
     say: Reporter = report or (lambda s: print(s, file=sys.stderr))
@@ -610,6 +705,8 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
     if cfg.epochs < 0 or cfg.head_epochs < 0:
         raise CleanerError("--epochs and --head-epochs must be 0 or more")
+    if cfg.head not in ("logreg", "dense"):
+        raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
     ds = open_dataset(cfg.root)
     from cleaner.models.backbones import get_backbone
 
@@ -715,36 +812,22 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         t_feat = time.perf_counter() - t0
         say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
         feat_norm.adapt(f_tr)
-        fin = keras.Input((f_tr.shape[1],), name="features")
-        hd = keras.layers.Dropout(cfg.dropout)(feat_norm(fin))
-        hd_dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
-        head_model = keras.Model(fin, hd_dense(hd))
-        _compile(head_model, cfg.head_lr)
-        head_ckpt = out.with_name(f".{out.stem}.head.weights.h5")
-        n_before = len(history)
-        t1 = time.perf_counter()
-        head_model.fit(
-            f_tr,
-            y["train"],
-            sample_weight=sample_w,
-            validation_data=(f_va, y["val"]),
-            epochs=cfg.head_epochs,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=_callbacks("head", len(f_tr), say, history, head_ckpt, cfg.patience + 2),
-        )
-        head.set_weights(hd_dense.get_weights())
-        head_ckpt.unlink(missing_ok=True)
+        if cfg.head == "logreg":
+            phases["head"] = _fit_logreg_head(
+                f_tr, y["train"], f_va, y["val"], sample_w, bb.head_c, feat_norm, head, say
+            )
+        else:
+            phases["head"] = _fit_dense_head(
+                cfg, out, f_tr, y["train"], f_va, y["val"], sample_w, feat_norm, head, say, history
+            )
         n_img = len(arrays["train"]) + len(arrays["val"])
-        phases["head"] = {
-            "epochs": len(history) - n_before,
-            "feature_seconds": round(t_feat, 2),
-            "features_from": src,
-            "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
-            "fit_seconds": round(time.perf_counter() - t1, 2),
-            "lr": cfg.head_lr,
-        }
+        phases["head"].update(
+            {
+                "feature_seconds": round(t_feat, 2),
+                "features_from": src,
+                "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
+            }
+        )
 
     if cfg.epochs > 0 and has_trainable:
         if scratch:
