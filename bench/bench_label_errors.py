@@ -166,10 +166,24 @@ def main() -> None:
     true = np.array([true_label.get(p, labels[p]) == "fake" for p in paths], dtype=int)
     from sklearn.metrics import roc_auc_score
 
+    is_flip = np.array([x in truth for x in paths])
+
+    def ranking(p: np.ndarray) -> dict[str, float]:
+        """How well "probability of the other class than the folder's" ranks the flips."""
+        other = np.where(noisy == 1, 1 - p, p)
+        order = np.argsort(-other, kind="stable")
+        tp = np.cumsum(is_flip[order])
+        prec, rec = tp / np.arange(1, len(tp) + 1), tp / max(1, is_flip.sum())
+        return {
+            "flip_ranking_auc": round(float(roc_auc_score(is_flip, other)), 4),
+            "recall_at_precision_0.9": round(float(rec[prec >= 0.9].max(initial=0.0)), 3),
+            "precision_at_recall_0.8": round(float(prec[rec >= 0.8].max(initial=0.0)), 3),
+        }
+
     models = {}
     for name, pm in probs.items():
         p = np.array([pm[x] for x in paths])
-        models[name] = {
+        models[name] = ranking(p) | {
             "oof_accuracy_noisy": round(float(np.mean((p >= 0.5) == noisy)), 3),
             "oof_accuracy_true": round(float(np.mean((p >= 0.5) == true)), 3),
             "auc_true": round(float(roc_auc_score(true, p)), 3),
@@ -216,6 +230,7 @@ def main() -> None:
         if len(names) > 1:
             mean = np.mean([mats[n] for n in names], axis=0)
             results[f"cleanlab (mean of {set_name} files)"] = pr(cl(mean), truth)
+            models[f"mean of {set_name} files"] = ranking(mean)
 
     best_cleaner = max((v["f1"] for k, v in results.items() if k.startswith("cleaner")), default=0)
     best_cl = max((v["f1"] for k, v in results.items() if k.startswith("cleanlab")), default=0)

@@ -8,7 +8,7 @@ out) and the ratio bf16 / fp32.
 
 ``--faces DIR``: copies DIR/{real,fake} to a temp folder (outside the repo) and runs
 ``cleaner train`` there for each ``--config``
-(``backbone:weights:size:epochs[:layers[:lr[:crop]]]``);
+(``backbone:weights:size:epochs[:layers[:lr[:crop[:head]]]]``);
 one JSON line each with accuracy, ROC-AUC, epochs, per-phase images/s and wall time.
 ``--faces DIR --noise 0.1``: the noise-recovery run (train on clean labels, on 10% flipped, and
 after ``make clean-data`` on the flipped copy); ``--backbone`` picks what is trained,
@@ -45,14 +45,14 @@ def _fine_tune_rate(history: list[dict[str, Any]], phase: str) -> float | None:
     return round(statistics.median(rates), 1) if rates else None
 
 
-def precision_run() -> dict[str, Any]:
+def precision_run(size: int = 64) -> dict[str, Any]:
     from train_helpers import make_dataset
 
     from cleaner.models.train import TrainConfig, cpu_has_amx, train
 
-    out: dict[str, Any] = {"bench": "train_precision", "amx": cpu_has_amx()}
+    out: dict[str, Any] = {"bench": "train_precision", "amx": cpu_has_amx(), "size": size}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_dataset(Path(tmp) / "ds", 48, size=64, seed=1)
+        root = make_dataset(Path(tmp) / "ds", 48, size=size, seed=1)
         for policy in ("float32", "mixed_bfloat16"):
             t0 = time.perf_counter()
             r = train(
@@ -61,10 +61,10 @@ def precision_run() -> dict[str, Any]:
                     out=Path(tmp) / f"{policy}.keras",
                     backbone="efficientnet-lite0",
                     weights="imagenet",
-                    image_size=64,
+                    image_size=size,
                     epochs=3,
                     head_epochs=1,
-                    batch_size=16,
+                    batch_size=16 if size <= 64 else 32,
                     precision=policy,
                     patience=10,
                 ),
@@ -103,7 +103,8 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
                     seed=seed,
                     fine_tune_layers=int(rest[0]) if rest else None,
                     fine_tune_lr=float(rest[1]) if len(rest) > 1 else 1e-4,
-                    crop=rest[2] if len(rest) > 2 else None,
+                    crop=rest[2] if len(rest) > 2 and rest[2] else None,
+                    head=rest[3] if len(rest) > 3 else "logreg",
                 ),
                 report=lambda s: print(s, file=sys.stderr, flush=True),
             )
@@ -238,10 +239,13 @@ def main() -> None:
         "--config",
         action="append",
         default=[],
-        help="backbone:weights:size:epochs[:unfrozen_layers[:lr]]",
+        help="backbone:weights:size:epochs[:unfrozen_layers[:lr[:crop[:head]]]]",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-precision", action="store_true")
+    ap.add_argument(
+        "--precision-size", type=int, default=64, help="image side of the fp32/bf16 run"
+    )
     ap.add_argument("--noise", type=float, help="with --faces: the noise-recovery run instead")
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=3)
@@ -256,7 +260,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.skip_precision:
-        print(json.dumps(precision_run()), flush=True)
+        print(json.dumps(precision_run(args.precision_size)), flush=True)
     if args.faces and args.noise:
         print(
             json.dumps(

@@ -1,6 +1,8 @@
 # make clean-data: scan -> out-of-fold predict (several backbones) -> separate --apply ->
 # dedupe --apply -> report, on $(ROOT). Every variable below can be overridden:
 #   make clean-data ROOT=~/faces BACKBONES="efficientnet-lite0 spectrum" FOLDS=5 RULE=mean
+# The default voters are the three texture backbones (the strongest measured, bench/README
+# "Planted label errors"), all of which must be at least 95% sure before a file moves.
 #
 # Stages are file targets under $(ROOT)/.cleaner/ and re-run only when their inputs changed:
 # `cleaner scan` runs every time (incremental, cheap) and rewrites the content stamp
@@ -12,11 +14,11 @@
 STATE          = $(ROOT)/.cleaner
 STAMPS         = $(STATE)/stamps
 PREDS_DIR     ?= $(STATE)/preds
-BACKBONES     ?= efficientnet-lite0 spectrum
+BACKBONES     ?= efficientnet-lite2-gram efficientnet-lite1-gram efficientnet-lite0-gram
 FOLDS         ?= 5
 PREDICT_ARGS  ?=
 RULE          ?= unanimous
-MIN_CONFIDENCE ?= 0.9
+MIN_CONFIDENCE ?= 0.95
 SEPARATE_ARGS ?=
 DEDUPE_METHOD ?= phash
 MAX_DISTANCE  ?= 10

@@ -61,7 +61,9 @@ def train(
     precision: Annotated[
         str,
         typer.Option(
-            "--precision", help="auto, float32, mixed_bfloat16 or mixed_float16 (auto measures)."
+            "--precision",
+            help="auto (mixed_float16 on a GPU, float32 on a CPU), float32, mixed_bfloat16 or "
+            "mixed_float16.",
         ),
     ] = "auto",
     augment: Annotated[

@@ -403,8 +403,12 @@ def cpu_has_amx() -> bool:
 
 
 def resolve_precision(name: str) -> str:
-    """The Keras dtype policy for ``--precision``: ``auto`` = mixed_float16 on a GPU,
-    mixed_bfloat16 on a CPU with AMX, float32 otherwise (bf16 without AMX measured slower)."""
+    """The Keras dtype policy for ``--precision``: ``auto`` = mixed_float16 on a GPU, float32
+    on every CPU. bfloat16 measured slower on both CPUs tried (bench/README "Mixed precision"):
+    0.43x float32 without AMX (AMD EPYC), 0.61x fine-tuning and 0.70x inference with AMX
+    (Intel Xeon: oneDNN runs the convolutions on AMX tiles, the depthwise ones cannot use
+    them, and the casts cost more than the tiles save on 2 cores). ``mixed_bfloat16`` stays
+    available for a CPU where it measures faster (``cpu_has_amx`` tells whether it could)."""
     if name in ("float32", "mixed_bfloat16", "mixed_float16"):
         return name
     if name != "auto":
@@ -415,7 +419,7 @@ def resolve_precision(name: str) -> str:
 
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_amx() else "float32"
+    return "float32"
 
 
 # ---------------------------------------------------------------------------------------------
