@@ -252,3 +252,18 @@ def test_an_unknown_head_is_one_clear_line(tmp_path: Path) -> None:
         app, ["train", "--root", str(root), "--out", str(tmp_path / "m.keras"), "--head", "svm"]
     )
     assert res.exit_code == 1 and "--head 'svm'" in res.stderr
+
+
+def test_precision_auto_is_float32_on_a_cpu() -> None:
+    """bfloat16 measured slower on both CPUs tried, AMX or not (bench/README): auto stays
+    float32 wherever no GPU is visible, and an unknown policy is one clear error."""
+    import tensorflow as tf
+
+    from cleaner.models.train import resolve_precision
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: auto means mixed_float16 there")
+    assert resolve_precision("auto") == "float32"
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(CleanerError, match="--precision 'fp8'"):
+        resolve_precision("fp8")
