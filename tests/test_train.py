@@ -267,3 +267,25 @@ def test_precision_auto_is_float32_on_a_cpu() -> None:
     assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
     with pytest.raises(CleanerError, match="--precision 'fp8'"):
         resolve_precision("fp8")
+
+
+def test_feature_norm_floors_the_variance_of_dead_features() -> None:
+    """A feature that never moves on the training split must not be divided by 1e-7: when
+    fine-tuning wakes it up, the standardised value stays of the order of the others."""
+    import keras
+
+    from cleaner.models.train import VARIANCE_FLOOR, adapt_feature_norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (64, 5)).astype(np.float32)
+    x[:, 3] = 0.0  # a dead channel
+    norm = keras.layers.Normalization()
+    adapt_feature_norm(norm, x)
+    woken = x[:2].copy()
+    woken[:, 3] = 0.5
+    out = np.asarray(norm(woken))
+    live = [0, 1, 2, 4]
+    bound = 0.5 / np.sqrt(VARIANCE_FLOOR * np.median(x[:, live].var(0)))  # ~52, not 5e6
+    assert np.isfinite(out).all() and abs(out[0, 3]) == pytest.approx(bound, rel=1e-3)
+    # the live features are standardised as before
+    np.testing.assert_allclose(np.asarray(norm(x))[:, live].std(0), 1.0, atol=1e-3)
