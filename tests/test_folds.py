@@ -33,7 +33,7 @@ class RecordingHead:
 
 def test_no_image_is_predicted_by_a_head_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
     RecordingHead.log = []
-    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: RecordingHead())
+    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: F.SklearnHead(RecordingHead()))
     n = 40
     y = np.array([0, 1] * (n // 2))
     ids = np.arange(n, dtype=float)[:, None]
@@ -134,9 +134,9 @@ def test_pruning_and_mirror_rows_never_use_the_held_out_fold(
     RecordingHead.log = []
     heads: list[MirrorRecordingHead] = []
 
-    def make(name: str = "logreg", **kw: Any) -> MirrorRecordingHead:
+    def make(name: str = "logreg", **kw: Any) -> F.SklearnHead:
         heads.append(MirrorRecordingHead())
-        return heads[-1]
+        return F.SklearnHead(heads[-1])
 
     monkeypatch.setattr(F, "make_head", make)
     n = 60

@@ -144,24 +144,66 @@ INNER_FOLDS = 4
 """Folds of the inner cross-validation that decides what a fold's head prunes."""
 
 
-def make_head(name: str = "logreg", *, c: float | None = None) -> Any:
-    """A fresh scikit-learn head for embeddings: standardise, then logistic regression, strongly
-    regularised (features are wide, folds are small; ``c`` overrides :data:`HEAD_C`, as the
-    texture backbones do); ``logreg-cv`` picks C by an inner 3-fold CV instead (about 18x
-    slower)."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+class LogRegHead:
+    """The default head: L2 logistic regression on standardised features
+    (:mod:`cleaner.models.logreg`), reading the training rows in place instead of copying and
+    standardising them (scikit-learn's pipeline needs 3x the feature matrix on top of it)."""
 
+    def __init__(self, c: float) -> None:
+        self.c = c
+        self.model: Any = None
+
+    def fit_rows(
+        self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
+    ) -> None:
+        from cleaner.models import logreg
+
+        blocks = [(features, rows)] + ([(mirror, rows)] if mirror is not None else [])
+        t = np.concatenate([y[rows]] * len(blocks))
+        self.model = logreg.fit(blocks, t, c=self.c)
+
+    def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.prob(features, rows))
+
+
+class SklearnHead:
+    """A scikit-learn classifier (``fit`` / ``predict_proba``) behind the heads' interface; it
+    gets copies of the rows (``logreg-cv``)."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def fit_rows(
+        self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
+    ) -> None:
+        x, t = features[rows], y[rows]
+        if mirror is not None:
+            x, t = np.concatenate([x, mirror[rows]]), np.concatenate([t, t])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's FutureWarnings and ConvergenceWarnings
+            self.estimator.fit(x, t)
+
+    def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(features[rows])[:, 1])
+
+
+def make_head(name: str = "logreg", *, c: float | None = None) -> LogRegHead | SklearnHead:
+    """A fresh head for embeddings: standardise, then logistic regression, strongly
+    regularised (features are wide, folds are small; ``c`` overrides :data:`HEAD_C`, as the
+    texture backbones do); ``logreg-cv`` picks C by an inner 3-fold CV instead (scikit-learn's
+    ``LogisticRegressionCV``, about 18x slower, and it copies the rows)."""
     if name == "logreg":
-        lr = LogisticRegression(C=HEAD_C if c is None else c, max_iter=300)
-    elif name == "logreg-cv":
+        return LogRegHead(HEAD_C if c is None else c)
+    if name == "logreg-cv":
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         lr = LogisticRegressionCV(
             Cs=[0.001, 0.003, 0.01, 0.03, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
         )
-    else:
-        raise CleanerError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
-    return make_pipeline(StandardScaler(), lr)
+        return SklearnHead(make_pipeline(StandardScaler(), lr))
+    raise CleanerError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
 
 
 def _fit_head(
@@ -172,15 +214,10 @@ def _fit_head(
     head: str,
     c: float | None,
     mirror: np.ndarray | None,
-) -> Any:
+) -> LogRegHead | SklearnHead:
     """A head fitted on the rows ``train`` (indices), plus their mirror rows when given."""
-    x, t = features[train], y[train]
-    if mirror is not None:
-        x, t = np.concatenate([x, mirror[train]]), np.concatenate([t, t])
     model = make_head(head, c=c)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sklearn's FutureWarnings and ConvergenceWarnings
-        model.fit(x, t)
+    model.fit_rows(features, y, train, mirror)
     return model
 
 
@@ -211,7 +248,7 @@ def prune_set(
             prob[inner == g] = float(y[fit_on].mean())
             continue
         model = _fit_head(features, y, fit_on, head=head, c=c, mirror=mirror)
-        prob[inner == g] = model.predict_proba(features[train[inner == g]])[:, 1]
+        prob[inner == g] = model.prob_rows(features, train[inner == g])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         issues = find_label_issues(yt, np.stack([1 - prob, prob], axis=1))
@@ -264,7 +301,7 @@ def frozen_oof(
             else:
                 pruned.append(0)
         model = _fit_head(features, y, train, head=head, c=c, mirror=mirror)
-        prob[test] = model.predict_proba(features[test])[:, 1]
+        prob[test] = model.prob_rows(features, np.flatnonzero(test))
         if log is not None:
             note = f", {pruned[-1]} pruned" if prune else ""
             log(f"fold {f + 1}/{k}: head trained on {len(train)}{note}, predicted {test.sum()}")

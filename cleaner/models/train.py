@@ -39,7 +39,6 @@ import platform
 import random
 import sys
 import time
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -645,28 +644,37 @@ def _fit_logreg_head(
     the model's sigmoid layer ``head``. Measured against the dense head trained by Adam on
     Lite2's texture features (faces140k, 3 seeded 60/20/20 splits): test accuracy 0.925 vs
     0.909 (bench/README "Training")."""
-    from sklearn.linear_model import LogisticRegression
+    import keras
 
+    from cleaner.models import logreg
     from cleaner.models.folds import HEAD_C
 
     t0 = time.perf_counter()
-    x_tr = np.asarray(feat_norm(f_tr), dtype=np.float64)
-    lr = LogisticRegression(C=HEAD_C if c is None else c, max_iter=500)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets
-        lr.fit(x_tr, y_tr, sample_weight=sample_w)
-    head.set_weights([lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32)])
-    p_va = lr.predict_proba(np.asarray(feat_norm(f_va), dtype=np.float64))[:, 1]
+    # the layer's own standardisation, so that its output times the weights is the logit
+    mean = np.asarray(keras.ops.convert_to_numpy(feat_norm.mean), np.float64).ravel()
+    var = np.asarray(keras.ops.convert_to_numpy(feat_norm.variance), np.float64).ravel()
+    scale = np.maximum(np.sqrt(var), keras.backend.epsilon())
+    lr = logreg.fit(
+        [(f_tr, np.arange(len(f_tr)))],
+        y_tr,
+        c=HEAD_C if c is None else c,
+        sample_weight=sample_w,
+        standardise=(mean, scale),
+        max_iter=500,
+    )
+    head.set_weights([lr.weights[:, None].astype(np.float32), np.array([lr.intercept], np.float32)])
+    p_va = lr.prob(f_va)
     val = classification_metrics(y_va, p_va)
     say(
-        f"head      logistic regression C={lr.C}: val_loss {val['loss']:.4f}  "
+        f"head      logistic regression C={lr.c}: val_loss {val['loss']:.4f}  "
         f"val_acc {val['accuracy']:.4f}  val_auc {val['roc_auc'] or float('nan'):.4f}  "
         f"{time.perf_counter() - t0:.1f}s"
     )
     return {
         "head": "logreg",
-        "c": float(lr.C),
+        "c": lr.c,
         "epochs": 0,
+        "iterations": lr.n_iter,
         "fit_seconds": round(time.perf_counter() - t0, 2),
         "val_accuracy": val["accuracy"],
         "val_loss": val["loss"],
