@@ -58,6 +58,37 @@ def test_cache_hit_runs_no_backbone(tmp_path: Path, counted: dict[str, int]) -> 
     assert first.cache_dir.is_relative_to(root / ".cleaner" / "cache")
 
 
+def test_a_crash_loses_only_the_shard_being_computed(
+    tmp_path: Path, counted: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Features are written a shard at a time: a run killed in its second shard leaves the
+    first one's images cached, the rerun computes the rest only, on one network build."""
+    root = make_root(tmp_path / "R", 4, size=40)
+    items = _items(root)
+    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
+    monkeypatch.setattr(E, "SHARD_IMAGES", 3)
+    seen = []
+
+    def crash_in_second_shard(n: int) -> None:
+        seen.append(n)
+        if sum(seen) > 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        E.embed(root, items, spec, batch_size=3, progress=crash_in_second_shard)
+    assert counted["build"] == 1
+    again = E.embed(root, items, spec, batch_size=3)
+    assert (again.cached, again.computed) == (3, 5)
+    assert counted["build"] == 2 and counted["compute"] == 2 + 2  # 2 shards before, 2 now
+    assert again.cache_dir is not None and len(list(again.cache_dir.glob("shard-*.npz"))) == 3
+    whole = E.embed(None, items, spec)  # no cache: computed afresh in one go
+    np.testing.assert_allclose(again.features, whole.features, rtol=1e-5, atol=1e-6)
+    # duplicated bytes: one computation, every row filled
+    twice = E.embed(root, [*items, items[0]], spec)
+    assert twice.cached == 9 and twice.computed == 0
+    np.testing.assert_array_equal(twice.features[-1], twice.features[0])
+
+
 def test_moved_is_a_hit_edited_is_a_miss(tmp_path: Path, counted: dict[str, int]) -> None:
     root = make_root(tmp_path / "R", 3, size=48)
     spec = E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center")

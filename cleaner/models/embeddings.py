@@ -4,10 +4,12 @@ same image.
 Layout: ``R/.cleaner/cache/embeddings/<backbone>-<key>/`` where ``key`` hashes the backbone
 name, the weights' checksum (:meth:`Backbone.weights_id`) and the preprocessing (input size,
 crop policy, normalisation). Inside, ``meta.json`` says what the key stands for and each run
-that computed something adds one shard ``shard-*.npz`` (``sha256`` and ``features`` arrays),
-written atomically: a crash loses at most the shard being written, and two processes never
-write the same file. Images are found by the sha256 of their bytes, so a moved or renamed image
-is still a hit, and an edited one is a miss.
+that computes something adds shards ``shard-*.npz`` (``sha256`` and ``features`` arrays),
+one per :data:`SHARD_IMAGES` images computed, each written atomically: a crash loses at most
+the images of the shard being computed (a rerun computes only those), and two processes never
+write the same file. The features of a call are filled into one array, shard by shard, so
+memory holds them once (plus one shard), not twice. Images are found by the sha256 of their
+bytes, so a moved or renamed image is still a hit, and an edited one is a miss.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,22 +85,40 @@ def cache_root(root: str | os.PathLike[str]) -> Path:
     return Path(root) / STATE_DIR / "cache" / "embeddings"
 
 
-def load_cache(directory: Path, wanted: set[str] | None = None) -> dict[str, np.ndarray]:
-    """sha256 -> features from every shard in ``directory`` (only ``wanted`` ones if given)."""
-    found: dict[str, np.ndarray] = {}
+SHARD_IMAGES = 4096
+"""Images per shard while computing (Lite2's texture features: 325 MB): what a crash can cost,
+and the most a cache read holds beside the features it fills."""
+
+
+def _shards(directory: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(sha256s, features)`` of each readable shard in ``directory``, one at a time."""
     if not directory.is_dir():
-        return found
+        return
     for shard in sorted(directory.glob("shard-*.npz")):
         try:
             with np.load(shard, allow_pickle=False) as z:
                 shas, feats = z["sha256"], z["features"]
         except (OSError, ValueError, KeyError):
             continue  # a damaged shard is a cache miss, never an error
+        yield shas, feats
+
+
+def _fill_from_cache(
+    directory: Path, rows_of: dict[str, list[int]], n: int
+) -> tuple[np.ndarray | None, set[str]]:
+    """The cached features of the sha256s in ``rows_of`` (sha256 -> its rows of the result,
+    ``n`` rows): ``(array or None when nothing was found, the sha256s found)``."""
+    out: np.ndarray | None = None
+    found: set[str] = set()
+    for shas, feats in _shards(directory):
         for i, s in enumerate(shas):
             s = str(s)
-            if wanted is None or s in wanted:
-                found[s] = feats[i]
-    return found
+            if s in rows_of and s not in found:
+                if out is None:
+                    out = np.zeros((n, feats.shape[1]), np.float32)
+                out[rows_of[s]] = feats[i]
+                found.add(s)
+    return out, found
 
 
 def _write_shard(directory: Path, spec: EmbeddingSpec, shas: list[str], feats: np.ndarray) -> None:
@@ -125,8 +146,10 @@ def compute_features(
     *,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    model: Any = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Run the backbone over ``paths`` (no cache): ``(features, errors)``."""
+    """Run the backbone over ``paths`` (no cache): ``(features, errors)``; ``model``: the
+    backbone's network, already built (else it is built here)."""
     bb = spec.backbone
     if bb.numpy_features is not None:
         feats: list[np.ndarray] = []
@@ -141,7 +164,7 @@ def compute_features(
                 progress(len(b.errors))
         out = np.concatenate(feats) if feats else np.zeros((0, 1), np.float32)
         return out.astype(np.float32), errors
-    model = bb.build(spec.weights, spec.image_size)
+    model = bb.build(spec.weights, spec.image_size) if model is None else model
     return predict_paths(
         model,
         paths,
@@ -166,36 +189,39 @@ def embed(
     turns the cache off."""
     t0 = time.perf_counter()
     directory = cache_root(root) / spec.key if root is not None else None
-    wanted = {sha for _, sha in items}
-    hits = load_cache(directory, wanted) if directory is not None else {}
-    todo: dict[str, str | os.PathLike[str]] = {}
-    for path, sha in items:
-        if sha not in hits and sha not in todo:
-            todo[sha] = path
+    rows_of: dict[str, list[int]] = {}
+    for row, (_, sha) in enumerate(items):
+        rows_of.setdefault(sha, []).append(row)
+    out, ok = _fill_from_cache(directory, rows_of, len(items)) if directory else (None, set())
+    n_cached = sum(len(rows_of[s]) for s in ok)
+    todo = [s for s in rows_of if s not in ok]
     new_errors: dict[str, str] = {}
-    if todo:
-        shas = list(todo)
+    model = None
+    for at in range(0, len(todo), SHARD_IMAGES):
+        piece = todo[at : at + SHARD_IMAGES]
+        if model is None and spec.backbone.numpy_features is None:
+            model = spec.backbone.build(spec.weights, spec.image_size)
         feats, errs = compute_features(
-            spec, [todo[s] for s in shas], batch_size=batch_size, progress=progress
+            spec,
+            [items[rows_of[s][0]][0] for s in piece],
+            batch_size=batch_size,
+            progress=progress,
+            model=model,
         )
+        if out is None:
+            out = np.zeros((len(items), feats.shape[1]), np.float32)
         good = [i for i, e in enumerate(errs) if not e]
-        for i, s in enumerate(shas):
+        for i, s in enumerate(piece):
             if errs[i]:
                 new_errors[s] = errs[i]
             else:
-                hits[s] = feats[i]
+                out[rows_of[s]] = feats[i]
+                ok.add(s)
         if directory is not None and good:
-            _write_shard(directory, spec, [shas[i] for i in good], feats[good])
-    dim = next((len(v) for v in hits.values()), 1)
-    out = np.zeros((len(items), dim), np.float32)
-    errors: list[str] = []
-    for row, (_, sha) in enumerate(items):
-        if sha in hits:
-            out[row] = hits[sha]
-            errors.append("")
-        else:
-            errors.append(new_errors.get(sha, "not decoded"))
-    n_cached = sum(1 for _, sha in items if sha not in todo)
+            _write_shard(directory, spec, [piece[i] for i in good], feats[good])
+    if out is None:
+        out = np.zeros((len(items), 1), np.float32)
+    errors = ["" if sha in ok else new_errors.get(sha, "not decoded") for _, sha in items]
     return Embeddings(
         features=out,
         errors=errors,
@@ -223,7 +249,10 @@ def cached_features(
     if root is None:
         return None
     spec = EmbeddingSpec(get_backbone(backbone), weights, image_size, crop)
-    found = load_cache(cache_root(root) / spec.key, set(shas))
-    if any(s not in found for s in shas):
+    rows_of: dict[str, list[int]] = {}
+    for row, sha in enumerate(shas):
+        rows_of.setdefault(sha, []).append(row)
+    out, found = _fill_from_cache(cache_root(root) / spec.key, rows_of, len(shas))
+    if out is None or len(found) < len(rows_of):
         return None
-    return np.stack([found[s] for s in shas]).astype(np.float32) if shas else None
+    return out
