@@ -295,3 +295,44 @@ def test_finetune_folds_with_a_tiny_network(tmp_path: Path) -> None:
         "predict", "--root", str(root), "--backbone", "spectrum", "--finetune", "--out", str(out)
     )
     assert code == 1 and "needs a network" in err
+
+
+def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: Path) -> None:
+    """In a fresh process (where TensorFlow's import prints absl/oneDNN INFO lines whatever
+    TF_CPP_MIN_LOG_LEVEL says) the command's stderr holds none of them; a line that is not
+    known noise still gets through."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from cleaner.cli._common import TF_NOISE
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    make_image(np.random.default_rng(1), 40, True).save(d / "1.png")
+    cli = [sys.executable, "-c", "from cleaner.cli import app; app()"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run(
+        [*cli, "predict-dir", str(d), "--model", str(model), "--out", str(tmp_path / "p.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert not [line for line in r.stderr.splitlines() if any(n in line for n in TF_NOISE)]
+    assert "1 of 1" in r.stdout
+    # an import that writes one noise line and one real one: only the real one comes through
+    fake = tmp_path / "fake_tf" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        f"os.write(2, b'I0000 port.cc:153] {TF_NOISE[1]}. (noise)\\n')\n"
+        "os.write(2, b'W0000 a real warning\\n')\n"
+    )
+    env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), *sys.path])
+    code = "from cleaner.cli._common import quiet_tensorflow; quiet_tensorflow()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["W0000 a real warning"]

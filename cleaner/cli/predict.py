@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from cleaner.cli._common import (
     err_console,
     fail,
     print_json,
+    quiet_tensorflow,
 )
 
 ModelOption = Annotated[
@@ -56,10 +56,6 @@ def _progress(total_hint: str, quiet: bool) -> Iterator[Callable[[int], None] | 
             bar.update(n)
 
         yield update
-
-
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @cli_errors
@@ -144,7 +140,7 @@ def predict(
         raise fail("--folds, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
-    _quiet_tf()
+    quiet_tensorflow()
     from cleaner.models import predict as stage
 
     with _progress("predict", json_out) as bar:
@@ -233,7 +229,7 @@ def predict_dir(
 
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """
-    _quiet_tf()
+    quiet_tensorflow()
     from cleaner.models import predict as stage
 
     with _progress("predict-dir", json_out) as bar:

@@ -16,6 +16,7 @@ from cleaner.cli._common import (
     cli_errors,
     console,
     print_json,
+    quiet_tensorflow,
 )
 
 
@@ -103,6 +104,7 @@ def train(
 
         cleaner train --out m.keras --backbone efficientnet-lite2-gram --epochs 0   # GAN faces
     """
+    quiet_tensorflow()
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train
 
