@@ -134,8 +134,11 @@ def test_pruning_and_mirror_rows_never_use_the_held_out_fold(
     RecordingHead.log = []
     heads: list[MirrorRecordingHead] = []
 
+    iterations: list[int] = []
+
     def make(name: str = "logreg", **kw: Any) -> F.SklearnHead:
         heads.append(MirrorRecordingHead())
+        iterations.append(kw["max_iter"])
         return F.SklearnHead(heads[-1])
 
     monkeypatch.setattr(F, "make_head", make)
@@ -147,6 +150,8 @@ def test_pruning_and_mirror_rows_never_use_the_held_out_fold(
     assert res.mirror and len(res.pruned) == 5 and sum(res.pruned) > 0
     assert np.isfinite(res.prob_fake).all()
     assert len(heads) == 5 * (F.INNER_FOLDS + 1)  # per fold: inner heads, then the fold's head
+    # the inner heads only rank for cleanlab: capped iterations; the fold's head runs to 300
+    assert iterations == ([F.INNER_MAX_ITER] * F.INNER_FOLDS + [300]) * 5
     assert all(h.saw_mirror and h.rows == 2 * len(h.trained) for h in heads)
     # the log, fold by fold: INNER_FOLDS inner heads, then the head that predicts fold f
     per_fold = F.INNER_FOLDS + 1
