@@ -381,7 +381,7 @@ def finetune_oof(
         model = keras.Model(inp, out)
 
         def train_ds(idx: np.ndarray) -> Any:
-            order = rng.permutation(idx)
+            order = rng.permutation(idx)  # shuffled here: fit gets shuffle=False
             imgs = tf_dataset(
                 [paths[int(i)] for i in order], image_size, crop=crop, batch_size=batch_size
             ).unbatch()
@@ -408,7 +408,7 @@ def finetune_oof(
                         layer.trainable = False
             model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy")
             for _ in range(n_epochs):
-                model.fit(train_ds(train_idx), epochs=1, verbose=0)
+                model.fit(train_ds(train_idx), epochs=1, verbose=0, shuffle=False)
         p, _ = predict_paths(
             model, [paths[int(i)] for i in test_idx], image_size, crop=crop, batch_size=batch_size
         )
