@@ -103,6 +103,14 @@ def _shards(directory: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield shas, feats
 
 
+def _rows_by_sha(shas: Sequence[str]) -> dict[str, list[int]]:
+    """sha256 -> the rows it fills (byte-identical files share one feature vector)."""
+    rows_of: dict[str, list[int]] = {}
+    for row, sha in enumerate(shas):
+        rows_of.setdefault(sha, []).append(row)
+    return rows_of
+
+
 def _fill_from_cache(
     directory: Path, rows_of: dict[str, list[int]], n: int
 ) -> tuple[np.ndarray | None, set[str]]:
@@ -189,9 +197,7 @@ def embed(
     turns the cache off."""
     t0 = time.perf_counter()
     directory = cache_root(root) / spec.key if root is not None else None
-    rows_of: dict[str, list[int]] = {}
-    for row, (_, sha) in enumerate(items):
-        rows_of.setdefault(sha, []).append(row)
+    rows_of = _rows_by_sha([sha for _, sha in items])
     out, ok = _fill_from_cache(directory, rows_of, len(items)) if directory else (None, set())
     n_cached = sum(len(rows_of[s]) for s in ok)
     todo = [s for s in rows_of if s not in ok]
@@ -249,9 +255,7 @@ def cached_features(
     if root is None:
         return None
     spec = EmbeddingSpec(get_backbone(backbone), weights, image_size, crop)
-    rows_of: dict[str, list[int]] = {}
-    for row, sha in enumerate(shas):
-        rows_of.setdefault(sha, []).append(row)
+    rows_of = _rows_by_sha(shas)
     out, found = _fill_from_cache(cache_root(root) / spec.key, rows_of, len(shas))
     if out is None or len(found) < len(rows_of):
         return None

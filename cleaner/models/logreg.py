@@ -58,12 +58,10 @@ class LinearHead:
     def decision(self, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """The logit of each row in ``rows`` (all rows when None), read chunk by chunk."""
         rows = np.arange(len(features)) if rows is None else np.asarray(rows)
-        v, off = self.raw_coef, self.raw_intercept
-        out = np.empty(len(rows), np.float64)
-        for at in range(0, len(rows), CHUNK_ROWS):
-            part = rows[at : at + CHUNK_ROWS]
-            out[at : at + len(part)] = np.asarray(features[part], np.float32) @ v
-        return out + off
+        v = self.raw_coef
+        parts = [chunk @ v for chunk in _chunks([(features, rows)])]
+        out = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        return out + self.raw_intercept
 
     def prob(self, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """P(class 1) of each row in ``rows``."""
