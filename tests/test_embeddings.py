@@ -145,6 +145,24 @@ def test_damaged_shard_is_a_miss_not_an_error(tmp_path: Path) -> None:
     np.testing.assert_allclose(again.features, first.features, rtol=1e-6)
 
 
+def test_mismatched_shards_are_misses_not_errors(tmp_path: Path) -> None:
+    """A shard whose arrays disagree in length, or whose features have another width, is
+    skipped like a damaged one."""
+    root = make_root(tmp_path / "R", 2, size=48)
+    spec = E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center")
+    items = _items(root)
+    first = E.embed(root, items, spec)
+    assert first.cache_dir is not None
+    (shard,) = first.cache_dir.glob("shard-*.npz")
+    shas = np.array([sha for _, sha in items], dtype="U64")
+    shard.unlink()
+    np.savez(first.cache_dir / "shard-0-bad.npz", sha256=shas, features=np.ones((2, 5)))
+    np.savez(first.cache_dir / "shard-1-wide.npz", sha256=shas[:1], features=np.ones((1, 999)))
+    again = E.embed(root, items, spec)
+    assert again.computed == 4 and again.ok.all()
+    np.testing.assert_allclose(again.features, first.features, rtol=1e-6)
+
+
 def test_both_input_pipelines_agree_in_order_and_report_bad_files(tmp_path: Path) -> None:
     from cleaner.models.inputs import numpy_batches, tf_dataset
 

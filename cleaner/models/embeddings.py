@@ -100,6 +100,8 @@ def _shards(directory: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
                 shas, feats = z["sha256"], z["features"]
         except (OSError, ValueError, KeyError):
             continue  # a damaged shard is a cache miss, never an error
+        if feats.ndim != 2 or len(shas) != len(feats):
+            continue  # so is one whose arrays do not belong together
         yield shas, feats
 
 
@@ -111,6 +113,15 @@ def _rows_by_sha(shas: Sequence[str]) -> dict[str, list[int]]:
     return rows_of
 
 
+def _meta_dim(directory: Path) -> int | None:
+    """The feature width ``meta.json`` records, or None when it is missing or unreadable."""
+    try:
+        dim = json.loads((directory / "meta.json").read_text())["dim"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dim if isinstance(dim, int) else None
+
+
 def _fill_from_cache(
     directory: Path, rows_of: dict[str, list[int]], n: int
 ) -> tuple[np.ndarray | None, set[str]]:
@@ -118,7 +129,11 @@ def _fill_from_cache(
     ``n`` rows): ``(array or None when nothing was found, the sha256s found)``."""
     out: np.ndarray | None = None
     found: set[str] = set()
+    dim = _meta_dim(directory)
     for shas, feats in _shards(directory):
+        width = dim if dim is not None else (out.shape[1] if out is not None else None)
+        if width is not None and feats.shape[1] != width:
+            continue  # features of another width than meta.json's are not these: a miss
         for i, s in enumerate(shas):
             s = str(s)
             if s in rows_of and s not in found:
