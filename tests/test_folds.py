@@ -195,3 +195,64 @@ def test_pruning_leaves_out_planted_label_errors() -> None:
     auc_plain = roc_auc_score(is_flip, other_class(plain.prob_fake))
     auc_pruned = roc_auc_score(is_flip, other_class(pruned.prob_fake))
     assert auc_pruned >= auc_plain - 0.005 and auc_pruned > 0.85
+
+
+def test_region_rows_train_together_and_predict_by_their_mean_logit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """regions=4: every head (inner pruning heads too) trains on all four rows of its training
+    images and never on a row of the images it predicts; an image's probability is the mean
+    logit of its four rows."""
+    RecordingHead.log = []
+    fits: list[np.ndarray] = []
+
+    class RowHead(MirrorRecordingHead):
+        def fit(self, x: np.ndarray, y: np.ndarray) -> RowHead:
+            fits.append(x[:, 0].astype(int))
+            return super().fit(x // 4, y)  # the image id of each region row
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            ids = x[:, 0].astype(int) // 4
+            assert not set(ids.tolist()) & self.trained, "a head predicted an image it trained on"
+            RecordingHead.log.append({"trained": self.trained, "predicted": set(ids.tolist())})
+            p = np.where(ids % 7 == 0, 0.95, 0.05)  # confident and label-blind: cleanlab flags
+            return np.stack([1 - p, p], axis=1)
+
+    def make(name: str = "logreg", **kw: Any) -> F.RegionHead:
+        return F.RegionHead(F.SklearnHead(RowHead()), kw["regions"])
+
+    monkeypatch.setattr(F, "make_head", make)
+    n = 60
+    y = np.array([0, 1] * (n // 2))
+    rows = np.arange(4 * n, dtype=float).reshape(n, 4)  # row r of image i is 4 i + r
+    fold = F.assign_folds(y, np.arange(n), 5, seed=1)
+    res = F.frozen_oof(rows, y, fold, prune=True, regions=4)
+    assert np.isfinite(res.prob_fake).all() and len(fits) == 5 * (F.INNER_FOLDS + 1)
+    for ids in fits:  # all four rows of each training image, never a part of one
+        _, counts = np.unique(ids // 4, return_counts=True)
+        assert (counts == 4).all() and set((ids % 4).tolist()) == {0, 1, 2, 3}
+    for entry in RecordingHead.log:
+        assert not entry["trained"] & entry["predicted"]
+    # the mean logit: a head whose rows say 0.9, 0.9, 0.9 and 0.1 says logit(0.9) / 2
+    head = F.RegionHead(F.SklearnHead(RecordingHead()), 4)
+    head.inner = type("P", (), {"prob_rows": lambda s, f, r: np.array([0.9, 0.9, 0.9, 0.1])})()
+    (p,) = head.prob_rows(np.zeros((1, 8)), np.array([0]))
+    assert p == pytest.approx(1 / (1 + np.exp(-np.log(9) / 2)))
+    with pytest.raises(CleanerError, match="4 equal regions"):
+        head.prob_rows(np.zeros((1, 7)), np.array([0]))
+
+
+def test_region_heads_learn_from_quadrant_rows() -> None:
+    """With the real logistic-regression head: images whose four rows each carry a weak
+    signal are separated better by four rows per image than by one."""
+    rng = np.random.default_rng(0)
+    n, d = 300, 10
+    y = np.array([0, 1] * (n // 2))
+    rows = rng.normal(0, 1, (n, 4, d))
+    rows[:, :, 0] += y[:, None] * 0.8
+    fold = F.assign_folds(y, np.arange(n), 5)
+    quad = F.frozen_oof(rows.reshape(n, 4 * d), y, fold, c=1.0, regions=4)
+    single = F.frozen_oof(rows[:, 0], y, fold, c=1.0)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, quad.prob_fake) > roc_auc_score(y, single.prob_fake) + 0.05

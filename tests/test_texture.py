@@ -148,3 +148,69 @@ def test_gram_blocks_are_the_ends_of_stages_1_to_4(index: int, blocks: tuple[int
     assert texture.gram_blocks(index) == blocks
     bb = get_backbone(f"efficientnet-lite{index}-gram")
     assert f"gram({','.join(map(str, blocks))})" in bb.preprocessing
+
+
+def test_quadrant_stats_are_the_stats_of_each_quadrant() -> None:
+    """grid=2: four vectors, each the statistics of one quadrant of every map, row by row; a
+    map smaller than the grid (1 x 1) gives every cell its one pixel, never an empty mean."""
+    import keras
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(2, 6, 4, 3)).astype(np.float32)
+    b = rng.normal(1.0, 2.0, size=(2, 1, 1, 5)).astype(np.float32)
+    ins = [keras.Input((6, 4, 3)), keras.Input((1, 1, 5))]
+    model = keras.Model(ins, texture._layer_class()([True, False], 2)(ins))
+    got = np.asarray(model([a, b]))
+    quads = [(slice(0, 3), slice(0, 2)), (slice(0, 3), slice(2, 4)),
+             (slice(3, 6), slice(0, 2)), (slice(3, 6), slice(2, 4))]  # fmt: skip
+    want = np.concatenate(
+        [
+            np.concatenate([_numpy_stats(a[:, r, c], True), _numpy_stats(b, False)], axis=1)
+            for r, c in quads
+        ],
+        axis=1,
+    )
+    assert got.shape == want.shape == (2, 4 * texture.feature_dim([3, 5], [True, False]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert texture.cell_bounds(1, 2, 1) == (0, 1) and texture.cell_bounds(7, 2, 1) == (3, 7)
+
+
+def test_quad_backbone_folds_train_and_predict_dir(tmp_path: Path) -> None:
+    """`-gram-quad`: four region rows per image through `predict --folds` (pruned heads) and
+    `train`, whose model averages the rows inside itself, so `predict-dir` needs nothing else;
+    the trained model's validation accuracy is the one the saved model reproduces."""
+    root = make_root(tmp_path / "R", 8, size=40)
+    bb = get_backbone("efficientnet-lite0-gram-quad")
+    assert (
+        bb.regions == 4
+        and bb.preprocessing_key() != get_backbone("efficientnet-lite0-gram").preprocessing_key()
+    )
+    assert bb.build("none", 32).output_shape == (None, 4 * 16_608)
+    args = ["--backbone", bb.name, "--weights", "none", "--image-size", "32"]
+    out = tmp_path / "quad.json"
+    r = runner.invoke(
+        app, ["predict", "--root", str(root), *args, "--folds", "4", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["model"]["regions"] == 4 and len(doc["model"]["pruned"]) == 4
+    assert len(read_predictions(out, root=root).entries) == 16
+    model = tmp_path / "q.keras"
+    r = runner.invoke(
+        app,
+        ["train", "--root", str(root), *args, "--epochs", "0", "--out", str(model)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    from cleaner.models.predict import load_model
+
+    clf = load_model(model)
+    assert clf.get_layer("region_mean") is not None
+    assert clf.get_layer("feature_norm").output.shape[-1] == 16_608
+    r = runner.invoke(
+        app,
+        ["predict-dir", str(root / "real_images"), "--model", str(model),
+         "--out", str(tmp_path / "p.json")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 8 and all(0.0 <= r["prob_fake"] <= 1.0 for r in rows)

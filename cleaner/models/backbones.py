@@ -4,7 +4,8 @@ Conventions every backbone keeps, so that the rest of cleaner never special-case
 - the extractor takes ``float32`` RGB images in **0..255** of shape ``(S, S, 3)``; any
   normalisation the network needs is a layer inside the model (so a saved ``.keras`` classifier
   takes raw pixels, and ``predict-dir`` needs no per-backbone code);
-- it outputs one flat feature vector per image (``(None, D)``);
+- it outputs one flat feature vector per image (``(None, D)``); with ``regions = R`` that vector
+  is R rows of ``D / R`` features (one per region of the image) for the heads;
 - ``preprocessing`` is a short string naming everything that changes the features for the same
   pixels (input size, crop policy, normalisation): it is part of the embedding cache key;
 - ``crop`` is the input pipeline's policy for this backbone (see :mod:`cleaner.models.inputs`);
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleaner.errors import CleanerError
+from cleaner.models.texture import QUAD_GRID  # a constant: texture imports Keras only on use
 
 if TYPE_CHECKING:  # keras is imported only when a model is built
     import keras
@@ -60,6 +62,10 @@ class Backbone:
     head_c: float | None = None
     """Regularisation of the frozen out-of-fold head on this backbone's features (None: the
     default of :mod:`cleaner.models.folds`)."""
+    regions: int = 1
+    """Feature rows per image: the vector is ``regions`` equal blocks (the ``-gram-quad``
+    backbones: one per quadrant), each a training row of the heads, which judge an image by
+    the mean of its rows' logits (for a linear head: the logit of the mean row)."""
 
     @property
     def needs_tensorflow(self) -> bool:
@@ -299,14 +305,15 @@ def _simple_cnn(weights: str, image_size: int) -> keras.Model:
     return model
 
 
-def _lite(index: int, *, gram: bool) -> Callable[[str, int], keras.Model]:
-    """The builder of EfficientNet-Lite``index``: pooled features, or texture statistics."""
+def _lite(index: int, *, gram: bool, grid: int = 1) -> Callable[[str, int], keras.Model]:
+    """The builder of EfficientNet-Lite``index``: pooled features, or texture statistics (of
+    the whole maps, or of each cell of a ``grid x grid`` split)."""
 
     def build(weights: str, image_size: int) -> keras.Model:
         if gram:
             from cleaner.models import texture
 
-            return texture.lite_gram(image_size, index=index, weights=weights)
+            return texture.lite_gram(image_size, index=index, weights=weights, grid=grid)
         from cleaner.models import lite
 
         return lite.load(image_size, index=index, include_top=False, weights=weights)
@@ -371,6 +378,20 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             description=f"Lite{index}'s texture statistics at every block (GramNet)",
             packaged_weights=_lite_checksum(index),
             head_c=TEXTURE_HEAD_C,
+        )
+    )
+    register(
+        Backbone(
+            name=f"efficientnet-lite{index}-gram-quad",
+            input_size=gram_size,
+            default_weights="imagenet",
+            preprocessing=f"lite{index}-gram-v1:raw0-255:imagenet-mean-std:"
+            f"block-mean-std+gram({gram_blocks}):grid{QUAD_GRID}",
+            builder=_lite(index, gram=True, grid=QUAD_GRID),
+            description="the same of each quadrant: four rows per image for the heads",
+            packaged_weights=_lite_checksum(index),
+            head_c=TEXTURE_HEAD_C,
+            regions=QUAD_GRID * QUAD_GRID,
         )
     )
 

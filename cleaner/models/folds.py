@@ -194,13 +194,55 @@ class SklearnHead:
         return np.asarray(self.estimator.predict_proba(features[rows])[:, 1])
 
 
+Head = Any
+"""A head: ``fit_rows(features, y, rows, mirror)`` and ``prob_rows(features, rows)``."""
+
+
+class RegionHead:
+    """A head over images whose feature vector is ``regions`` rows (a ``-gram-quad``
+    backbone's quadrants): it trains ``inner`` on every region row with its image's label and
+    judges an image by the mean logit of its rows. The rows are views of the features, never
+    copies; an image's regions always fall on the same side of a fold."""
+
+    def __init__(self, inner: Head, regions: int) -> None:
+        self.inner = inner
+        self.regions = regions
+
+    def _split(self, features: np.ndarray) -> np.ndarray:
+        n, d = features.shape
+        if d % self.regions:
+            raise CleanerError(
+                f"features of width {d} are not {self.regions} equal regions; "
+                "delete R/.cleaner/cache/embeddings and predict again"
+            )
+        return features.reshape(n * self.regions, d // self.regions)
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        return (np.asarray(rows)[:, None] * self.regions + np.arange(self.regions)).ravel()
+
+    def fit_rows(
+        self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
+    ) -> None:
+        m = self._split(mirror) if mirror is not None else None
+        self.inner.fit_rows(self._split(features), np.repeat(y, self.regions), self._rows(rows), m)
+
+    def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        p = self.inner.prob_rows(self._split(features), self._rows(rows))
+        p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12).reshape(-1, self.regions)
+        z = np.log(p / (1 - p)).mean(axis=1)
+        return np.asarray(1 / (1 + np.exp(-z)))
+
+
 def make_head(
-    name: str = "logreg", *, c: float | None = None, max_iter: int = 300
-) -> LogRegHead | SklearnHead:
+    name: str = "logreg", *, c: float | None = None, max_iter: int = 300, regions: int = 1
+) -> Head:
     """A fresh head for embeddings: standardise, then logistic regression, strongly
     regularised (features are wide, folds are small; ``c`` overrides :data:`HEAD_C`, as the
     texture backbones do); ``logreg-cv`` picks C by an inner 3-fold CV instead (scikit-learn's
-    ``LogisticRegressionCV``, about 18x slower, and it copies the rows)."""
+    ``LogisticRegressionCV``, about 18x slower, and it copies the rows). ``regions > 1``: a
+    :class:`RegionHead` around it."""
+    if regions > 1:
+        return RegionHead(make_head(name, c=c, max_iter=max_iter), regions)
     if name == "logreg":
         return LogRegHead(HEAD_C if c is None else c, max_iter)
     if name == "logreg-cv":
@@ -224,9 +266,10 @@ def _fit_head(
     c: float | None,
     mirror: np.ndarray | None,
     max_iter: int = 300,
-) -> LogRegHead | SklearnHead:
+    regions: int = 1,
+) -> Head:
     """A head fitted on the rows ``train`` (indices), plus their mirror rows when given."""
-    model = make_head(head, c=c, max_iter=max_iter)
+    model = make_head(head, c=c, max_iter=max_iter, regions=regions)
     model.fit_rows(features, y, train, mirror)
     return model
 
@@ -241,6 +284,7 @@ def prune_set(
     c: float | None = None,
     mirror: np.ndarray | None = None,
     seed: int = 0,
+    regions: int = 1,
 ) -> np.ndarray:
     """The training images (a subset of the indices ``train``) whose labels cleanlab's
     ``find_label_issues`` doubts, judged by an inner grouped cross-validation over ``train``
@@ -258,8 +302,9 @@ def prune_set(
             prob[inner == g] = float(y[fit_on].mean())
             continue
         model = _fit_head(
-            features, y, fit_on, head=head, c=c, mirror=mirror, max_iter=INNER_MAX_ITER
-        )
+            features, y, fit_on, head=head, c=c, mirror=mirror, max_iter=INNER_MAX_ITER,
+            regions=regions,
+        )  # fmt: skip
         prob[inner == g] = model.prob_rows(features, train[inner == g])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -279,13 +324,15 @@ def frozen_oof(
     prune: bool = False,
     groups: np.ndarray | None = None,
     seed: int = 0,
+    regions: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> OutOfFold:
     """Train one head per fold on the other folds' features; predict the held-out fold.
 
     ``mirror``: features of the mirror images (same rows), extra training rows. ``prune``:
     each head trains without the images :func:`prune_set` flags among its training folds
-    (``groups`` keeps near duplicates in one inner fold)."""
+    (``groups`` keeps near duplicates in one inner fold). ``regions``: the features are that
+    many rows per image (:class:`RegionHead`)."""
     ok = np.ones(len(y), bool) if ok is None else ok
     groups = np.arange(len(y)) if groups is None else groups
     prob = np.full(len(y), np.nan)
@@ -304,15 +351,16 @@ def frozen_oof(
             continue
         if prune:
             doubt = prune_set(
-                features, y, train, groups, head=head, c=c, mirror=mirror, seed=seed + 1 + f
-            )
+                features, y, train, groups, head=head, c=c, mirror=mirror, seed=seed + 1 + f,
+                regions=regions,
+            )  # fmt: skip
             kept = np.setdiff1d(train, doubt)
             if len(np.unique(y[kept])) == 2:  # never prune a class away
                 train = kept
                 pruned.append(len(doubt))
             else:
                 pruned.append(0)
-        model = _fit_head(features, y, train, head=head, c=c, mirror=mirror)
+        model = _fit_head(features, y, train, head=head, c=c, mirror=mirror, regions=regions)
         prob[test] = model.prob_rows(features, np.flatnonzero(test))
         if log is not None:
             note = f", {pruned[-1]} pruned" if prune else ""

@@ -292,6 +292,7 @@ def predict_out_of_fold(
             prune=prune,
             groups=groups,
             seed=seed,
+            regions=bb.regions,
             log=log,
         )
     entries, failed = [], []
@@ -323,6 +324,8 @@ def predict_out_of_fold(
         info["head_c"] = bb.head_c if bb.head_c is not None else F.HEAD_C
         info["mirror_augment"] = res.mirror
         info["pruned"] = res.pruned
+        if bb.regions > 1:
+            info["regions"] = bb.regions
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
     yy = np.array([e["label"] == "fake" for e in entries], dtype=int)
     auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))

@@ -33,6 +33,15 @@ GRAM_STAGES = (1, 2, 3, 4)
 Lite0's blocks 2, 4, 7, 10; the 192- and 320-channel maps would add 70,000 numbers per image
 for little: see the module doc)."""
 
+QUAD_GRID = 2
+"""The ``-gram-quad`` backbones' grid: the statistics of each quadrant of every feature map,
+four rows per image for the frozen heads (:attr:`cleaner.models.backbones.Backbone.regions`),
+whose logits are averaged. Four times the training rows of a face from one backbone pass:
+measured on faces140k (Lite2 at 384 px, 5 folds), out-of-fold accuracy 0.938 -> 0.951 on clean
+labels, and with 10% of the labels flipped 0.873 -> 0.901 against the true labels (flip-ranking
+AUC 0.957 -> 0.972). A 3 x 3 grid (0.943) and nine overlapping half-size windows (0.946) were
+worse: the Gram statistics of smaller cells are noisier."""
+
 
 def gram_blocks(index: int = 0) -> tuple[int, ...]:
     """The blocks of Lite``index`` whose Gram matrix is kept (Lite0: 2, 4, 7, 10; Lite1 and
@@ -55,11 +64,12 @@ def _layer_class() -> type:
     class TextureStats(keras.layers.Layer):
         """Feature maps -> [mean, std of every map] + [Gram upper triangle of the chosen maps]."""
 
-        def __init__(self, gram: Sequence[bool], **kwargs: Any) -> None:
+        def __init__(self, gram: Sequence[bool], grid: int = 1, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.gram = [bool(g) for g in gram]
+            self.grid = int(grid)
 
-        def call(self, maps: Sequence[Any]) -> Any:
+        def _stats(self, maps: Sequence[Any]) -> list[Any]:
             parts = []
             for fmap, with_gram in zip(maps, self.gram, strict=True):
                 x = ops.cast(fmap, "float32")
@@ -73,19 +83,45 @@ def _layer_class() -> type:
                     gram = ops.einsum("bnc,bnd->bcd", flat, flat) / n
                     rows, cols = np.triu_indices(c, 1)
                     parts.append(ops.take(ops.reshape(gram, (-1, c * c)), rows * c + cols, axis=1))
+            return parts
+
+        def call(self, maps: Sequence[Any]) -> Any:
+            parts = []
+            for i, j in region_cells(self.grid):
+                cells = []
+                for fmap in maps:
+                    (r0, r1), (c0, c1) = (
+                        cell_bounds(int(fmap.shape[1]), self.grid, i),
+                        cell_bounds(int(fmap.shape[2]), self.grid, j),
+                    )
+                    cells.append(fmap[:, r0:r1, c0:c1, :])
+                parts += self._stats(cells)
             return ops.concatenate(parts, axis=-1)
 
         def compute_output_shape(self, shapes: Sequence[tuple[int | None, ...]]) -> tuple:
-            return (shapes[0][0], feature_dim([int(s[-1] or 0) for s in shapes], self.gram))
+            dim = feature_dim([int(s[-1] or 0) for s in shapes], self.gram)
+            return (shapes[0][0], dim * self.grid * self.grid)
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "gram": self.gram}
+            return {**super().get_config(), "gram": self.gram, "grid": self.grid}
 
     _TEXTURE_STATS = TextureStats
     return TextureStats
 
 
 _TEXTURE_STATS: type | None = None
+
+
+def region_cells(grid: int) -> list[tuple[int, int]]:
+    """The cells of a ``grid x grid`` split, row by row: the order of the feature rows."""
+    return [(i, j) for i in range(grid) for j in range(grid)]
+
+
+def cell_bounds(size: int, grid: int, i: int) -> tuple[int, int]:
+    """Rows (or columns) ``[lo, hi)`` of cell ``i`` of a map side of ``size`` cut in ``grid``:
+    never empty (a map smaller than the grid gives its last row to the cells past it)."""
+    lo = min(i * size // grid, size - 1)
+    return lo, max((i + 1) * size // grid, lo + 1)
 
 
 def register() -> None:
@@ -98,9 +134,12 @@ def feature_dim(channels: Sequence[int], gram: Sequence[bool]) -> int:
     return sum(2 * c + (c * (c - 1) // 2 if g else 0) for c, g in zip(channels, gram, strict=True))
 
 
-def lite_gram(image_size: int = 256, *, index: int = 0, weights: str = "imagenet") -> keras.Model:
+def lite_gram(
+    image_size: int = 256, *, index: int = 0, weights: str = "imagenet", grid: int = 1
+) -> keras.Model:
     """Lite``index`` (0..255 RGB in) -> texture statistics of every block (Lite0: 16,608
-    numbers; Lite1: 17,504; Lite2: 19,844)."""
+    numbers; Lite1: 17,504; Lite2: 19,844); ``grid=2``: the same statistics of each quadrant
+    of every map, the four vectors one after the other (see :data:`QUAD_GRID`)."""
     import keras
 
     from cleaner.models import lite
@@ -114,5 +153,6 @@ def lite_gram(image_size: int = 256, *, index: int = 0, weights: str = "imagenet
     maps.append(net.get_layer("head_act").output)
     keep = gram_blocks(index)
     gram = [b in keep for b in sorted(last)] + [False]
-    stats = _layer_class()(gram, name="texture_stats")(maps)
-    return keras.Model(net.input, stats, name=f"efficientnet_lite{index}_gram")
+    stats = _layer_class()(gram, grid, name="texture_stats")(maps)
+    suffix = "" if grid == 1 else f"_grid{grid}"
+    return keras.Model(net.input, stats, name=f"efficientnet_lite{index}_gram{suffix}")

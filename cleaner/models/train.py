@@ -609,6 +609,19 @@ def _head_features(
     return feats, "computed"
 
 
+def region_rows(
+    f_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray | None, f_va: np.ndarray, regions: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """A ``regions`` backbone's features for the head: every region row of the training
+    images (with its image's label and weight), and the mean row of each validation image,
+    which is what the model's ``region_mean`` layer gives the head."""
+    n, d = f_tr.shape
+    rows = f_tr.reshape(n * regions, d // regions)
+    w = None if w_tr is None else np.repeat(w_tr, regions)
+    val = f_va.reshape(len(f_va), regions, d // regions).mean(axis=1)
+    return rows, np.repeat(y_tr, regions), w, val
+
+
 VARIANCE_FLOOR = 1e-4
 """Feature variances below this fraction of the median one are raised to it (see
 :func:`adapt_feature_norm`)."""
@@ -810,6 +823,10 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         # transfer: the backbone always runs in inference mode (BatchNormalization keeps its
         # ImageNet statistics); from scratch it must learn them
         feats = backbone(inp) if scratch else backbone(inp, training=False)
+        if bb.regions > 1:  # the mean of the region rows: its logit is the mean of theirs
+            width = int(backbone.output_shape[-1]) // bb.regions
+            feats = keras.layers.Reshape((bb.regions, width), name="regions")(feats)
+            feats = keras.layers.GlobalAveragePooling1D(name="region_mean")(feats)
         # standardises the features (adapted on the training split's before the head phase;
         # the identity otherwise): frozen features come in any scale, texture ones in many
         feat_norm = keras.layers.Normalization(dtype="float32", name="feature_norm")
@@ -842,14 +859,17 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         f_va, _ = hf(ds.root, cfg, backbone, arrays["val"], kept["val"], weights_name, size)
         t_feat = time.perf_counter() - t0
         say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
+        y_tr, w_tr = y["train"], sample_w
+        if bb.regions > 1:  # the head trains on every region row, validates on the mean row
+            f_tr, y_tr, w_tr, f_va = region_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
         adapt_feature_norm(feat_norm, f_tr)
         if cfg.head == "logreg":
             phases["head"] = _fit_logreg_head(
-                f_tr, y["train"], f_va, y["val"], sample_w, bb.head_c, feat_norm, head, say
+                f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, feat_norm, head, say
             )
         else:
             phases["head"] = _fit_dense_head(
-                cfg, out, f_tr, y["train"], f_va, y["val"], sample_w, feat_norm, head, say, history
+                cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, feat_norm, head, say, history
             )
         n_img = len(arrays["train"]) + len(arrays["val"])
         phases["head"].update(
