@@ -114,8 +114,9 @@ def predict(
     images that an inner cross-validation over the other folds flags as label issues
     (cleanlab's find_label_issues), so a wrong label pulls the heads less and the held-out
     fold's labels are never used.
-    On GAN faces the texture backbones efficientnet-lite{0,1,2}-gram are the strongest voters,
-    Lite2 the strongest, and several of them through separate --rule unanimous the most precise
+    On GAN faces the texture backbones efficientnet-lite{0,1,2}-gram are strong voters, their
+    -gram-quad forms (four quadrant rows per image, 4x the memory) stronger, Lite2 the
+    strongest, and several of them through separate --rule mean or unanimous the most precise
     consensus (bench/README.md). Images that fail to decode are reported and skipped (exit 0).
 
     Examples:
