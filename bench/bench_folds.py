@@ -70,10 +70,12 @@ def main() -> None:
     t_embed = time.perf_counter() - t
     t = time.perf_counter()
     fold = F.assign_folds(y, np.arange(len(y)), 5)
-    res = F.frozen_oof(emb.features, y, fold, c=bb.head_c, ok=emb.ok)
+    res = F.frozen_oof(emb.features, y, fold, c=bb.head_c, ok=emb.ok, regions=bb.regions)
     t_folds = time.perf_counter() - t
     t = time.perf_counter()
-    pruned = F.frozen_oof(emb.features, y, fold, c=bb.head_c, ok=emb.ok, prune=True)
+    pruned = F.frozen_oof(
+        emb.features, y, fold, c=bb.head_c, ok=emb.ok, prune=True, regions=bb.regions
+    )
     t_pruned = time.perf_counter() - t
     from sklearn.metrics import roc_auc_score
 

@@ -157,7 +157,7 @@ def family(n: int, cache_root: Path | None) -> None:
         emb = embed(root, items, spec)
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        p = F.frozen_oof(emb.features, y, fold, c=bb.head_c).prob_fake
+        p = F.frozen_oof(emb.features, y, fold, c=bb.head_c, regions=bb.regions).prob_fake
         result[bb.name] = {
             "size": bb.input_size,
             "dim": int(emb.features.shape[1]),

@@ -35,6 +35,14 @@ def _numpy_stats(fmap: np.ndarray, with_gram: bool) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _assert_predict_dir(folder: Path, model: Path, out: Path) -> None:
+    """`predict-dir FOLDER --model MODEL` succeeds with a probability for each of its 8 images."""
+    r = runner.invoke(app, ["predict-dir", str(folder), "--model", str(model), "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(out.read_text())
+    assert len(rows) == 8 and all(0.0 <= r["prob_fake"] <= 1.0 for r in rows)
+
+
 def test_texture_stats_are_mean_std_and_gram_upper_triangle() -> None:
     import keras
 
@@ -108,14 +116,7 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
          "--out", str(model)],
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    r = runner.invoke(
-        app,
-        ["predict-dir", str(root / "fake_images"), "--model", str(model),
-         "--out", str(tmp_path / "p.json")],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.stderr
-    rows = json.loads((tmp_path / "p.json").read_text())
-    assert len(rows) == 8 and all(0.0 <= r["prob_fake"] <= 1.0 for r in rows)
+    _assert_predict_dir(root / "fake_images", model, tmp_path / "p.json")
 
 
 def test_weights_identity_is_each_variants_checkpoint() -> None:
@@ -206,11 +207,4 @@ def test_quad_backbone_folds_train_and_predict_dir(tmp_path: Path) -> None:
     clf = load_model(model)
     assert clf.get_layer("region_mean") is not None
     assert clf.get_layer("feature_norm").output.shape[-1] == 16_608
-    r = runner.invoke(
-        app,
-        ["predict-dir", str(root / "real_images"), "--model", str(model),
-         "--out", str(tmp_path / "p.json")],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.stderr
-    rows = json.loads((tmp_path / "p.json").read_text())
-    assert len(rows) == 8 and all(0.0 <= r["prob_fake"] <= 1.0 for r in rows)
+    _assert_predict_dir(root / "real_images", model, tmp_path / "p.json")
