@@ -198,24 +198,27 @@ Head = Any
 """A head: ``fit_rows(features, y, rows, mirror)`` and ``prob_rows(features, rows)``."""
 
 
+def region_rows(features: np.ndarray, regions: int) -> np.ndarray:
+    """``(N, R * D)`` features of a ``regions = R`` backbone as ``(N * R, D)``: row ``i * R + r``
+    is region ``r`` of image ``i`` (a view of contiguous features, not a copy)."""
+    n, d = features.shape
+    if d % regions:
+        raise CleanerError(
+            f"features of width {d} are not {regions} equal regions; "
+            "delete R/.cleaner/cache/embeddings and predict again"
+        )
+    return features.reshape(n * regions, d // regions)
+
+
 class RegionHead:
     """A head over images whose feature vector is ``regions`` rows (a ``-gram-quad``
     backbone's quadrants): it trains ``inner`` on every region row with its image's label and
-    judges an image by the mean logit of its rows. The rows are views of the features, never
-    copies; an image's regions always fall on the same side of a fold."""
+    judges an image by the mean logit of its rows (:func:`region_rows`); an image's regions
+    always fall on the same side of a fold."""
 
     def __init__(self, inner: Head, regions: int) -> None:
         self.inner = inner
         self.regions = regions
-
-    def _split(self, features: np.ndarray) -> np.ndarray:
-        n, d = features.shape
-        if d % self.regions:
-            raise CleanerError(
-                f"features of width {d} are not {self.regions} equal regions; "
-                "delete R/.cleaner/cache/embeddings and predict again"
-            )
-        return features.reshape(n * self.regions, d // self.regions)
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
         return (np.asarray(rows)[:, None] * self.regions + np.arange(self.regions)).ravel()
@@ -223,11 +226,12 @@ class RegionHead:
     def fit_rows(
         self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
     ) -> None:
-        m = self._split(mirror) if mirror is not None else None
-        self.inner.fit_rows(self._split(features), np.repeat(y, self.regions), self._rows(rows), m)
+        r = self.regions
+        m = region_rows(mirror, r) if mirror is not None else None
+        self.inner.fit_rows(region_rows(features, r), np.repeat(y, r), self._rows(rows), m)
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        p = self.inner.prob_rows(self._split(features), self._rows(rows))
+        p = self.inner.prob_rows(region_rows(features, self.regions), self._rows(rows))
         p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12).reshape(-1, self.regions)
         z = np.log(p / (1 - p)).mean(axis=1)
         return np.asarray(1 / (1 + np.exp(-z)))

@@ -609,16 +609,18 @@ def _head_features(
     return feats, "computed"
 
 
-def region_rows(
+def _head_rows(
     f_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray | None, f_va: np.ndarray, regions: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """A ``regions`` backbone's features for the head: every region row of the training
-    images (with its image's label and weight), and the mean row of each validation image,
-    which is what the model's ``region_mean`` layer gives the head."""
-    n, d = f_tr.shape
-    rows = f_tr.reshape(n * regions, d // regions)
+    images (with its image's label and weight), as the out-of-fold heads train, and the mean
+    row of each validation image, which is what the model's ``region_mean`` layer gives the
+    head."""
+    from cleaner.models.folds import region_rows
+
+    rows = region_rows(f_tr, regions)
     w = None if w_tr is None else np.repeat(w_tr, regions)
-    val = f_va.reshape(len(f_va), regions, d // regions).mean(axis=1)
+    val = region_rows(f_va, regions).reshape(len(f_va), regions, -1).mean(axis=1)
     return rows, np.repeat(y_tr, regions), w, val
 
 
@@ -861,7 +863,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
         y_tr, w_tr = y["train"], sample_w
         if bb.regions > 1:  # the head trains on every region row, validates on the mean row
-            f_tr, y_tr, w_tr, f_va = region_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
+            f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
         adapt_feature_norm(feat_norm, f_tr)
         if cfg.head == "logreg":
             phases["head"] = _fit_logreg_head(
