@@ -256,3 +256,42 @@ def test_region_heads_learn_from_quadrant_rows() -> None:
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, quad.prob_fake) > roc_auc_score(y, single.prob_fake) + 0.05
+
+
+def test_repeated_folds_are_each_honest_and_kept_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    RecordingHead.log = []
+    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: F.SklearnHead(RecordingHead()))
+    n = 40
+    y = np.array([0, 1] * (n // 2))
+    ids = np.arange(n, dtype=float)[:, None]
+    groups = np.arange(n)
+    folds = [F.assign_folds(y, groups, 4, seed=s) for s in (0, 1)]
+    res = F.repeated_frozen_oof(ids, y, folds)
+    assert len(RecordingHead.log) == 8  # RecordingHead refuses to predict what it trained on
+    assert res.repeat_folds is not None and res.repeat_folds.shape == (2, n)
+    assert (res.repeat_folds[0] == folds[0]).all() and (res.repeat_folds[1] == folds[1]).all()
+    assert (res.fold == folds[0]).all()
+    assert (folds[0] != folds[1]).any()  # two different splits, not one split twice
+    for r, fold in enumerate(folds):  # heads 4r .. 4r+3 belong to repetition r
+        for entry in RecordingHead.log[4 * r : 4 * r + 4]:
+            (f,) = {int(fold[i]) for i in entry["predicted"]}
+            assert entry["trained"] == {i for i in range(n) if fold[i] != f}
+
+
+def test_repeats_average_by_mean_logit() -> None:
+    rng = np.random.default_rng(4)
+    n = 80
+    y = np.array([0, 1] * (n // 2))
+    x = rng.normal(size=(n, 6)) + y[:, None] * 0.8
+    groups = np.arange(n)
+    folds = [F.assign_folds(y, groups, 4, seed=s) for s in (5, 6)]
+    res = F.repeated_frozen_oof(x, y, folds, seed=5, prune=True)
+    a = F.frozen_oof(x, y, folds[0], seed=5, prune=True).prob_fake
+    b = F.frozen_oof(x, y, folds[1], seed=6, prune=True).prob_fake  # repetition 1: seed + 1
+    za, zb = np.log(a / (1 - a)), np.log(b / (1 - b))
+    assert np.allclose(res.prob_fake, 1 / (1 + np.exp(-(za + zb) / 2)))
+    assert not np.allclose(a, b)  # the mean is of two different runs
+    assert len(res.pruned) == 8
+    one = F.repeated_frozen_oof(x, y, folds[:1], seed=5)
+    assert np.array_equal(one.prob_fake, F.frozen_oof(x, y, folds[0], seed=5).prob_fake)
+    assert one.repeat_folds is None

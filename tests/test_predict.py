@@ -336,3 +336,30 @@ def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: P
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == ["W0000 a real warning"]
+
+
+def test_predict_repeats_record_every_assignment(tmp_path: Path, model: Path) -> None:
+    root = make_root(tmp_path / "R", 8, size=48)
+    out = tmp_path / "rep.json"
+    args = ["predict", "--root", str(root), "--backbone", "spectrum", "--folds", "4"]
+    code, stdout, stderr = _run(*args, "--repeats", "3", "--out", str(out), "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["computed"] == 16  # the backbone runs once for all three
+    doc = _check_v1(out, root, out_of_fold=True)
+    assert doc["model"]["repeats"] == 3 and doc["model"]["name"].endswith("-4fold-x3")
+    assert len(doc["model"]["pruned"]) == 12
+    for e in doc["predictions"]:
+        assert len(e["folds"]) == 3 and e["folds"][0] == e["fold"]
+    assert len({tuple(e["folds"]) for e in doc["predictions"]}) > 4  # the splits differ
+    # --seed 1 alone is the second assignment of --seed 0 --repeats 3
+    one = tmp_path / "seed1.json"
+    assert _run(*args, "--seed", "1", "--out", str(one), "--json")[0] == 0
+    seed1 = {e["path"]: e["fold"] for e in json.loads(one.read_text())["predictions"]}
+    assert all(seed1[e["path"]] == e["folds"][1] for e in doc["predictions"])
+    assert "folds" not in json.loads(one.read_text())["predictions"][0]
+    code, _, err = _run(*args, "--repeats", "2", "--finetune", "--out", str(out))
+    assert code == 1 and "--repeats is for frozen heads" in err
+    code, _, err = _run(
+        "predict", "--root", str(root), "--model", str(model), "--repeats", "2", "--out", str(out)
+    )
+    assert code == 1 and "--repeats" in err

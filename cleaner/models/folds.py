@@ -54,6 +54,9 @@ class OutOfFold:
     """Training images left out of each fold's head by pruning (empty: no pruning)."""
     mirror: bool = False
     """The heads also trained on the mirror images' features."""
+    repeat_folds: np.ndarray | None = None
+    """``(R, N)`` fold ids, one row per fold assignment, when R > 1 were averaged
+    (:func:`repeated_frozen_oof`); ``fold`` is the first row."""
 
 
 def duplicate_groups(root: str | os.PathLike[str] | None) -> list[list[tuple[str, str]]]:
@@ -232,9 +235,16 @@ class RegionHead:
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
         p = self.inner.prob_rows(region_rows(features, self.regions), self._rows(rows))
-        p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12).reshape(-1, self.regions)
-        z = np.log(p / (1 - p)).mean(axis=1)
-        return np.asarray(1 / (1 + np.exp(-z)))
+        return mean_logit(np.asarray(p).reshape(-1, self.regions), axis=1)
+
+
+def mean_logit(prob: np.ndarray, axis: int) -> np.ndarray:
+    """The probability whose logit is the mean of the logits of ``prob`` along ``axis`` (an
+    image's regions, or its repeated out-of-fold probabilities); probabilities are clipped at
+    1e-12 first, so |logit| <= 27.6. NaN stays NaN."""
+    p = np.clip(np.asarray(prob, np.float64), 1e-12, 1 - 1e-12)
+    z = np.log(p / (1 - p)).mean(axis=axis)
+    return np.asarray(1 / (1 + np.exp(-z)))
 
 
 def make_head(
@@ -376,6 +386,28 @@ def frozen_oof(
         head=head,
         pruned=pruned if prune else [],
         mirror=mirror is not None,
+    )
+
+
+def repeated_frozen_oof(
+    features: np.ndarray, y: np.ndarray, folds: Sequence[np.ndarray], *, seed: int = 0, **kw: Any
+) -> OutOfFold:
+    """:func:`frozen_oof` once per fold assignment in ``folds`` (repetition ``r`` with seed
+    ``seed + r``, as ``--seed`` would give it alone); an image's probability is the mean logit
+    of its repetitions. Each is an honest out-of-fold probability, so their mean is one too;
+    averaging takes out the luck of one split (which images share a training set, which ones
+    the pruning drops). ``pruned`` lists every repetition's folds in turn."""
+    runs = [frozen_oof(features, y, f, seed=seed + r, **kw) for r, f in enumerate(folds)]
+    if len(runs) == 1:
+        return runs[0]
+    return OutOfFold(
+        prob_fake=mean_logit(np.stack([r.prob_fake for r in runs]), axis=0),
+        fold=runs[0].fold,
+        k=runs[0].k,
+        head=runs[0].head,
+        pruned=[n for r in runs for n in r.pruned],
+        mirror=runs[0].mirror,
+        repeat_folds=np.stack([r.fold for r in runs]),
     )
 
 

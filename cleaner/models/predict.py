@@ -222,6 +222,7 @@ def predict_out_of_fold(
     prune: bool = True,
     batch_size: int = 32,
     seed: int = 0,
+    repeats: int = 1,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
@@ -229,7 +230,9 @@ def predict_out_of_fold(
 
     Frozen heads: ``mirror`` adds the mirror images' features as training rows; ``prune``
     lets each fold's head leave out the training images an inner cross-validation doubts
-    (:func:`cleaner.models.folds.frozen_oof`)."""
+    (:func:`cleaner.models.folds.frozen_oof`); ``repeats`` averages that many fold
+    assignments (seeds ``seed`` to ``seed + repeats - 1``;
+    :func:`cleaner.models.folds.repeated_frozen_oof`)."""
     from cleaner.manifest import ok_rows
     from cleaner.models import folds as F
     from cleaner.models.backbones import get_backbone
@@ -243,6 +246,10 @@ def predict_out_of_fold(
     bb.check_weights(w)
     if finetune and bb.builder is None:
         raise CleanerError(f"--finetune needs a network; backbone {backbone!r} has none")
+    if repeats < 1 or (finetune and repeats > 1):
+        raise CleanerError(
+            f"--repeats {repeats}: give 1 or more, and 1 with --finetune (K trainings each)"
+        )
     size = image_size or bb.input_size
     c = check_crop(crop or bb.crop)
     rows = ok_rows(root)
@@ -250,7 +257,8 @@ def predict_out_of_fold(
         raise CleanerError(f"no ok image under {root}; run cleaner scan and check the folders")
     y = np.array([r.label == "fake" for r in rows], dtype=np.int64)
     groups = F.group_ids([r.path for r in rows], [r.sha256 for r in rows], F.duplicate_groups(root))
-    fold = F.assign_folds(y, groups, folds, seed=seed)
+    fold_sets = [F.assign_folds(y, groups, folds, seed=seed + r) for r in range(repeats)]
+    fold = fold_sets[0]
     base = Path(root)
     spec = EmbeddingSpec(bb, w, size, c)
     computed = cached = 0
@@ -281,10 +289,10 @@ def predict_out_of_fold(
             m = embed(root, items, spec.mirrored(), batch_size=batch_size, progress=progress)
             computed, cached = computed + m.computed, cached + m.cached
             mirror_features = m.features
-        res = F.frozen_oof(
+        res = F.repeated_frozen_oof(
             emb.features,
             y,
-            fold,
+            fold_sets,
             head=head,
             c=bb.head_c,
             ok=emb.ok,
@@ -301,17 +309,19 @@ def predict_out_of_fold(
         if errors[i] or not np.isfinite(p):
             failed.append((r.path, errors[i] or "not predicted"))
             continue
-        entries.append(
-            {
-                "path": r.path,
-                "sha256": r.sha256,
-                "label": r.label,
-                "prob_fake": round(float(p), 6),
-                "fold": int(res.fold[i]),
-            }
-        )
+        entry = {
+            "path": r.path,
+            "sha256": r.sha256,
+            "label": r.label,
+            "prob_fake": round(float(p), 6),
+            "fold": int(res.fold[i]),
+        }
+        if res.repeat_folds is not None:
+            entry["folds"] = [int(f) for f in res.repeat_folds[:, i]]
+        entries.append(entry)
+    times = f"-x{repeats}" if repeats > 1 else ""
     info = {
-        "name": f"{backbone}-{'finetune' if finetune else res.head}-{folds}fold",
+        "name": f"{backbone}-{'finetune' if finetune else res.head}-{folds}fold{times}",
         "backbone": backbone,
         "sha256": spec.weights_id,
         "weights": w,
@@ -324,6 +334,8 @@ def predict_out_of_fold(
         info["head_c"] = bb.head_c if bb.head_c is not None else F.HEAD_C
         info["mirror_augment"] = res.mirror
         info["pruned"] = res.pruned
+        if repeats > 1:
+            info["repeats"] = repeats
         if bb.regions > 1:
             info["regions"] = bb.regions
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
