@@ -3,11 +3,11 @@ against cleanlab on the same probabilities.
 
 A copy of faces140k (outside the repository) gets 10% of each class put into the other
 class's folder (seeded; the list is written to WORK/flips.json). Then, exactly as a user would:
-`cleaner scan`, `cleaner predict --backbone B --folds 5` for each backbone (frozen heads on
-cached embeddings; with --finetune also fine-tuned folds), `cleaner separate --rule R` (dry run:
-the plan is read, nothing moves). Precision and recall of the plan's moves against the planted
-flips, beside `cleanlab.filter.find_label_issues` on the same out-of-fold probabilities (each
-model, and their mean).
+`cleaner scan`, `cleaner predict --backbone B --folds K --repeats N` (5 and 1 unless given)
+for each backbone (frozen heads on cached embeddings; with --finetune also fine-tuned folds),
+`cleaner separate --rule R` (dry run: the plan is read, nothing moves). Precision and recall
+of the plan's moves against the planted flips, beside `cleanlab.filter.find_label_issues` on
+the same out-of-fold probabilities (each model, and their mean).
 
     .venv/bin/python bench/bench_label_errors.py            # 250 + 250 faces (a few minutes)
     .venv/bin/python bench/bench_label_errors.py --full     # all 1100 + 1100
@@ -103,6 +103,8 @@ def main() -> None:
         action="store_true",
         help="also predict with --no-prune (same cache: heads only) and score both sets",
     )
+    ap.add_argument("--folds", type=int, default=5, help="cleaner predict --folds K")
+    ap.add_argument("--repeats", type=int, default=1, help="cleaner predict --repeats N (frozen)")
     ap.add_argument("--min-confidence", default="0.9,0.95", help="separate's thresholds to try")
     ap.add_argument("--finetune", action="store_true", help="also fine-tuned folds (slow)")
     ap.add_argument("--finetune-backbone", default="efficientnet-lite0")
@@ -128,7 +130,8 @@ def main() -> None:
         for suffix, extra in variants:
             out = preds_dir / f"{b}{suffix}.json"
             runs[b + suffix] = cleaner(
-                "predict", "--root", str(work), "--backbone", b, "--folds", "5", *extra,
+                "predict", "--root", str(work), "--backbone", b, "--folds", str(args.folds),
+                "--repeats", str(args.repeats), *extra,
                 "--out", str(out),
             )  # fmt: skip
             files[b + suffix] = out
@@ -142,7 +145,7 @@ def main() -> None:
             "--backbone",
             b,
             "--folds",
-            "5",
+            str(args.folds),
             "--finetune",
             "--epochs",
             str(args.epochs),
@@ -242,6 +245,8 @@ def main() -> None:
                 "images": len(paths),
                 "planted_flips": len(truth),
                 "seed": args.seed,
+                "folds": args.folds,
+                "repeats": args.repeats,
                 "work": str(work),
                 "models": models,
                 "detection": results,
