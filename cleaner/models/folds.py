@@ -20,6 +20,8 @@ Two modes:
   less, and the held-out fold's own labels are never used, not even to choose what to prune.
   Optionally the heads also train on the features of the mirror images (a mirrored fake is
   still fake): +1 point on clean labels at 256 px, nothing on noisy ones, so off by default.
+  Repeated assignments (:func:`repeated_frozen_oof`, ``--repeats``) average the probabilities
+  of several K-fold splits, each honest, by their mean logit.
 - fine-tune: each fold trains the top of the backbone plus a sigmoid head on the images of the
   other folds (two phases: head only, then the top ``trainable_top`` layers at a low learning
   rate, batch norm frozen). K trainings: far slower; on faces140k, in the epochs a CPU
