@@ -31,12 +31,17 @@ class RecordingHead:
         return np.stack([1 - p, p], axis=1)
 
 
-def test_no_image_is_predicted_by_a_head_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def _recorded_ids(monkeypatch: pytest.MonkeyPatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every head a RecordingHead (log emptied); ``n`` alternating labels and their ids as
+    one-column features."""
     RecordingHead.log = []
     monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: F.SklearnHead(RecordingHead()))
+    return np.array([0, 1] * (n // 2)), np.arange(n, dtype=float)[:, None]
+
+
+def test_no_image_is_predicted_by_a_head_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
     n = 40
-    y = np.array([0, 1] * (n // 2))
-    ids = np.arange(n, dtype=float)[:, None]
+    y, ids = _recorded_ids(monkeypatch, n)
     groups = F.group_ids([f"p{i}" for i in range(n)], [f"s{i}" for i in range(n)], [])
     fold = F.assign_folds(y, groups, 5, seed=3)
     res = F.frozen_oof(ids, y, fold)
@@ -259,11 +264,8 @@ def test_region_heads_learn_from_quadrant_rows() -> None:
 
 
 def test_repeated_folds_are_each_honest_and_kept_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    RecordingHead.log = []
-    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: F.SklearnHead(RecordingHead()))
     n = 40
-    y = np.array([0, 1] * (n // 2))
-    ids = np.arange(n, dtype=float)[:, None]
+    y, ids = _recorded_ids(monkeypatch, n)
     groups = np.arange(n)
     folds = [F.assign_folds(y, groups, 4, seed=s) for s in (0, 1)]
     res = F.repeated_frozen_oof(ids, y, folds)
