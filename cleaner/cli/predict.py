@@ -154,8 +154,6 @@ def predict(
         raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
-    if finetune and repeats > 1:
-        raise fail("--repeats is for frozen heads; each --finetune repetition is K trainings")
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

@@ -240,16 +240,18 @@ def predict_out_of_fold(
     from cleaner.models.inputs import check_crop
     from cleaner.predictions import write_predictions_v1
 
+    if repeats < 1:
+        raise CleanerError(f"--repeats {repeats}: give 1 or more")
+    if finetune and repeats > 1:
+        raise CleanerError(
+            "--repeats is for frozen heads; each --finetune repetition is K trainings"
+        )
     t0 = time.perf_counter()
     bb = get_backbone(backbone)
     w = weights or bb.default_weights
     bb.check_weights(w)
     if finetune and bb.builder is None:
         raise CleanerError(f"--finetune needs a network; backbone {backbone!r} has none")
-    if repeats < 1 or (finetune and repeats > 1):
-        raise CleanerError(
-            f"--repeats {repeats}: give 1 or more, and 1 with --finetune (K trainings each)"
-        )
     size = image_size or bb.input_size
     c = check_crop(crop or bb.crop)
     rows = ok_rows(root)
