@@ -297,3 +297,17 @@ def test_repeats_average_by_mean_logit() -> None:
     one = F.repeated_frozen_oof(x, y, folds[:1], seed=5)
     assert np.array_equal(one.prob_fake, F.frozen_oof(x, y, folds[0], seed=5).prob_fake)
     assert one.repeat_folds is None
+
+
+def test_repeats_log_names_the_assignment() -> None:
+    y = np.array([0, 1] * 20)
+    x = np.random.default_rng(5).normal(size=(40, 3)) + y[:, None]
+    folds = [F.assign_folds(y, np.arange(40), 4, seed=s) for s in (3, 4)]
+    lines: list[str] = []
+    F.repeated_frozen_oof(x, y, folds, seed=3, log=lines.append)
+    assert len(lines) == 8
+    assert all(line.startswith("assignment 1/2 (seed 3): fold ") for line in lines[:4])
+    assert all(line.startswith("assignment 2/2 (seed 4): fold ") for line in lines[4:])
+    single: list[str] = []
+    F.repeated_frozen_oof(x, y, folds[:1], seed=3, log=single.append)
+    assert single[0].startswith("fold 1/4: head trained on ")

@@ -398,8 +398,13 @@ def repeated_frozen_oof(
     ``seed + r``, as ``--seed`` would give it alone); an image's probability is the mean logit
     of its repetitions. Each is an honest out-of-fold probability, so their mean is one too;
     averaging takes out the luck of one split (which images share a training set, which ones
-    the pruning drops). ``pruned`` lists every repetition's folds in turn."""
-    runs = [frozen_oof(features, y, f, seed=seed + r, **kw) for r, f in enumerate(folds)]
+    the pruning drops). ``pruned`` lists every repetition's folds in turn; with more than one,
+    each log line names its assignment."""
+    log = kw.pop("log", None)
+    runs = [
+        frozen_oof(features, y, f, seed=seed + r, log=_named(log, r, len(folds), seed), **kw)
+        for r, f in enumerate(folds)
+    ]
     if len(runs) == 1:
         return runs[0]
     return OutOfFold(
@@ -411,6 +416,15 @@ def repeated_frozen_oof(
         mirror=runs[0].mirror,
         repeat_folds=np.stack([r.fold for r in runs]),
     )
+
+
+def _named(
+    log: Callable[[str], None] | None, r: int, n: int, seed: int
+) -> Callable[[str], None] | None:
+    """``log`` with each line prefixed by fold assignment ``r`` of ``n`` (and its seed)."""
+    if log is None or n == 1:
+        return log
+    return lambda line: log(f"assignment {r + 1}/{n} (seed {seed + r}): {line}")
 
 
 NORM_SAMPLE = 256
