@@ -577,22 +577,38 @@ class Verified:
     """(a, b, score) of the pairs just below the acceptance."""
     candidates: int
     calibration: Calibration
+    seconds_calibrate: float = 0.0
+    """Basis, per-image features and the null pairs."""
+    seconds_score: float = 0.0
+    """Scoring the candidate pairs."""
 
 
 def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
     """Accept the candidate pairs whose verification score (:mod:`cleaner.verify`) reaches the
     threshold calibrated on this table's own random pairs; identical grey images always pass."""
+    t0 = time.perf_counter()
     gate = np.flatnonzero(pairs.score >= min_correlation)
     scorer = Scorer(table.grey, fit_basis(table.grey))
     cal = calibrate(null_scores(scorer), int(gate.size))
+    t1 = time.perf_counter()
     v = scorer.scores(pairs.a[gate], pairs.b[gate], pairs.mirror[gate])
+    t2 = time.perf_counter()
     same = np.all(table.grey[pairs.a[gate]] == table.grey[pairs.b[gate]], axis=1)
     v[same & ~pairs.mirror[gate]] = 1.0
     ok = v >= cal.threshold
     near = np.flatnonzero(~ok & (v >= cal.review_from))
     review = [(int(pairs.a[gate][k]), int(pairs.b[gate][k]), float(v[k])) for k in near]
     review.sort(key=lambda r: -r[2])
-    return Verified(pairs.a[gate][ok], pairs.b[gate][ok], v[ok], review, int(pairs.a.size), cal)
+    return Verified(
+        pairs.a[gate][ok],
+        pairs.b[gate][ok],
+        v[ok],
+        review,
+        int(pairs.a.size),
+        cal,
+        t1 - t0,
+        t2 - t1,
+    )
 
 
 def direct_groups(
@@ -768,6 +784,11 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
         (int(hamming(crops[k], np.full(crops.shape[1], h[c])).min()), CROP),
     ]
     return min(options, key=lambda o: o[0])
+
+
+def duplicates_path(root: str | os.PathLike[str]) -> Path:
+    """``R/.cleaner/duplicates.json``: the groups ``predict`` keeps in one fold."""
+    return Path(root) / STATE_DIR / DUPLICATES_FILE
 
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
