@@ -134,7 +134,18 @@ def run_cleaner(folder: Path, names: list[str], radius: int, min_corr: float) ->
     unchecked = {
         frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(pairs.a, pairs.b, strict=True)
     }
+    assert ver.tested is not None
+    ta, tb, tv = ver.tested
+    sweep = {}
+    for t in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        keep = tv >= t
+        got = {
+            frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(ta[keep], tb[keep], strict=True)
+        }
+        r = score(got, TRUTH)
+        sweep[t] = {"false_pairs": r["false_pairs"], "recall": r["recall"]}
     return {
+        "threshold_sweep": sweep,
         "seconds": round(time.perf_counter() - t0, 2),
         "seconds_search": round(t_search, 2),
         "seconds_verify": round(t_verify, 2),

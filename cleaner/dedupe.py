@@ -581,6 +581,8 @@ class Verified:
     """Basis, per-image features and the null pairs."""
     seconds_score: float = 0.0
     """Scoring the candidate pairs."""
+    tested: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """(a, b, score) of every pair scored (benchmarks read it)."""
 
 
 def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
@@ -591,7 +593,7 @@ def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Veri
     scorer = Scorer(table.grey, fit_basis(table.grey))
     cal = calibrate(null_scores(scorer), int(gate.size))
     t1 = time.perf_counter()
-    v = scorer.scores(pairs.a[gate], pairs.b[gate], pairs.mirror[gate])
+    v = scorer.scores(pairs.a[gate], pairs.b[gate], pairs.mirror[gate], cal.threshold)
     t2 = time.perf_counter()
     same = np.all(table.grey[pairs.a[gate]] == table.grey[pairs.b[gate]], axis=1)
     v[same & ~pairs.mirror[gate]] = 1.0

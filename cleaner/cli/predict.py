@@ -158,9 +158,10 @@ def predict(
         from cleaner.dedupe import duplicates_path
 
         if not duplicates_path(root).is_file():
-            err_console.print(
+            print(
                 f"note: no duplicate groups to respect ({duplicates_path(root)} is absent): near "
-                f"copies may fall in different folds; run `cleaner dedupe --root {root}` first"
+                f"copies may fall in different folds; run `cleaner dedupe --root {root}` first",
+                file=sys.stderr,
             )
     quiet_tensorflow()
     from cleaner.models import predict as stage
