@@ -123,3 +123,24 @@ def test_every_member_matches_its_kept_copy_directly(
     if first is not None:
         mine = {m for e in linked if first in e for m in e} - {first}
         assert (first, {m: 1.0 for m in mine}) in groups
+
+
+def test_report_shows_scores_and_the_review_list(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    many_copies(root, n=6, copied=2)
+    assert runner.invoke(app, ["dedupe", "--root", str(root)]).exit_code == 0
+    dup = root / ".cleaner/duplicates.json"
+    doc = json.loads(dup.read_text())
+    # a pair held back for review, as dedupe writes it when the evidence falls just short
+    doc["review_pairs"] = [{"a": "real_images/r4.jpg", "b": "fake_images/f4.jpg", "score": 0.5}]
+    dup.write_text(json.dumps(doc))
+    out = tmp_path / "report.html"
+    res = runner.invoke(app, ["report", "--root", str(root), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    groups = json.loads(html.split('id="data-duplicates">')[1].split("</script>")[0])
+    scored = [m for g in groups for m in g["members"] if not m["kept"]]
+    assert len(scored) == 2 and all(0.6 <= m["score"] <= 1 for m in scored)
+    review = json.loads(html.split('id="data-dup-review">')[1].split("</script>")[0])
+    assert [m["path"] for m in review[0]["members"]] == ["real_images/r4.jpg", "fake_images/f4.jpg"]
+    assert "not quarantined" in html and "calibrated on" in html
