@@ -610,6 +610,7 @@ def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Veri
         cal,
         t1 - t0,
         t2 - t1,
+        (pairs.a[gate], pairs.b[gate], v),
     )
 
 
