@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +46,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fsync_dir(path.parent)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """:func:`atomic_write` of a UTF-8 text."""
+    """:func:`atomic_write` of a UTF-8 text.
+
+    A ``.json`` text that holds a file name that is not UTF-8 (surrogate escapes, as ``os``
+    gives such names) gets them written as JSON ``\\udcXX`` escapes: the file stays UTF-8 and
+    ``json.loads`` gives back the same name (they can only sit inside JSON strings)."""
+    if path.suffix == ".json" and not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")

@@ -649,7 +649,7 @@ def _run_moves(
     verify: bool,
     progress: bool | None,
     extra: dict[str, Any] | None = None,
-    end_extra: dict[str, Any] | None = None,
+    end_fields: Callable[[list[MoveResult]], dict[str, Any]] | None = None,
 ) -> list[MoveResult]:
     """The journaled move loop shared by :func:`apply_moves` and :func:`undo`; ``norm`` holds
     each move's (src, dst) checked and normalised by :func:`_validate_moves`.
@@ -836,7 +836,8 @@ def _run_moves(
             j.sync()
             bar.update(min(start + batch_size, len(moves)) - start)
         n_moved = sum(1 for r in results if r is not None and r.status == "moved")
-        j.write({"op": "end", "time": _now(), "moved": n_moved, **(end_extra or {})})
+        more = end_fields([r for r in results if r is not None]) if end_fields else {}
+        j.write({"op": "end", "time": _now(), "moved": n_moved, **more})
     finally:
         bar.close()
         j.close()
@@ -1015,10 +1016,11 @@ def undo(
     rootp = Path(os.path.realpath(root))
     jdir = journal_dir(rootp)
     if not jdir.is_dir():
+        what = "no applied run to undo" if run_id is None else f"no run {run_id!r}"
         raise CleanerError(
-            f"no journal under {rootp} ({jdir} is missing): undo has no record of any run there. "
-            "Either nothing was applied, or the journal was deleted, and then earlier moves "
-            "cannot be undone automatically"
+            f"{what} under {rootp}: the journal folder {jdir} is missing, so undo has no record "
+            "of any run there (nothing was applied, or the journal was deleted: then earlier "
+            "moves cannot be undone automatically)"
         )
     with write_lock(rootp):
         rep = recover(rootp)
@@ -1028,6 +1030,7 @@ def undo(
         restored: list[MoveResult] = []
         left: list[MoveResult] = []
         uid = ""
+        recorded = False
         for _ in range(50):  # each pass restores at least one file, or the loop ends
             moves, of, gone = _undo_moves(rootp, target.run_id, recs)
             if not moves:
@@ -1046,15 +1049,19 @@ def undo(
                 suffix=False,
                 verify=True,
                 progress=progress,
-                end_extra={"complete": False},
+                # the run is undone when a pass leaves nothing out of place
+                end_fields=lambda rs, gone=gone: {
+                    "complete": not gone and all(r.status == "moved" for r in rs)
+                },
             )
             moved = [r for r in results if r.status == "moved"]
             restored += moved
             stuck = [r for r in results if r.status != "moved"]
+            recorded = not gone and not stuck
             if not moved or not any(w in r.why for r in stuck for w in _RETRY):
                 left = gone + stuck
                 break
-        if not left:  # every file is back: only now is the run undone
+        if not left and not recorded:  # all back, no pass said so: record the run as undone
             marker = _undo_marker(rootp, target.run_id)
             uid = uid or marker
     left = [

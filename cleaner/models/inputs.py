@@ -35,24 +35,37 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cleaner.engine import default_workers
+from cleaner.errors import CleanerError
 from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-CROPS = ("center", "resize")
+class CropPolicy(StrEnum):
+    """How an image becomes the model's square input (see the module's docstring)."""
+
+    CENTER = "center"
+    RESIZE = "resize"
+
+
+CROPS = tuple(c.value for c in CropPolicy)
+
+
+class CropError(CleanerError, ValueError):
+    """An unknown crop policy (from a model's metrics.json or a script): one line, exit 1."""
 
 
 def check_crop(crop: str) -> str:
-    """The crop policy, or a ValueError naming the choices."""
+    """The crop policy, or a :class:`CropError` naming the choices."""
     if crop not in CROPS:
-        raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
-    return crop
+        raise CropError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    return str(crop)
 
 
 def load_one(
