@@ -153,6 +153,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             f"root {str(root)!r} is not a folder; pass --root with your dataset folder"
         )
     p = p.resolve()
+    state_path(p)  # ROOT/.cleaner a symlink or a file: refused before any command starts
     class_dirs = find_class_dirs(p)
     _refuse_aliased_classes(p, class_dirs)
     outside = tuple(
@@ -180,7 +181,9 @@ def _refuse_aliased_classes(root: Path, class_dirs: dict[str, tuple[str, ...]]) 
     """One folder cannot be both classes: a class folder that is (a symlink to) the other
     class's folder, or to a folder holding it, would list each file under both labels, and
     dedupe would quarantine every one of them."""
-    real = [(label, name, _realpath(root / name)) for label, ds in class_dirs.items() for name in ds]
+    real = [
+        (label, name, _realpath(root / name)) for label, ds in class_dirs.items() for name in ds
+    ]
     for la, na, pa in real:
         for lb, nb, pb in real:
             if la != lb and pb.is_relative_to(pa):
@@ -255,9 +258,9 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
         seen.add(key)
         try:
             entries = list(os.scandir(d))
-        except OSError as e:  # reported, never skipped silently: its files are not counted
+        except OSError as err:  # reported, never skipped silently: its files are not counted
             rel = str(d)[cut:].replace(os.sep, "/") + "/"
-            why = f"folder cannot be listed: {e.strerror or e}"
+            why = f"folder cannot be listed: {err.strerror or err}"
             out.append(FileEntry(rel, label, d, problem=why))
             continue
         for e in entries:
@@ -312,7 +315,9 @@ def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
         except FileNotFoundError:
             break  # the rest is created below ROOT/.cleaner by the writer
         except OSError as e:
-            raise CleanerError(f"cannot read {p}: {e.strerror or e}; check its permissions") from None
+            raise CleanerError(
+                f"cannot read {p}: {e.strerror or e}; check its permissions"
+            ) from None
         if stat.S_ISLNK(st.st_mode):
             raise PathEscapeError(
                 f"{p} is a symlink (to {os.readlink(p)}); cleaner writes its state only inside "

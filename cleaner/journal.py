@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import os
 import posixpath
@@ -980,6 +981,11 @@ def _undo_moves(
     return moves, of, left
 
 
+def _complete(gone: bool, results: list[MoveResult]) -> dict[str, Any]:
+    """The ``end`` fields of an undo pass: the run is undone when a pass leaves nothing out."""
+    return {"complete": not gone and all(r.status == "moved" for r in results)}
+
+
 def _undo_marker(root: Path, target: str) -> str:
     """An empty undo journal that records ``target`` as wholly undone."""
     uid = new_run_id()
@@ -1050,9 +1056,7 @@ def undo(
                 verify=True,
                 progress=progress,
                 # the run is undone when a pass leaves nothing out of place
-                end_fields=lambda rs, gone=gone: {
-                    "complete": not gone and all(r.status == "moved" for r in rs)
-                },
+                end_fields=functools.partial(_complete, bool(gone)),
             )
             moved = [r for r in results if r.status == "moved"]
             restored += moved

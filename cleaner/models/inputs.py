@@ -47,6 +47,7 @@ from cleaner.images import ImageError, load_array
 if TYPE_CHECKING:
     import tensorflow as tf
 
+
 class CropPolicy(StrEnum):
     """How an image becomes the model's square input (see the module's docstring)."""
 
