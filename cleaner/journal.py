@@ -380,7 +380,8 @@ def _last_record(path: Path) -> dict[str, Any] | None:
             rec = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        return rec if isinstance(rec, dict) else None
+        if _well_formed(rec):  # a damaged line after ``end`` does not reopen the run
+            return dict(rec)
     return None
 
 
@@ -1079,11 +1080,8 @@ def undo(
         )
         for r in left
     ]
-    if damaged:
-        rep = RecoveryReport(
-            rep.runs,
-            rep.completed,
-            rep.rolled_back,
-            [*rep.problems, *(f"ignored damaged journal line: {d}" for d in damaged)],
-        )
+    notes = [f"ignored damaged journal line: {d}" for d in damaged]
+    if any(n not in rep.problems for n in notes):
+        extra = [n for n in notes if n not in rep.problems]
+        rep = RecoveryReport(rep.runs, rep.completed, rep.rolled_back, [*rep.problems, *extra])
     return UndoResult(uid, target.run_id, restored, left, rep)

@@ -40,7 +40,7 @@ class PredictionsError(CleanerError):
     """A predictions file that fails validation: refused whole, one line naming the entry."""
 
 
-MAX_BYTES = 512 * 1024 * 1024
+MAX_BYTES = 256 * 1024 * 1024
 """Largest predictions file read (100,000 v1 entries take about 20 MB): ``-p /dev/zero`` or a
 wrong file must get one line, not a process that grows until the machine swaps."""
 MAX_INT_DIGITS = 32

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from cleaner import journal, predictions
 from cleaner.cli import app
 from cleaner.hashing import file_sha256
-from cleaner.journal import Move, apply_moves, undo
+from cleaner.journal import Move, apply_moves
 from cleaner.web import create_app
 from tests.relabel_helpers import png_bytes, snapshot
 
@@ -110,61 +110,8 @@ def test_undo_restores_a_swap_of_repeated_names_at_any_batch_size(
     one_line_error(code, err, "undone already")
 
 
-NAMES = st.sampled_from(["a.png", "b.png", "a~1.png", "n000.png", "x"])
-CLASSES = st.sampled_from(["real_images", "fake_images", "real_images/s", "fake_images/s"])
-
-
-@st.composite
-def crowded_tree(draw: st.DrawFn) -> tuple[dict[str, bytes], list[Move]]:
-    """Few names shared by every class folder, moves between them (swaps, chains, cycles)."""
-    files = draw(
-        st.dictionaries(
-            st.tuples(CLASSES, NAMES).map("/".join), st.integers(0, 5).map(png_bytes), max_size=14
-        )
-    )
-    srcs = draw(st.lists(st.sampled_from(sorted(files)), unique=True)) if files else []
-    dsts = st.tuples(CLASSES, NAMES).map("/".join)
-    return files, [Move(s, draw(dsts)) for s in srcs]
-
-
-@settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    case=crowded_tree(),
-    batch=st.integers(1, 600),
-    undo_batch=st.integers(1, 600),
-    link=st.booleans(),
-)
-def test_property_repeated_names_any_batch_size_exact_undo(
-    case: tuple[dict[str, bytes], list[Move]],
-    batch: int,
-    undo_batch: int,
-    link: bool,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Apply and undo each at any batch size (1 to 600, drawn apart: a name the apply freed
-    in an earlier batch may be filled again before the undo's one batch gets to it)."""
-    files, moves = case
-    monkeypatch.setenv("CLEANER_TEST_BATCH_SIZE", str(batch))
-    monkeypatch.setenv("CLEANER_MOVE_METHOD", "link" if link else "atomic")
-    with tempfile.TemporaryDirectory() as d:
-        root = Path(d)
-        for rel, data in files.items():
-            put(root, rel, data)
-        before = snapshot(root)
-        run = apply_moves(root, moves, command="prop", progress=False)
-        assert sorted(snapshot(root).values()) == sorted(before.values())  # nothing lost
-        assert {r.src for r in run.moved} == {m.src for m in moves}
-        if moves:
-            monkeypatch.setenv("CLEANER_TEST_BATCH_SIZE", str(undo_batch))
-            res = undo(root)
-            assert not res.left
-            with pytest.raises(Exception, match="undone already"):
-                undo(root)
-        assert snapshot(root) == before
+# the journal's property test (tests/test_journal.py) draws names repeated across the classes
+# and batch sizes from 1 to 600 for apply and undo apart
 
 
 # ------------------------------------------------------------------ 2: names that are not UTF-8
