@@ -143,8 +143,9 @@ def tf_dataset(
     n_threads = threads or default_workers()  # PIL releases the GIL while it decodes
 
     def _load(p: Any) -> tuple[np.ndarray, np.bytes_]:
-        arr, err = load_one(p.decode() if isinstance(p, bytes) else str(p), size, crop)
-        return arr, np.bytes_(err.encode())
+        # bytes both ways (os.fsencode/fsdecode): a file name that is not UTF-8 survives TF
+        arr, err = load_one(os.fsdecode(p) if isinstance(p, bytes) else str(p), size, crop)
+        return arr, np.bytes_(err.encode("utf-8", "backslashreplace"))
 
     def _map(p: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         img, err = tf.numpy_function(_load, [p], [tf.uint8, tf.string], stateful=False)
@@ -152,7 +153,7 @@ def tf_dataset(
         err = tf.ensure_shape(err, ())
         return tf.cast(img, tf.float32), err
 
-    ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths] or [""][:0])
+    ds = tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in paths] or [b""][:0])
     ds = ds.map(_map, num_parallel_calls=n_threads, deterministic=True)
     options = tf.data.Options()
     options.threading.private_threadpool_size = n_threads
