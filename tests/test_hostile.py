@@ -159,6 +159,8 @@ def test_a_byte_name_goes_through_dedupe_and_back(tmp_path: Path) -> None:
     assert code == 0, err
     assert sorted(snapshot(root).values()) == sorted(before.values())  # nothing lost
     assert len(list((root / "quarantine").rglob("*"))) > 0
+    code, _, err = cli("report", "--root", str(root), "--out", str(tmp_path / "r.html"), "--json")
+    assert code == 0, err
     code, _, err = cli("undo", "--root", str(root))
     assert code == 0, err
     assert snapshot(root) == before
@@ -451,6 +453,28 @@ def test_an_unlistable_folder_is_reported(small: Path) -> None:
         assert json.loads(out)["counts"]["real"].get("unlistable") == 1
     finally:
         locked.chmod(0o700)
+
+
+def test_a_folder_the_system_refuses_to_list_is_reported(
+    small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the listing call itself (this suite often runs as root, which lists
+    anything): a folder whose listing fails gets an ``unlistable`` row, not a silent gap."""
+    put(small, "real_images/locked/x.png", png_bytes(9))
+    real_scandir = os.scandir
+
+    def scandir(path: os.PathLike[str] | str) -> Iterator[os.DirEntry[str]]:
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = cli("scan", "--root", str(small), "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["real"].get("unlistable") == 1
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    rows = (small / ".cleaner/manifest.csv").read_text().splitlines()
+    assert any(r.startswith("real_images/locked/,") and "Permission denied" in r for r in rows)
 
 
 # ------------------------------------------------------------------ 9: serve
