@@ -331,10 +331,13 @@ def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
     return base.joinpath(*parts)
 
 
-def check_relpath(relpath: str) -> PurePosixPath:
+def check_relpath(relpath: str, *, backslash_is_separator: bool = True) -> PurePosixPath:
     """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
 
-    Pure: looks at the string only (see :func:`resolve_inside` for symlinks)."""
+    Pure: looks at the string only (see :func:`resolve_inside` for symlinks). A backslash is a
+    folder separator (paths written on Windows) unless ``backslash_is_separator=False``: for a
+    name cleaner found on disk, where ``\\`` is an ordinary character of a POSIX file name and
+    converting it would name another file."""
     if not relpath or "\x00" in relpath:
         raise PathEscapeError(f"path {relpath!r} is empty or not a valid path")
     try:  # a lone surrogate (\ud800) names no file: no byte string encodes it
@@ -344,8 +347,8 @@ def check_relpath(relpath: str) -> PurePosixPath:
             f"path {relpath!r} holds a character no file name can hold (a lone surrogate); "
             "write the file's real name"
         ) from None
-    s = relpath.replace("\\", "/")
-    if s.startswith("/") or (len(s) > 1 and s[1] == ":"):
+    s = relpath.replace("\\", "/") if backslash_is_separator else relpath
+    if s.startswith("/") or (backslash_is_separator and len(s) > 1 and s[1] == ":"):
         raise PathEscapeError(f"path {relpath!r} is absolute; paths must be relative to ROOT")
     parts: list[str] = []
     for part in PurePosixPath(s).parts:
@@ -364,8 +367,15 @@ def check_relpath(relpath: str) -> PurePosixPath:
 
 def resolve_inside(root: Path, relpath: str) -> Path:
     """The absolute path of ``relpath`` under ``root``, refusing anything that would leave ROOT:
-    ``..``, absolute paths, and symlinks (anywhere along the path) whose target is outside."""
-    rel = check_relpath(relpath)
+    ``..``, absolute paths, and symlinks (anywhere along the path) whose target is outside.
+    A path with a backslash that names a file as written is that file (a POSIX name may hold
+    ``\\``); otherwise the backslash is read as a Windows folder separator."""
+    literal = "\\" in relpath and os.path.lexists(
+        os.path.join(
+            os.path.realpath(root), *check_relpath(relpath, backslash_is_separator=False).parts
+        )
+    )
+    rel = check_relpath(relpath, backslash_is_separator=not literal)
     root = Path(os.path.realpath(root))
     p = root.joinpath(*rel.parts)
     if not Path(os.path.realpath(p)).is_relative_to(root):

@@ -333,7 +333,7 @@ def _well_formed(rec: object) -> bool:
             if not isinstance(v, str):
                 return False
             try:
-                check_relpath(v)
+                check_relpath(v, backslash_is_separator=False)
             except PathEscapeError:
                 return False
         if "of" in rec and (not isinstance(rec["of"], int) or isinstance(rec["of"], bool)):
@@ -852,8 +852,9 @@ def _validate_moves(moves: Sequence[Move]) -> list[tuple[str, str]]:
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
     for m in moves:
-        src = str(check_relpath(m.src))
-        dst = str(check_relpath(m.dst))
+        # names found on disk: a backslash in them is a character, never a separator
+        src = str(check_relpath(m.src, backslash_is_separator=False))
+        dst = str(check_relpath(m.dst, backslash_is_separator=False))
         for rel, name in ((src, m.src), (dst, m.dst)):
             if rel.split("/", 1)[0] == STATE_DIR:
                 raise PathEscapeError(f"path {name!r} is inside {STATE_DIR}/, cleaner's own state")

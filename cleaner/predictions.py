@@ -242,8 +242,16 @@ class _Reader:
             raise self.fail(
                 where, f"path {raw!r} is not a file name", "give a path relative to ROOT"
             )
-        s = raw.replace("\\", "/")
-        if s.startswith("/") or (len(s) > 1 and s[1] == ":"):
+        # a backslash is a Windows separator, unless the name as written is a file under ROOT
+        # (on POSIX it is an ordinary character: converting it would name another file)
+        literal = (
+            "\\" in raw
+            and self.root is not None
+            and not raw.startswith(("/", "\\"))
+            and os.path.lexists(os.path.join(self.root, raw))
+        )
+        s = raw if literal else raw.replace("\\", "/")
+        if s.startswith("/") or (not literal and len(s) > 1 and s[1] == ":"):
             inside = None
             if self.root is not None and self.real_root is not None:
                 cand = Path(os.path.normpath(s))
@@ -261,7 +269,8 @@ class _Reader:
         try:
             parts = s.split("/")
             if not s.isascii() or "\x00" in s or any(p in ("", ".", "..") for p in parts):
-                rel = str(check_relpath(s))  # the slow, careful path for unusual spellings
+                # the slow, careful path for unusual spellings
+                rel = str(check_relpath(s, backslash_is_separator=not literal))
             else:
                 rel = s  # already normal: no '..', no empty or '.' parts
             if self.root is not None:

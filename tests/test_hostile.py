@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
@@ -125,6 +125,8 @@ RAW_NAMES = (
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=RAW_NAMES)
+@example(name=b"bad\xff\xfe.jpg")
+@example(name=b"\\.png")  # a backslash is a character of a POSIX name, not a separator
 def test_any_byte_name_scans_moves_and_undoes_like_any_other(name: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "R"
@@ -147,6 +149,26 @@ def test_any_byte_name_scans_moves_and_undoes_like_any_other(name: bytes) -> Non
         code, _, err = cli("undo", "--root", str(root))
         assert code == 0, err
         assert snapshot(root) == before
+
+
+def test_a_backslash_name_never_stands_for_another_file(tmp_path: Path) -> None:
+    """``real_images/a\\b.png`` (one name) and ``real_images/a/b.png`` (a folder and a name):
+    relabeling the first must move it, never the second."""
+    root = tmp_path / "R"
+    put(root, "real_images/a\\b.png", png_bytes(1))
+    put(root, "real_images/a/b.png", png_bytes(2))
+    put(root, "fake_images/c.png", png_bytes(3))
+    before = snapshot(root)
+    preds = write_json(tmp_path / "p.json", {"real_images/a\\b.png": "fake"})
+    code, out, err = cli(
+        "separate", "--root", str(root), "-p", preds, "--max-fraction", "1", "--apply", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["moved"] == 1
+    assert (root / "fake_images/a\\b.png").read_bytes() == png_bytes(1)
+    assert (root / "real_images/a/b.png").read_bytes() == png_bytes(2)
+    assert cli("undo", "--root", str(root))[0] == 0
+    assert snapshot(root) == before
 
 
 def test_a_byte_name_goes_through_dedupe_and_back(tmp_path: Path) -> None:
