@@ -427,8 +427,10 @@ class _Journal:
 
 
 def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
+    """The journals under ROOT; a symlink among them is never read or appended to (recovery
+    would write through it, outside ROOT)."""
     d = journal_dir(root)
-    return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+    return sorted(p for p in d.glob("*.jsonl") if not p.is_symlink()) if d.is_dir() else []
 
 
 def _first_record(path: Path) -> dict[str, Any]:

@@ -242,10 +242,11 @@ class _Reader:
             raise self.fail(
                 where, f"path {raw!r} is not a file name", "give a path relative to ROOT"
             )
-        # a backslash is a Windows separator, unless the name as written is a file under ROOT
-        # (on POSIX it is an ordinary character: converting it would name another file)
+        # a backslash is a Windows separator and "c:" a drive, unless the name as written is a
+        # file under ROOT (on POSIX both are ordinary characters: reading them otherwise would
+        # name another file, or refuse a real one)
         literal = (
-            "\\" in raw
+            ("\\" in raw or raw[1:2] == ":")
             and self.root is not None
             and not raw.startswith(("/", "\\"))
             and os.path.lexists(os.path.join(self.root, raw))

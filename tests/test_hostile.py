@@ -262,6 +262,22 @@ def test_state_through_a_symlink_is_refused_and_nothing_is_written_outside(
     assert snapshot(root) == before
 
 
+def test_a_symlinked_journal_file_is_never_written_through(small: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text('{"op":"begin","run":"x","seq":1,"kind":"apply"}\n')
+    (small / ".cleaner/journal").mkdir(parents=True)
+    (small / ".cleaner/journal/x.jsonl").symlink_to(outside)
+    before = snapshot(small)
+    preds = write_json(tmp_path / "p.json", {"real_images/a.png": "fake"})
+    code, _, err = cli(
+        "separate", "--root", str(small), "-p", preds, "--max-fraction", "1", "--apply"
+    )
+    assert code == 0, err
+    assert outside.read_text() == '{"op":"begin","run":"x","seq":1,"kind":"apply"}\n'
+    assert cli("undo", "--root", str(small))[0] == 0
+    assert snapshot(small) == before
+
+
 def test_state_folder_that_is_a_file_or_holds_a_folder_for_a_file(tmp_path: Path) -> None:
     root = tmp_path / "R"
     put(root, "real_images/a.png", png_bytes(1))
