@@ -18,6 +18,7 @@ from cleaner.cli._common import (
     print_json,
     quiet_tensorflow,
 )
+from cleaner.models.inputs import CropPolicy
 
 
 @cli_errors
@@ -71,7 +72,7 @@ def train(
         bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
     ] = True,
     crop: Annotated[
-        str | None,
+        CropPolicy | None,
         typer.Option(
             "--crop",
             help="center (native-resolution crops) or resize (whole image); default: "
