@@ -10,7 +10,6 @@ import datetime as dt
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -52,7 +51,8 @@ def _cert_chain() -> tuple[bytes, bytes]:
         return (
             x509.CertificateBuilder().subject_name(name(subject)).issuer_name(issuer)
             .public_key(public).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=7))
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=7))
         )  # fmt: skip
 
     ca_pub = ca_key.public_key()
