@@ -15,6 +15,7 @@ camera named by its EXIF.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,8 +62,15 @@ _TABLES = _ijg_tables()
 
 
 def jpeg_quality(luma: Sequence[int]) -> int:
-    """The libjpeg quality (1-100) whose luminance table is nearest to ``luma``: exact for
-    files written by libjpeg-based encoders (Pillow, OpenCV, most cameras' close enough)."""
+    """The libjpeg quality (1-100) whose luminance table is nearest to ``luma`` (in log
+    ratio): exact for files written by libjpeg-based encoders (Pillow, OpenCV), the nearest
+    equivalent for others (cameras' own tables)."""
+    return _quality(tuple(int(v) for v in luma))
+
+
+@functools.lru_cache(maxsize=256)
+def _quality(luma: tuple[int, ...]) -> int:
+    """Cached: a folder holds few distinct tables."""
     t = np.asarray(luma, dtype=np.float64)[:64]
     if t.size != 64:
         return 0
