@@ -24,6 +24,7 @@ from cleaner import engine, images
 from cleaner.audit import properties, scores, store
 from cleaner.audit.provenance import Evidence, evidence_of
 from cleaner.dataset import FileEntry, open_dataset
+from cleaner.errors import CleanerError
 
 
 @dataclass
@@ -194,3 +195,23 @@ def run_audit(
     if out is not None:
         store.write_audit(rootp, doc, Path(out))
     return result
+
+
+def shortcut_warning(root: str | os.PathLike[str]) -> str:
+    """One line for ``cleaner train`` when ROOT's last audit found a shortcut ('' otherwise,
+    also when there is no audit or it does not parse: a warning must never stop training)."""
+    try:
+        doc = store.read_audit(root)
+    except CleanerError:
+        return ""
+    s = (doc or {}).get("shortcut") or {}
+    if not s.get("shortcut"):
+        return ""
+    named = ", ".join(s.get("named") or []) or "several properties together"
+    return (
+        f"the audit of {root} ({doc.get('generated', '?') if doc else '?'}) found a shortcut: "
+        f"AUC {s.get('auc', 0):.3f} [{s.get('low', 0):.3f}, {s.get('high', 0):.3f}] from the "
+        f"files' form alone ({named}); the detector may learn that instead of the pictures and "
+        f"fail elsewhere. See `cleaner audit --root {root}`; `--equalize OUT` writes a copy "
+        f"without it"
+    )

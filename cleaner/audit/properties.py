@@ -158,6 +158,15 @@ def read_properties(data: bytes) -> Props:
         return _bad(images.CORRUPT, reason, sha, len(data), im.format or "")
 
 
+def _metadata_part(im: Image.Image, fmt: str, data: bytes) -> bytes:
+    """The bytes that can hold metadata: a JPEG's segments before its first scan (XMP, C2PA's
+    APP11 boxes; the compressed pixels after it are never searched), the whole file otherwise."""
+    fp = getattr(im, "fp", None)
+    if fmt in ("JPEG", "MPO") and fp is not None:
+        return data[: max(int(fp.tell()), 2)]  # Pillow stops reading at the first scan
+    return data
+
+
 def _truncated(fmt: str, data: bytes) -> str:
     """Why the file looks cut short (a missing end marker), without decoding the pixels."""
     if fmt == "JPEG" and data.rfind(b"\xff\xd9") < 0:
@@ -169,6 +178,7 @@ def _truncated(fmt: str, data: bytes) -> str:
 
 def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
     fmt = im.format or images.sniff_format(data[:32]) or ""
+    head = _metadata_part(im, fmt, data)
     cut = _truncated(fmt, data)
     if cut:
         return _bad(images.TRUNCATED, cut, sha, len(data), fmt)
@@ -180,7 +190,7 @@ def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
         "alpha": im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info,
         "jpeg_quality": 0, "subsampling": "", "progressive": False,
         "icc": bool(info.get("icc_profile")),
-        "xmp": b"<x:xmpmeta" in data or "XML:com.adobe.xmp" in info or bool(info.get("xmp")),
+        "xmp": b"<x:xmpmeta" in head or "XML:com.adobe.xmp" in info or bool(info.get("xmp")),
     }  # fmt: skip
     if fmt in ("JPEG", "MPO"):
         q = getattr(im, "quantization", None) or {}
@@ -192,7 +202,8 @@ def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
     p.update(_exif(im))
     text = {str(k): v for k, v in info.items() if str(k) not in _IGNORED_INFO}
     p["png_text"] = sorted(text)[:20]
-    p.update(_c2pa(data, fmt))
+    p.update(_c2pa(data, fmt) if b"c2pa" in head else {"c2pa": "", "c2pa_source": "",
+                                                         "c2pa_generator": ""})  # fmt: skip
     p["generator"] = _generator(text, p)
     return p
 
@@ -220,8 +231,6 @@ def _c2pa(data: bytes, fmt: str) -> Props:
     """The C2PA manifest's validation state, digital source type and claim generator
     (``c2pa-python``), read only when the bytes hold a C2PA JUMBF box."""
     out: Props = {"c2pa": "", "c2pa_source": "", "c2pa_generator": ""}
-    if b"c2pa" not in data:
-        return out
     mime = {
         "JPEG": "image/jpeg",
         "MPO": "image/jpeg",
