@@ -176,3 +176,23 @@ def test_faces140k_sample_has_no_shortcut(tmp_path: Path) -> None:
             shutil.copy(p, root / dst / p.name)
     s = _audit(root)["shortcut"]
     assert not s["shortcut"] and s["named"] == [] and s["auc"] < 0.7, s
+
+
+def test_audit_never_imports_tensorflow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "R"
+    for i in range(3):
+        make_jpeg(root / "real_images" / f"r{i}.jpg", seed=i)
+        make_png(root / "fake_images" / f"f{i}.png", seed=9 + i)
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom cleaner.cli import app\n"
+        f"r = CliRunner().invoke(app, ['audit', '--root', {str(root)!r}, '--workers', '1'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
