@@ -100,7 +100,7 @@ def read_all(
             todo.append(i)
     paths = [str(entries[i].abspath) for i in todo]
     batches = engine.map_batches(
-        properties.read_batch, paths, batch_size=64, workers=workers,
+        properties.read_batch, paths, batch_size=256, workers=workers,
         desc="audit", progress=progress, on_crash=properties.crashed,
     )  # fmt: skip
     for i, p in zip(todo, (p for b in batches for p in b), strict=True):
