@@ -60,7 +60,9 @@ class PropertyScore:
     high: float
     named: bool
     leans: str
-    """Which class the property's high values/typical categories mark (``fake``/``real``)."""
+    """Numeric properties: ``fake`` when the fakes' values are the higher (AUC > 0.5), else
+    ``real``; categorical ones: the class the score (the category's fake rate) marks, always
+    ``fake`` above 0.5 (see :func:`typical` for what each class holds)."""
     distribution: dict[str, Any] = field(default_factory=dict)
 
 
@@ -262,3 +264,17 @@ def verdict(a: float, low: float, high: float, named: list[str]) -> tuple[bool, 
         )
     tail = f"; yet {', '.join(named)} separate the classes alone" if named else ""
     return False, f"no shortcut: the files' form does not tell the classes apart ({where}){tail}"
+
+
+def typical(prop: dict[str, Any], cls: str) -> str:
+    """One short text for a class's distribution of one property (``asdict`` of a
+    :class:`PropertyScore`): its quartiles, or its commonest category and share."""
+    d = prop.get("distribution") or {}
+    if "edges" in d:
+        q = (d.get(cls) or {}).get("quartiles")
+        return f"{q[1]:g} / {q[2]:g} / {q[3]:g}" if q else ""
+    top = sorted(d.get("top") or [], key=lambda t: -t[cls])
+    if not top or not top[0][cls]:
+        return ""
+    total = (d.get("n") or {}).get(cls, 0) or 1
+    return f"{top[0]['value'] or '(none)'} ({top[0][cls] / total:.0%})"

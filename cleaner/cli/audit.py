@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -116,16 +117,20 @@ def audit(
 
 
 def _print(result: AuditResult, extra: dict[str, Any]) -> None:
+    from cleaner.audit.scores import typical
+
     s = result.shortcut
     table = Table(title=f"cleaner audit: {result.root} ({s.files} images, {s.folds} folds)")
-    for col, just in (("property", "left"), ("AUC", "right"), ("power", "right"),
-                      ("95% interval", "right"), ("marks", "left"), ("named", "left")):  # fmt: skip
+    for col, just in (("property", "left"), ("power", "right"), ("95% interval", "right"),
+                      ("real: quartiles or commonest", "left"), ("fake", "left"),
+                      ("named", "left")):  # fmt: skip
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for p in result.properties:
+        d = asdict(p)
         table.add_row(
             p.name + (" (info)" if p.kind == "informational" else ""),
-            f"{p.auc:.3f}", f"{p.power:.3f}", f"{p.low:.3f}-{p.high:.3f}",
-            p.leans if p.power > 0.55 else "", "yes" if p.named else "",
+            f"{p.power:.3f}", f"{p.low:.3f}-{p.high:.3f}",
+            typical(d, "real"), typical(d, "fake"), "yes" if p.named else "",
         )  # fmt: skip
     console.print(table)
     console.print(s.verdict)
@@ -142,7 +147,7 @@ def _print(result: AuditResult, extra: dict[str, Any]) -> None:
     if result.hostile:
         console.print(f"{len(result.hostile)} files could not be audited:")
         for h in result.hostile[:20]:
-            console.print(f"  {h['path']}: {h['status']} ({h['reason']})")
+            console.print(f"  {h['path']}: {h['status']}: {h['reason']}")
     console.print(f"audit: {result.audit_json} ({result.read} files read, "
                   f"{len(result.files) - result.read} from the cache)")  # fmt: skip
     if "predictions_out" in extra:

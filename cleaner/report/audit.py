@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from cleaner.audit.scores import typical
+
 PLOTS = 8
 """Properties plotted: the named ones first, then the strongest."""
 COLORS = {"real": "#2b7bb9", "fake": "#e07b24"}
@@ -67,26 +69,13 @@ def plot(prop: Mapping[str, Any]) -> str:
                  _share([t["fake"] for t in top], n.get("fake", 0)), prop["name"])  # fmt: skip
 
 
-def _typical(prop: Mapping[str, Any], cls: str) -> str:
-    """One short cell: a class's quartiles, or its commonest category."""
-    d = prop.get("distribution") or {}
-    if "edges" in d:
-        q = (d.get(cls) or {}).get("quartiles")
-        return f"{q[1]:g} / {q[2]:g} / {q[3]:g}" if q else ""
-    top = sorted(d.get("top") or [], key=lambda t: -t[cls])
-    if not top or not top[0][cls]:
-        return ""
-    total = (d.get("n") or {}).get(cls, 0) or 1
-    return f"{top[0]['value'] or '(none)'} ({top[0][cls] / total:.0%})"
-
-
 def audit_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Template data for the section."""
     props = list(doc.get("properties") or [])
     rows = [
         {"name": p["name"], "kind": p["kind"], "auc": f"{p['auc']:.3f}",
          "power": f"{p['power']:.3f}", "interval": f"{p['low']:.3f}-{p['high']:.3f}",
-         "named": p["named"], "real": _typical(p, "real"), "fake": _typical(p, "fake")}
+         "named": p["named"], "real": typical(p, "real"), "fake": typical(p, "fake")}
         for p in props
     ]  # fmt: skip
     order = sorted(props, key=lambda p: (not p["named"], -p["power"]))
