@@ -18,7 +18,13 @@ from typer.testing import CliRunner
 
 from cleaner.audit.properties import jpeg_quality, name_tokens, read_properties
 from cleaner.cli import app
-from tests.image_factory import BAD_KINDS, make_all, make_jpeg, make_png
+from tests.image_factory import (
+    BAD_KINDS,
+    make_all,
+    make_jpeg,
+    make_png,
+    make_symlink_out_of_root,
+)
 
 runner = CliRunner()
 
@@ -80,6 +86,8 @@ def test_hostile_files_never_stop_the_audit(tmp_path: Path) -> None:
         make_jpeg(root / "real_images" / f"ok_{i}.jpg", seed=i)
         make_png(root / "fake_images" / f"ok_{i}.png", seed=10 + i)
     (root / "fake_images" / "a_folder.jpg").mkdir()
+    outside = make_png(tmp_path / "outside.png")
+    make_symlink_out_of_root(root / "fake_images" / "link.png", outside)
     doc = _audit(root)
     listed = {h["path"].rsplit("/", 1)[-1]: h for h in doc["hostile"]}
     for kind in ("bomb", "truncated_jpeg", "truncated_png", "random_bytes", "zero_bytes",
@@ -87,7 +95,8 @@ def test_hostile_files_never_stop_the_audit(tmp_path: Path) -> None:
         name = made[kind].name
         assert listed[name]["status"] == BAD_KINDS[kind].expect_status, listed.get(name)
         assert listed[name]["reason"]
-    assert doc["files"] == len(made) + 12
+    assert listed["link.png"]["status"] == "outside-root"
+    assert doc["files"] == len(made) + 13
     assert doc["shortcut"]["files"] == doc["audited"] > 12
 
 

@@ -137,6 +137,20 @@ def test_comfyui_chunks_are_proof(key: str, value: str) -> None:
     assert "ComfyUI" in read_properties(buf.getvalue())["generator"]
 
 
+def test_webui_parameters_in_a_jpeg_user_comment_are_proof() -> None:
+    text = "a portrait\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1"
+    for comment, proof in (
+        (b"UNICODE\x00" + text.encode("utf-16-be"), True),
+        (b"ASCII\x00\x00\x00" + text.encode(), True),
+        (b"ASCII\x00\x00\x00holiday in Rome", False),
+    ):
+        ex = Image.Exif()
+        ex.get_ifd(0x8769)[0x9286] = comment
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=ex)
+        assert bool(read_properties(buf.getvalue())["generator"]) is proof, comment
+
+
 def test_software_naming_a_generator_is_proof_and_an_editor_is_not() -> None:
     for software, proof in (("Adobe Firefly", True), ("Midjourney v6", True), ("GIMP 2.10", False)):
         ex = Image.Exif()

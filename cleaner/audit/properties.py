@@ -36,7 +36,7 @@ MAX_FILE_BYTES = 1 << 30
 Props = dict[str, Any]
 """One file's properties: JSON-able scalars and short lists (the cache stores them as they are)."""
 
-PROPS_VERSION = 1
+PROPS_VERSION = 2
 """Bumped when :func:`read_properties` changes what it records (the cache is then rebuilt)."""
 
 # ------------------------------------------------------------------------ JPEG quality
@@ -210,7 +210,7 @@ def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
 
 def _exif(im: Image.Image) -> Props:
     """EXIF presence, the camera (make and model) and the Software tag."""
-    out: Props = {"exif": False, "camera": "", "software": ""}
+    out: Props = {"exif": False, "camera": "", "software": "", "webui_exif": False}
     if not im.info.get("exif") and im.format not in ("TIFF",):
         return out
     try:
@@ -224,7 +224,26 @@ def _exif(im: Image.Image) -> Props:
         :80
     ].strip()
     out["software"] = str(ex.get(0x0131, "") or "").strip("\x00 ")[:80]
+    out["webui_exif"] = _webui_comment(ex)
     return out
+
+
+def _webui_comment(ex: Image.Exif) -> bool:
+    """Stable Diffusion WebUI writes its ``parameters`` into a JPEG's or WebP's EXIF
+    UserComment: a prompt, then ``Steps: N, Sampler: ...``."""
+    try:
+        raw = ex.get_ifd(0x8769).get(0x9286)
+    except Exception:  # a broken EXIF sub-IFD is not a broken image
+        return False
+    if not isinstance(raw, bytes | str) or not raw:
+        return False
+    data = raw.encode() if isinstance(raw, str) else raw
+    body = data[8:] if data[:8] in (b"UNICODE\x00", b"ASCII\x00\x00\x00") else data
+    for enc in ("utf-16-be", "utf-16-le", "utf-8"):
+        text = body.decode(enc, errors="ignore")
+        if "Steps:" in text and "Sampler:" in text:
+            return True
+    return False
 
 
 def _c2pa(data: bytes, fmt: str) -> Props:
@@ -271,6 +290,8 @@ def _generator(text: dict[str, Any], p: Props) -> str:
         return "PNG text 'parameters' (Stable Diffusion WebUI)"
     if any(k in text for k in _COMFY_KEYS):
         return "PNG text 'prompt'/'workflow' (ComfyUI)"
+    if p["webui_exif"]:
+        return "EXIF UserComment holds generation parameters (Stable Diffusion WebUI)"
     if p["c2pa_source"] in AI_SOURCE_TYPES:
         return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa'] or 'unknown'} manifest)"
     word = generator_in(p["software"])
