@@ -113,7 +113,9 @@ def read_all(
             for i, e in enumerate(entries)
             if i in stats and got[i].get("sha256")
         }
-        store.write_cache(ds.root, properties.PROPS_VERSION, (props, new_seen))
+        live = {sha for *_, sha in new_seen.values()}  # files gone since: dropped, not kept
+        kept = {sha: p for sha, p in props.items() if sha in live}
+        store.write_cache(ds.root, properties.PROPS_VERSION, (kept, new_seen))
     files = [FileAudit(e.relpath, e.label, got[i]) for i, e in enumerate(entries)]
     return ds.root, files, len(todo)
 
