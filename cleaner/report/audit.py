@@ -57,7 +57,7 @@ def plot(prop: Mapping[str, Any]) -> str:
         if not real.get("n") or not fake.get("n"):
             return ""
         e = d["edges"]
-        labels = [f"{e[i]:g}-{e[i + 1]:g}" for i in range(len(e) - 1)]
+        labels = [f"{e[i]:.3g}" for i in range(len(e) - 1)]  # each bin by its lower edge
         return _bars(labels, _share(real["hist"], real["n"]), _share(fake["hist"], fake["n"]),
                      prop["name"])  # fmt: skip
     top = d.get("top") or []
