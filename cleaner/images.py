@@ -400,3 +400,11 @@ def pixel_digest(im: Image.Image) -> str:
     h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
+
+
+def open_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open one file's header (format sniffing and the size guard apply; no pixel is decoded),
+    for stages that read only metadata (``cleaner audit``). Raises :class:`ImageError`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _open(data, max_pixels)
