@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.atomic import atomic_write
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
+from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset, state_path
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
@@ -796,7 +796,7 @@ def duplicates_path(root: str | os.PathLike[str]) -> Path:
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    out = result.root / STATE_DIR / DUPLICATES_FILE
+    out = state_path(result.root, DUPLICATES_FILE)
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
