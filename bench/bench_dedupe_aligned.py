@@ -121,6 +121,7 @@ def run_cleaner(root: Path, path: Path | None) -> tuple[dict[str, Any], float]:
         capture_output=True,
         text=True,
         env=env,
+        cwd=root.parent,  # not the repository: `python -m` puts the cwd first on sys.path
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
