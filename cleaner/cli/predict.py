@@ -13,7 +13,9 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
@@ -21,6 +23,7 @@ from cleaner.cli._common import (
     fail,
     print_json,
     quiet_tensorflow,
+    use_engine,
 )
 
 ModelOption = Annotated[
@@ -110,6 +113,8 @@ def predict(
             "mean logit: N times the head time, steadier probabilities (each entry's folds).",
         ),
     ] = 1,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Write prob_fake for every ok image of ROOT into a cleaner.predictions.v1 file.
@@ -148,6 +153,7 @@ def predict(
         cleaner predict --root data --backbone efficientnet-lite0 --finetune --epochs 4 \
             --image-size 160 --out preds/lite0-ft.json
     """
+    use_engine(engine, ray_address)
     if (model is None) == (backbone is None):
         raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
     if model is not None and (folds is not None or finetune or weights is not None or repeats > 1):
@@ -232,6 +238,8 @@ def predict_dir(
     image_size: ImageSizeOption = None,
     batch_size: BatchOption = 32,
     crop: CropOption = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Label every image of DIR real or fake with a saved model, into predictions.json.
@@ -246,6 +254,7 @@ def predict_dir(
 
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """
+    use_engine(engine, ray_address)
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

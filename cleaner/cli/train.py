@@ -11,12 +11,15 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     print_json,
     quiet_tensorflow,
+    use_engine,
 )
 
 
@@ -84,6 +87,8 @@ def train(
     max_train: Annotated[
         int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train a real/fake classifier on ROOT; writes M.keras, M.metrics.json and PNG plots.
@@ -104,6 +109,7 @@ def train(
 
         cleaner train --out m.keras --backbone efficientnet-lite2-gram --epochs 0   # GAN faces
     """
+    use_engine(engine, ray_address)
     quiet_tensorflow()
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train

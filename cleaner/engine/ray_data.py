@@ -1,0 +1,236 @@
+"""The Ray engine: the same pure batch functions as the local engine, run by Ray Data.
+
+Records travel as rows ``{"i": position, "rec": pickled record}`` of a Ray dataset; each
+``map_batches`` call hands a stage ``batch_size`` records and gets one result per record back.
+The driver reads the results as they stream in and yields them in input order, batch by batch,
+exactly as the local engine does, so callers (and the caches they write) cannot tell the
+engines apart. Stages never write state: the driver does.
+
+Stateless stages run as Ray tasks (one CPU each); a model stage runs on an actor pool whose
+actors build the network once (``make_fn()``), one actor per GPU when the cluster has GPUs,
+else one per CPU. A worker that dies (OOM killer, a decoder's segfault, a lost node) is
+replaced and its batch re-run by Ray (at most :data:`RETRIES` times); only that batch is
+computed twice.
+
+The session: ``ray.init(address)`` for a named cluster (``CLEANER_RAY_ADDRESS``, e.g.
+``ray://head:10001`` or ``auto``); with no address, a Ray on this machine with one CPU per
+core this process may use. A session that is already running (a test's, a notebook's) is used
+as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import pickle
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from cleaner.engine.local import default_workers
+from cleaner.engine.local import map_batches as local_map_batches
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRIES = 3
+"""Times Ray re-runs a batch whose worker died before the run gives up."""
+
+
+def ensure_session(address: str | None = None, workers: int | None = None) -> None:
+    """Connect to the cluster at ``address``, or start a Ray on this machine; quiet Ray Data's
+    own progress bars and logs (the engine shows one bar)."""
+    import ray
+
+    if not ray.is_initialized():
+        common: dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,  # Ray's start-up notes are not the user's concern
+            "configure_logging": True,
+        }
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(num_cpus=workers or default_workers(), **common)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ctx.execution_options.preserve_order = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _retry_args_quietly() -> Iterator[None]:
+    """Ray Data warns that ``max_retries`` & co. will move to named parameters (Ray 2.64), which
+    do not exist yet for them: pass them without the warning."""
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RayDeprecationWarning)
+        yield
+
+
+def cluster_gpus() -> int:
+    """GPUs the cluster has (0 on a CPU cluster)."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _apply(fn: Callable[[Sequence[Any]], list[Any]], rows: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One Ray batch through a stage: unpickle the records, run ``fn``, pickle its results."""
+    records = [pickle.loads(b) for b in rows["rec"]]
+    out = fn(records)
+    if len(out) != len(records):
+        raise ValueError(f"a stage returned {len(out)} results for {len(records)} records")
+    pickled = np.empty(len(out), dtype=object)
+    pickled[:] = [pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in out]
+    return {"i": rows["i"], "out": pickled}
+
+
+class _Task:
+    """A stateless stage as a Ray Data function (picklable: holds a module-level function)."""
+
+    def __init__(self, fn: Callable[[Sequence[Any]], list[Any]]) -> None:
+        self.fn = fn
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+        return _apply(self.fn, rows)
+
+
+class _ModelActor:
+    """A model stage's actor: builds the network once, then runs batch after batch."""
+
+    def __init__(self, make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]) -> None:
+        self.fn = make_fn()
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+        return _apply(self.fn, rows)
+
+
+def _dataset(items: Sequence[Any], batch_size: int, parallel: int) -> Any:
+    """The records as a Ray dataset, in blocks of whole batches, a few blocks per worker."""
+    import ray
+
+    rows = [
+        {"i": i, "rec": pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)}
+        for i, x in enumerate(items)
+    ]
+    n_batches = math.ceil(len(rows) / batch_size)
+    return ray.data.from_items(rows, override_num_blocks=max(1, min(n_batches, 4 * parallel)))
+
+
+def _in_order(
+    stream: Iterator[dict[str, np.ndarray]], n: int, batch_size: int, bar: tqdm[Any]
+) -> Iterator[list[Any]]:
+    """Results as they arrive, regrouped into the input's batches, in input order."""
+    got: dict[int, bytes] = {}
+    n_batches = math.ceil(n / batch_size)
+    next_batch = 0
+    for block in stream:
+        for i, o in zip(block["i"], block["out"], strict=True):
+            got[int(i)] = o
+        bar.update(len(block["i"]))
+        while next_batch < n_batches:
+            lo, hi = next_batch * batch_size, min(n, (next_batch + 1) * batch_size)
+            if any(j not in got for j in range(lo, hi)):
+                break
+            yield [pickle.loads(got.pop(j)) for j in range(lo, hi)]
+            next_batch += 1
+    if next_batch < n_batches:
+        raise RuntimeError(f"Ray returned {n - len(got)} of {n} results short")
+
+
+def map_batches(
+    fn: Callable[[Sequence[T]], list[R]],
+    items: Sequence[T],
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    desc: str = "",
+    progress: bool | None = None,
+    on_crash: Callable[[T, BaseException], R] | None = None,
+    address: str | None = None,
+) -> Iterator[list[R]]:
+    """:func:`cleaner.engine.map_batches` on Ray Data tasks. When Ray gives up on a batch (its
+    worker died :data:`RETRIES` times) and ``on_crash`` is given, the batches not yet yielded
+    run on the local engine, which isolates the item that kills its worker."""
+    import sys
+
+    if not items:
+        return
+    ensure_session(address, workers)
+    size = max(1, batch_size)
+    with _retry_args_quietly():
+        ds = _dataset(items, size, cluster_cpus()).map_batches(
+            _Task(fn), batch_size=size, batch_format="numpy", num_cpus=1, max_retries=RETRIES
+        )
+    show = sys.stderr.isatty() if progress is None else progress
+    done = 0
+    with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
+        try:
+            stream = ds.iter_batches(batch_size=None, batch_format="numpy")
+            for out in _in_order(stream, len(items), size, bar):
+                done += len(out)
+                yield out
+        except Exception:
+            if on_crash is None:
+                raise
+            rest = items[done:]
+            yield from local_map_batches(
+                fn, rest, batch_size=size, workers=workers, progress=False, on_crash=on_crash
+            )
+
+
+def map_with_model(
+    make_fn: Callable[[], Callable[[Sequence[T]], list[R]]],
+    items: Sequence[T],
+    *,
+    batch_size: int = 32,
+    desc: str = "",
+    progress: bool | Callable[[int], None] | None = None,
+    address: str | None = None,
+) -> Iterator[list[R]]:
+    """:func:`cleaner.engine.map_with_model` on a Ray Data actor pool: one actor per GPU on a
+    GPU cluster (each asks for one GPU), else one per CPU."""
+    import sys
+
+    if not items:
+        return
+    ensure_session(address)
+    size = max(1, batch_size)
+    gpus = cluster_gpus()
+    n_batches = math.ceil(len(items) / size)
+    actors = max(1, min(n_batches, gpus or cluster_cpus()))
+    resources: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    with _retry_args_quietly():
+        ds = _dataset(items, size, actors).map_batches(
+            _ModelActor,
+            fn_constructor_args=(make_fn,),
+            batch_size=size,
+            batch_format="numpy",
+            concurrency=actors,
+            max_restarts=-1,
+            max_task_retries=RETRIES,
+            **resources,
+        )
+    show = (sys.stderr.isatty() if progress is None else progress) is True
+    with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
+        stream = ds.iter_batches(batch_size=None, batch_format="numpy")
+        for out in _in_order(stream, len(items), size, bar):
+            if callable(progress):
+                progress(len(out))
+            yield out
