@@ -21,6 +21,7 @@ caller (the driver) does, so a worker that dies can never leave a torn file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "default_workers",
     "map_batches",
     "map_with_model",
+    "using",
 ]
 
 T = TypeVar("T")
@@ -102,6 +104,17 @@ def configure(kind: Engine | str | None = None, address: str | None = None) -> E
     global _chosen
     _chosen = cfg
     return cfg
+
+
+@contextlib.contextmanager
+def using(kind: Engine | str, address: str | None = None) -> Iterator[EngineConfig]:
+    """:func:`configure` for a ``with`` block (scripts, tests); the previous choice after."""
+    global _chosen
+    before = _chosen
+    try:
+        yield configure(kind, address)
+    finally:
+        _chosen = before
 
 
 def current() -> EngineConfig:

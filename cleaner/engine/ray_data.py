@@ -12,10 +12,11 @@ else one per CPU. A worker that dies (OOM killer, a decoder's segfault, a lost n
 replaced and its batch re-run by Ray (at most :data:`RETRIES` times); only that batch is
 computed twice.
 
-The session: ``ray.init(address)`` for a named cluster (``CLEANER_RAY_ADDRESS``, e.g.
-``ray://head:10001`` or ``auto``); with no address, a Ray on this machine with one CPU per
-core this process may use. A session that is already running (a test's, a notebook's) is used
-as it is.
+The session: ``ray.init(address)`` for a named cluster (``CLEANER_RAY_ADDRESS``, else Ray's
+own ``RAY_ADDRESS``: ``ray://head:10001``, or ``auto`` for the one ``ray start`` runs here);
+with no address, a Ray of this run's own on this machine, one CPU per core this process may
+use (never a stranger's cluster found by chance). A session already running in this process
+(a test's, a notebook's) is used as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -47,15 +49,20 @@ def ensure_session(address: str | None = None, workers: int | None = None) -> No
     import ray
 
     if not ray.is_initialized():
+        # Ray's own chatter stays in its session logs (/tmp/ray/session_latest/logs): start-up
+        # notes, the workers' stderr (TensorFlow's banners, once per actor) and core-worker
+        # notices; a failed batch still reaches this process as an exception
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         common: dict[str, Any] = {
             "include_dashboard": False,
-            "logging_level": logging.ERROR,  # Ray's start-up notes are not the user's concern
-            "configure_logging": True,
+            "logging_level": logging.ERROR,
+            "log_to_driver": False,
         }
-        if address:
-            ray.init(address=address, **common)
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":  # a Ray of our own, even when a `ray start` one runs here
+            ray.init(address="local", num_cpus=workers or default_workers(), **common)
         else:
-            ray.init(num_cpus=workers or default_workers(), **common)
+            ray.init(address=address, **common)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
@@ -208,6 +215,8 @@ def map_with_model(
     GPU cluster (each asks for one GPU), else one per CPU."""
     import sys
 
+    import ray
+
     if not items:
         return
     ensure_session(address)
@@ -222,7 +231,7 @@ def map_with_model(
             fn_constructor_args=(make_fn,),
             batch_size=size,
             batch_format="numpy",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             max_restarts=-1,
             max_task_retries=RETRIES,
             **resources,
