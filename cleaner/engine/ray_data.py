@@ -50,9 +50,8 @@ def ensure_session(address: str | None = None, workers: int | None = None) -> No
 
     if not ray.is_initialized():
         # Ray's own chatter stays in its session logs (/tmp/ray/session_latest/logs): start-up
-        # notes, the workers' stderr (TensorFlow's banners, once per actor) and core-worker
-        # notices; a failed batch still reaches this process as an exception
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        # notes and the workers' stderr (TensorFlow's banners, once per actor); a failed batch
+        # still reaches this process as an exception
         common: dict[str, Any] = {
             "include_dashboard": False,
             "logging_level": logging.ERROR,
@@ -119,13 +118,21 @@ class _Task:
 
 
 class _ModelActor:
-    """A model stage's actor: builds the network once, then runs batch after batch."""
+    """A model stage's actor: builds the network once, then runs batch after batch. Made per
+    stage by :func:`_actor_class` with ``make_fn`` on the class: Ray Data would keep
+    constructor arguments in the object store, where a restarted actor may not find them."""
 
-    def __init__(self, make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]) -> None:
-        self.fn = make_fn()
+    make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]
+
+    def __init__(self) -> None:
+        self.fn = type(self).make_fn()
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
         return _apply(self.fn, rows)
+
+
+def _actor_class(make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]) -> type:
+    return type("_ModelActor", (_ModelActor,), {"make_fn": staticmethod(make_fn)})
 
 
 def _dataset(items: Sequence[Any], batch_size: int, parallel: int) -> Any:
@@ -227,8 +234,7 @@ def map_with_model(
     resources: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     with _retry_args_quietly():
         ds = _dataset(items, size, actors).map_batches(
-            _ModelActor,
-            fn_constructor_args=(make_fn,),
+            _actor_class(make_fn),
             batch_size=size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
