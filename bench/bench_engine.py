@@ -85,14 +85,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _stages(
-    root: Path, items: list[tuple[str, str]], n_embed: int, workers: int
+    root: Path, items: list[tuple[str, str]], n_embed: int, workers: int, backbones: list[str]
 ) -> dict[str, tuple[int, Callable[[], Any]]]:
     """stage name -> (images, the call)."""
     stages: dict[str, tuple[int, Callable[[], Any]]] = {
         "scan": (len(items), lambda: _scan(root, workers)),
         "hash": (len(items), lambda: _hash(items, workers)),
     }
-    for name in BACKBONES:
+    for name in backbones:
         sub = items[:n_embed]
         stages[name] = (len(sub), lambda sub=sub, name=name: _embed(sub, name))
     return stages
@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, default=default_workers())
     ap.add_argument("--nodes", type=int, default=0, help="2: also a two-node Ray cluster")
+    ap.add_argument("--backbones", nargs="*", default=list(BACKBONES))
     args = ap.parse_args()
     if not FACES.is_dir():
         print(json.dumps({"bench": "engine", "skipped": f"{FACES} not found"}))
@@ -146,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cleaner-bench-engine-") as tmp:
         root = _copy_faces(Path(tmp) / "faces", args.files or None)
         items = [(str(root / p), sha) for p, sha, *_ in _scan(root, args.workers)]
-        stages = _stages(root, items, args.images, args.workers)
+        stages = _stages(root, items, args.images, args.workers, args.backbones)
         t0 = time.perf_counter()
         ensure_session(None, args.workers)
         res["ray_start_s"] = round(time.perf_counter() - t0, 1)

@@ -36,6 +36,7 @@ from cleaner.errors import CleanerError
 __all__ = [
     "ADDRESS_ENV",
     "ENGINE_ENV",
+    "MODEL_CALL_BATCHES",
     "Engine",
     "EngineConfig",
     "batched",
@@ -49,6 +50,10 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+MODEL_CALL_BATCHES = 8
+"""Model batches per call of a model stage on Ray: a call decodes its next batch while the
+network runs on this one (:func:`cleaner.models.inputs.numpy_batches`)."""
 
 ENGINE_ENV = "CLEANER_ENGINE"
 ADDRESS_ENV = "CLEANER_RAY_ADDRESS"

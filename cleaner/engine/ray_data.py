@@ -1,16 +1,16 @@
 """The Ray engine: the same pure batch functions as the local engine, run by Ray Data.
 
-Records travel as rows ``{"i": position, "rec": pickled record}`` of a Ray dataset; each
-``map_batches`` call hands a stage ``batch_size`` records and gets one result per record back.
-The driver reads the results as they stream in and yields them in input order, batch by batch,
-exactly as the local engine does, so callers (and the caches they write) cannot tell the
-engines apart. Stages never write state: the driver does.
+Records travel as rows ``{"i": batch number, "rec": the batch's records, pickled}`` of a Ray
+dataset, one row per batch of ``batch_size`` records, so a stage sees exactly the batches the
+local engine gives it. The driver reads the results as they stream in and yields them in input
+order, batch by batch, as the local engine does, so callers (and the caches they write) cannot
+tell the engines apart. Stages never write state: the driver does.
 
 Stateless stages run as Ray tasks (one CPU each); a model stage runs on an actor pool whose
 actors build the network once (``make_fn()``), one actor per GPU when the cluster has GPUs,
-else one per CPU. A worker that dies (OOM killer, a decoder's segfault, a lost node) is
-replaced and its batch re-run by Ray (at most :data:`RETRIES` times); only that batch is
-computed twice.
+else one per node (a network already uses every core of its node). A worker that dies (OOM
+killer, a decoder's segfault, a lost node) is replaced and its batch re-run by Ray (at most
+:data:`RETRIES` times); only that batch is computed twice.
 
 The session: ``ray.init(address)`` for a named cluster (``CLEANER_RAY_ADDRESS``, else Ray's
 own ``RAY_ADDRESS``: ``ray://head:10001``, or ``auto`` for the one ``ray start`` runs here);
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from cleaner.engine.local import default_workers
+from cleaner.engine.local import batched, default_workers
 from cleaner.engine.local import map_batches as local_map_batches
 
 T = TypeVar("T")
@@ -90,21 +90,17 @@ def cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def cluster_cpus() -> int:
-    import ray
-
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def _apply(fn: Callable[[Sequence[Any]], list[Any]], rows: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One Ray batch through a stage: unpickle the records, run ``fn``, pickle its results."""
-    records = [pickle.loads(b) for b in rows["rec"]]
-    out = fn(records)
-    if len(out) != len(records):
-        raise ValueError(f"a stage returned {len(out)} results for {len(records)} records")
-    pickled = np.empty(len(out), dtype=object)
-    pickled[:] = [pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in out]
-    return {"i": rows["i"], "out": pickled}
+    """Ray rows through a stage: each row is one batch of records (pickled); its results come
+    back pickled the same way."""
+    outs = np.empty(len(rows["rec"]), dtype=object)
+    for k, blob in enumerate(rows["rec"]):
+        records = pickle.loads(blob)
+        out = fn(records)
+        if len(out) != len(records):
+            raise ValueError(f"a stage returned {len(out)} results for {len(records)} records")
+        outs[k] = pickle.dumps(list(out), protocol=pickle.HIGHEST_PROTOCOL)
+    return {"i": rows["i"], "out": outs}
 
 
 class _Task:
@@ -118,54 +114,60 @@ class _Task:
 
 
 class _ModelActor:
-    """A model stage's actor: builds the network once, then runs batch after batch. Made per
-    stage by :func:`_actor_class` with ``make_fn`` on the class: Ray Data would keep
-    constructor arguments in the object store, where a restarted actor may not find them."""
+    """A model stage's actor: builds the network once, then runs batch after batch."""
 
-    make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]
-
-    def __init__(self) -> None:
-        self.fn = type(self).make_fn()
+    def __init__(self, make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]) -> None:
+        self.fn = make_fn()
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
         return _apply(self.fn, rows)
 
 
-def _actor_class(make_fn: Callable[[], Callable[[Sequence[Any]], list[Any]]]) -> type:
-    return type("_ModelActor", (_ModelActor,), {"make_fn": staticmethod(make_fn)})
-
-
-def _dataset(items: Sequence[Any], batch_size: int, parallel: int) -> Any:
-    """The records as a Ray dataset, in blocks of whole batches, a few blocks per worker."""
+def _dataset(items: Sequence[Any], batch_size: int) -> Any:
+    """The records as a Ray dataset of one row per batch (``batch_size`` records, pickled), one
+    block per row: every call of the stage sees exactly the batch the local engine gives it
+    (the same numbers from a network whose results depend on the batch), and results stream
+    back batch by batch."""
     import ray
 
     rows = [
-        {"i": i, "rec": pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)}
-        for i, x in enumerate(items)
+        {"i": k, "rec": pickle.dumps(list(b), protocol=pickle.HIGHEST_PROTOCOL)}
+        for k, b in enumerate(batched(items, batch_size))
     ]
-    n_batches = math.ceil(len(rows) / batch_size)
-    return ray.data.from_items(rows, override_num_blocks=max(1, min(n_batches, 4 * parallel)))
+    return ray.data.from_items(rows, override_num_blocks=len(rows))
 
 
 def _in_order(
-    stream: Iterator[dict[str, np.ndarray]], n: int, batch_size: int, bar: tqdm[Any]
+    stream: Iterator[dict[str, np.ndarray]], n_batches: int, bar: tqdm[Any]
 ) -> Iterator[list[Any]]:
-    """Results as they arrive, regrouped into the input's batches, in input order."""
+    """Each batch's results, in input order, as soon as it and those before it arrived."""
     got: dict[int, bytes] = {}
-    n_batches = math.ceil(n / batch_size)
     next_batch = 0
     for block in stream:
-        for i, o in zip(block["i"], block["out"], strict=True):
-            got[int(i)] = o
-        bar.update(len(block["i"]))
-        while next_batch < n_batches:
-            lo, hi = next_batch * batch_size, min(n, (next_batch + 1) * batch_size)
-            if any(j not in got for j in range(lo, hi)):
-                break
-            yield [pickle.loads(got.pop(j)) for j in range(lo, hi)]
+        for k, blob in zip(block["i"], block["out"], strict=True):
+            got[int(k)] = blob
+        while next_batch in got:
+            out = pickle.loads(got.pop(next_batch))
+            bar.update(len(out))
+            yield out
             next_batch += 1
     if next_batch < n_batches:
-        raise RuntimeError(f"Ray returned {n - len(got)} of {n} results short")
+        raise RuntimeError(f"Ray returned {next_batch} of {n_batches} batches")
+
+
+def _actors() -> tuple[int, dict[str, Any]]:
+    """How many model actors, and what each asks for: one per GPU on a GPU cluster; else one
+    per node, with the CPUs of the smallest node (a network runs its own threads on every
+    core it has, so two actors on one node only fight over it)."""
+    import ray
+
+    gpus = cluster_gpus()
+    if gpus:
+        return gpus, {"num_gpus": 1}
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
+    if not nodes:
+        return 1, {"num_cpus": 1}
+    return len(nodes), {"num_cpus": min(int(n["Resources"]["CPU"]) for n in nodes)}
 
 
 def map_batches(
@@ -189,15 +191,16 @@ def map_batches(
     ensure_session(address, workers)
     size = max(1, batch_size)
     with _retry_args_quietly():
-        ds = _dataset(items, size, cluster_cpus()).map_batches(
-            _Task(fn), batch_size=size, batch_format="numpy", num_cpus=1, max_retries=RETRIES
+        ds = _dataset(items, size).map_batches(
+            _Task(fn), batch_size=1, batch_format="numpy", num_cpus=1, max_retries=RETRIES
         )
     show = sys.stderr.isatty() if progress is None else progress
     done = 0
+    n_batches = math.ceil(len(items) / size)
     with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
         try:
             stream = ds.iter_batches(batch_size=None, batch_format="numpy")
-            for out in _in_order(stream, len(items), size, bar):
+            for out in _in_order(stream, n_batches, bar):
                 done += len(out)
                 yield out
         except Exception:
@@ -228,16 +231,15 @@ def map_with_model(
         return
     ensure_session(address)
     size = max(1, batch_size)
-    gpus = cluster_gpus()
     n_batches = math.ceil(len(items) / size)
-    actors = max(1, min(n_batches, gpus or cluster_cpus()))
-    resources: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    n_actors, resources = _actors()
     with _retry_args_quietly():
-        ds = _dataset(items, size, actors).map_batches(
-            _actor_class(make_fn),
-            batch_size=size,
+        ds = _dataset(items, size).map_batches(
+            _ModelActor,
+            fn_constructor_args=(make_fn,),
+            batch_size=1,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(n_batches, n_actors))),
             max_restarts=-1,
             max_task_retries=RETRIES,
             **resources,
@@ -245,7 +247,7 @@ def map_with_model(
     show = (sys.stderr.isatty() if progress is None else progress) is True
     with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
         stream = ds.iter_batches(batch_size=None, batch_format="numpy")
-        for out in _in_order(stream, len(items), size, bar):
+        for out in _in_order(stream, n_batches, bar):
             if callable(progress):
                 progress(len(out))
             yield out

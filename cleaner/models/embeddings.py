@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.dataset import STATE_DIR
-from cleaner.engine import Engine, current, map_with_model
+from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, map_with_model
 from cleaner.models.backbones import Backbone
 from cleaner.models.inputs import Row, numpy_batches, predict_paths
 
@@ -234,7 +234,8 @@ def _computed(
     if current().kind is Engine.RAY:
         rows: list[Row] = []
         make = functools.partial(embedder, spec, batch_size)
-        for out in map_with_model(make, paths, batch_size=batch_size, progress=progress):
+        call = batch_size * MODEL_CALL_BATCHES
+        for out in map_with_model(make, paths, batch_size=call, progress=progress):
             rows.extend(out)
             while len(rows) >= SHARD_IMAGES:
                 yield _stacked(rows[:SHARD_IMAGES])

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cleaner.engine import Engine, current, default_workers, map_with_model
+from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, default_workers, map_with_model
 from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
@@ -176,13 +176,10 @@ def predict_paths(
     ``model.predict`` on tensors already in memory (bench/bench_predict.py), with less machinery;
     ``tf_dataset`` stays the pipeline for training, where shuffling and augmentation live."""
     if factory is not None and current().kind is Engine.RAY:
-        runner = functools.partial(model_runner, factory, size, crop, mirror)
-        rows = [
-            r
-            for b in map_with_model(runner, paths, batch_size=batch_size, progress=progress)
-            for r in b
-        ]
-        return _stack_rows(rows)
+        runner = functools.partial(model_runner, factory, size, crop, mirror, batch_size)
+        call = batch_size * MODEL_CALL_BATCHES
+        results = map_with_model(runner, paths, batch_size=call, progress=progress)
+        return _stack_rows([r for b in results for r in b])
     outs: list[np.ndarray] = []
     errors: list[str] = []
     batches = numpy_batches(
@@ -203,18 +200,16 @@ Row = tuple[np.ndarray, str]
 
 
 def model_runner(
-    factory: Callable[[], Any], size: int, crop: str, mirror: bool
+    factory: Callable[[], Any], size: int, crop: str, mirror: bool, batch_size: int
 ) -> Callable[[Sequence[str | os.PathLike[str]]], list[Row]]:
     """Built once per worker of :func:`cleaner.engine.map_with_model`: the model from
-    ``factory()``, and a pure batch function decoding a batch of paths (through
-    :func:`load_one`) and running the model on it."""
+    ``factory()``, and a pure batch function running :func:`predict_paths` over a batch of
+    paths (decoding the next model batch while the model runs)."""
     model = factory()
 
     def run(paths: Sequence[str | os.PathLike[str]]) -> list[Row]:
-        loaded = [load_one(p, size, crop, mirror=mirror) for p in paths]
-        images = np.stack([a for a, _ in loaded]).astype(np.float32)
-        y = np.asarray(model.predict_on_batch(images), dtype=np.float32)
-        return [(row, err) for row, (_, err) in zip(y.reshape(len(y), -1), loaded, strict=True)]
+        y, errs = predict_paths(model, paths, size, crop=crop, batch_size=batch_size, mirror=mirror)
+        return list(zip(y, errs, strict=True))
 
     return run
 
