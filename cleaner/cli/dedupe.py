@@ -71,6 +71,8 @@ def dedupe(
 
         cleaner dedupe --root data --max-distance 6 --method dhash
 
+        cleaner dedupe --root /shared/faces --engine ray   # hashing on Ray Data
+
         cleaner dedupe --root data --apply && cleaner undo --root data
 
         cleaner dedupe --root data --json | jq .conflicts

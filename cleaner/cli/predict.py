@@ -142,6 +142,9 @@ def predict(
 
         cleaner predict --root data --backbone spectrum --out preds/spectrum.json
 
+        cleaner predict --root /shared/faces --backbone efficientnet-lite2-gram \
+            --engine ray --ray-address auto --out preds/lite2-gram.json   # on a Ray cluster
+
         cleaner predict --root data --backbone efficientnet-lite2-gram --out preds/lite2-gram.json
 
         cleaner predict --root data --backbone efficientnet-lite0-gram --no-prune \
@@ -251,6 +254,9 @@ def predict_dir(
     Examples:
 
         cleaner predict-dir test_images --model models/detector.keras --out predictions.json
+
+        CLEANER_ENGINE=ray cleaner predict-dir test_images -m models/detector.keras \
+            --out predictions.json   # on a Ray of its own (or CLEANER_RAY_ADDRESS's cluster)
 
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """

@@ -60,6 +60,8 @@ def scan(
 
         cleaner scan --root ~/datasets/faces --workers 4
 
+        cleaner scan --root /shared/faces --engine ray --ray-address auto   # on a Ray cluster
+
         cleaner scan --root data --json | jq .counts
 
         cleaner scan --root data --quarantine            # list what would move
