@@ -25,6 +25,7 @@ from cleaner.cli._common import (
     quiet_tensorflow,
     use_engine,
 )
+from cleaner.models.inputs import CropPolicy
 
 ModelOption = Annotated[
     Path | None,
@@ -36,7 +37,7 @@ ImageSizeOption = Annotated[
 ]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 CropOption = Annotated[
-    str | None,
+    CropPolicy | None,
     typer.Option(
         "--crop",
         help="center (native-resolution central crop) or resize (whole image); default: the "

@@ -21,6 +21,7 @@ from cleaner.cli._common import (
     quiet_tensorflow,
     use_engine,
 )
+from cleaner.models.inputs import CropPolicy
 
 
 @cli_errors
@@ -74,7 +75,7 @@ def train(
         bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
     ] = True,
     crop: Annotated[
-        str | None,
+        CropPolicy | None,
         typer.Option(
             "--crop",
             help="center (native-resolution crops) or resize (whole image); default: "
@@ -108,8 +109,16 @@ def train(
         cleaner train --root data/demo --out m.keras --weights none --image-size 64 --epochs 5
 
         cleaner train --out m.keras --backbone efficientnet-lite2-gram --epochs 0   # GAN faces
+
+    When ROOT's last `cleaner audit` found a shortcut (the folders told apart by file format,
+    size, compression, metadata or names), a warning on stderr says so before training.
     """
     use_engine(engine, ray_address)
+    from cleaner.audit import shortcut_warning
+
+    warning = shortcut_warning(root)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     quiet_tensorflow()
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train
