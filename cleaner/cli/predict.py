@@ -164,6 +164,15 @@ def predict(
         raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
+    if backbone is not None:
+        from cleaner.dedupe import duplicates_path
+
+        if not duplicates_path(root).is_file():
+            print(
+                f"note: no duplicate groups to respect ({duplicates_path(root)} is absent): near "
+                f"copies may fall in different folds; run `cleaner dedupe --root {root}` first",
+                file=sys.stderr,
+            )
     quiet_tensorflow()
     from cleaner.models import predict as stage
 
