@@ -5,7 +5,8 @@ Why it is shaped this way:
 
 - **What a dataset shares is no evidence.** Aligned faces on a plain background correlate above
   0.93 as raw 32 x 32 pixels: the oval and the background agree, the person does not matter. So
-  each image is normalised (zero mean, unit length) and the dataset's own mean image and its
+  each image is taken as its gradients (:func:`gradients`: brightness-proof where raw pixels
+  are not), normalised (zero mean, unit length) and the dataset's own mean image and its
   ``BASIS_DROP`` leading principal components (fitted on a sample of *this* dataset) are
   removed; what is left is what tells one image from the others. Two copies agree there (after
   resizing, recompression, brightness, a small crop or a mirror); two people do not. On a
