@@ -219,9 +219,3 @@ def evaluate(
             "epochs": m.get("epochs"),
         }
     return out
-
-
-if __name__ == "__main__":  # python -m cleaner.evaluate DIR [--metrics M.metrics.json]
-    from cleaner.cli.evaluate import main
-
-    main()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from cleaner import images
 from cleaner.atomic import atomic_write
-from cleaner.dataset import Dataset, FileEntry, open_dataset
+from cleaner.dataset import LABELS, Dataset, FileEntry, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
@@ -117,7 +117,7 @@ class ScanResult:
     def counts(self) -> dict[str, dict[str, int]]:
         """label -> status -> number of files (every label present, ``ok`` always listed)."""
         out: dict[str, dict[str, int]] = {}
-        for label in ("real", "fake"):
+        for label in LABELS:
             c = Counter(r.status for r in self.rows if r.label == label)
             out[label] = {images.OK: c.pop(images.OK, 0), **dict(sorted(c.items()))}
         return out

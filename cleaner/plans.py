@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label
 from cleaner.consensus import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_RULE,
@@ -221,7 +222,7 @@ def build_plan(
         )
         for d in move_ds
     ]
-    totals = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
+    totals: dict[str, int] = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
     plan: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "run_id": rid,
@@ -237,7 +238,7 @@ def build_plan(
             "covered": len(images),
             "moves": {
                 f"{a}->{b}": sum(1 for d in move_ds if d.from_label == a)
-                for a, b in (("real", "fake"), ("fake", "real"))
+                for a, b in ((Label.REAL, Label.FAKE), (Label.FAKE, Label.REAL))
             },
             "review": len(review),
         },

@@ -307,7 +307,7 @@ def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: P
 
     import numpy as np
 
-    from cleaner.cli._common import TF_NOISE
+    from cleaner.models import TF_NOISE
 
     d = tmp_path / "imgs"
     d.mkdir()
@@ -332,7 +332,7 @@ def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: P
         "os.write(2, b'W0000 a real warning\\n')\n"
     )
     env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), *sys.path])
-    code = "from cleaner.cli._common import quiet_tensorflow; quiet_tensorflow()"
+    code = "from cleaner.models import quiet_tensorflow; quiet_tensorflow()"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == ["W0000 a real warning"]

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import HashMethod
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     JsonOption,
@@ -23,9 +24,8 @@ SHOW_GROUPS = 20
 def dedupe(
     root: RootOption = DEFAULT_ROOT,
     method: Annotated[
-        str,
-        typer.Option("--method", "-m", help="Perceptual hash: phash, dhash, whash or ahash."),
-    ] = "phash",
+        HashMethod, typer.Option("--method", "-m", help="Perceptual hash (imagehash's).")
+    ] = HashMethod.PHASH,
     max_distance: Annotated[
         int | None,
         typer.Option(

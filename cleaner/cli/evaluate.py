@@ -38,7 +38,7 @@ def evaluate(
 
         cleaner evaluate data/demo --metrics data/demo-model.metrics.json
 
-        python -m cleaner.evaluate data/demo --json
+        cleaner evaluate data/demo --json
     """
     from cleaner.evaluate import evaluate as run
 
@@ -95,10 +95,3 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate", hidden=True)(evaluate)
-
-
-def main() -> None:
-    """``python -m cleaner.evaluate``: the same command without the rest of the app."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(evaluate)
-    app()

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import Crop, HeadKind
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     JsonOption,
@@ -20,8 +21,8 @@ from cleaner.cli._common import (
     err_console,
     fail,
     print_json,
-    quiet_tensorflow,
 )
+from cleaner.models import quiet_tensorflow
 
 ModelOption = Annotated[
     Path | None,
@@ -33,7 +34,7 @@ ImageSizeOption = Annotated[
 ]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 CropOption = Annotated[
-    str | None,
+    Crop | None,
     typer.Option(
         "--crop",
         help="center (native-resolution central crop) or resize (whole image); default: the "
@@ -82,8 +83,8 @@ def predict(
     crop: CropOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="--finetune epochs per fold.")] = 3,
     head: Annotated[
-        str, typer.Option("--head", help="Frozen-feature head: logreg or logreg-cv (slower).")
-    ] = "logreg",
+        HeadKind, typer.Option("--head", help="Frozen-feature head (logreg-cv: slower).")
+    ] = HeadKind.LOGREG,
     mirror: Annotated[
         bool,
         typer.Option(

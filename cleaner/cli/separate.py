@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from cleaner.choices import Label, Rule
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     JsonOption,
@@ -18,23 +18,11 @@ from cleaner.cli._common import (
     err_console,
     print_json,
 )
-from cleaner.consensus import DEFAULT_MIN_CONFIDENCE, DEFAULT_RULE, RULES
+from cleaner.consensus import DEFAULT_MIN_CONFIDENCE, DEFAULT_RULE
 from cleaner.errors import CleanerError
 from cleaner.plans import DEFAULT_MAX_FRACTION, SeparateResult
 from cleaner.plans import separate as run_separate
 from cleaner.predictions import FORMAT_V1
-
-
-class Rule(StrEnum):
-    """The consensus rules (:data:`cleaner.consensus.RULES`), as Typer choices."""
-
-    unanimous = "unanimous"
-    majority = "majority"
-    mean = "mean"
-    confident = "confident"
-
-
-assert tuple(r.value for r in Rule) == RULES
 
 
 @cli_errors
@@ -66,7 +54,7 @@ def separate(
             help="How the files' votes combine (see the README for each rule, exactly).",
             show_default=True,
         ),
-    ] = Rule(DEFAULT_RULE),
+    ] = DEFAULT_RULE,
     min_confidence: Annotated[
         float,
         typer.Option(
@@ -147,7 +135,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
     s = Table(title="plan")
     for col in ("class", "files", "move out", "fraction", "to"):
         s.add_column(col, justify="left" if col in ("class", "to") else "right")
-    for a, b in (("real", "fake"), ("fake", "real")):
+    for a, b in ((Label.REAL, Label.FAKE), (Label.FAKE, Label.REAL)):
         s.add_row(
             a,
             str(c["files"][a]),

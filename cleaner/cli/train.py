@@ -16,8 +16,8 @@ from cleaner.cli._common import (
     cli_errors,
     console,
     print_json,
-    quiet_tensorflow,
 )
+from cleaner.models import quiet_tensorflow
 
 
 @cli_errors

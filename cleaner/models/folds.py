@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from cleaner.choices import HeadKind, values
 from cleaner.dataset import STATE_DIR
 from cleaner.errors import CleanerError
 
@@ -137,7 +138,7 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
     return fold
 
 
-HEADS = ("logreg", "logreg-cv")
+HEADS: tuple[str, ...] = values(HeadKind)
 
 HEAD_C = 0.003
 """Regularisation of the default head. Measured on faces140k (2,200 images, 5 folds, Lite0 and

@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleaner.choices import Crop, values
 from cleaner.engine import default_workers
 from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-CROPS = ("center", "resize")
+CROPS: tuple[str, ...] = values(Crop)
 
 
 def check_crop(crop: str) -> str:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label
 from cleaner.dataset import LABELS, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.models import metrics_path as metrics_path_for
@@ -230,14 +231,9 @@ def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
 
 def dataset_samples(root: str | os.PathLike[str]) -> list[Sample]:
     """The readable images of ROOT (an incremental scan first, so the list is current)."""
-    try:
-        from cleaner.manifest import ok_rows  # type: ignore[attr-defined,unused-ignore]
+    from cleaner.manifest import ok_rows
 
-        rows = ok_rows(root)
-    except ImportError:  # an older manifest module without ok_rows
-        from cleaner.manifest import scan
-
-        rows = [r for r in scan(root).rows if r.status == "ok"]
+    rows = ok_rows(root)
     return [Sample(r.path, r.sha256, r.label) for r in rows if r.label in LABELS]
 
 
@@ -798,7 +794,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         ]
         kept[s] = [r for r, a in zip(by_split[s], loaded, strict=True) if a is not None]
         arrays[s] = [a for a in loaded if a is not None]
-    y = {s: np.array([1.0 if r.label == "fake" else 0.0 for r in kept[s]]) for s in SPLITS}
+    y = {s: np.array([1.0 if r.label == Label.FAKE else 0.0 for r in kept[s]]) for s in SPLITS}
 
     # class weights when imbalanced (minority under 80% of the majority)
     n_fake, n_real = int(y["train"].sum()), int(len(y["train"]) - y["train"].sum())
@@ -806,8 +802,8 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     sample_w: np.ndarray | None = None
     if min(n_fake, n_real) < 0.8 * max(n_fake, n_real):
         n = n_fake + n_real
-        class_weight = {"real": n / (2 * n_real), "fake": n / (2 * n_fake)}
-        sample_w = np.where(y["train"] > 0.5, class_weight["fake"], class_weight["real"])
+        class_weight = {Label.REAL: n / (2 * n_real), Label.FAKE: n / (2 * n_fake)}
+        sample_w = np.where(y["train"] > 0.5, class_weight[Label.FAKE], class_weight[Label.REAL])
         say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {class_weight}")
 
     import keras
@@ -976,8 +972,8 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
             **{
                 s: {
                     "images": len(kept[s]),
-                    "real": int((y[s] < 0.5).sum()),
-                    "fake": int(y[s].sum()),
+                    Label.REAL: int((y[s] < 0.5).sum()),
+                    Label.FAKE: int(y[s].sum()),
                 }
                 for s in SPLITS
             },

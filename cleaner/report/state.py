@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label
 from cleaner.dataset import QUARANTINE_DIR, STATE_DIR
 from cleaner.errors import CleanerError
 
@@ -107,7 +108,7 @@ def _evidence(raw: Any) -> tuple[tuple[str, float], ...]:
 
 def confidence_of(to_label: str, evidence: Iterable[tuple[str, float]]) -> float:
     """Mean probability of ``to_label`` over the evidence (0 without evidence)."""
-    probs = [p if to_label == "fake" else 1.0 - p for _, p in evidence]
+    probs = [p if to_label == Label.FAKE else 1.0 - p for _, p in evidence]
     return sum(probs) / len(probs) if probs else 0.0
 
 

@@ -45,6 +45,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cleaner import images
+from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.report import state
@@ -231,7 +232,7 @@ def create_app(
             "file": f.filename,
             "width": im.size[0],
             "height": im.size[1],
-            "prediction": "fake" if p >= 0.5 else "real",
+            "prediction": Label.FAKE if p >= 0.5 else Label.REAL,
             "prob_fake": round(p, 6),
             "prob_real": round(1.0 - p, 6),
             "seconds": round(time.perf_counter() - t0, 4),
@@ -416,3 +417,11 @@ def create_app(
         return {"dst": res.dst, "journal_run": run.run_id}
 
     return app
+
+
+def run_server(app: Flask, host: str, port: int) -> None:
+    """Serve ``app`` until Ctrl-C: werkzeug's threaded server, never its reloader or debugger
+    (the debugger would run code sent by the browser)."""
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
