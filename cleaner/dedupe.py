@@ -25,9 +25,7 @@ How a pair becomes a duplicate:
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import os
 import time
 from collections import Counter
@@ -38,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.atomic import atomic_write
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
+from cleaner.dataset import QUARANTINE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
@@ -52,6 +49,9 @@ from cleaner.hashing import (
     pixel_digests,
     resample_matrix,
 )
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import split as split_file
+from cleaner.state.duplicates import UnionFind
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
@@ -64,9 +64,7 @@ DEFAULT_MIN_CORRELATION = 0.93
 PRECHECK_MIN = 0.80
 """16 x 16 correlation below which a pair is not worth aligning (no true pair measured below)."""
 
-DUPLICATES_FILE = "duplicates.json"
 QUARANTINE_SUBDIR = "duplicates"
-SPLIT_FILE = "split.csv"
 
 SPLIT_NAMES: dict[str, str] = {
     "train": "train", "training": "train",
@@ -456,48 +454,12 @@ def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(rep_of), rep_of
 
 
-class UnionFind:
-    """Disjoint sets over 0..n-1, iterative (no recursion), path halving."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        p = self.parent
-        while p[x] != x:
-            p[x] = p[p[x]]
-            x = p[x]
-        return x
-
-    def union(self, x: int, y: int) -> None:
-        rx, ry = self.find(x), self.find(y)
-        if rx != ry:
-            self.parent[max(rx, ry)] = min(rx, ry)
-
-
 # --------------------------------------------------------------------------- splits and policy
 
 
 def read_split_file(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
-    p = root / STATE_DIR / SPLIT_FILE
-    by_path: dict[str, str] = {}
-    by_sha: dict[str, str] = {}
-    if not p.exists():
-        return by_path, by_sha
-    try:
-        with open(p, newline="") as f:
-            for r in csv.DictReader(f):
-                s = (r.get("split") or "").strip()
-                if not s:
-                    continue
-                if r.get("path"):
-                    by_path[r["path"]] = s
-                if r.get("sha256"):
-                    by_sha[r["sha256"]] = s
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        raise CleanerError(f"{p}: cannot read the split file ({e}); fix or delete it") from e
-    return by_path, by_sha
+    return split_file.lookup(split_file.read(root, fix="fix or delete it"))
 
 
 def split_of_path(path: str) -> str | None:
@@ -639,25 +601,12 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    out = result.root / STATE_DIR / DUPLICATES_FILE
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
         doc.update(extra)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-
-    try:
-        atomic_write(out, write)
-    except OSError as e:
-        raise CleanerError(
-            f"cannot write {out} ({e.strerror or e}); make {out.parent} writable"
-        ) from e
-    result.output = out
-    return out
+    result.output = duplicates_file.write(result.root, doc)
+    return result.output
 
 
 def quarantine_path(path: str) -> str:

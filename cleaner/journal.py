@@ -46,8 +46,8 @@ from cleaner.atomic import fsync_dir
 from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
+from cleaner.state.runs import run_files, run_path
 
-JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
 BATCH_SIZE = 512
 """Moves per fsync group: large enough that fsyncs cost little per move, small enough that a
@@ -154,10 +154,6 @@ class RunInfo:
 
 def state_dir(root: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(root)) / STATE_DIR
-
-
-def journal_dir(root: str | os.PathLike[str]) -> Path:
-    return state_dir(root) / JOURNAL_DIR
 
 
 _held: dict[str, tuple[int, int]] = {}
@@ -369,8 +365,7 @@ class _Journal:
 
 
 def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
-    d = journal_dir(root)
-    return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+    return run_files(root)
 
 
 def _first_record(path: Path) -> dict[str, Any]:
@@ -583,7 +578,7 @@ def _run_moves(
     batch_size = max(1, int(os.environ.get(_BATCH_ENV) or BATCH_SIZE))
     mover = _Mover(delay)
     results: list[MoveResult | None] = [None] * len(moves)
-    jpath = journal_dir(root) / f"{run_id}.jsonl"
+    jpath = run_path(root, run_id)
     if jpath.exists():
         raise CleanerError(f"run id {run_id!r} already has a journal ({jpath}); use a new run id")
     j = _Journal(jpath)
@@ -839,7 +834,7 @@ def undo(
                 raise CleanerError(
                     f"run {run_id!r} is itself an undo (of {target.undoes}); name an applied run"
                 )
-        recs = _read_records(journal_dir(rootp) / f"{target.run_id}.jsonl")
+        recs = _read_records(run_path(rootp, target.run_id))
         already = _undone_indices(rootp, target.run_id)
         done = [r for r in _moves_done(recs) if int(r["i"]) not in already]
         done.reverse()  # last moved, first restored: chains inside a run unwind in order
@@ -876,7 +871,7 @@ def undo(
             else []
         )
         if not moves:  # nothing left to move: still record that this run is undone
-            j = _Journal(journal_dir(rootp) / f"{uid}.jsonl")
+            j = _Journal(run_path(rootp, uid))
             try:
                 j.write(
                     {

@@ -12,7 +12,6 @@ says more about the model than about the labels, so it is written but not applie
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -20,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
 from cleaner.consensus import (
     DEFAULT_MIN_CONFIDENCE,
@@ -48,14 +46,15 @@ from cleaner.journal import (
 )
 from cleaner.journal import undo as journal_undo
 from cleaner.predictions import MatchResult, match_entries, read_predictions
+from cleaner.state import plans as plans_file
+from cleaner.state.plans import PLAN_FORMAT, PLANS_DIR
+from cleaner.state.runs import run_relpath
 
-PLAN_FORMAT = "cleaner.plan.v1"
-PLANS_DIR = "plans"
 DEFAULT_MAX_FRACTION = 0.15
 
 
 def plans_dir(root: str | os.PathLike[str]) -> Path:
-    return Path(os.path.realpath(root)) / STATE_DIR / PLANS_DIR
+    return plans_file.plans_dir(root)
 
 
 @dataclass
@@ -259,21 +258,12 @@ def _now() -> str:
 
 def write_plan(root: str | os.PathLike[str], plan: dict[str, Any]) -> Path:
     """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
-    path = plans_dir(root) / f"{plan['run_id']}.json"
-    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n")
-    return path
+    return plans_file.write(root, plan)
 
 
 def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A plan file, checked to be one."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CleanerError(f"plan {p} cannot be read ({e}); run `cleaner separate` again") from None
-    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
-        raise CleanerError(f"{p} is not a {PLAN_FORMAT} plan; run `cleaner separate` again")
-    return doc
+    return plans_file.read_doc(path)
 
 
 def separate(
@@ -331,7 +321,7 @@ def separate(
             if r is not None and r.status != "moved":
                 rec["why_not"] = r.why
         plan["applied"] = bool(moves)
-        plan["journal"] = f"{STATE_DIR}/journal/{plan['run_id']}.jsonl" if moves else None
+        plan["journal"] = run_relpath(plan["run_id"]) if moves else None
         write_plan(ds.root, plan)
         result.applied = run
         return result

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
-from cleaner.models.train import dataset_samples, make_split, read_split
+from cleaner.split import dataset_samples, make_split, read_split
 from tests.train_helpers import make_dataset
 
 runner = CliRunner()

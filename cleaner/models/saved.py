@@ -9,7 +9,6 @@ own input side. Knowing this in one place keeps the three front ends from drifti
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.errors import CleanerError
-from cleaner.models import metrics_path
+from cleaner.state import metrics as metrics_file
 
 DEFAULT_SIDE = 224
 """Input side of a model whose input shape does not fix one (and no --image-size was given)."""
@@ -58,28 +57,18 @@ def model_input(model: Any, image_size: int | None) -> int:
     return int(side)
 
 
-def _metrics(model_path: Path) -> dict[str, Any]:
-    """``M.metrics.json`` as a dict; empty when it is missing or unreadable (a model from
-    elsewhere has none)."""
-    try:
-        doc = json.loads(metrics_path(model_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def model_crop(model_path: Path, crop: str | None = None) -> str:
     """The crop policy the model was evaluated with: ``crop`` when given, else
     ``M.metrics.json``'s, else ``center`` (what ``cleaner train`` uses)."""
     if crop:
         return crop
-    c = _metrics(model_path).get("crop")
+    c = metrics_file.read_lenient(model_path).get("crop")
     return str(c) if c in ("center", "resize") else "center"
 
 
 def model_backbone(model_path: Path) -> str:
     """The backbone named in ``M.metrics.json``; ``unknown`` without one."""
-    return str(_metrics(model_path).get("backbone", "unknown"))
+    return str(metrics_file.read_lenient(model_path).get("backbone", "unknown"))
 
 
 @dataclass(frozen=True)

@@ -29,221 +29,37 @@ native resolution (``cleaner.images.load_array(path, S, crop="center")``).
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import math
 import os
 import platform
-import random
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
-from cleaner.models import metrics_path as metrics_path_for
+from cleaner.split import (
+    SPLITS,
+    SplitRow,
+    data_digest,
+    dataset_samples,
+    make_split,
+    split_path,
+)
+from cleaner.state import metrics as metrics_file
 
 if TYPE_CHECKING:
     import keras
 
-SPLIT_FILE = "split.csv"
-SPLIT_COLUMNS = ("path", "sha256", "label", "split", "group")
-SPLITS = ("train", "val", "test")
-FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 PREPROCESSING = "native-resolution crops: random SxS for training, centre SxS for evaluation"
 
 Reporter = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# the split (no TensorFlow)
-
-
-@dataclass(frozen=True)
-class SplitRow:
-    """One image's place in the split."""
-
-    path: str
-    sha256: str
-    label: str
-    split: str
-    group: str
-
-
-@dataclass(frozen=True)
-class Sample:
-    """An image to split: ROOT-relative path, content hash, folder label."""
-
-    path: str
-    sha256: str
-    label: str
-
-
-def split_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / SPLIT_FILE
-
-
-def duplicate_groups(root: str | os.PathLike[str]) -> list[set[str]]:
-    """The sha256 sets of ``R/.cleaner/duplicates.json``'s groups (empty when absent)."""
-    p = Path(root) / STATE_DIR / "duplicates.json"
-    if not p.is_file():
-        return []
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-        groups = doc["groups"]
-        return [
-            {str(m["sha256"]) for m in g["members"] if m.get("sha256")}
-            for g in groups
-            if isinstance(g, Mapping)
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CleanerError(
-            f"{p} is not a valid duplicates file ({e}); run cleaner dedupe again or delete it"
-        ) from e
-
-
-def group_ids(samples: Sequence[Sample], dup_groups: Iterable[set[str]]) -> dict[str, str]:
-    """sha256 -> group id: byte-identical files and each duplicate group share one id (the
-    first 16 hex digits of the smallest sha256 in the group, stable across runs)."""
-    parent: dict[str, str] = {s.sha256: s.sha256 for s in samples}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for g in dup_groups:
-        present = sorted(h for h in g if h in parent)
-        for h in present[1:]:
-            a, b = find(present[0]), find(h)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return {h: find(h)[:16] for h in parent}
-
-
-def _assign_groups(
-    groups: Mapping[str, Sequence[Sample]], seed: int, counts: dict[str, Counter[str]]
-) -> dict[str, str]:
-    """Greedy stratified assignment: per class (a group's majority label), groups in seeded
-    random order go to the split furthest below its share of that class."""
-    rng = random.Random(seed)
-    by_label: dict[str, list[str]] = defaultdict(list)
-    for gid in sorted(groups):
-        labels = Counter(s.label for s in groups[gid])
-        by_label[max(sorted(labels), key=lambda k: labels[k])].append(gid)
-    out: dict[str, str] = {}
-    for label in sorted(by_label):
-        gids = by_label[label]
-        rng.shuffle(gids)
-        # biggest groups first so they cannot unbalance the tail; stable within equal sizes
-        gids.sort(key=lambda g: -len(groups[g]))
-        have = counts.setdefault(label, Counter())
-        total = sum(len(groups[g]) for g in gids) + sum(have.values())
-        for gid in gids:
-            n = len(groups[gid])
-            deficit = {s: FRACTIONS[s] * total - have[s] for s in SPLITS}
-            best = max(SPLITS, key=lambda s: (deficit[s] - n / 2, -SPLITS.index(s)))
-            out[gid] = best
-            have[best] += n
-    return out
-
-
-def make_split(
-    root: str | os.PathLike[str],
-    samples: Sequence[Sample],
-    *,
-    seed: int = 0,
-    resplit: bool = False,
-) -> tuple[list[SplitRow], bool]:
-    """The split of ``samples``, reusing ``R/.cleaner/split.csv`` unless ``resplit``; written
-    back (paths and labels brought up to date). Returns (rows, reused)."""
-    gid = group_ids(samples, duplicate_groups(root))
-    previous: dict[str, str] = {}
-    sp = split_path(root)
-    if sp.is_file() and not resplit:
-        try:
-            with open(sp, newline="", encoding="utf-8") as f:
-                for r in csv.DictReader(f):
-                    if r.get("split") in SPLITS and r.get("sha256"):
-                        previous[r["sha256"]] = r["split"]
-        except (OSError, csv.Error, UnicodeDecodeError) as e:
-            raise CleanerError(f"cannot read {sp} ({e}); delete it or pass --resplit") from e
-    groups: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        groups[gid[s.sha256]].append(s)
-    assigned: dict[str, str] = {}
-    counts: dict[str, Counter[str]] = {}
-    todo: dict[str, list[Sample]] = {}
-    for g, members in groups.items():
-        old = [previous[m.sha256] for m in members if m.sha256 in previous]
-        if old:
-            # a group keeps the split its first-known member had (majority if they disagree)
-            c = Counter(old)
-            assigned[g] = max(SPLITS, key=lambda s: (c[s], -SPLITS.index(s)))
-            for m in members:
-                counts.setdefault(m.label, Counter())[assigned[g]] += 1
-        else:
-            todo[g] = members
-    reused = bool(previous) and bool(assigned)
-    assigned.update(_assign_groups(todo, seed, counts))
-    rows = sorted(
-        (
-            SplitRow(s.path, s.sha256, s.label, assigned[gid[s.sha256]], gid[s.sha256])
-            for s in samples
-        ),
-        key=lambda r: r.path,
-    )
-    write_split(root, rows)
-    return rows, reused
-
-
-def write_split(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> Path:
-    """Write ``split.csv`` atomically (temp file + rename)."""
-    sp = split_path(root)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SPLIT_COLUMNS)
-    for r in rows:
-        w.writerow([r.path, r.sha256, r.label, r.split, r.group])
-    atomic_write_text(sp, buf.getvalue())
-    return sp
-
-
-def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
-    """The rows of ``split.csv`` (CleanerError when missing)."""
-    sp = split_path(root)
-    if not sp.is_file():
-        raise CleanerError(f"{sp} does not exist; run cleaner train first")
-    with open(sp, newline="", encoding="utf-8") as f:
-        return [SplitRow(**{k: r[k] for k in SPLIT_COLUMNS}) for r in csv.DictReader(f)]
-
-
-def dataset_samples(root: str | os.PathLike[str]) -> list[Sample]:
-    """The readable images of ROOT (an incremental scan first, so the list is current)."""
-    from cleaner.manifest import ok_rows
-
-    rows = ok_rows(root)
-    return [Sample(r.path, r.sha256, r.label) for r in rows if r.label in LABELS]
-
-
-def data_digest(rows: Sequence[SplitRow]) -> str:
-    """sha256 over (sha256, label, split) of every image: two runs with the same digest trained
-    and were tested on the same data."""
-    h = hashlib.sha256()
-    for r in sorted(rows, key=lambda r: (r.sha256, r.path)):
-        h.update(f"{r.sha256}\t{r.label}\t{r.split}\n".encode())
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -994,10 +810,10 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    metrics_path = metrics_path_for(out)
+    metrics_path = metrics_file.path(out)
     plots = write_plots(out, history, y["test"], prob, test)
     metrics["plots"] = [p.name for p in plots]
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    metrics_file.write(out, metrics)
     return TrainResult(out, metrics_path, plots, metrics, history)
 
 

@@ -29,6 +29,11 @@ from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.report import state
 from cleaner.report.thumbs import ThumbJob, make_thumbs, thumb_dir, thumb_name
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import metrics as metrics_file
+from cleaner.state import plans as plans_file
+from cleaner.state import runs as runs_file
+from cleaner.state import split as split_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_PAGE_SIZE = 48
@@ -184,7 +189,7 @@ def _summary(rows: Sequence[Any] | None, quarantined: Sequence[tuple[str, str]])
     }
 
 
-def _item_json(it: state.PlanItem, status: str) -> dict[str, Any]:
+def _item_json(it: plans_file.PlanItem, status: str) -> dict[str, Any]:
     return {
         "id": it.item_id,
         "path": it.path,
@@ -200,7 +205,7 @@ def _item_json(it: state.PlanItem, status: str) -> dict[str, Any]:
 
 
 def _plan_items(
-    plan: state.Plan, decisions: Mapping[str, Mapping[str, Any]], th: _Thumbs
+    plan: plans_file.Plan, decisions: Mapping[str, Mapping[str, Any]], th: _Thumbs
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     moves: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
@@ -241,7 +246,10 @@ def _journal_runs(root: Path, last: int = 30) -> list[dict[str, Any]]:
 
 
 def _groups(
-    dup: Mapping[str, Any], split: Mapping[str, str] | None, labels: Mapping[str, str], th: _Thumbs
+    dup: Mapping[str, Any],
+    split: tuple[Mapping[str, str], Mapping[str, str]] | None,
+    labels: Mapping[str, str],
+    th: _Thumbs,
 ) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for g in dup.get("groups") or []:
@@ -268,7 +276,7 @@ def _groups(
             if isinstance(known, str) and known:
                 mj["split"] = known
             elif split is not None:
-                mj["split"] = split.get(path) or split.get("sha256:" + sha, "")
+                mj["split"] = split[0].get(path) or split[1].get(sha, "")
             th.attach(mj, sha, path)
             members.append(mj)
         members.sort(
@@ -294,7 +302,7 @@ def _groups(
 
 
 def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, Any]:
-    m = state.read_metrics(metrics_path)
+    m = metrics_file.read_metrics(metrics_path)
     scalars: list[tuple[str, str]] = []
     skip = {"confusion_matrix", "confusion_labels", "classification_report", "plots", "versions",
             "history", "phases", "format", "output", "preprocessing"}  # fmt: skip
@@ -335,7 +343,7 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
         ]
     plots: list[dict[str, str]] = []
     pdir = files_dir / "training"
-    for name, p in state.metrics_plots(metrics_path, m).items():
+    for name, p in metrics_file.metrics_plots(metrics_path, m).items():
         pdir.mkdir(parents=True, exist_ok=True)
         dst = pdir / p.name
         shutil.copyfile(p, dst)
@@ -473,7 +481,7 @@ def build_report(
 
     # plans
     plan_problems: list[str] = []
-    plans = state.list_plans(rootp, plan_problems)
+    plans = plans_file.list_plans(rootp, plan_problems)
     if plan_problems:
         problems["moves"] = "; ".join(plan_problems)
     plan = plans[-1] if plans else None
@@ -487,7 +495,7 @@ def build_report(
         )
     else:
         try:
-            decisions = state.read_decisions(rootp, plan.run_id)
+            decisions = plans_file.read_decisions(rootp, plan.run_id)
         except CleanerError as e:
             problems["review"] = str(e)
             decisions = {}
@@ -501,11 +509,13 @@ def build_report(
     # duplicates, conflicts, leakage
     dup = split = None
     try:
-        dup = state.read_duplicates(rootp)
+        found = duplicates_file.read(rootp)
+        dup = dict(found.raw) if found is not None else None
     except CleanerError as e:
         problems["duplicates"] = str(e)
     try:
-        split = state.read_split(rootp)
+        rows = split_file.read(rootp, fix="rerun `cleaner train`")
+        split = split_file.lookup(rows) if rows is not None else None
     except CleanerError as e:
         problems["leakage"] = str(e)
     groups: list[dict[str, Any]] = []
@@ -526,7 +536,7 @@ def build_report(
 
     # quarantine
     qitems: list[dict[str, Any]] = []
-    moved_by = state.journal_moves(rootp) if quarantined else {}
+    moved_by = runs_file.journal_moves(rootp) if quarantined else {}
     for rel, reason in quarantined:
         qj: dict[str, Any] = {"path": rel, "reason": reason}
         how = moved_by.get(rel)
@@ -537,7 +547,7 @@ def build_report(
     ctx["quarantine"] = qitems
 
     # training
-    mpath = state.find_metrics(rootp, Path(model_metrics) if model_metrics else None)
+    mpath = metrics_file.find_metrics(rootp, Path(model_metrics) if model_metrics else None)
     if mpath is None:
         missing["training"] = (
             f"cleaner train {r_arg} --out M.keras, then --model-metrics M.metrics.json"

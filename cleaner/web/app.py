@@ -48,7 +48,7 @@ from cleaner import images
 from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
-from cleaner.report import state
+from cleaner.state import plans as plans_file
 from cleaner.web.predictor import KerasPredictor, Predictor
 
 DEFAULT_MAX_UPLOAD_MB = 20
@@ -185,18 +185,18 @@ def create_app(
             "max_mb": app.config["CLEANER_MAX_UPLOAD_MB"],
         }
 
-    def plan_or_404(run_id: str) -> state.Plan:
+    def plan_or_404(run_id: str) -> plans_file.Plan:
         if not _RUN_ID.match(run_id):
             abort(404, "no such plan")
         try:
-            plan = state.find_plan(rootp, run_id)
+            plan = plans_file.find_plan(rootp, run_id)
         except CleanerError as e:
             abort(500, str(e))
         if plan is None:
-            abort(404, f"no plan {run_id!r} under {rootp}/.cleaner/plans")
+            abort(404, f"no plan {run_id!r} under {plans_file.plans_dir(rootp)}")
         return plan
 
-    def item_or_404(plan: state.Plan, item_id: str) -> state.PlanItem:
+    def item_or_404(plan: plans_file.Plan, item_id: str) -> plans_file.PlanItem:
         it = plan.item(item_id) if _ITEM_ID.match(item_id) else None
         if it is None:
             abort(404, f"plan {plan.run_id} has no item {item_id!r}")
@@ -253,7 +253,7 @@ def create_app(
     @app.get("/review")
     def review() -> Any:
         problems: list[str] = []
-        plans = state.list_plans(rootp, problems) if rootp.is_dir() else []
+        plans = plans_file.list_plans(rootp, problems) if rootp.is_dir() else []
         for p in problems:
             flash(f"skipped a plan file: {p}")
         if not plans:
@@ -263,7 +263,7 @@ def create_app(
                         f"--predictions F.json --root {rootp}` first",
             )  # fmt: skip
         plan = plans[-1]
-        decisions = state.read_decisions(rootp, plan.run_id)
+        decisions = plans_file.read_decisions(rootp, plan.run_id)
         items = sorted(plan.review, key=lambda i: (-i.confidence, i.path)) + sorted(
             plan.moves, key=lambda i: (-i.confidence, i.path)
         )
@@ -289,9 +289,9 @@ def create_app(
             show=show,
         )
 
-    def _current_path(plan: state.Plan, it: state.PlanItem) -> Path | None:
+    def _current_path(plan: plans_file.Plan, it: plans_file.PlanItem) -> Path | None:
         """Where the item's file is now (its path, or where an accept moved it), inside ROOT."""
-        d = state.read_decisions(rootp, plan.run_id).get(it.item_id, {})
+        d = plans_file.read_decisions(rootp, plan.run_id).get(it.item_id, {})
         for rel in (str(d.get("dst") or ""), it.path, it.dst if plan.applied else ""):
             if not rel:
                 continue
@@ -328,7 +328,7 @@ def create_app(
         if action == "undo":
             return _undo(plan, it)
         with decide_lock:
-            decisions = state.read_decisions(rootp, plan.run_id)
+            decisions = plans_file.read_decisions(rootp, plan.run_id)
             if it.item_id in decisions:
                 abort(409, f"{it.path} was already {decisions[it.item_id]['decision']}")
             record: dict[str, Any] = {
@@ -340,7 +340,7 @@ def create_app(
             if action == "accept":
                 record.update(_accept(plan, it))
             decisions[it.item_id] = record
-            state.write_decisions(rootp, plan.run_id, decisions)
+            plans_file.write_decisions(rootp, plan.run_id, decisions)
         if action == "accept":
             msg = f"moved {it.path} -> {record['dst']} (journal run {record['journal_run']}; " \
                   f"`cleaner undo --run {record['journal_run']}` reverses it)"  # fmt: skip
@@ -352,12 +352,12 @@ def create_app(
         back: dict[str, Any] = dict(request.args.to_dict())
         return redirect(url_for("review", **back))
 
-    def _undo(plan: state.Plan, it: state.PlanItem) -> Any:
+    def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
         """Withdraw a decision; an accepted move is reversed through the journal first."""
         from cleaner.journal import undo
 
         with decide_lock:
-            decisions = state.read_decisions(rootp, plan.run_id)
+            decisions = plans_file.read_decisions(rootp, plan.run_id)
             d = decisions.get(it.item_id)
             if d is None:
                 abort(409, f"{it.path} has no decision to undo")
@@ -372,14 +372,14 @@ def create_app(
             else:
                 msg = f"decision on {it.path} withdrawn"
             del decisions[it.item_id]
-            state.write_decisions(rootp, plan.run_id, decisions)
+            plans_file.write_decisions(rootp, plan.run_id, decisions)
         if _wants_json():
             return jsonify({"item": it.item_id, "message": msg})
         flash(msg)
         back: dict[str, Any] = dict(request.args.to_dict())
         return redirect(url_for("review", **back))
 
-    def _accept(plan: state.Plan, it: state.PlanItem) -> dict[str, Any]:
+    def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
         from cleaner.journal import Move, apply_moves
 
         if plan.applied and it.kind == "move":
