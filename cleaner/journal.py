@@ -103,6 +103,14 @@ class RecoveryReport:
     def __bool__(self) -> bool:
         return bool(self.runs)
 
+    def message(self) -> str:
+        """The one line every command that recovers prints (on stderr)."""
+        return (
+            f"recovered interrupted run(s) {', '.join(self.runs)}: {self.completed} moves "
+            f"completed, {self.rolled_back} rolled back"
+            + (f"; problems: {'; '.join(self.problems)}" if self.problems else "")
+        )
+
 
 @dataclass(frozen=True)
 class AppliedRun:

@@ -169,11 +169,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
         err_console.print(f"warning: {w}")
     if result.recovery:
         rec = result.recovery
-        err_console.print(
-            f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
-            f"completed, {rec.rolled_back} rolled back"
-            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else "")
-        )
+        err_console.print(rec.message())
     if not apply:
         if not g["ok"]:
             err_console.print(f"warning: --apply would refuse this plan: {g['why']}")

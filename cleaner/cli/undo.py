@@ -62,11 +62,7 @@ def undo(
         return
     if res.recovery:
         rec = res.recovery
-        err_console.print(
-            f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
-            f"completed, {rec.rolled_back} rolled back"
-            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else "")
-        )
+        err_console.print(rec.message())
     console.print(
         f"undid run {res.undone_run}: {len(res.restored)} files back at their original paths"
         + (f", {len(res.left)} left in place (below)" if res.left else "")

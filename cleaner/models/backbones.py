@@ -153,10 +153,9 @@ register(
     )
 )
 TEXTURE_HEAD_C = 0.03
-"""Frozen-head regularisation for the texture backbones: 10x weaker than the default. Measured
-on faces140k (2,200 faces, 5 folds, bench/README "Texture features"): out-of-fold accuracy of
-Lite0's texture features 0.902 at C = 0.03 against 0.892 at 0.003 (0.880 at 0.001); Lite2's
-flat from 0.03 to 0.3."""
+"""Frozen-head regularisation for the texture backbones: 10x weaker than the default, the best
+of the values tried on faces140k (bench/README.md "Texture features", figures and command
+there)."""
 
 
 def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str) -> None:

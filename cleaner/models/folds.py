@@ -100,9 +100,8 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
 HEADS: tuple[str, ...] = values(HeadKind)
 
 HEAD_C = 0.003
-"""Regularisation of the default head. Measured on faces140k (2,200 images, 5 folds, Lite0 and
-spectrum features): as good as choosing C by inner cross-validation (true-label AUC 0.788 vs
-0.788 for Lite0, 0.707 vs 0.713 for the spectrum) at 1/18 of the time."""
+"""Regularisation of the default head: as good as choosing C by inner cross-validation
+(``logreg-cv``) at a fraction of the time, on faces140k (bench/README.md "Five folds")."""
 
 
 INNER_FOLDS = 4
@@ -110,9 +109,8 @@ INNER_FOLDS = 4
 
 INNER_MAX_ITER = 30
 """L-BFGS iterations of those inner heads (the fold's own head: up to 300). They only rank the
-training images for cleanlab; on faces140k's Lite2 texture features with 10% planted flips,
-three draws, the capped inner heads changed the pruned voter's flip-ranking AUC by -0.0002 to
--0.0007 and took 2.2-2.4x less time (bench/README "Five folds": 1.29x an embedding pass)."""
+training images for cleanlab: capping them leaves the pruned voter's flip ranking as it was
+and takes about half the time (bench/README.md "Five folds", figures and command there)."""
 
 
 class Head(Protocol):

@@ -468,9 +468,8 @@ def _fit_logreg_head(
 ) -> dict[str, Any]:
     """Phase 1 as the out-of-fold heads do it: logistic regression on the standardised features
     (``feat_norm``, already adapted on ``f_tr``), solved exactly, its coefficients written into
-    the model's sigmoid layer ``head``. Measured against the dense head trained by Adam on
-    Lite2's texture features (faces140k, 3 seeded 60/20/20 splits): test accuracy 0.925 vs
-    0.909 (bench/README "Training")."""
+    the model's sigmoid layer ``head``: better test accuracy than the dense head trained by
+    Adam (bench/README.md "Training", figures and command there)."""
     import keras
 
     from cleaner.models import logreg
