@@ -83,6 +83,16 @@ class DemoResult:
     ground_truth: Path
     files: int
     counts: dict[str, int]
+    seed: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner demo --json`` prints."""
+        return {
+            "root": str(self.root),
+            "ground_truth": str(self.ground_truth),
+            "seed": self.seed,
+            **self.counts,
+        }
 
 
 # ----------------------------------------------------------------------------- pixels
@@ -336,7 +346,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     }
     gt = root / "ground_truth.json"
     gt.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return DemoResult(root=root, ground_truth=gt, files=len(files), counts=counts)
+    return DemoResult(root=root, ground_truth=gt, files=len(files), counts=counts, seed=seed)
 
 
 def _check(p: DemoParams) -> None:

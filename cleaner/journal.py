@@ -140,6 +140,16 @@ class UndoResult:
     left: list[MoveResult]
     recovery: RecoveryReport = field(default_factory=RecoveryReport)
 
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner undo --json`` prints."""
+        return {
+            "undone_run": self.undone_run,
+            "run_id": self.run_id,
+            "restored": len(self.restored),
+            "left": [{"path": r.src, "original": r.wanted, "why": r.why} for r in self.left],
+            "recovered": self.recovery.runs,
+        }
+
 
 @dataclass(frozen=True)
 class RunInfo:

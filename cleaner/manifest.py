@@ -340,6 +340,18 @@ class QuarantineResult:
     applied: AppliedRun | None = None
     """``None`` on a dry run."""
 
+    def summary(self) -> dict[str, object]:
+        """The ``quarantine`` object of ``cleaner scan --quarantine --json``."""
+        out: dict[str, object] = {
+            "applied": self.applied is not None,
+            "moves": [{"src": m.src, "dst": m.dst, "reason": m.reason} for m in self.moves],
+        }
+        if self.applied is not None:
+            out["run_id"] = self.applied.run_id
+            out["moved"] = [{"src": r.src, "dst": r.dst} for r in self.applied.moved]
+            out["skipped"] = [{"src": r.src, "why": r.why} for r in self.applied.skipped]
+        return out
+
 
 def quarantine_unreadable(
     root: str | os.PathLike[str],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -52,6 +52,22 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(e)) from None
 
     return wrapper
+
+
+class Result(Protocol):
+    """What a command's work returns: ``summary()`` is its ``--json`` form (built beside the
+    result, in the module that does the work, so the CLI never assembles JSON itself)."""
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+def emit_json(result: Result | Mapping[str, Any], json_out: bool) -> bool:
+    """The one ``--json`` printer: with ``json_out``, print the result's summary as one JSON
+    object and return True (the command is done); else return False (print the tables)."""
+    if not json_out:
+        return False
+    print_json(dict(result) if isinstance(result, Mapping) else result.summary())
+    return True
 
 
 def print_json(obj: Any) -> None:

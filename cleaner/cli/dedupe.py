@@ -14,7 +14,7 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
-    print_json,
+    emit_json,
 )
 
 SHOW_GROUPS = 20
@@ -80,8 +80,7 @@ def dedupe(
         workers=workers,
         progress=False if json_out else None,
     )
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     s = result.summary()
     table = Table(title=f"cleaner dedupe: {result.root}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cleaner.cli._common import JsonOption, cli_errors, console, print_json
+from cleaner.cli._common import JsonOption, cli_errors, console, emit_json
 
 
 def _pct(v: Any) -> str:
@@ -43,8 +43,7 @@ def evaluate(
     from cleaner.evaluate import evaluate as run
 
     r = run(demo_dir, metrics=metrics, predictions=predictions, labels=labels)
-    if json_out:
-        print_json(r)
+    if emit_json(r, json_out):
         return
     rl, dd, co, md = r["relabeling"], r["dedupe"], r["corrupt"], r["model"]
     t = Table(title=f"planted versus found in {demo_dir}")

@@ -18,9 +18,9 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
     fail,
-    print_json,
 )
 from cleaner.models import quiet_tensorflow
 
@@ -190,8 +190,7 @@ def predict(
                 progress=bar,
                 log=None if json_out else err_console.print,
             )
-    if json_out:
-        print_json(s.as_dict())
+    if emit_json(s, json_out):
         return
     table = Table(title=f"cleaner predict -> {s.out}")
     table.add_column("what")
@@ -260,8 +259,7 @@ def predict_dir(
             batch_size=batch_size,
             progress=bar,
         )
-    if json_out:
-        print_json(s.as_dict())
+    if emit_json(s, json_out):
         return
     console.print(
         f"{s.predicted} of {s.files} files labelled ({s.fake} fake, {s.real} real) in "

@@ -15,8 +15,8 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
-    print_json,
 )
 from cleaner.consensus import DEFAULT_MIN_CONFIDENCE, DEFAULT_RULE
 from cleaner.errors import CleanerError
@@ -108,9 +108,7 @@ def separate(
         apply=apply,
         progress=False if json_out else None,
     )
-    if json_out:
-        print_json(result.summary())
-    else:
+    if not emit_json(result, json_out):
         _print(result, apply)
 
 

@@ -50,7 +50,7 @@ class PredictSummary:
     """ROC AUC of prob_fake against the folder labels (both classes present)."""
     accuracy: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
@@ -318,7 +318,7 @@ class PredictDirSummary:
     real: int
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["skipped"] = [{"image": n, "reason": r} for n, r in self.skipped]

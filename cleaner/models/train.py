@@ -199,6 +199,19 @@ class TrainResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    SUMMARY_KEYS = (
+        "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "epochs",
+        "backbone", "weights", "image_size", "data_digest",
+    )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner train --json`` prints: the test figures, the model and its metrics."""
+        m = self.metrics
+        return {k: m[k] for k in self.SUMMARY_KEYS} | {
+            "model": str(self.model_path),
+            "metrics": str(self.metrics_path),
+        }
+
 
 # ---------------------------------------------------------------------------------------------
 # precision
