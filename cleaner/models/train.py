@@ -44,6 +44,7 @@ import numpy as np
 from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.models.inputs import CROPS
 from cleaner.split import (
     SPLITS,
     SplitRow,
@@ -566,17 +567,42 @@ def _fit_dense_head(
     }
 
 
+@dataclass
+class _Data:
+    """The decoded split: what every phase after the split reads."""
+
+    rows: list[SplitRow]
+    reused: bool
+    kept: dict[str, list[SplitRow]]
+    """Per split, the rows whose image decoded (the others are left out, as the scan would)."""
+    arrays: dict[str, list[np.ndarray]]
+    y: dict[str, np.ndarray]
+    class_weight: dict[str, float] | None = None
+    sample_w: np.ndarray | None = None
+
+
+@dataclass
+class _Net:
+    """The classifier and the parts of it the phases train."""
+
+    model: Any
+    backbone: Any
+    feat_norm: Any
+    head: Any
+    scratch: bool
+    has_trainable: bool
+    policy: str
+
+
 def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
-    """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc."""
+    """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc.
+
+    The phases, in order: :func:`_check`, :func:`_split`, :func:`_decode`, :func:`_build`,
+    :func:`_head_phase` (frozen features), :func:`_tune_phase` (fine-tune or from scratch),
+    :func:`_test` and :func:`_save`."""
     say: Reporter = report or (lambda s: print(s, file=sys.stderr))
     t_start = time.perf_counter()
-    out = Path(cfg.out)
-    if out.suffix != ".keras":
-        raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
-    if cfg.epochs < 0 or cfg.head_epochs < 0:
-        raise CleanerError("--epochs and --head-epochs must be 0 or more")
-    if cfg.head not in ("logreg", "dense"):
-        raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
+    out = _check(cfg)
     ds = open_dataset(cfg.root)
     from cleaner.models.backbones import get_backbone
 
@@ -584,13 +610,95 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     weights_name = cfg.weights or bb.default_weights
     size = int(cfg.image_size or bb.input_size)
     crop = cfg.crop or bb.crop
-    if crop not in ("center", "resize"):
-        raise CleanerError(f"--crop {crop!r} is not one of center, resize")
+    if crop not in CROPS:
+        raise CleanerError(f"--crop {crop!r} is not one of {', '.join(CROPS)}")
     if size < 16:
         raise CleanerError(f"--image-size {size} is too small; use 16 or more")
 
-    samples = dataset_samples(ds.root)
-    rows, reused = make_split(ds.root, samples, seed=cfg.seed, resplit=cfg.resplit)
+    by_split, rows, reused = _split(ds.root, cfg, say)
+    data = _decode(ds.root, by_split, rows, reused, size=size, crop=crop, workers=cfg.workers)
+    _class_weights(data, say)
+    net = _build(cfg, bb, weights_name, size)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_name(f".{out.stem}.best.weights.h5")
+    history: list[dict[str, Any]] = []
+    phases: dict[str, dict[str, Any]] = {}
+    val_seq = _Batches.make(
+        data.arrays["val"],
+        data.y["val"],
+        size=size,
+        batch_size=cfg.batch_size,
+        train=False,
+        seed=cfg.seed,
+        do_augment=False,
+    )
+    if not net.scratch and cfg.head_epochs > 0:
+        phases["head"] = _head_phase(
+            cfg, ds.root, out, bb, net, data, weights_name, size, say, history
+        )
+    if cfg.epochs > 0 and net.has_trainable:
+        tuned = _tune_phase(cfg, bb, net, data, val_seq, size, ckpt, say, history)
+        if tuned is not None:
+            phases[tuned[0]] = tuned[1]
+    ckpt.unlink(missing_ok=True)
+
+    prob, test, val, test_seconds = _test(cfg, net.model, data, val_seq)
+    _save(net.model, out)
+    metrics: dict[str, Any] = {
+        "format": "cleaner.metrics.v1",
+        "model": str(out),
+        "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
+        "preprocessing": PREPROCESSING if crop == "center" else "whole image resized to SxS",
+        "crop": crop,
+        "backbone": cfg.backbone,
+        "weights": weights_name,
+        "image_size": size,
+        "seed": cfg.seed,
+        "dtype_policy": net.policy,
+        "mode": "scratch" if net.scratch else "transfer",
+        "split": _split_summary(ds.root, data),
+        "class_weight": data.class_weight,
+        "augmentation": cfg.augment,
+        "data_digest": data_digest(data.rows),
+        "epochs": {k: v["epochs"] for k, v in phases.items()},
+        "phases": phases,
+        "time": {
+            "total_seconds": round(time.perf_counter() - t_start, 2),
+            "test_seconds": round(test_seconds, 2),
+        },
+        "test": test,
+        "val": {k: val[k] for k in ("accuracy", "roc_auc", "loss")},
+        **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+        "confusion_matrix": test["confusion_matrix"],
+        "classification_report": test["classification_report"],
+        "history": history,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    plots = write_plots(out, history, data.y["test"], prob, test)
+    metrics["plots"] = [p.name for p in plots]
+    metrics_file.write(out, metrics)
+    return TrainResult(out, metrics_file.path(out), plots, metrics, history)
+
+
+def _check(cfg: TrainConfig) -> Path:
+    """The flags that need no data, checked before anything is read; returns ``cfg.out``."""
+    out = Path(cfg.out)
+    if out.suffix != ".keras":
+        raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
+    if cfg.epochs < 0 or cfg.head_epochs < 0:
+        raise CleanerError("--epochs and --head-epochs must be 0 or more")
+    if cfg.head not in ("logreg", "dense"):
+        raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
+    return out
+
+
+def _split(
+    root: Path, cfg: TrainConfig, say: Reporter
+) -> tuple[dict[str, list[SplitRow]], list[SplitRow], bool]:
+    """The split (reused from ``split.csv`` unless ``--resplit``), each part with both classes."""
+    rows, reused = make_split(root, dataset_samples(root), seed=cfg.seed, resplit=cfg.resplit)
     by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
     if cfg.max_train is not None:
         by_split["train"] = by_split["train"][: cfg.max_train]
@@ -598,42 +706,63 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         labels = {r.label for r in by_split[s]}
         if len(labels) < 2:
             raise CleanerError(
-                f"the {s} split of {ds.root} has images of {len(labels)} class(es); each split "
+                f"the {s} split of {root} has images of {len(labels)} class(es); each split "
                 "needs real and fake images (add images to both class folders)"
             )
     say(
-        f"split ({'reused' if reused else 'new'}, {split_path(ds.root)}): "
+        f"split ({'reused' if reused else 'new'}, {split_path(root)}): "
         + ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS)
     )
+    return by_split, rows, reused
 
-    # decode once, in parallel
+
+def _decode(
+    root: Path,
+    by_split: Mapping[str, Sequence[SplitRow]],
+    rows: list[SplitRow],
+    reused: bool,
+    *,
+    size: int,
+    crop: str,
+    workers: int | None,
+) -> _Data:
+    """Every image of the split decoded once, in parallel (training crops and evaluation views
+    as :func:`load_for_training` and :func:`load_for_eval` make them)."""
     from cleaner.engine import map_batches
 
     arrays: dict[str, list[np.ndarray]] = {}
     kept: dict[str, list[SplitRow]] = {}
     for s in SPLITS:
-        items = [(str(ds.root / r.path), size, s == "train", crop) for r in by_split[s]]
+        items = [(str(root / r.path), size, s == "train", crop) for r in by_split[s]]
         loaded = [
             a
             for b in map_batches(
-                _load_batch, items, batch_size=32, workers=cfg.workers, desc=f"load {s}"
+                _load_batch, items, batch_size=32, workers=workers, desc=f"load {s}"
             )
             for a in b
         ]
         kept[s] = [r for r, a in zip(by_split[s], loaded, strict=True) if a is not None]
         arrays[s] = [a for a in loaded if a is not None]
     y = {s: np.array([1.0 if r.label == Label.FAKE else 0.0 for r in kept[s]]) for s in SPLITS}
+    return _Data(rows=rows, reused=reused, kept=kept, arrays=arrays, y=y)
 
-    # class weights when imbalanced (minority under 80% of the majority)
-    n_fake, n_real = int(y["train"].sum()), int(len(y["train"]) - y["train"].sum())
-    class_weight: dict[str, float] | None = None
-    sample_w: np.ndarray | None = None
+
+def _class_weights(data: _Data, say: Reporter) -> None:
+    """Class weights when the training split is imbalanced (minority under 80% of the
+    majority), set on ``data``."""
+    y_train = data.y["train"]
+    n_fake, n_real = int(y_train.sum()), int(len(y_train) - y_train.sum())
     if min(n_fake, n_real) < 0.8 * max(n_fake, n_real):
         n = n_fake + n_real
-        class_weight = {Label.REAL: n / (2 * n_real), Label.FAKE: n / (2 * n_fake)}
-        sample_w = np.where(y["train"] > 0.5, class_weight[Label.FAKE], class_weight[Label.REAL])
-        say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {class_weight}")
+        cw = {Label.REAL.value: n / (2 * n_real), Label.FAKE.value: n / (2 * n_fake)}
+        data.class_weight = cw
+        data.sample_w = np.where(y_train > 0.5, cw[Label.FAKE], cw[Label.REAL])
+        say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {cw}")
 
+
+def _build(cfg: TrainConfig, bb: Any, weights_name: str, size: int) -> _Net:
+    """The classifier: the backbone (frozen for transfer, trainable from scratch), the region
+    mean for ``-quad`` backbones, feature standardisation, dropout, one sigmoid unit."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -661,172 +790,172 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         model = keras.Model(inp, head(head_drop(feat_norm(feats))), name=f"cleaner_{cfg.backbone}")
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    return _Net(model, backbone, feat_norm, head, scratch, has_trainable, policy)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = out.with_name(f".{out.stem}.best.weights.h5")
-    history: list[dict[str, Any]] = []
-    phases: dict[str, dict[str, Any]] = {}
-    mk = _Batches.make
-    val_seq = mk(
-        arrays["val"],
-        y["val"],
+
+def _head_phase(
+    cfg: TrainConfig,
+    root: Path,
+    out: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Phase 1: the head on frozen features (computed once, from the embedding cache when it
+    has them); returns the phase's record."""
+    t0 = time.perf_counter()
+    hf = _head_features
+    arrays, kept, y = data.arrays, data.kept, data.y
+    f_tr, src = hf(root, cfg, net.backbone, arrays["train"], kept["train"], weights_name, size)
+    f_va, _ = hf(root, cfg, net.backbone, arrays["val"], kept["val"], weights_name, size)
+    t_feat = time.perf_counter() - t0
+    say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
+    y_tr, w_tr = y["train"], data.sample_w
+    if bb.regions > 1:  # the head trains on every region row, validates on the mean row
+        f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
+    adapt_feature_norm(net.feat_norm, f_tr)
+    if cfg.head == "logreg":
+        phase = _fit_logreg_head(
+            f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, net.feat_norm, net.head, say
+        )
+    else:
+        phase = _fit_dense_head(
+            cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, net.feat_norm, net.head, say, history
+        )
+    n_img = len(arrays["train"]) + len(arrays["val"])
+    phase.update(
+        {
+            "feature_seconds": round(t_feat, 2),
+            "features_from": src,
+            "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
+        }
+    )
+    return phase
+
+
+def _tune_phase(
+    cfg: TrainConfig,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    val_seq: Any,
+    size: int,
+    ckpt: Path,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> tuple[str, dict[str, Any]] | None:
+    """Phase 2: fine-tune the top of the backbone with the head (transfer), or train the whole
+    network (from scratch); a fine-tuning that does not beat the head's validation loss is
+    undone. Returns (phase name, record), or None when no layer could be unfrozen."""
+    import keras
+
+    model, backbone = net.model, net.backbone
+    if net.scratch:
+        phase, lr = "scratch", cfg.scratch_lr
+        backbone.trainable = True
+        unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
+        # a few dozen steps per epoch: BatchNormalization's moving statistics (momentum
+        # 0.99) would still be near their initial values at validation time
+        for ly in _flat_layers(backbone):
+            if isinstance(ly, keras.layers.BatchNormalization) and ly.momentum > 0.9:
+                ly.momentum = 0.9
+    else:
+        phase, lr = "fine-tune", cfg.fine_tune_lr
+        top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
+        unfrozen = _freeze_for_fine_tuning(backbone, top)
+    if unfrozen <= 0:
+        return None
+    # the head-only model is the baseline fine-tuning has to beat on validation loss
+    start_weights = model.get_weights()
+    _compile(model, lr)
+    start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not net.scratch else None
+    tr_seq = _Batches.make(
+        data.arrays["train"],
+        data.y["train"],
         size=size,
         batch_size=cfg.batch_size,
-        train=False,
+        train=True,
         seed=cfg.seed,
-        do_augment=False,
+        do_augment=cfg.augment,
+        weights=data.sample_w,
     )
+    n_before = len(history)
+    t1 = time.perf_counter()
+    n_train = len(data.arrays["train"])
+    model.fit(
+        tr_seq,
+        validation_data=val_seq,
+        epochs=cfg.epochs,
+        verbose=0,
+        callbacks=_callbacks(phase, n_train, say, history, ckpt, cfg.patience),
+    )
+    dt = time.perf_counter() - t1
+    kept_head = False
+    if start_loss is not None:
+        end_loss = float(model.evaluate(val_seq, verbose=0)[0])
+        if end_loss > start_loss:
+            model.set_weights(start_weights)
+            kept_head = True
+            say(
+                f"fine-tuning did not beat the head's val_loss ({end_loss:.4f} > "
+                f"{start_loss:.4f}): kept the head-only model"
+            )
+    return phase, {
+        "kept_head_only": kept_head,
+        "epochs": len(history) - n_before,
+        "seconds": round(dt, 2),
+        "layers_unfrozen": unfrozen,
+        "lr": lr,
+        "train_images_per_s": _median(
+            [h["images_per_s"] for h in history[n_before:] if h.get("images_per_s")]
+        ),
+    }
 
-    if not scratch and cfg.head_epochs > 0:
-        # phase 1: the head on frozen features (computed once)
-        t0 = time.perf_counter()
-        hf = _head_features
-        f_tr, src = hf(ds.root, cfg, backbone, arrays["train"], kept["train"], weights_name, size)
-        f_va, _ = hf(ds.root, cfg, backbone, arrays["val"], kept["val"], weights_name, size)
-        t_feat = time.perf_counter() - t0
-        say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
-        y_tr, w_tr = y["train"], sample_w
-        if bb.regions > 1:  # the head trains on every region row, validates on the mean row
-            f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
-        adapt_feature_norm(feat_norm, f_tr)
-        if cfg.head == "logreg":
-            phases["head"] = _fit_logreg_head(
-                f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, feat_norm, head, say
-            )
-        else:
-            phases["head"] = _fit_dense_head(
-                cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, feat_norm, head, say, history
-            )
-        n_img = len(arrays["train"]) + len(arrays["val"])
-        phases["head"].update(
-            {
-                "feature_seconds": round(t_feat, 2),
-                "features_from": src,
-                "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
-            }
-        )
 
-    if cfg.epochs > 0 and has_trainable:
-        if scratch:
-            phase, lr = "scratch", cfg.scratch_lr
-            backbone.trainable = True
-            unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
-            # a few dozen steps per epoch: BatchNormalization's moving statistics (momentum
-            # 0.99) would still be near their initial values at validation time
-            for ly in _flat_layers(backbone):
-                if isinstance(ly, keras.layers.BatchNormalization) and ly.momentum > 0.9:
-                    ly.momentum = 0.9
-        else:
-            phase, lr = "fine-tune", cfg.fine_tune_lr
-            top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
-            unfrozen = _freeze_for_fine_tuning(backbone, top)
-        if unfrozen > 0:
-            # the head-only model is the baseline fine-tuning has to beat on validation loss
-            start_weights = model.get_weights()
-            _compile(model, lr)
-            start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not scratch else None
-            tr_seq = mk(
-                arrays["train"],
-                y["train"],
-                size=size,
-                batch_size=cfg.batch_size,
-                train=True,
-                seed=cfg.seed,
-                do_augment=cfg.augment,
-                weights=sample_w,
-            )
-            n_before = len(history)
-            t1 = time.perf_counter()
-            model.fit(
-                tr_seq,
-                validation_data=val_seq,
-                epochs=cfg.epochs,
-                verbose=0,
-                callbacks=_callbacks(phase, len(arrays["train"]), say, history, ckpt, cfg.patience),
-            )
-            dt = time.perf_counter() - t1
-            kept_head = False
-            if start_loss is not None:
-                end_loss = float(model.evaluate(val_seq, verbose=0)[0])
-                if end_loss > start_loss:
-                    model.set_weights(start_weights)
-                    kept_head = True
-                    say(
-                        f"fine-tuning did not beat the head's val_loss ({end_loss:.4f} > "
-                        f"{start_loss:.4f}): kept the head-only model"
-                    )
-            phases[phase] = {
-                "kept_head_only": kept_head,
-                "epochs": len(history) - n_before,
-                "seconds": round(dt, 2),
-                "layers_unfrozen": unfrozen,
-                "lr": lr,
-                "train_images_per_s": _median(
-                    [h["images_per_s"] for h in history[n_before:] if h.get("images_per_s")]
-                ),
-            }
-    ckpt.unlink(missing_ok=True)
-
-    # test
+def _test(
+    cfg: TrainConfig, model: Any, data: _Data, val_seq: Any
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any], float]:
+    """The held-out test split (and validation) through the final model: (test prob_fake,
+    test metrics, validation metrics, seconds)."""
     t_test = time.perf_counter()
-    test_x = np.stack(arrays["test"]).astype(np.float32)
+    test_x = np.stack(data.arrays["test"]).astype(np.float32)
     prob = np.asarray(
         model.predict(test_x, batch_size=cfg.batch_size, verbose=0), dtype=np.float64
     ).reshape(-1)
     val_prob = np.asarray(model.predict(val_seq, verbose=0), dtype=np.float64).reshape(-1)
     test_seconds = time.perf_counter() - t_test
-    test = classification_metrics(y["test"], prob)
-    val = classification_metrics(y["val"], val_prob)
+    test = classification_metrics(data.y["test"], prob)
+    val = classification_metrics(data.y["val"], val_prob)
+    return prob, test, val, test_seconds
 
+
+def _save(model: Any, out: Path) -> None:
+    """``out`` written whole or not at all (a temporary file beside it, then a rename)."""
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, out)
-    total = time.perf_counter() - t_start
-    metrics: dict[str, Any] = {
-        "format": "cleaner.metrics.v1",
-        "model": str(out),
-        "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
-        "preprocessing": PREPROCESSING if crop == "center" else "whole image resized to SxS",
-        "crop": crop,
-        "backbone": cfg.backbone,
-        "weights": weights_name,
-        "image_size": size,
-        "seed": cfg.seed,
-        "dtype_policy": policy,
-        "mode": "scratch" if scratch else "transfer",
-        "split": {
-            "file": str(split_path(ds.root)),
-            "reused": reused,
-            **{
-                s: {
-                    "images": len(kept[s]),
-                    Label.REAL: int((y[s] < 0.5).sum()),
-                    Label.FAKE: int(y[s].sum()),
-                }
-                for s in SPLITS
-            },
-            "groups": len({r.group for r in rows}),
+
+
+def _split_summary(root: Path, data: _Data) -> dict[str, Any]:
+    """The metrics file's ``split``: its file, whether it was reused, per-split counts."""
+    y = data.y
+    return {
+        "file": str(split_path(root)),
+        "reused": data.reused,
+        **{
+            s: {
+                "images": len(data.kept[s]),
+                Label.REAL.value: int((y[s] < 0.5).sum()),
+                Label.FAKE.value: int(y[s].sum()),
+            }
+            for s in SPLITS
         },
-        "class_weight": class_weight,
-        "augmentation": cfg.augment,
-        "data_digest": data_digest(rows),
-        "epochs": {k: v["epochs"] for k, v in phases.items()},
-        "phases": phases,
-        "time": {"total_seconds": round(total, 2), "test_seconds": round(test_seconds, 2)},
-        "test": test,
-        "val": {k: val[k] for k in ("accuracy", "roc_auc", "loss")},
-        **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
-        "confusion_matrix": test["confusion_matrix"],
-        "classification_report": test["classification_report"],
-        "history": history,
-        "versions": _versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "groups": len({r.group for r in data.rows}),
     }
-    metrics_path = metrics_file.path(out)
-    plots = write_plots(out, history, y["test"], prob, test)
-    metrics["plots"] = [p.name for p in plots]
-    metrics_file.write(out, metrics)
-    return TrainResult(out, metrics_path, plots, metrics, history)
 
 
 def _median(xs: Sequence[float]) -> float | None:
