@@ -31,7 +31,7 @@ from cleaner.consensus import (
     check_params,
     decide,
 )
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.journal import (
     AppliedRun,
@@ -47,7 +47,7 @@ from cleaner.journal import (
 from cleaner.journal import undo as journal_undo
 from cleaner.predictions import MatchResult, match_entries, read_predictions
 from cleaner.state import plans as plans_file
-from cleaner.state.plans import PLAN_FORMAT, PLANS_DIR
+from cleaner.state.plans import PLAN_FORMAT
 from cleaner.state.runs import run_relpath
 
 DEFAULT_MAX_FRACTION = 0.15
@@ -311,7 +311,7 @@ def separate(
             command="separate",
             run_id=plan["run_id"],
             progress=progress,
-            extra={"plan": f"{STATE_DIR}/{PLANS_DIR}/{plan_path.name}"},
+            extra={"plan": plans_file.plan_relpath(plan_path)},
         )
         by_src = {r.src: r for r in run.results}
         for rec in plan["moves"]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
+from cleaner.dataset import STATE_DIR
 from cleaner.errors import CleanerError
 from cleaner.state import load_json, state_path
 
@@ -35,6 +36,11 @@ def plans_dir(root: str | os.PathLike[str]) -> Path:
 
 def plan_path(root: str | os.PathLike[str], run_id: str) -> Path:
     return plans_dir(root) / f"{run_id}.json"
+
+
+def plan_relpath(path: Path) -> str:
+    """A plan file's path relative to ROOT (as the journal records it)."""
+    return f"{STATE_DIR}/{PLANS_DIR}/{path.name}"
 
 
 def write(root: str | os.PathLike[str], plan: Mapping[str, Any]) -> Path:
