@@ -514,8 +514,8 @@ def build_report(
     except CleanerError as e:
         problems["duplicates"] = str(e)
     try:
-        rows = split_file.read(rootp, fix="rerun `cleaner train`")
-        split = split_file.lookup(rows) if rows is not None else None
+        split_rows = split_file.read(rootp, fix="rerun `cleaner train`")
+        split = split_file.lookup(split_rows) if split_rows is not None else None
     except CleanerError as e:
         problems["leakage"] = str(e)
     groups: list[dict[str, Any]] = []
