@@ -624,15 +624,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     ckpt = out.with_name(f".{out.stem}.best.weights.h5")
     history: list[dict[str, Any]] = []
     phases: dict[str, dict[str, Any]] = {}
-    val_seq = _Batches.make(
-        data.arrays["val"],
-        data.y["val"],
-        size=size,
-        batch_size=cfg.batch_size,
-        train=False,
-        seed=cfg.seed,
-        do_augment=False,
-    )
+    val_seq = _sequence(cfg, data, "val", size)
     if not net.scratch and cfg.head_epochs > 0:
         phases["head"] = _head_phase(
             cfg, ds.root, out, bb, net, data, weights_name, size, say, history
@@ -680,6 +672,22 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     metrics["plots"] = [p.name for p in plots]
     metrics_file.write(out, metrics)
     return TrainResult(out, metrics_file.path(out), plots, metrics, history)
+
+
+def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int) -> Any:
+    """Keras batches of one split: the training split shuffled, augmented (``--augment``) and
+    class-weighted; the others in order, as they are."""
+    train = part == "train"
+    return _Batches.make(
+        data.arrays[part],
+        data.y[part],
+        size=size,
+        batch_size=cfg.batch_size,
+        train=train,
+        seed=cfg.seed,
+        do_augment=cfg.augment if train else False,
+        weights=data.sample_w if train else None,
+    )
 
 
 def _check(cfg: TrainConfig) -> Path:
@@ -873,16 +881,7 @@ def _tune_phase(
     start_weights = model.get_weights()
     _compile(model, lr)
     start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not net.scratch else None
-    tr_seq = _Batches.make(
-        data.arrays["train"],
-        data.y["train"],
-        size=size,
-        batch_size=cfg.batch_size,
-        train=True,
-        seed=cfg.seed,
-        do_augment=cfg.augment,
-        weights=data.sample_w,
-    )
+    tr_seq = _sequence(cfg, data, "train", size)
     n_before = len(history)
     t1 = time.perf_counter()
     n_train = len(data.arrays["train"])
