@@ -4,7 +4,8 @@ A ``StrEnum`` member *is* its string (``Label.FAKE == "fake"``, ``json.dumps`` a
 ``fake``), so files and messages are unchanged; what the enum adds is one list of the choices:
 Typer shows it in ``--help`` and refuses anything else as a usage error (exit 2), and the
 modules that own each concept check against the same list. This module imports nothing, so the
-CLI can name the choices without loading the stages.
+CLI can name the choices without loading the stages. (The crop policy is
+:class:`cleaner.models.inputs.CropPolicy`, beside the loader it steers.)
 """
 
 from __future__ import annotations
@@ -22,15 +23,6 @@ class Label(StrEnum):
     def other(self) -> Label:
         """The class a relabeling would move an image of this class to."""
         return Label.FAKE if self is Label.REAL else Label.REAL
-
-
-class Crop(StrEnum):
-    """How an image becomes a model's ``S x S`` input (:mod:`cleaner.models.inputs`)."""
-
-    CENTER = "center"
-    """A central crop at native resolution (huge images shrunk first, tiny ones enlarged)."""
-    RESIZE = "resize"
-    """The whole image resized."""
 
 
 class HashMethod(StrEnum):

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 # the decoder's: ok, empty, not-an-image, corrupt, truncated, too-large, unsupported, unreadable)
 OUTSIDE_ROOT = "outside-root"
 NOT_A_FILE = "not-a-file"
+SYMLINK = "symlink"
+UNLISTABLE = "unlistable"
 
 STATUS_MEANINGS: dict[str, str] = {
     images.OK: "decodes fully; usable by every stage",
@@ -55,6 +57,10 @@ STATUS_MEANINGS: dict[str, str] = {
     images.UNREADABLE: "the file cannot be read (permissions, I/O error, dangling symlink)",
     OUTSIDE_ROOT: "a symlink whose target lies outside ROOT: listed, never read",
     NOT_A_FILE: "a FIFO, socket or device file: listed, never opened",
+    SYMLINK: "a symlink to another file of the class folders (column target): that file is "
+    "the image, used once under its own name; the link is never read or moved",
+    UNLISTABLE: "a folder (path ends with /) that cannot be listed (permissions): its files "
+    "are not scanned",
 }
 """Every status a manifest row can carry, with what it means (README and ``scan --help``)."""
 
@@ -116,6 +122,12 @@ def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
     Returns the row's fields after ``path`` and ``label`` (a tuple, cheap to pickle). Never
     raises: every failure becomes a status and a reason.
     """
+    try:  # a socket, FIFO or device is never opened (opening a FIFO can block, a device hang)
+        st0 = os.stat(abspath)
+    except OSError as e:
+        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot stat: {e.strerror or e}", 0, "", 0)
+    if not stat.S_ISREG(st0.st_mode):
+        return ("", 0, 0, 0, "", NOT_A_FILE, "not a regular file", st0.st_mtime_ns, "", 0)
     try:
         fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
@@ -177,7 +189,7 @@ def check_batch(batch: Sequence[tuple[str, str]]) -> list[tuple[object, ...]]:
 # --------------------------------------------------------------------------- scan
 
 
-def _row(entry: FileEntry, fields_: tuple[object, ...]) -> ManifestRow:
+def _row(entry: FileEntry, fields_: tuple[object, ...], target: str = "") -> ManifestRow:
     (sha, size, w, h, fmt, status, reason, mtime, mode, frames) = fields_
     return ManifestRow(
         path=entry.relpath,
@@ -192,6 +204,7 @@ def _row(entry: FileEntry, fields_: tuple[object, ...]) -> ManifestRow:
         mtime_ns=int(mtime),  # type: ignore[call-overload]
         mode=str(mode),
         frames=int(frames),  # type: ignore[call-overload]
+        target=target,
     )
 
 
@@ -206,6 +219,7 @@ def _previous(root: Path) -> dict[str, ManifestRow]:
 # statuses worth re-reading even when size and mtime are unchanged (permissions can change
 # without touching mtime; a decode limit may have been raised)
 _RETRY = frozenset({images.UNREADABLE, NOT_A_FILE})
+_NOT_READ = frozenset({OUTSIDE_ROOT, SYMLINK, UNLISTABLE})
 
 
 def scan(
@@ -225,7 +239,22 @@ def scan(
     previous = _previous(ds.root)
     rows: dict[str, ManifestRow] = {}
     todo: list[FileEntry] = []
-    for entry in ds.walk():
+    entries = list(ds.walk())
+    files = {e.relpath for e in entries if e.link_target is None and not e.problem}
+    for entry in entries:
+        if entry.problem:
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=UNLISTABLE, reason=entry.problem,
+            )  # fmt: skip
+            continue
+        if entry.link_target is not None and entry.link_target in files:
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=SYMLINK, target=entry.link_target,
+                reason=f"symlink to {entry.link_target}: the same image, used under that name",
+            )  # fmt: skip
+            continue
         if entry.escapes_root:
             target = _readlink(entry.abspath)
             rows[entry.relpath] = ManifestRow(
@@ -249,7 +278,7 @@ def scan(
                 rows[entry.relpath] = old
                 continue
         todo.append(entry)
-    reused = len(rows) - sum(1 for r in rows.values() if r.status == OUTSIDE_ROOT)
+    reused = len(rows) - sum(1 for r in rows.values() if r.status in _NOT_READ)
     items = [(str(e.abspath), e.relpath) for e in todo]
     if workers is None and len(items) < SMALL_SCAN:
         workers = 1  # starting a pool costs more than decoding a few hundred files
@@ -265,7 +294,7 @@ def scan(
     ):
         for fields_ in out:
             entry = todo[done]
-            rows[entry.relpath] = _row(entry, fields_)
+            rows[entry.relpath] = _row(entry, fields_, entry.link_target or "")
             done += 1
     ordered = [rows[k] for k in sorted(rows)]
     path = manifest_path(ds.root)

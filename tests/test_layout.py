@@ -22,6 +22,7 @@ OWNERS = {
     "review": "state/plans.py",
     "journal": "state/runs.py",
     ".jsonl": "state/runs.py",
+    "audit.json": "audit/store.py",
 }
 """Each file (or folder) under ``R/.cleaner/`` and the one module that may name it in code
 (the journal, :mod:`cleaner.journal`, writes and replays its runs at the paths

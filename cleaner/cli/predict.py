@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cleaner.choices import Crop, HeadKind
+from cleaner.choices import HeadKind
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     JsonOption,
@@ -23,6 +23,7 @@ from cleaner.cli._common import (
     fail,
 )
 from cleaner.models import quiet_tensorflow
+from cleaner.models.inputs import CropPolicy
 
 ModelOption = Annotated[
     Path | None,
@@ -34,7 +35,7 @@ ImageSizeOption = Annotated[
 ]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 CropOption = Annotated[
-    Crop | None,
+    CropPolicy | None,
     typer.Option(
         "--crop",
         help="center (native-resolution central crop) or resize (whole image); default: the "

@@ -50,6 +50,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("quarantine", "Quarantined files"),
     ("unreadable", "Unreadable files"),
     ("training", "Last training"),
+    ("audit", "Shortcuts and provenance"),
 )
 """Section id -> title, in page order (tests and the screenshot script rely on the ids)."""
 
@@ -367,6 +368,24 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
     }
 
 
+def _audit(
+    root: Path, r_arg: str, missing: dict[str, str], problems: dict[str, str]
+) -> dict[str, Any] | None:
+    """The audit section's data from ``audit.json`` (None: absent or unreadable)."""
+    from cleaner.audit.store import read_audit
+    from cleaner.report.audit import audit_view
+
+    try:
+        doc = read_audit(root)
+    except CleanerError as e:
+        problems["audit"] = str(e)
+        doc = None
+    if doc is None:
+        missing["audit"] = f"cleaner audit {r_arg}"
+        return None
+    return audit_view(doc)
+
+
 def _report_text(report: Any) -> str:
     """sklearn's classification report (text, or its ``output_dict`` form) as aligned text."""
     if not isinstance(report, Mapping) or not report:
@@ -458,6 +477,7 @@ def build_report(
     _section_duplicates(page, {r.path: r.label for r in rows or []})
     _section_quarantine(page, quarantined)
     _section_training(page, model_metrics, files_dir, outp.parent)
+    page.ctx["audit"] = _audit(rootp, page.r_arg, page.missing, page.problems)
     made = page.th.make(workers, progress)
     result.thumbs_made, result.thumbs_cached, result.thumbs_failed = made
     ctx = page.ctx
@@ -471,6 +491,7 @@ def build_report(
         "quarantine": len(ctx["quarantine"]),
         "unreadable": len(ctx["unreadable"]),
         "training": 1 if ctx["training"] else 0,
+        "audit": ctx["audit"]["count"] if ctx["audit"] else 0,
     }
     result.problems, result.missing = page.problems, page.missing
     _render(page, outp)

@@ -21,14 +21,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cleaner.dataset import STATE_DIR, resolve_inside
+from cleaner import dataset
 from cleaner.errors import CleanerError
 
 
-def state_path(root: str | os.PathLike[str], name: str) -> Path:
-    """``R/.cleaner/<name>``, confined to ROOT by :func:`cleaner.dataset.resolve_inside` (a
-    ``.cleaner`` that is a symlink leading out of ROOT is refused, never read or written)."""
-    return resolve_inside(Path(root), f"{STATE_DIR}/{name}")
+def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
+    """``R/.cleaner/<parts...>``, through :func:`cleaner.dataset.state_path`, the one resolver of
+    state paths (a ``.cleaner`` or a state file that is a symlink is refused, never read or
+    written)."""
+    return dataset.state_path(root, *parts)
 
 
 def load_json(path: Path, *, fix: str) -> Any:

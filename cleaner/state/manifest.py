@@ -53,6 +53,9 @@ class ManifestRow:
     """Pillow mode of the file before conversion to RGB (``RGB``, ``L``, ``P``, ``CMYK``...)."""
     frames: int = 0
     """Number of frames (animations are used through their first frame)."""
+    target: str = ""
+    """For a symlink whose target is inside ROOT: the target, ROOT-relative. The mover never
+    moves such a target (its link would dangle), nor a link."""
 
     @property
     def ok(self) -> bool:
@@ -68,7 +71,9 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
     path = manifest_path(root)
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read
+        # back (below) into the same str, which os turns into the same bytes: reversible
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             w = csv.writer(f, lineterminator="\n")
             w.writerow(COLUMNS)
             w.writerows([getattr(r, c) for c in COLUMNS] for r in rows)
@@ -78,7 +83,7 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
 
 
 def read_rows(path: Path) -> list[ManifestRow]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         missing = [c for c in ("path", "label", "sha256", "status") if c not in header]
@@ -115,6 +120,18 @@ def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
         raise CleanerError(
             f"{path} does not parse ({e}); run `cleaner scan --root {root}` to rebuild it"
         ) from e
+
+
+def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
+    """target -> link, for every symlink inside ROOT the manifest lists (empty without one).
+    The mover leaves these targets in place: a moved target leaves its link dangling."""
+    try:
+        path = manifest_path(root)
+        if not path.is_file():
+            return {}
+        return {r.target: r.path for r in read_rows(path) if r.target}
+    except (OSError, ValueError, KeyError, csv.Error, CleanerError):
+        return {}
 
 
 def read(root: str | os.PathLike[str]) -> list[ManifestRow]:

@@ -243,7 +243,7 @@ def find_plan(root: Path, run_id: str) -> Plan | None:
 
 def decisions_path(root: Path, run_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return state_path(root, REVIEW_DIR) / f"{safe}.json"
+    return state_path(root, REVIEW_DIR, f"{safe}.json")
 
 
 def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:

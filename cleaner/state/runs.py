@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.dataset import STATE_DIR
+from cleaner.state import state_path
 
 JOURNAL_DIR = "journal"
 SUFFIX = ".jsonl"
@@ -19,7 +20,7 @@ SUFFIX = ".jsonl"
 
 def journal_dir(root: str | os.PathLike[str]) -> Path:
     """``R/.cleaner/journal`` (ROOT resolved: the lock and the journal key on the real path)."""
-    return Path(os.path.realpath(root)) / STATE_DIR / JOURNAL_DIR
+    return state_path(root, JOURNAL_DIR)
 
 
 def run_path(root: str | os.PathLike[str], run_id: str) -> Path:
@@ -33,9 +34,10 @@ def run_relpath(run_id: str) -> str:
 
 
 def run_files(root: str | os.PathLike[str]) -> list[Path]:
-    """Every run's journal file, by name."""
+    """Every run's journal file, by name; a symlink among them is never read or appended to
+    (recovery would write through it, outside ROOT)."""
     d = journal_dir(root)
-    return sorted(d.glob(f"*{SUFFIX}")) if d.is_dir() else []
+    return sorted(p for p in d.glob(f"*{SUFFIX}") if not p.is_symlink()) if d.is_dir() else []
 
 
 def journal_moves(root: Path) -> dict[str, dict[str, str]]:
