@@ -371,7 +371,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     for j in range(params.corrupt):
         kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
         data, ext = _corrupt_bytes(kind, pixels[j % len(pixels)], rng)
-        path = place(folder[LABELS[j % 2]], False, ext)
+        path = place(LABELS[j % 2], False, ext)
         files[path] = data
         corrupt.append({"path": path, "kind": kind})
 
