@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -81,7 +82,7 @@ def predict_with_model(
     """prob_fake of a saved model for every ``ok`` image of ROOT, into a v1 file."""
     from cleaner.manifest import ok_rows
     from cleaner.models.inputs import predict_paths
-    from cleaner.models.saved import load_detector
+    from cleaner.models.saved import load_detector, load_model
     from cleaner.predictions import write_predictions_v1
 
     t0 = time.perf_counter()
@@ -97,6 +98,7 @@ def predict_with_model(
         crop=c,
         batch_size=batch_size,
         progress=progress,
+        factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
     )
     probs = det.prob_fake(outs) if len(rows) else np.zeros(0)
     entries, failed = [], []
@@ -339,7 +341,7 @@ def predict_dir(
     """Label every file of ``directory`` (not recursive, hidden files skipped) with a saved
     model; the contract's ``predictions.json``: a list in numeric order of file names."""
     from cleaner.models.inputs import predict_paths
-    from cleaner.models.saved import load_detector
+    from cleaner.models.saved import load_detector, load_model
 
     t0 = time.perf_counter()
     d = Path(directory)
@@ -357,6 +359,7 @@ def predict_dir(
         crop=det.crop,
         batch_size=batch_size,
         progress=progress,
+        factory=functools.partial(load_model, Path(model_path)),  # Ray actors load their own
     )
     probs = det.prob_fake(outs) if names else np.zeros(0)
     result: list[dict[str, Any]] = []

@@ -31,7 +31,9 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     import keras
 
     from cleaner.models import texture
+    from cleaner.models.devices import share_gpus
 
+    share_gpus()
     texture.register()  # the custom layer of efficientnet-lite0-gram models
     try:
         return keras.models.load_model(p, compile=False)
