@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import HeadKind
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     EngineOption,
@@ -19,12 +20,12 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
     fail,
-    print_json,
-    quiet_tensorflow,
     use_engine,
 )
+from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
 ModelOption = Annotated[
@@ -86,8 +87,8 @@ def predict(
     crop: CropOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="--finetune epochs per fold.")] = 3,
     head: Annotated[
-        str, typer.Option("--head", help="Frozen-feature head: logreg or logreg-cv (slower).")
-    ] = "logreg",
+        HeadKind, typer.Option("--head", help="Frozen-feature head (logreg-cv: slower).")
+    ] = HeadKind.LOGREG,
     mirror: Annotated[
         bool,
         typer.Option(
@@ -208,8 +209,7 @@ def predict(
                 progress=bar,
                 log=None if json_out else err_console.print,
             )
-    if json_out:
-        print_json(s.as_dict())
+    if emit_json(s, json_out):
         return
     table = Table(title=f"cleaner predict -> {s.out}")
     table.add_column("what")
@@ -284,8 +284,7 @@ def predict_dir(
             batch_size=batch_size,
             progress=bar,
         )
-    if json_out:
-        print_json(s.as_dict())
+    if emit_json(s, json_out):
         return
     console.print(
         f"{s.predicted} of {s.files} files labelled ({s.fake} fake, {s.real} real) in "
