@@ -63,6 +63,19 @@ def _progress(total_hint: str, quiet: bool) -> Iterator[Callable[[int], None] | 
         yield update
 
 
+def _note_missing_groups(root: Path) -> None:
+    """One stderr line after an out-of-fold run that had no duplicate groups to keep in one
+    fold (printed after the run, so a failing run still ends in its one error line)."""
+    from cleaner.dedupe import duplicates_path
+
+    if not duplicates_path(root).is_file():
+        print(
+            f"note: no duplicate groups to respect ({duplicates_path(root)} is absent): near "
+            f"copies may fall in different folds; run `cleaner dedupe --root {root}` first",
+            file=sys.stderr,
+        )
+
+
 @cli_errors
 def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Predictions file to write (JSON).")],
@@ -165,15 +178,6 @@ def predict(
         raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
-    if backbone is not None:
-        from cleaner.dedupe import duplicates_path
-
-        if not duplicates_path(root).is_file():
-            print(
-                f"note: no duplicate groups to respect ({duplicates_path(root)} is absent): near "
-                f"copies may fall in different folds; run `cleaner dedupe --root {root}` first",
-                file=sys.stderr,
-            )
     quiet_tensorflow()
     from cleaner.models import predict as stage
 
@@ -209,6 +213,8 @@ def predict(
                 progress=bar,
                 log=None if json_out else err_console.print,
             )
+    if backbone is not None:
+        _note_missing_groups(root)
     if emit_json(s, json_out):
         return
     table = Table(title=f"cleaner predict -> {s.out}")
