@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 import tracemalloc
 import warnings
@@ -111,14 +112,22 @@ def oof_auc(y: np.ndarray, p: np.ndarray) -> float:
     return round(float(roc_auc_score(y, p)), 4)
 
 
+def stage(out: dict[str, Any], **figures: Any) -> None:
+    """Record figures and print the record so far on stderr (a long run's partial result)."""
+    out.update(figures, peak_so_far_mib=round(peak_mib()))
+    print(json.dumps(out), file=sys.stderr, flush=True)
+
+
 def at_scale(args: argparse.Namespace) -> dict[str, Any]:
     """The streamed projection and the heads on it at ``args.images`` synthetic images."""
     data = Synthetic(args.images, args.dim)
     y, out = data.y, {"bench": "heads_at_scale", "images": args.images, "dim": args.dim}
+    stage(out)
     t0 = time.perf_counter()
     keys = P.sample_keys(data.keys, P.SAMPLE_ROWS, 1, 0)
     proj = P.fit_streamed(data.shards(), keys, dim=args.pca_dim)
     t1 = time.perf_counter()
+    stage(out, fit_pass_s=round(t1 - t0, 1), explained_variance=round(proj.explained, 4))
     rows_of = {k: [i] for i, k in enumerate(data.keys)}
     z, _ = P.project_streamed(data.shards(), rows_of, args.images, proj)
     t2 = time.perf_counter()
@@ -131,12 +140,14 @@ def at_scale(args: argparse.Namespace) -> dict[str, Any]:
         "project_pass_s": round(t2 - t1, 1),
         "peak_after_projection_mib": round(peak_mib()),
     }
+    stage(out)
     train = np.flatnonzero(np.arange(len(y)) % 5 != 0)
     t3 = time.perf_counter()
     head = F.make_head("logreg", c=args.c, standardised=True)
     head.fit_rows(z, y, train, None)
     out["one_head_s"] = round(time.perf_counter() - t3, 1)
     out["one_head_iterations"] = head.model.n_iter
+    stage(out)
     test = np.flatnonzero(np.arange(len(y)) % 5 == 0)
     p_pca = head.prob_rows(z, test)
     out["one_head_test_auc"] = oof_auc(y[test], p_pca)

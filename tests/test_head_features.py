@@ -54,7 +54,7 @@ def test_every_component_kept_is_the_full_head() -> None:
     orthonormal change of basis)."""
     x, y = _data(n=120, dim=200)  # more features than images: the sample Gram route
     proj = _projection(x, 10_000)
-    assert proj.dim == 120 and proj.explained == pytest.approx(1.0, abs=1e-6)
+    assert proj.dim == 119 and proj.explained == pytest.approx(1.0, abs=1e-6)  # rank n - 1
     rows = np.flatnonzero(np.arange(len(y)) % 4 != 0)
     z = proj.apply(x)
     head = F.make_head("logreg", c=0.03, standardised=True)
