@@ -97,7 +97,7 @@ def test_streamed_is_the_in_memory_projection(
 
     def shards() -> list[tuple[list[str], np.ndarray]]:
         out = [(keys[a : a + shard], x[a : a + shard]) for a in range(0, n, shard)]
-        return out + [(keys[:1], x[:1] + 1000)]  # a stale duplicate of key 0: ignored
+        return [*out, (keys[:1], x[:1] + 1000)]  # a stale duplicate of key 0: ignored
 
     rows_of = {k: [i] for i, k in enumerate(keys)}
     z, found = P.project_streamed(shards, rows_of, n, proj, regions=regions)
