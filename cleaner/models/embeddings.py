@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import state_path
 from cleaner.errors import CleanerError
 from cleaner.models import projection as P
 from cleaner.models.backbones import Backbone
@@ -86,7 +86,7 @@ class Embeddings:
 
 
 def cache_root(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / "cache" / "embeddings"
+    return state_path(root, "cache", "embeddings")
 
 
 SHARD_IMAGES = 4096
