@@ -151,8 +151,8 @@ def at_scale(args: argparse.Namespace) -> dict[str, Any]:
     test = np.flatnonzero(np.arange(len(y)) % 5 == 0)
     p_pca = head.prob_rows(z, test)
     out["one_head_test_auc"] = oof_auc(y[test], p_pca)
-    fold = F.assign_folds(y, np.arange(len(y)), args.folds)
     if args.oof:
+        fold = F.assign_folds(y, np.arange(len(y)), args.folds)
         t4 = time.perf_counter()
         res = F.frozen_oof(z, y, fold, c=args.c, prune=args.prune, standardised=True)
         out[f"{args.folds}_fold_heads_s"] = round(time.perf_counter() - t4, 1)
