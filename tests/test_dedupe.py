@@ -159,7 +159,7 @@ def test_split_file_leakage(dataset: tuple[Path, set]) -> None:
 def test_apply_rerun_finds_nothing_and_undo_restores(dataset: tuple[Path, set]) -> None:
     root, truth = dataset
     before = tree(root)
-    summary = run("--root", str(root), "--apply")
+    summary = run("--root", str(root), "--apply", "--max-fraction", "1")
     assert summary["moved"] == len(truth) and summary["run_id"]
     doc = json.loads((root / ".cleaner/duplicates.json").read_text())
     for g in doc["groups"]:

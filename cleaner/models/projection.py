@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -217,8 +217,3 @@ def sample_keys(keys: Iterable[str], rows: int, regions: int, seed: int = 0) -> 
         return set(pool)
     rng = np.random.default_rng(seed)
     return {pool[i] for i in rng.choice(len(pool), take, replace=False)}
-
-
-def chunked(items: list[str], size: int) -> Iterator[list[str]]:
-    for at in range(0, len(items), size):
-        yield items[at : at + size]

@@ -264,6 +264,8 @@ def _groups(
             }
             if isinstance(m.get("match"), str) and m.get("match") != "kept":
                 mj["match"] = m["match"]  # how dedupe confirmed it: bytes, pixels, phash...
+            if isinstance(m.get("score"), (int, float)) and path != kept:
+                mj["score"] = round(float(m["score"]), 3)  # the verification that confirmed it
             # dedupe records each member's split (split.csv or train/val/test sub-folders)
             known = m.get("split")
             if isinstance(known, str) and known:
@@ -288,10 +290,39 @@ def _groups(
                 "splits": splits,
                 "leak": len(splits) > 1,
                 "members": members,
+                "review_only": str(g.get("review_only") or ""),
             }
         )
     groups.sort(key=lambda g: (not g["conflict"], -len(g["members"]), g["kept"]))
     return groups
+
+
+def _review_pairs(
+    dup: Mapping[str, Any], labels: Mapping[str, str], th: _Thumbs
+) -> list[dict[str, Any]]:
+    """The pairs dedupe held back (evidence just below its calibrated threshold), each shown
+    as a two-member group with its score; never quarantined."""
+    cal = dup.get("calibration") if isinstance(dup.get("calibration"), Mapping) else {}
+    t = cal.get("threshold") if isinstance(cal, Mapping) else None
+    out: list[dict[str, Any]] = []
+    for r in dup.get("review_pairs") or []:
+        if not isinstance(r, Mapping) or not isinstance(r.get("score"), (int, float)):
+            continue
+        members = []
+        for key in ("a", "b"):
+            path = str(r.get(key, ""))
+            mj: dict[str, Any] = {"path": path, "label": labels.get(path, ""), "sha256": ""}
+            mj.update({"distance": "", "kept": key == "a"})
+            if key == "b":
+                mj["score"] = round(float(r["score"]), 3)
+            th.attach(mj, "", path)
+            members.append(mj)
+        why = f"score {float(r['score']):.3f}" + (f" below the threshold {t:.3f}" if t else "")
+        out.append(
+            {"kept": members[0]["path"], "conflict": False, "splits": [], "leak": False,
+             "members": members, "review_only": why}
+        )  # fmt: skip
+    return out
 
 
 def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, Any]:
@@ -519,6 +550,7 @@ def build_report(
 
     # duplicates, conflicts, leakage
     dup = split = None
+    ctx["dup_review"] = []
     try:
         dup = state.read_duplicates(rootp)
     except CleanerError as e:
@@ -533,6 +565,7 @@ def build_report(
         missing["leakage"] = f"cleaner dedupe {r_arg} (and cleaner train {r_arg} for the split)"
     else:
         groups = _groups(dup, split, labels, th)
+        ctx["dup_review"] = _review_pairs(dup, labels, th)
         has_splits = any(m.get("split") for g in groups for m in g["members"])
         if split is None and not has_splits:
             missing["leakage"] = f"cleaner train {r_arg} --out M.keras (it writes the split)"
