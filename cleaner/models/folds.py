@@ -130,9 +130,12 @@ class LogRegHead:
     (:mod:`cleaner.models.logreg`), reading the training rows in place instead of copying and
     standardising them (scikit-learn's pipeline needs 2.6x the feature matrix on top of it)."""
 
-    def __init__(self, c: float, max_iter: int = 300) -> None:
+    def __init__(self, c: float, max_iter: int = 300, *, standardise: bool = True) -> None:
         self.c = c
         self.max_iter = max_iter
+        self.standardise = standardise
+        """False: the features are a projection's coordinates, already standardised
+        (:mod:`cleaner.models.projection`), and are used as they are."""
         self.model: Any = None
 
     def fit_rows(
@@ -142,7 +145,9 @@ class LogRegHead:
 
         blocks = [(features, rows)] + ([(mirror, rows)] if mirror is not None else [])
         t = np.concatenate([y[rows]] * len(blocks))
-        self.model = logreg.fit(blocks, t, c=self.c, max_iter=self.max_iter)
+        dim = features.shape[1]
+        given = None if self.standardise else (np.zeros(dim), np.ones(dim))
+        self.model = logreg.fit(blocks, t, c=self.c, max_iter=self.max_iter, standardise=given)
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.prob(features, rows))
@@ -216,17 +221,25 @@ def mean_logit(prob: np.ndarray, axis: int) -> np.ndarray:
 
 
 def make_head(
-    name: str = "logreg", *, c: float | None = None, max_iter: int = 300, regions: int = 1
+    name: str = "logreg",
+    *,
+    c: float | None = None,
+    max_iter: int = 300,
+    regions: int = 1,
+    standardised: bool = False,
 ) -> Head:
     """A fresh head for embeddings: standardise, then logistic regression, strongly
     regularised (features are wide, folds are small; ``c`` overrides :data:`HEAD_C`, as the
     texture backbones do); ``logreg-cv`` picks C by an inner 3-fold CV instead (scikit-learn's
     ``LogisticRegressionCV``, about 18x slower, and it copies the rows). ``regions > 1``: a
-    :class:`RegionHead` around it."""
+    :class:`RegionHead` around it. ``standardised``: the features are a projection's
+    coordinates (:mod:`cleaner.models.projection`), fitted as they are, not standardised again.
+    """
     if regions > 1:
-        return RegionHead(make_head(name, c=c, max_iter=max_iter), regions)
+        inner = make_head(name, c=c, max_iter=max_iter, standardised=standardised)
+        return RegionHead(inner, regions)
     if name == "logreg":
-        return LogRegHead(HEAD_C if c is None else c, max_iter)
+        return LogRegHead(HEAD_C if c is None else c, max_iter, standardise=not standardised)
     if name == "logreg-cv":
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.pipeline import make_pipeline
@@ -235,7 +248,9 @@ def make_head(
         lr = LogisticRegressionCV(
             Cs=[0.001, 0.003, 0.01, 0.03, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
         )
-        return SklearnHead(make_pipeline(StandardScaler(), lr))
+        return SklearnHead(
+            make_pipeline(lr) if standardised else make_pipeline(StandardScaler(), lr)
+        )
     raise CleanerError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
 
 
@@ -249,9 +264,10 @@ def _fit_head(
     mirror: np.ndarray | None,
     max_iter: int = 300,
     regions: int = 1,
+    standardised: bool = False,
 ) -> Head:
     """A head fitted on the rows ``train`` (indices), plus their mirror rows when given."""
-    model = make_head(head, c=c, max_iter=max_iter, regions=regions)
+    model = make_head(head, c=c, max_iter=max_iter, regions=regions, standardised=standardised)
     model.fit_rows(features, y, train, mirror)
     return model
 
@@ -267,6 +283,7 @@ def prune_set(
     mirror: np.ndarray | None = None,
     seed: int = 0,
     regions: int = 1,
+    standardised: bool = False,
 ) -> np.ndarray:
     """The training images (a subset of the indices ``train``) whose labels cleanlab's
     ``find_label_issues`` doubts, judged by an inner grouped cross-validation over ``train``
@@ -285,7 +302,7 @@ def prune_set(
             continue
         model = _fit_head(
             features, y, fit_on, head=head, c=c, mirror=mirror, max_iter=INNER_MAX_ITER,
-            regions=regions,
+            regions=regions, standardised=standardised,
         )  # fmt: skip
         prob[inner == g] = model.prob_rows(features, train[inner == g])
     with warnings.catch_warnings():
@@ -307,6 +324,7 @@ def frozen_oof(
     groups: np.ndarray | None = None,
     seed: int = 0,
     regions: int = 1,
+    standardised: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> OutOfFold:
     """Train one head per fold on the other folds' features; predict the held-out fold.
@@ -314,7 +332,8 @@ def frozen_oof(
     ``mirror``: features of the mirror images (same rows), extra training rows. ``prune``:
     each head trains without the images :func:`prune_set` flags among its training folds
     (``groups`` keeps near duplicates in one inner fold). ``regions``: the features are that
-    many rows per image (:class:`RegionHead`)."""
+    many rows per image (:class:`RegionHead`). ``standardised``: the features are a
+    projection's coordinates (:func:`make_head`)."""
     ok = np.ones(len(y), bool) if ok is None else ok
     groups = np.arange(len(y)) if groups is None else groups
     prob = np.full(len(y), np.nan)
@@ -334,7 +353,7 @@ def frozen_oof(
         if prune:
             doubt = prune_set(
                 features, y, train, groups, head=head, c=c, mirror=mirror, seed=seed + 1 + f,
-                regions=regions,
+                regions=regions, standardised=standardised,
             )  # fmt: skip
             kept = np.setdiff1d(train, doubt)
             if len(np.unique(y[kept])) == 2:  # never prune a class away
@@ -342,7 +361,10 @@ def frozen_oof(
                 pruned.append(len(doubt))
             else:
                 pruned.append(0)
-        model = _fit_head(features, y, train, head=head, c=c, mirror=mirror, regions=regions)
+        model = _fit_head(
+            features, y, train, head=head, c=c, mirror=mirror, regions=regions,
+            standardised=standardised,
+        )  # fmt: skip
         prob[test] = model.prob_rows(features, np.flatnonzero(test))
         if log is not None:
             note = f", {pruned[-1]} pruned" if prune else ""

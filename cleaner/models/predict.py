@@ -154,6 +154,8 @@ def predict_out_of_fold(
     batch_size: int = 32,
     seed: int = 0,
     repeats: int = 1,
+    head_features: str = "auto",
+    pca_dim: int = 1024,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
@@ -163,11 +165,14 @@ def predict_out_of_fold(
     lets each fold's head leave out the training images an inner cross-validation doubts
     (:func:`cleaner.models.folds.frozen_oof`); ``repeats`` averages that many fold
     assignments (seeds ``seed`` to ``seed + repeats - 1``;
-    :func:`cleaner.models.folds.repeated_frozen_oof`)."""
+    :func:`cleaner.models.folds.repeated_frozen_oof`); ``head_features`` (``auto``, ``full``
+    or ``pca``, :class:`cleaner.models.projection.HeadFeatures`) and ``pca_dim``: what the
+    heads train on, the full features or a projection of ``pca_dim`` components streamed
+    from the cache (:func:`cleaner.models.embeddings.embed_for_heads`)."""
     from cleaner.manifest import ok_rows
     from cleaner.models import folds as F
     from cleaner.models.backbones import get_backbone
-    from cleaner.models.embeddings import EmbeddingSpec, embed
+    from cleaner.models.embeddings import EmbeddingSpec, embed_for_heads
     from cleaner.models.inputs import check_crop
     from cleaner.predictions import write_predictions_v1
 
@@ -177,6 +182,9 @@ def predict_out_of_fold(
         raise CleanerError(
             "--repeats is for frozen heads; each --finetune repetition is K trainings"
         )
+    mode = _head_features_mode(head_features)
+    if pca_dim < 1:
+        raise CleanerError(f"--pca-dim {pca_dim}: give 1 or more")
     t0 = time.perf_counter()
     bb = get_backbone(backbone)
     w = weights or bb.default_weights
@@ -195,6 +203,7 @@ def predict_out_of_fold(
     base = Path(root)
     spec = EmbeddingSpec(bb, w, size, c)
     computed = cached = 0
+    projection = None
     if finetune:
         res = F.finetune_oof(
             [base / r.path for r in rows],
@@ -213,13 +222,23 @@ def predict_out_of_fold(
         computed = len(rows)
     else:
         items = [(base / r.path, r.sha256) for r in rows]
-        emb = embed(root, items, spec, batch_size=batch_size, progress=progress)
+        kw: dict[str, Any] = {
+            "mode": mode, "pca_dim": pca_dim, "regions": bb.regions, "seed": seed,
+            "copies": 2 if mirror else 1, "batch_size": batch_size, "progress": progress,
+        }  # fmt: skip
+        emb = embed_for_heads(root, items, spec, **kw)
         computed, cached, errors = emb.computed, emb.cached, emb.errors
+        projection = emb.projection
+        if projection is not None and log is not None:
+            log(
+                f"heads on a projection: {projection.dim} principal components per row, "
+                f"{projection.explained:.1%} of the variance of {projection.sample_rows} rows"
+            )
         mirror_features = None
         if mirror:
             if log is not None:
                 log("mirror images: features for the heads' extra training rows")
-            m = embed(root, items, spec.mirrored(), batch_size=batch_size, progress=progress)
+            m = embed_for_heads(root, items, spec.mirrored(), projection=projection, **kw)
             computed, cached = computed + m.computed, cached + m.cached
             mirror_features = m.features
         res = F.repeated_frozen_oof(
@@ -234,6 +253,7 @@ def predict_out_of_fold(
             groups=groups,
             seed=seed,
             regions=bb.regions,
+            standardised=projection is not None,
             log=log,
         )
     entries, failed = [], []
@@ -271,6 +291,7 @@ def predict_out_of_fold(
             info["repeats"] = repeats
         if bb.regions > 1:
             info["regions"] = bb.regions
+        info["head_features"] = "full" if projection is None else projection.info()
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
     yy = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
     auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))
@@ -288,6 +309,17 @@ def predict_out_of_fold(
         auc=auc,
         accuracy=acc,
     )
+
+
+def _head_features_mode(name: str) -> Any:
+    """``--head-features`` as :class:`cleaner.models.projection.HeadFeatures`, or one line."""
+    from cleaner.models.projection import HeadFeatures
+
+    try:
+        return HeadFeatures(name)
+    except ValueError:
+        choices = ", ".join(m.value for m in HeadFeatures)
+        raise CleanerError(f"--head-features {name!r}: choose one of {choices}") from None
 
 
 # ---------------------------------------------------------------------------------------------
