@@ -25,9 +25,7 @@ How a pair becomes a duplicate:
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
 import os
 import time
@@ -39,8 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.atomic import atomic_write
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset, state_path
+from cleaner.dataset import QUARANTINE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
@@ -53,6 +50,8 @@ from cleaner.hashing import (
     pixel_digests,
     resample_matrix,
 )
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import split as split_file
 from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_scores
 
 DEFAULT_METHOD = "phash"
@@ -72,9 +71,7 @@ DEFAULT_MAX_FRACTION = 0.1
 PRECHECK_MIN = 0.80
 """16 x 16 correlation below which a pair is not worth aligning (no true pair measured below)."""
 
-DUPLICATES_FILE = "duplicates.json"
 QUARANTINE_SUBDIR = "duplicates"
-SPLIT_FILE = "split.csv"
 
 SPLIT_NAMES: dict[str, str] = {
     "train": "train", "training": "train",
@@ -528,24 +525,7 @@ def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
 
 def read_split_file(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
-    p = root / STATE_DIR / SPLIT_FILE
-    by_path: dict[str, str] = {}
-    by_sha: dict[str, str] = {}
-    if not p.exists():
-        return by_path, by_sha
-    try:
-        with open(p, newline="") as f:
-            for r in csv.DictReader(f):
-                s = (r.get("split") or "").strip()
-                if not s:
-                    continue
-                if r.get("path"):
-                    by_path[r["path"]] = s
-                if r.get("sha256"):
-                    by_sha[r["sha256"]] = s
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        raise CleanerError(f"{p}: cannot read the split file ({e}); fix or delete it") from e
-    return by_path, by_sha
+    return split_file.lookup(split_file.read(root, fix="fix or delete it"))
 
 
 def split_of_path(path: str) -> str | None:
@@ -826,30 +806,17 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
 
 def duplicates_path(root: str | os.PathLike[str]) -> Path:
     """``R/.cleaner/duplicates.json``: the groups ``predict`` keeps in one fold."""
-    return Path(root) / STATE_DIR / DUPLICATES_FILE
+    return duplicates_file.path(root)
 
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    out = state_path(result.root, DUPLICATES_FILE)
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
         doc.update(extra)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-
-    try:
-        atomic_write(out, write)
-    except OSError as e:
-        raise CleanerError(
-            f"cannot write {out} ({e.strerror or e}); make {out.parent} writable"
-        ) from e
-    result.output = out
-    return out
+    result.output = duplicates_file.write(result.root, doc)
+    return result.output
 
 
 def quarantine_path(path: str) -> str:
@@ -910,7 +877,7 @@ def dedupe(
         workers=workers,
         progress=progress,
     )
-    result.output = result.root / STATE_DIR / DUPLICATES_FILE
+    result.output = duplicates_file.path(result.root)
     result.guard = check_guard(result, max_fraction)
     write_duplicates(result)
     if apply and not result.guard["ok"]:

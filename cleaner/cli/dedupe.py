@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import HashMethod
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     EngineOption,
@@ -15,8 +16,8 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
-    print_json,
     use_engine,
 )
 
@@ -27,9 +28,8 @@ SHOW_GROUPS = 20
 def dedupe(
     root: RootOption = DEFAULT_ROOT,
     method: Annotated[
-        str,
-        typer.Option("--method", "-m", help="Perceptual hash: phash, dhash, whash or ahash."),
-    ] = "phash",
+        HashMethod, typer.Option("--method", "-m", help="Perceptual hash (imagehash's).")
+    ] = HashMethod.PHASH,
     max_distance: Annotated[
         int | None,
         typer.Option(
@@ -106,8 +106,7 @@ def dedupe(
         workers=workers,
         progress=False if json_out else None,
     )
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     s = result.summary()
     table = Table(title=f"cleaner dedupe: {result.root}")
