@@ -36,17 +36,20 @@ import scipy.linalg
 
 from cleaner.hashing import CROP_KEEP, HASH_SIDE, resample_matrix
 
-BASIS_DROP = 32
-"""Leading principal components removed (measured on the masked-portrait bench: 0 leaves false
-pairs at 0.93, 32 separates them; more starts to eat into the copies' agreement)."""
-BAND = 128
-"""Components kept after the dropped ones: the residual is compared in this band (measured:
-it keeps copies closer than the full remainder, which is mostly JPEG and resampling noise)."""
+BASIS_DROP = 48
+"""Leading principal components of the gradients removed (masked-portrait bench, every pair of
+the 200 planted six-image families at the calibrated threshold: 16 of 128 left 199 of 3,000
+under it, 32 of 128: 11, 32 of 256: 6, 48 of 256: 1; on raw pixels 0 components left false pairs
+at 0.93)."""
+BAND = 256
+"""Components kept after the dropped ones: the residual is compared in this band (the rest is
+mostly JPEG and resampling noise; see ``BASIS_DROP`` for the measured choice)."""
 BASIS_MIN_IMAGES = 200
 """Below this many distinct images the dataset's mean and components are not estimated (too
 few to tell shared structure from a copy family); the score is then the plain correlation."""
 BASIS_SAMPLE = 4000
-"""Images the basis is fitted on (a seeded sample: enough for 32 components of 1,024 pixels)."""
+"""Images the basis is fitted on (a seeded sample: enough for 304 components of 1,920
+gradients)."""
 FINE_FROM = 0.5
 """Coarse score from which a pair is aligned on the fine grid (true copies score >= 0.7
 coarse on the benches; random pairs rarely reach 0.5)."""
@@ -67,7 +70,7 @@ images, 4 at 0.8 with every copy kept (bench/README). Every true copy on both be
 >= 0.85 but a few brightened or cropped ones."""
 WEAK_ABOVE = 0.88
 """A calibrated threshold above this means copies and non-copies are hard to tell apart here:
-brightened and cropped copies score 0.83-0.92 on the masked-portrait bench."""
+brightened and cropped copies scored 0.83-0.92 on the masked-portrait bench with raw pixels."""
 REVIEW_BAND = 0.15
 """Pairs scoring this far below the acceptance are listed for review (not grouped)."""
 _CHUNK = 8192
