@@ -11,17 +11,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import HeadKind
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
     fail,
-    print_json,
-    quiet_tensorflow,
+    use_engine,
 )
+from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
 ModelOption = Annotated[
@@ -59,6 +63,19 @@ def _progress(total_hint: str, quiet: bool) -> Iterator[Callable[[int], None] | 
         yield update
 
 
+def _note_missing_groups(root: Path) -> None:
+    """One stderr line after an out-of-fold run that had no duplicate groups to keep in one
+    fold (printed after the run, so a failing run still ends in its one error line)."""
+    from cleaner.dedupe import duplicates_path
+
+    if not duplicates_path(root).is_file():
+        print(
+            f"note: no duplicate groups to respect ({duplicates_path(root)} is absent): near "
+            f"copies may fall in different folds; run `cleaner dedupe --root {root}` first",
+            file=sys.stderr,
+        )
+
+
 @cli_errors
 def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Predictions file to write (JSON).")],
@@ -83,8 +100,8 @@ def predict(
     crop: CropOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="--finetune epochs per fold.")] = 3,
     head: Annotated[
-        str, typer.Option("--head", help="Frozen-feature head: logreg or logreg-cv (slower).")
-    ] = "logreg",
+        HeadKind, typer.Option("--head", help="Frozen-feature head (logreg-cv: slower).")
+    ] = HeadKind.LOGREG,
     mirror: Annotated[
         bool,
         typer.Option(
@@ -111,6 +128,8 @@ def predict(
             "mean logit: N times the head time, steadier probabilities (each entry's folds).",
         ),
     ] = 1,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Write prob_fake for every ok image of ROOT into a cleaner.predictions.v1 file.
@@ -138,6 +157,9 @@ def predict(
 
         cleaner predict --root data --backbone spectrum --out preds/spectrum.json
 
+        cleaner predict --root /shared/faces --backbone efficientnet-lite2-gram \
+            --engine ray --ray-address auto --out preds/lite2-gram.json   # on a Ray cluster
+
         cleaner predict --root data --backbone efficientnet-lite2-gram --out preds/lite2-gram.json
 
         cleaner predict --root data --backbone efficientnet-lite0-gram --no-prune \
@@ -149,6 +171,7 @@ def predict(
         cleaner predict --root data --backbone efficientnet-lite0 --finetune --epochs 4 \
             --image-size 160 --out preds/lite0-ft.json
     """
+    use_engine(engine, ray_address)
     if (model is None) == (backbone is None):
         raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
     if model is not None and (folds is not None or finetune or weights is not None or repeats > 1):
@@ -190,8 +213,9 @@ def predict(
                 progress=bar,
                 log=None if json_out else err_console.print,
             )
-    if json_out:
-        print_json(s.as_dict())
+    if backbone is not None:
+        _note_missing_groups(root)
+    if emit_json(s, json_out):
         return
     table = Table(title=f"cleaner predict -> {s.out}")
     table.add_column("what")
@@ -233,6 +257,8 @@ def predict_dir(
     image_size: ImageSizeOption = None,
     batch_size: BatchOption = 32,
     crop: CropOption = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Label every image of DIR real or fake with a saved model, into predictions.json.
@@ -245,8 +271,12 @@ def predict_dir(
 
         cleaner predict-dir test_images --model models/detector.keras --out predictions.json
 
+        CLEANER_ENGINE=ray cleaner predict-dir test_images -m models/detector.keras \
+            --out predictions.json   # on a Ray of its own (or CLEANER_RAY_ADDRESS's cluster)
+
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """
+    use_engine(engine, ray_address)
     quiet_tensorflow()
     from cleaner.models import predict as stage
 
@@ -260,8 +290,7 @@ def predict_dir(
             batch_size=batch_size,
             progress=bar,
         )
-    if json_out:
-        print_json(s.as_dict())
+    if emit_json(s, json_out):
         return
     console.print(
         f"{s.predicted} of {s.files} files labelled ({s.fake} fake, {s.real} real) in "

@@ -10,12 +10,16 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
+    emit_json,
     fail,
     print_json,
+    use_engine,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +44,8 @@ def scan(
     apply: Annotated[
         bool, typer.Option("--apply", help="With --quarantine: really move (journaled).")
     ] = False,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Check every file under ROOT's class folders and write ROOT/.cleaner/manifest.csv.
@@ -55,12 +61,15 @@ def scan(
 
         cleaner scan --root ~/datasets/faces --workers 4
 
+        cleaner scan --root /shared/faces --engine ray --ray-address auto   # on a Ray cluster
+
         cleaner scan --root data --json | jq .counts
 
         cleaner scan --root data --quarantine            # list what would move
 
         cleaner scan --root data --quarantine --apply    # move it (undo: cleaner undo)
     """
+    use_engine(engine, ray_address)
     from cleaner.manifest import STATUS_MEANINGS
     from cleaner.manifest import scan as run_scan
 
@@ -74,10 +83,9 @@ def scan(
             result.root, result.rows, apply=apply, progress=False if json_out else None
         )
         if json_out:
-            print_json({**result.summary(), "quarantine": _quarantine_json(q)})
+            print_json({**result.summary(), "quarantine": q.summary()})
             return
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     counts = result.counts()
     statuses = ["ok", *sorted({s for c in counts.values() for s in c if s != "ok"})]
@@ -111,18 +119,6 @@ def scan(
         console.print("the manifest's status and reason columns say which file and why")
     if quarantine:
         _print_quarantine(q)
-
-
-def _quarantine_json(q: QuarantineResult) -> dict[str, object]:
-    out: dict[str, object] = {
-        "applied": q.applied is not None,
-        "moves": [{"src": m.src, "dst": m.dst, "reason": m.reason} for m in q.moves],
-    }
-    if q.applied is not None:
-        out["run_id"] = q.applied.run_id
-        out["moved"] = [{"src": r.src, "dst": r.dst} for r in q.applied.moved]
-        out["skipped"] = [{"src": r.src, "why": r.why} for r in q.applied.skipped]
-    return out
 
 
 def _print_quarantine(q: QuarantineResult) -> None:

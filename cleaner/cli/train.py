@@ -11,13 +11,16 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
-    print_json,
-    quiet_tensorflow,
+    emit_json,
+    use_engine,
 )
+from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
 
@@ -85,6 +88,8 @@ def train(
     max_train: Annotated[
         int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train a real/fake classifier on ROOT; writes M.keras, M.metrics.json and PNG plots.
@@ -108,6 +113,7 @@ def train(
     When ROOT's last `cleaner audit` found a shortcut (the folders told apart by file format,
     size, compression, metadata or names), a warning on stderr says so before training.
     """
+    use_engine(engine, ray_address)
     from cleaner.audit import shortcut_warning
 
     warning = shortcut_warning(root)
@@ -139,26 +145,7 @@ def train(
     )
     result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
     m = result.metrics
-    if json_out:
-        print_json(
-            {
-                k: m[k]
-                for k in (
-                    "accuracy",
-                    "precision",
-                    "recall",
-                    "f1",
-                    "roc_auc",
-                    "confusion_matrix",
-                    "epochs",
-                    "backbone",
-                    "weights",
-                    "image_size",
-                    "data_digest",
-                )
-            }
-            | {"model": str(result.model_path), "metrics": str(result.metrics_path)}
-        )
+    if emit_json(result, json_out):
         return
     t = Table(title=f"test split ({m['split']['test']['images']} images never trained on)")
     t.add_column("metric")

@@ -29,18 +29,17 @@ Two modes:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from cleaner.dataset import STATE_DIR
+from cleaner.choices import HeadKind, values
 from cleaner.errors import CleanerError
+from cleaner.state import duplicates
 
 
 @dataclass
@@ -65,21 +64,7 @@ def duplicate_groups(root: str | os.PathLike[str] | None) -> list[list[tuple[str
     """Near-duplicate groups from ``R/.cleaner/duplicates.json`` as lists of (path, sha256);
     ``[]`` when the file is absent. A damaged file is an error naming it (silently ignoring it
     would leak duplicates across folds)."""
-    if root is None:
-        return []
-    p = Path(root) / STATE_DIR / "duplicates.json"
-    if not p.is_file():
-        return []
-    try:
-        doc = json.loads(p.read_text())
-        return [
-            [(str(m.get("path", "")), str(m.get("sha256", ""))) for m in g["members"]]
-            for g in doc.get("groups", [])
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CleanerError(
-            f"{p} is not a valid duplicates file ({e}); run cleaner dedupe again or delete it"
-        ) from e
+    return duplicates.member_keys(root)
 
 
 def group_ids(
@@ -87,32 +72,7 @@ def group_ids(
 ) -> np.ndarray:
     """One group id per image: images that share a duplicate group (matched by sha256, then by
     path) or the same bytes get the same id; every other image is its own group."""
-    parent = list(range(len(paths)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(a: int, b: int) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    by_sha: dict[str, int] = {}
-    by_path: dict[str, int] = {}
-    for i, (p, s) in enumerate(zip(paths, shas, strict=True)):
-        if s in by_sha:
-            union(i, by_sha[s])
-        by_sha.setdefault(s, i)
-        by_path[p] = i
-    for g in groups:
-        idx = [by_sha.get(s, by_path.get(p, -1)) for p, s in g]
-        idx = [i for i in idx if i >= 0]
-        for i in idx[1:]:
-            union(idx[0], i)
-    return np.array([find(i) for i in range(len(paths))], dtype=np.int64)
+    return np.array(duplicates.group_index(paths, shas, groups), dtype=np.int64)
 
 
 def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
@@ -137,12 +97,11 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
     return fold
 
 
-HEADS = ("logreg", "logreg-cv")
+HEADS: tuple[str, ...] = values(HeadKind)
 
 HEAD_C = 0.003
-"""Regularisation of the default head. Measured on faces140k (2,200 images, 5 folds, Lite0 and
-spectrum features): as good as choosing C by inner cross-validation (true-label AUC 0.788 vs
-0.788 for Lite0, 0.707 vs 0.713 for the spectrum) at 1/18 of the time."""
+"""Regularisation of the default head: as good as choosing C by inner cross-validation
+(``logreg-cv``) at a fraction of the time, on faces140k (bench/README.md "Five folds")."""
 
 
 INNER_FOLDS = 4
@@ -150,9 +109,20 @@ INNER_FOLDS = 4
 
 INNER_MAX_ITER = 30
 """L-BFGS iterations of those inner heads (the fold's own head: up to 300). They only rank the
-training images for cleanlab; on faces140k's Lite2 texture features with 10% planted flips,
-three draws, the capped inner heads changed the pruned voter's flip-ranking AUC by -0.0002 to
--0.0007 and took 2.2-2.4x less time (bench/README "Five folds": 1.29x an embedding pass)."""
+training images for cleanlab: capping them leaves the pruned voter's flip ranking as it was
+and takes about half the time (bench/README.md "Five folds", figures and command there)."""
+
+
+class Head(Protocol):
+    """What the folds need of a head: fit on some rows of a feature matrix (read in place,
+    with their mirror rows when given), then prob_fake of other rows. :func:`make_head` builds
+    the ones cleaner has (:class:`~cleaner.choices.HeadKind`)."""
+
+    def fit_rows(
+        self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
+    ) -> None: ...
+
+    def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 
 
 class LogRegHead:
@@ -197,10 +167,6 @@ class SklearnHead:
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator.predict_proba(features[rows])[:, 1])
-
-
-Head = Any
-"""A head: ``fit_rows(features, y, rows, mirror)`` and ``prob_rows(features, rows)``."""
 
 
 def region_rows(features: np.ndarray, regions: int) -> np.ndarray:

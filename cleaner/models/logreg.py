@@ -3,8 +3,8 @@
 The frozen heads (:mod:`cleaner.models.folds`) and ``cleaner train``'s phase 1 fit this model
 on wide features (Lite2's texture statistics: 19,844 numbers per image). scikit-learn's
 ``StandardScaler`` + ``LogisticRegression`` needs the training rows copied, then standardised
-into a second copy: measured on 2,200 faces, 2.6x the whole feature matrix on top of it,
-some 21 GB at 100,000 images (bench/README "Heads"). Here the standardisation is folded into
+into a second copy: several times the whole feature matrix on top of it (bench/README.md
+"Heads" has the figures and the command). Here the standardisation is folded into
 the coefficients (``w / scale`` on the raw rows, ``mean`` into the intercept) and the rows are
 read in place, so a head costs one copy of its training rows when they fit
 :data:`GATHER_BYTES`, and a chunk when they do not.
