@@ -22,16 +22,23 @@ from typing import Any
 
 from cleaner.atomic import atomic_write_text
 from cleaner.consensus import (
+    DEFAULT_FLOOR,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_RULE,
+    DEFAULT_TARGET_PRECISION,
     MOVE,
     REVIEW,
+    Choice,
     Decision,
     Evidence,
     ImageVotes,
     check_params,
+    check_target,
+    choose,
     decide,
+    fit_noise,
 )
+from cleaner.noise import estimate
 from cleaner.dataset import LABELS, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.journal import (
@@ -80,6 +87,9 @@ class SeparateResult:
             "plan": str(self.plan_path),
             "rule": p["rule"],
             "min_confidence": p["min_confidence"],
+            "target_precision": p.get("target_precision"),
+            "threshold": p.get("threshold"),
+            "estimate": {k: v for k, v in p.get("estimate", {}).items() if k != "thresholds"},
             "max_fraction": p["max_fraction"],
             "counts": p["counts"],
             "guard": p["guard"],
@@ -102,7 +112,9 @@ class SeparateResult:
         return out
 
 
-def _decision_record(d: Decision, dst: str | None) -> dict[str, Any]:
+def _decision_record(
+    d: Decision, dst: str | None, posterior: dict[str, float] | None = None
+) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "path": d.path,
         "sha256": d.sha256,
@@ -112,6 +124,8 @@ def _decision_record(d: Decision, dst: str | None) -> dict[str, Any]:
         "mean_prob_other": round(d.mean_other, 6),
         "evidence": [{"file": e.file, "prob_fake": e.prob_fake} for e in d.evidence],
     }
+    if posterior is not None and d.path in posterior:
+        rec["p_wrong_folder"] = round(posterior[d.path], 4)
     if d.action == REVIEW:
         rec["why"] = d.why
     return rec
@@ -146,17 +160,25 @@ def build_plan(
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     run_id: str | None = None,
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], list[MatchResult], list[str], list[Move]]:
     """Read and validate every predictions file (a bad one refuses the lot before anything is
     looked at), match them to ROOT's files, apply the rule. Returns the plan document, the
-    per-file match results, warnings, and the moves the plan would make."""
+    per-file match results, warnings, and the moves the plan would make.
+
+    ``target_precision`` (0: off): the rule's threshold is the lowest from ``min_confidence``
+    (default :data:`DEFAULT_FLOOR`) up whose moves' estimated precision reaches it
+    (:func:`cleaner.consensus.choose`); off, ``min_confidence`` (default 0.9) is the threshold
+    and the estimate is only reported."""
     from cleaner.manifest import ok_rows
 
-    check_params(rule, min_confidence)
+    floor = _floor(min_confidence, target_precision)
+    check_params(rule, floor)
+    check_target(target_precision)
     if not 0.0 < max_fraction <= 1.0:
         raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.15")
     if not prediction_files:
@@ -207,7 +229,23 @@ def build_plan(
         ev = tuple(Evidence(m.file.name, m.probs[row.path]) for m in matches if row.path in m.probs)
         if ev:
             images.append(ImageVotes(row.path, row.sha256, row.label, ev))
-    decisions = decide(images, rule=rule, min_confidence=min_confidence)
+    if target_precision and images and all(all(e.hard for e in m.file.entries) for m in matches):
+        warnings.append(
+            "the predictions files give classes, not probabilities: --target-precision cannot "
+            f"be estimated, so the fixed --min-confidence {floor:g} applies"
+        )
+        target_precision = 0.0
+    choice: Choice | None = None
+    posterior: dict[str, float] | None = None
+    if target_precision and images:
+        choice = choose(images, rule=rule, target=target_precision, floor=floor)
+        decisions, posterior = choice.decisions, choice.posterior
+    else:
+        decisions = decide(images, rule=rule, min_confidence=floor)
+        if images:
+            covered = [im for im in images if im.evidence]
+            _, post = fit_noise(covered)
+            posterior = {im.path: float(p) for im, p in zip(covered, post, strict=True)}
     rid = run_id or new_run_id()
     plan_path = plans_dir(ds.root) / f"{rid}.json"
     move_ds = [d for d in decisions if d.action == MOVE]
@@ -228,7 +266,10 @@ def build_plan(
         "created": _now(),
         "root": str(ds.root),
         "rule": rule,
-        "min_confidence": min_confidence,
+        "min_confidence": floor,
+        "target_precision": target_precision or None,
+        "threshold": floor if choice is None else choice.threshold,
+        "estimate": _estimate_doc(decisions, posterior, choice),
         "max_fraction": max_fraction,
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
@@ -244,10 +285,41 @@ def build_plan(
         "guard": _guard(move_ds, totals, max_fraction, plan_path),
         "warnings": warnings,
         "applied": False,
-        "moves": [_decision_record(d, mv.dst) for d, mv in zip(move_ds, moves, strict=True)],
-        "review": [_decision_record(d, None) for d in review],
+        "moves": [
+            _decision_record(d, mv.dst, posterior) for d, mv in zip(move_ds, moves, strict=True)
+        ],
+        "review": [_decision_record(d, None, posterior) for d in review],
     }
     return plan, matches, warnings, moves
+
+
+def _floor(min_confidence: float | None, target_precision: float) -> float:
+    """The rule's threshold (fixed) or the lowest one tried (with a target precision)."""
+    if min_confidence is not None:
+        return min_confidence
+    return DEFAULT_FLOOR if target_precision else DEFAULT_MIN_CONFIDENCE
+
+
+def _estimate_doc(
+    decisions: Sequence[Decision], posterior: dict[str, float] | None, choice: Choice | None
+) -> dict[str, Any]:
+    """The plan's ``estimate``: what the noise model (:mod:`cleaner.noise`) expects of the
+    plan's moves, the model, and with a target precision every threshold tried."""
+    if posterior is None:
+        return {}
+    paths = list(posterior)
+    moved = {d.path for d in decisions if d.action == MOVE}
+    est = estimate(
+        [posterior[p] for p in paths], [p in moved for p in paths]
+    ).as_dict()
+    doc: dict[str, Any] = {k: v for k, v in est.items() if k != "moves"}
+    if choice is not None:
+        doc["model"] = choice.model.as_dict()
+        doc["reached"] = choice.threshold is not None
+        doc["thresholds"] = [
+            {"threshold": t.threshold, **t.estimate.as_dict()} for t in choice.tried
+        ]
+    return doc
 
 
 def _now() -> str:
@@ -280,8 +352,9 @@ def separate(
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     apply: bool = False,
     progress: bool | None = None,
 ) -> SeparateResult:
@@ -291,7 +364,9 @@ def separate(
     left unfinished; a dry run touches nothing but ``R/.cleaner/`` (it does not recover either,
     it says a recovery is pending).
     """
-    check_params(rule, min_confidence)  # a bad flag is answered before the dataset is read
+    # a bad flag is answered before the dataset is read
+    check_params(rule, _floor(min_confidence, target_precision))
+    check_target(target_precision)
     ds = open_dataset(root)
     lock = write_lock(ds.root) if apply else contextlib.nullcontext()
     with lock:
@@ -302,6 +377,7 @@ def separate(
             rule=rule,
             min_confidence=min_confidence,
             max_fraction=max_fraction,
+            target_precision=target_precision,
             progress=progress,
         )
         if not apply and pending_recovery(ds.root):
