@@ -105,9 +105,7 @@ def target_runs(
         seconds = time.perf_counter() - t0
         plan = json.loads(Path(s["plan"]).read_text())
         est = plan["estimate"]
-        row = {"target": float(target), "threshold": plan["threshold"]} | pr(
-            plan_moves(s), truth
-        )
+        row = {"target": float(target), "threshold": plan["threshold"]} | pr(plan_moves(s), truth)
         row |= {
             "estimated_precision": est.get("estimated_precision"),
             "estimated_recall": est.get("estimated_recall"),

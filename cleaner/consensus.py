@@ -30,7 +30,7 @@ import numpy as np
 
 from cleaner.dataset import other_label
 from cleaner.errors import CleanerError
-from cleaner.noise import MoveEstimate, NoiseModel, estimate, fit, score
+from cleaner.noise import MoveEstimate, NoiseModel, estimate, fit, folder_noise, score
 
 RULES: tuple[str, ...] = ("unanimous", "majority", "mean", "confident")
 DEFAULT_RULE = "unanimous"
@@ -259,8 +259,8 @@ class Choice:
     target: float
     threshold: float | None
     model: NoiseModel
-    posterior: dict[str, float]
-    """Path -> estimated probability that the image is in the wrong folder."""
+    noise: dict[bool, float]
+    """Estimated share of misfiled images in the fake (True) and real (False) folders."""
     tried: list[Tried]
     decisions: list[Decision]
     """At the chosen threshold; when none, at the floor with every move turned into review."""
@@ -269,13 +269,40 @@ class Choice:
         return next((t for t in self.tried if t.threshold == threshold), None)
 
 
-def fit_noise(covered: Sequence[ImageVotes]) -> tuple[NoiseModel, np.ndarray]:
-    """The noise model of :mod:`cleaner.noise` on the images' mean logits; each one's
-    posterior of being in the wrong folder."""
-    z = np.array([score([e.prob_fake for e in im.evidence]) for im in covered])
-    in_fake = np.array([im.label == "fake" for im in covered])
-    model = fit(z, in_fake)
-    return model, model.p_wrong_folder(z, in_fake)
+def _swapped(im: ImageVotes) -> ImageVotes:
+    return replace(im, label=other_label(im.label))
+
+
+class SelfTest:
+    """The estimate of :mod:`cleaner.noise` for a set of images: the noise model fitted once,
+    then the rule scored at any threshold (every image swapped alone into the other folder)."""
+
+    def __init__(self, images: Sequence[ImageVotes], rule: str) -> None:
+        self.covered = [im for im in images if im.evidence]
+        self.rule = rule
+        self.flags = _confident_flags(self.covered) if rule == "confident" and self.covered else []
+        z = np.array([score([e.prob_fake for e in im.evidence]) for im in self.covered])
+        self.in_fake = np.array([im.label == "fake" for im in self.covered], dtype=bool)
+        self.model = fit(z, self.in_fake)
+        self.noise = folder_noise(self.model, z, self.in_fake)
+        self.m = _matrix(self.covered)
+        self.m_swapped = _matrix([_swapped(im) for im in self.covered])
+
+    def _swapped_moves(self, c: float) -> np.ndarray:
+        """Which images the rule would move at ``c`` if each sat alone in the other folder (the
+        confident rule's by its confidence test alone: cleanlab's flags are of the real run)."""
+        return moved_mask(self.m_swapped, self.rule, c, [True] * len(self.covered))
+
+    def at(self, c: float) -> MoveEstimate:
+        """The estimate of the rule's moves at threshold ``c``."""
+        moved = moved_mask(self.m, self.rule, c, self.flags)
+        return estimate(moved, self._swapped_moves(c), self.in_fake, self.noise)
+
+    def of(self, decisions: Sequence[Decision], c: float) -> MoveEstimate:
+        """The estimate of the moves of ``decisions``, made at threshold ``c``."""
+        moving = {d.path for d in decisions if d.action == MOVE}
+        moved = np.array([im.path in moving for im in self.covered], dtype=bool)
+        return estimate(moved, self._swapped_moves(c), self.in_fake, self.noise)
 
 
 def choose(
@@ -287,17 +314,11 @@ def choose(
 ) -> Choice:
     """The lowest threshold from ``floor`` up at which the estimated precision of the rule's
     moves reaches ``target``, and the decisions there. When none does, nothing moves: the
-    floor's would-be moves go to the review list, each with its estimate."""
+    floor's would-be moves go to the review list."""
     check_params(rule, floor)
     check_target(target)
-    covered = [im for im in images if im.evidence]
-    flags = _confident_flags(covered) if rule == "confident" and covered else []
-    model, post = fit_noise(covered)
-    m = _matrix(covered)
-    tried = [
-        Tried(t, estimate(post, moved_mask(m, rule, t, flags)))
-        for t in sorted({floor, *(t for t in THRESHOLDS if t > floor)})
-    ]
+    st = SelfTest(images, rule)
+    tried = [Tried(t, st.at(t)) for t in sorted({floor, *(t for t in THRESHOLDS if t > floor)})]
     chosen = next(
         (
             t.threshold
@@ -306,19 +327,12 @@ def choose(
         ),
         None,
     )
-    posterior = {im.path: float(p) for im, p in zip(covered, post, strict=True)}
-    decisions = decide(covered, rule=rule, min_confidence=chosen or floor, flags=flags)
+    decisions = decide(st.covered, rule=rule, min_confidence=chosen or floor, flags=st.flags)
     if chosen is None:
         best = max((t.estimate.precision or 0.0 for t in tried), default=0.0)
-        decisions = [
-            _to_review(d, f"estimated {posterior[d.path]:.0%} likely in the wrong folder; no "
-                       f"threshold's moves reach the estimated precision {target:g} "
-                       f"(best {best:.2f})")  # fmt: skip
-            if d.action == MOVE
-            else d
-            for d in decisions
-        ]
-    return Choice(target, chosen, model, posterior, tried, decisions)
+        why = f"no threshold's moves reach the estimated precision {target:g} (best {best:.2f})"
+        decisions = [_to_review(d, why) if d.action == MOVE else d for d in decisions]
+    return Choice(target, chosen, st.model, st.noise, tried, decisions)
 
 
 def _to_review(d: Decision, why: str) -> Decision:

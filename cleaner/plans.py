@@ -32,13 +32,12 @@ from cleaner.consensus import (
     Decision,
     Evidence,
     ImageVotes,
+    SelfTest,
     check_params,
     check_target,
     choose,
     decide,
-    fit_noise,
 )
-from cleaner.noise import estimate
 from cleaner.dataset import LABELS, STATE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.journal import (
@@ -53,6 +52,7 @@ from cleaner.journal import (
     write_lock,
 )
 from cleaner.journal import undo as journal_undo
+from cleaner.noise import MoveEstimate
 from cleaner.predictions import MatchResult, match_entries, read_predictions
 
 PLAN_FORMAT = "cleaner.plan.v1"
@@ -112,9 +112,7 @@ class SeparateResult:
         return out
 
 
-def _decision_record(
-    d: Decision, dst: str | None, posterior: dict[str, float] | None = None
-) -> dict[str, Any]:
+def _decision_record(d: Decision, dst: str | None) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "path": d.path,
         "sha256": d.sha256,
@@ -124,8 +122,6 @@ def _decision_record(
         "mean_prob_other": round(d.mean_other, 6),
         "evidence": [{"file": e.file, "prob_fake": e.prob_fake} for e in d.evidence],
     }
-    if posterior is not None and d.path in posterior:
-        rec["p_wrong_folder"] = round(posterior[d.path], 4)
     if d.action == REVIEW:
         rec["why"] = d.why
     return rec
@@ -229,23 +225,26 @@ def build_plan(
         ev = tuple(Evidence(m.file.name, m.probs[row.path]) for m in matches if row.path in m.probs)
         if ev:
             images.append(ImageVotes(row.path, row.sha256, row.label, ev))
-    if target_precision and images and all(all(e.hard for e in m.file.entries) for m in matches):
+    levels = len({tuple(e.prob_fake for e in im.evidence) for im in images})
+    if target_precision and images and levels < MIN_LEVELS:
         warnings.append(
-            "the predictions files give classes, not probabilities: --target-precision cannot "
-            f"be estimated, so the fixed --min-confidence {floor:g} applies"
+            f"the predictions give {levels} distinct probabilities (hard labels?): the move "
+            "precision cannot be estimated from them, so the fixed --min-confidence "
+            f"{_floor(min_confidence, 0.0):g} applies instead of --target-precision"
         )
         target_precision = 0.0
+        floor = _floor(min_confidence, target_precision)
     choice: Choice | None = None
-    posterior: dict[str, float] | None = None
+    est: MoveEstimate | None = None
     if target_precision and images:
         choice = choose(images, rule=rule, target=target_precision, floor=floor)
-        decisions, posterior = choice.decisions, choice.posterior
+        decisions = choice.decisions
+        tried = choice.at(choice.threshold)
+        est = tried.estimate if tried is not None else None
     else:
         decisions = decide(images, rule=rule, min_confidence=floor)
         if images:
-            covered = [im for im in images if im.evidence]
-            _, post = fit_noise(covered)
-            posterior = {im.path: float(p) for im, p in zip(covered, post, strict=True)}
+            est = SelfTest(images, rule).of(decisions, floor)
     rid = run_id or new_run_id()
     plan_path = plans_dir(ds.root) / f"{rid}.json"
     move_ds = [d for d in decisions if d.action == MOVE]
@@ -269,7 +268,7 @@ def build_plan(
         "min_confidence": floor,
         "target_precision": target_precision or None,
         "threshold": floor if choice is None else choice.threshold,
-        "estimate": _estimate_doc(decisions, posterior, choice),
+        "estimate": _estimate_doc(est, choice, len(images)),
         "max_fraction": max_fraction,
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
@@ -285,12 +284,15 @@ def build_plan(
         "guard": _guard(move_ds, totals, max_fraction, plan_path),
         "warnings": warnings,
         "applied": False,
-        "moves": [
-            _decision_record(d, mv.dst, posterior) for d, mv in zip(move_ds, moves, strict=True)
-        ],
-        "review": [_decision_record(d, None, posterior) for d in review],
+        "moves": [_decision_record(d, mv.dst) for d, mv in zip(move_ds, moves, strict=True)],
+        "review": [_decision_record(d, None) for d in review],
     }
     return plan, matches, warnings, moves
+
+
+MIN_LEVELS = 20
+"""Fewer distinct probability tuples than this and the estimate is not attempted: a noise
+model cannot tell label noise from a flat calibration on two or three values."""
 
 
 def _floor(min_confidence: float | None, target_precision: float) -> float:
@@ -300,21 +302,23 @@ def _floor(min_confidence: float | None, target_precision: float) -> float:
     return DEFAULT_FLOOR if target_precision else DEFAULT_MIN_CONFIDENCE
 
 
-def _estimate_doc(
-    decisions: Sequence[Decision], posterior: dict[str, float] | None, choice: Choice | None
-) -> dict[str, Any]:
-    """The plan's ``estimate``: what the noise model (:mod:`cleaner.noise`) expects of the
-    plan's moves, the model, and with a target precision every threshold tried."""
-    if posterior is None:
+def _estimate_doc(est: MoveEstimate | None, choice: Choice | None, n_images: int) -> dict[str, Any]:
+    """The plan's ``estimate`` (:mod:`cleaner.noise`): what the self-test expects of the plan's
+    moves, with a target precision also the model and every threshold tried. When no threshold
+    reaches the target nothing moves: the estimate is of those zero moves."""
+    if est is None and choice is None:
         return {}
-    paths = list(posterior)
-    moved = {d.path for d in decisions if d.action == MOVE}
-    est = estimate(
-        [posterior[p] for p in paths], [p in moved for p in paths]
-    ).as_dict()
-    doc: dict[str, Any] = {k: v for k, v in est.items() if k != "moves"}
+    if est is None and choice is not None:  # nothing moves; the noise is still estimated
+        noise = choice.tried[0].estimate.noise_rate if choice.tried else 0.0
+        est = MoveEstimate(0, None, 0.0, 0.0, noise)
+    assert est is not None
+    doc: dict[str, Any] = {k: v for k, v in est.as_dict().items() if k != "moves"}
     if choice is not None:
         doc["model"] = choice.model.as_dict()
+        doc["noise_by_folder"] = {
+            "real_images": round(choice.noise[False], 4),
+            "fake_images": round(choice.noise[True], 4),
+        }
         doc["reached"] = choice.threshold is not None
         doc["thresholds"] = [
             {"threshold": t.threshold, **t.estimate.as_dict()} for t in choice.tried

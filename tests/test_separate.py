@@ -296,12 +296,21 @@ def test_separate_and_undo_never_import_tensorflow(ws: Path) -> None:
 def test_target_precision_records_the_estimate_beside_the_plan(ws: Path) -> None:
     """The default --target-precision 0.9: the flips move, and the plan and the summary say
     what was estimated (precision, recall, noise rate, wrong moves, every threshold tried)."""
+    import numpy as np
+
     root = ws / "R"
     flips = set(json.loads((ws / "flips.json").read_text()))
-    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *preds(ws))
+    labels: dict[str, str] = json.loads((ws / "labels.json").read_text())
+    rng = np.random.default_rng(1)
+    files = []
+    for m in range(2):  # two voters, sure of the true class (logit +-5, spread 1)
+        logit = {p: 5.0 * (1 if (labels[p] == "fake") != (p in flips) else -1) for p in labels}
+        probs = {p: float(1 / (1 + np.exp(-(v + rng.normal(0, 1.0))))) for p, v in logit.items()}
+        files.append(str(write_v1(ws / f"c{m}.json", root, probs, labels)))
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *files)
     assert code == 0, err
     assert "target precision 0.9" in out and "estimate: noise rate" in out
-    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *preds(ws), "--json")
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *files, "--json")
     assert code == 0, err
     s = json.loads(out)
     plan = json.loads(Path(s["plan"]).read_text())
@@ -310,10 +319,11 @@ def test_target_precision_records_the_estimate_beside_the_plan(ws: Path) -> None
     est = plan["estimate"]
     assert est["reached"] and est["estimated_precision"] >= 0.9
     assert 0.05 < est["estimated_noise_rate"] < 0.25 and est["estimated_recall"] > 0.5
-    assert est["expected_wrong_moves"] == pytest.approx(40 * (1 - est["estimated_precision"]), 0.2)
+    assert est["expected_wrong_moves"] == pytest.approx(
+        40 * (1 - est["estimated_precision"]), abs=0.1
+    )
     tried = [t["threshold"] for t in est["thresholds"]]
     assert tried == sorted(tried) and tried[0] == 0.7 and plan["threshold"] in tried
-    assert all(0.0 <= m["p_wrong_folder"] <= 1.0 for m in plan["moves"])
     assert s["estimate"]["estimated_precision"] == est["estimated_precision"]
     assert s["threshold"] == plan["threshold"]
 
@@ -356,6 +366,12 @@ def test_fixed_threshold_still_reports_its_estimate_and_bad_targets_are_refused(
     assert plan["target_precision"] is None and plan["threshold"] == 0.95
     assert plan["estimate"]["estimated_precision"] is not None
     assert "thresholds" not in plan["estimate"]
+    # a few distinct probabilities (these files have a dozen): no estimate, the fixed 0.9
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *preds(ws), "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["threshold"] == 0.9 and s["moves"] == 40
+    assert any("cannot be estimated" in w for w in s["warnings"])
     for bad in ("1", "0.3", "-0.9"):
         code, _, err = cli(
             ws, "separate", "--root", str(root), "-p", *preds(ws), "--target-precision", bad
