@@ -150,6 +150,11 @@ def main() -> None:
         "--image-size", type=int, default=None, help="cleaner predict --image-size (every voter)"
     )
     ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a voter's predictions file already in WORK/preds (no predict run)",
+    )
+    ap.add_argument(
         "--only-target",
         action="store_true",
         help="skip the fixed-threshold grid and cleanlab (the estimate's rows only)",
@@ -178,12 +183,15 @@ def main() -> None:
         variants = [("", [])] + ([("-noprune", ["--no-prune"])] if args.compare_prune else [])
         for suffix, extra in variants:
             out = preds_dir / f"{b}{suffix}.json"
+            files[b + suffix] = out
+            if args.reuse and out.is_file():
+                runs[b + suffix] = {"seconds": 0.0, "computed": 0, "reused": True}
+                continue
             runs[b + suffix] = cleaner(
                 "predict", "--root", str(work), "--backbone", b, "--folds", str(args.folds),
                 "--repeats", str(args.repeats), *extra, *size_args,
                 "--out", str(out),
             )  # fmt: skip
-            files[b + suffix] = out
     if args.finetune:
         b = args.finetune_backbone
         out = preds_dir / f"{b}-finetune.json"
