@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +46,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fsync_dir(path.parent)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """:func:`atomic_write` of a UTF-8 text."""
+    """:func:`atomic_write` of a UTF-8 text.
+
+    A file name that is not UTF-8 reaches Python as surrogate escapes, which UTF-8 cannot
+    encode. In a ``.json`` text they become JSON ``\\udcXX`` escapes (the file stays UTF-8 and
+    ``json.loads`` gives back the same name: they can only sit inside JSON strings); in a page
+    for people (``.html``, ``.md``) a visible ``\\udcff``; anywhere else (CSV) the name's own
+    bytes, read back with ``errors="surrogateescape"`` into the same name."""
+    errors = "strict"
+    if not text.isascii() and _SURROGATE.search(text):
+        if path.suffix == ".json":
+            text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        elif path.suffix in (".html", ".htm", ".md"):
+            errors = "backslashreplace"
+        else:
+            errors = "surrogateescape"
 
     def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors=errors)
 
     atomic_write(path, write)

@@ -15,11 +15,12 @@ Anything that comes from outside (a predictions file, a browser, a plan) goes th
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from cleaner.errors import DatasetError, PathEscapeError
+from cleaner.errors import CleanerError, DatasetError, PathEscapeError
 
 LABELS: tuple[str, str] = ("real", "fake")
 """The two classes, in the order of the predictions format's ``classes``."""
@@ -54,6 +55,10 @@ class FileEntry:
     """Where to read it (inside ROOT)."""
     escapes_root: bool = False
     """A symlink whose target lies outside ROOT: listed, never read."""
+    link_target: str | None = None
+    """For a symlinked file whose target lies inside ROOT: the target, ROOT-relative."""
+    problem: str = ""
+    """Why this entry is a folder that could not be listed (``relpath`` ends with ``/``)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,9 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             f"root {str(root)!r} is not a folder; pass --root with your dataset folder"
         )
     p = p.resolve()
+    state_path(p)  # ROOT/.cleaner a symlink or a file: refused before any command starts
     class_dirs = find_class_dirs(p)
+    _refuse_aliased_classes(p, class_dirs)
     outside = tuple(
         name
         for aliases in CLASS_ALIASES.values()
@@ -168,6 +175,24 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             f"{'/'.join(CLASS_ALIASES['real'][1:])}, {'/'.join(CLASS_ALIASES['fake'][1:])})"
         )
     return Dataset(root=p, class_dirs=class_dirs, outside_links=outside)
+
+
+def _refuse_aliased_classes(root: Path, class_dirs: dict[str, tuple[str, ...]]) -> None:
+    """One folder cannot be both classes: a class folder that is (a symlink to) the other
+    class's folder, or to a folder holding it, would list each file under both labels, and
+    dedupe would quarantine every one of them."""
+    real = [
+        (label, name, _realpath(root / name)) for label, ds in class_dirs.items() for name in ds
+    ]
+    for la, na, pa in real:
+        for lb, nb, pb in real:
+            if la != lb and pb.is_relative_to(pa):
+                how = "the same folder as" if pa == pb else "a folder that holds"
+                raise DatasetError(
+                    f"class folder {na}/ ({la}) is {how} {nb}/ ({lb}) under {str(root)!r} "
+                    f"(through a symlink); a file cannot be both real and fake: make {na} and "
+                    f"{nb} separate folders (remove the link)"
+                )
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -233,7 +258,10 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
         seen.add(key)
         try:
             entries = list(os.scandir(d))
-        except OSError:
+        except OSError as err:  # reported, never skipped silently: its files are not counted
+            rel = str(d)[cut:].replace(os.sep, "/") + "/"
+            why = f"folder cannot be listed: {err.strerror or err}"
+            out.append(FileEntry(rel, label, d, problem=why))
             continue
         for e in entries:
             p = Path(e.path)
@@ -257,20 +285,70 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
                 stack.append(p)
             elif is_link and not p.exists():
                 out.append(FileEntry(rel, label, p, escapes_root=False))  # dangling: reported
+            elif is_link:
+                target = to_relpath(root, _realpath(p))
+                out.append(FileEntry(rel, label, p, link_target=target))
             else:
                 out.append(FileEntry(rel, label, p))
     out.sort(key=lambda f: f.relpath)
     yield from out
 
 
-def check_relpath(relpath: str) -> PurePosixPath:
+def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
+    """``ROOT/.cleaner/<parts...>``: THE resolver of cleaner's own state paths (every writer).
+
+    Why: a ``.cleaner`` (or a folder or file inside it) that is a symlink would send the lock,
+    the manifest, the journal or a plan outside ROOT, and a ``.cleaner`` that is a file would
+    fail with a traceback. Each existing component is checked with ``lstat`` (no symlink
+    followed), so the returned path, once created, lies inside ROOT. Raises
+    :class:`PathEscapeError` or :class:`CleanerError` with the fix.
+    """
+    base = Path(os.path.realpath(root)) / STATE_DIR
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\x00" in part:
+            raise PathEscapeError(f"state path {part!r} is not a plain name inside {base}")
+    p = base
+    for i, part in enumerate(("", *parts)):
+        p = p / part if part else p
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            break  # the rest is created below ROOT/.cleaner by the writer
+        except OSError as e:
+            raise CleanerError(
+                f"cannot read {p}: {e.strerror or e}; check its permissions"
+            ) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise PathEscapeError(
+                f"{p} is a symlink (to {os.readlink(p)}); cleaner writes its state only inside "
+                f"ROOT and never through a link: remove the link (rm {p}) and rerun"
+            )
+        if (i == 0 or i < len(parts)) and not stat.S_ISDIR(st.st_mode):
+            raise CleanerError(
+                f"{p} is a file, not a folder; cleaner keeps its state there: move the file "
+                "aside (mv it to another name) and rerun"
+            )
+    return base.joinpath(*parts)
+
+
+def check_relpath(relpath: str, *, backslash_is_separator: bool = True) -> PurePosixPath:
     """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
 
-    Pure: looks at the string only (see :func:`resolve_inside` for symlinks)."""
+    Pure: looks at the string only (see :func:`resolve_inside` for symlinks). A backslash is a
+    folder separator (paths written on Windows) unless ``backslash_is_separator=False``: for a
+    name cleaner found on disk, where ``\\`` is an ordinary character of a POSIX file name and
+    converting it would name another file."""
     if not relpath or "\x00" in relpath:
         raise PathEscapeError(f"path {relpath!r} is empty or not a valid path")
-    s = relpath.replace("\\", "/")
-    if s.startswith("/") or (len(s) > 1 and s[1] == ":"):
+    try:  # a lone surrogate (\ud800) names no file: no byte string encodes it
+        os.fsencode(relpath)
+    except UnicodeEncodeError:
+        raise PathEscapeError(
+            f"path {relpath!r} holds a character no file name can hold (a lone surrogate); "
+            "write the file's real name"
+        ) from None
+    s = relpath.replace("\\", "/") if backslash_is_separator else relpath
+    if s.startswith("/") or (backslash_is_separator and len(s) > 1 and s[1] == ":"):
         raise PathEscapeError(f"path {relpath!r} is absolute; paths must be relative to ROOT")
     parts: list[str] = []
     for part in PurePosixPath(s).parts:
@@ -289,8 +367,15 @@ def check_relpath(relpath: str) -> PurePosixPath:
 
 def resolve_inside(root: Path, relpath: str) -> Path:
     """The absolute path of ``relpath`` under ``root``, refusing anything that would leave ROOT:
-    ``..``, absolute paths, and symlinks (anywhere along the path) whose target is outside."""
-    rel = check_relpath(relpath)
+    ``..``, absolute paths, and symlinks (anywhere along the path) whose target is outside.
+    A path with a backslash that names a file as written is that file (a POSIX name may hold
+    ``\\``); otherwise the backslash is read as a Windows folder separator."""
+    literal = "\\" in relpath and os.path.lexists(
+        os.path.join(
+            os.path.realpath(root), *check_relpath(relpath, backslash_is_separator=False).parts
+        )
+    )
+    rel = check_relpath(relpath, backslash_is_separator=not literal)
     root = Path(os.path.realpath(root))
     p = root.joinpath(*rel.parts)
     if not Path(os.path.realpath(p)).is_relative_to(root):

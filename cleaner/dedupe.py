@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.atomic import atomic_write
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset
+from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset, state_path
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
@@ -639,7 +639,7 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    out = result.root / STATE_DIR / DUPLICATES_FILE
+    out = state_path(result.root, DUPLICATES_FILE)
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:

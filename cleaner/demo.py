@@ -22,6 +22,12 @@ Planted problems, all listed in ``DIR/ground_truth.json`` (paths relative to DIR
 - ``corrupt``: a truncated PNG, a truncated JPEG, a zero-byte file, random bytes, a text file
   named ``.jpg``.
 
+``bias`` (:class:`Bias`) plants one shortcut for ``cleaner audit`` to find, following the folder
+a file sits in (as a scraper that fetched each class from another source would): ``format``
+(real folder JPEG, fake folder PNG), ``size`` (fakes one fixed square size, reals 4:3 landscape),
+``names`` (``IMG_0042.png`` against ``ComfyUI_00042_.png``), ``exif`` (camera EXIF on the real
+folder's files only).
+
 Same seed and parameters -> byte-identical tree (PNG and JPEG as Pillow writes them carry no
 timestamp; the JSON is written with sorted keys). File names are neutral (``img_00042.png``):
 they say nothing about class or role.
@@ -33,7 +39,8 @@ import io
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -56,6 +63,20 @@ CORRUPT_KINDS: tuple[str, ...] = (
 )
 
 
+class Bias(StrEnum):
+    """A shortcut the demo can plant (see the module docstring)."""
+
+    NONE = "none"
+    FORMAT = "format"
+    SIZE = "size"
+    NAMES = "names"
+    EXIF = "exif"
+
+
+CAMERA = ("Canon", "Canon EOS 5D Mark IV")
+"""The camera the ``exif`` bias writes into the real folder's files."""
+
+
 @dataclass(frozen=True)
 class DemoParams:
     """Every knob of the demo (all recorded in ground_truth.json)."""
@@ -73,6 +94,8 @@ class DemoParams:
     min_size: int = 64
     max_size: int = 96
     subfolder_fraction: float = 0.15
+    bias: Bias = Bias.NONE
+    """One planted shortcut (none by default)."""
 
 
 @dataclass
@@ -191,6 +214,39 @@ def _jpeg(arr: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _camera_exif() -> Image.Exif:
+    ex = Image.Exif()
+    ex[0x010F], ex[0x0110] = CAMERA
+    return ex
+
+
+def _encode(arr: np.ndarray, label: str, bias: Bias, quality: int | None) -> tuple[bytes, str]:
+    """(bytes, extension) of one image saved in ``label``'s folder: PNG, or JPEG at ``quality``
+    (a recompressed near duplicate), with the folder's planted shortcut applied."""
+    if bias is Bias.SIZE:
+        h, w = arr.shape[:2]
+        size = (w * 4 // 3, h) if label == "real" else (96, 96)
+        arr = np.asarray(Image.fromarray(arr, "RGB").resize(size, Image.Resampling.LANCZOS))
+    if bias is Bias.FORMAT:
+        quality = 90 if label == "real" else None
+    im = Image.fromarray(arr, "RGB")
+    buf = io.BytesIO()
+    extra: dict[str, Any] = (
+        {"exif": _camera_exif()} if bias is Bias.EXIF and label == "real" else {}
+    )
+    if quality is None:
+        im.save(buf, format="PNG", optimize=False, compress_level=6, **extra)
+        return buf.getvalue(), ".png"
+    im.save(buf, format="JPEG", quality=quality, **extra)
+    return buf.getvalue(), ".jpg"
+
+
+def _name(label: str, number: int, bias: Bias) -> str:
+    if bias is Bias.NAMES:
+        return f"IMG_{number:04d}" if label == "real" else f"ComfyUI_{number:05d}_"
+    return f"img_{number:05d}"
+
+
 def _resize(arr: np.ndarray, scale: float) -> np.ndarray:
     h, w = arr.shape[:2]
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
@@ -254,9 +310,9 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     pixels: list[np.ndarray] = []
     paths: list[str] = []
 
-    def place(label_dir: str, sub: bool, ext: str) -> str:
+    def place(label: str, sub: bool, ext: str) -> str:
         mid = f"{SUBFOLDER}/" if sub else ""
-        return f"{label_dir}/{mid}img_{next(name_iter):05d}{ext}"
+        return f"{folder[label]}/{mid}{_name(label, next(name_iter), params.bias)}{ext}"
 
     child_seeds = rng.integers(0, 2**63 - 1, params.n)
     for i, true in enumerate(true_labels):
@@ -266,8 +322,9 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
         else:
             arr, method = make_fake(irng, int(sizes[i]))
         in_label = _other(true) if wrong[i] else true
-        path = place(folder[in_label], bool(in_sub[i]), ".png")
-        files[path] = _png(arr)
+        data, ext = _encode(arr, in_label, params.bias, None)
+        path = place(in_label, bool(in_sub[i]), ext)
+        files[path] = data
         pixels.append(arr)
         paths.append(path)
         images.append({"path": path, "true_label": true, "made_by": method, "role": "original"})
@@ -283,17 +340,15 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
         cross = j % 3 == 2
         in_label = _other(true) if cross else true
         if j < params.exact:
-            kind, data, ext = "exact", files[paths[src]], ".png"
+            kind, data, ext = "exact", files[paths[src]], PurePosixPath(paths[src]).suffix
         else:
             kind = near_kinds[(j - params.exact) % len(near_kinds)]
             arr = pixels[src]
             if "resized" in kind:
                 arr = _resize(arr, float(rng.choice([0.75, 1.25, 1.5])))
-            if "recompressed" in kind:
-                data, ext = _jpeg(arr, int(rng.integers(70, 86))), ".jpg"
-            else:
-                data, ext = _png(arr), ".png"
-        path = place(folder[in_label], False, ext)
+            quality = int(rng.integers(70, 86)) if "recompressed" in kind else None
+            data, ext = _encode(arr, in_label, params.bias, quality)
+        path = place(in_label, False, ext)
         files[path] = data
         entry = {"path": path, "original": paths[src], "kind": kind, "cross_class": cross}
         duplicates.append(entry)
@@ -304,7 +359,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     for j in range(params.corrupt):
         kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
         data, ext = _corrupt_bytes(kind, pixels[j % len(pixels)], rng)
-        path = place(folder[("real", "fake")[j % 2]], False, ext)
+        path = place(("real", "fake")[j % 2], False, ext)
         files[path] = data
         corrupt.append({"path": path, "kind": kind})
 

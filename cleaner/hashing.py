@@ -35,6 +35,7 @@ from PIL import Image
 
 from cleaner import images
 from cleaner.atomic import atomic_write
+from cleaner.dataset import state_path
 from cleaner.engine import map_batches
 
 METHODS: tuple[str, ...] = ("phash", "dhash", "whash", "ahash")
@@ -333,7 +334,7 @@ class HashTable:
 
 
 def cache_path(root: str | os.PathLike[str], method: str) -> Path:
-    return Path(root) / CACHE_DIR / f"hashes-{method}.npz"
+    return state_path(root, "cache", f"hashes-{method}.npz")
 
 
 def load_cache(root: str | os.PathLike[str], method: str) -> HashTable:
@@ -437,7 +438,7 @@ def pixel_digests(
 ) -> dict[str, str]:
     """sha256 -> digest of the decoded pixels (full decode), cached in
     ``R/.cleaner/cache/pixel-digests.csv``. Files that do not decode get no entry."""
-    path = Path(root) / CACHE_DIR / "pixel-digests.csv" if root is not None else None
+    path = state_path(root, "cache", "pixel-digests.csv") if root is not None else None
     known: dict[str, str] = {}
     if path is not None and path.exists():
         with open(path, newline="") as f:

@@ -279,6 +279,34 @@ def probe(source: Source, *, max_pixels: int = MAX_PIXELS, name: str | None = No
     )
 
 
+UPLOAD_FLOOR_PIXELS = 16_000_000
+"""Any upload may have this many pixels (4000 x 4000), however small its file."""
+UPLOAD_PIXELS_PER_BYTE = 64
+"""Beyond the floor, an upload may have this many pixels per byte of its file. Photos carry
+0.3 to 3 pixels per byte, flat screenshots up to about 100 at small sizes; a decompression bomb
+(a 14.6 KB 1-bit PNG of 10,950 x 10,950) carries 8,000: refused from its header, never decoded."""
+UPLOAD_MAX_PIXELS = 50_000_000
+"""No upload has more (8000 x 6000 photos fit): one decode then costs at most ~350 MB."""
+
+
+def upload_pixel_budget(nbytes: int) -> int:
+    """The pixels an upload of ``nbytes`` may declare: what it may cost to decode is bounded by
+    what it cost to send, so a small file can never ask for a gigabyte."""
+    return min(UPLOAD_MAX_PIXELS, max(UPLOAD_FLOOR_PIXELS, nbytes * UPLOAD_PIXELS_PER_BYTE))
+
+
+def header_size(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Width and height from the header only (nothing decoded); raises :class:`ImageError`,
+    ``too-large`` beyond ``max_pixels``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        im = _open(data, max_pixels)
+        try:
+            return int(im.size[0]), int(im.size[1])
+        finally:
+            im.close()
+
+
 def load_rgb(
     source: Source,
     *,
@@ -372,3 +400,11 @@ def pixel_digest(im: Image.Image) -> str:
     h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
+
+
+def open_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open one file's header (format sniffing and the size guard apply; no pixel is decoded),
+    for stages that read only metadata (``cleaner audit``). Raises :class:`ImageError`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _open(data, max_pixels)

@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import os
 import posixpath
@@ -43,7 +44,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from cleaner.atomic import fsync_dir
-from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside
+from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside, state_path
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
 
@@ -147,17 +148,20 @@ class RunInfo:
     finished: bool
     """An ``end`` record was written (an ``abort`` means a crash, recovered)."""
     moved: int
+    complete: bool = True
+    """For an undo: it put back every file of the run (a pass that left files is not)."""
 
 
 # --------------------------------------------------------------------------- paths and lock
 
 
 def state_dir(root: str | os.PathLike[str]) -> Path:
-    return Path(os.path.realpath(root)) / STATE_DIR
+    """``R/.cleaner``, refused (one line) when it is a symlink, a file or leads out of ROOT."""
+    return state_path(root)
 
 
 def journal_dir(root: str | os.PathLike[str]) -> Path:
-    return state_dir(root) / JOURNAL_DIR
+    return state_path(root, JOURNAL_DIR)
 
 
 _held: dict[str, tuple[int, int]] = {}
@@ -184,10 +188,16 @@ def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
             fd, depth = _held[key]
             _held[key] = (fd, depth - 1)
         return
-    sd = Path(key) / STATE_DIR
-    sd.mkdir(parents=True, exist_ok=True)
-    path = sd / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    path = state_path(key, LOCK_FILE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a lock file that is a symlink is never followed (and truncated) elsewhere
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise CleanerError(
+            f"cannot open the lock file {path}: {e.strerror or e}; cleaner keeps its state in "
+            f"{path.parent}, which must be a writable folder inside ROOT"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -301,18 +311,57 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of one journal; a torn last line (crash mid-write, never fsync'd, so its moves
-    never ran) is ignored."""
-    out: list[dict[str, Any]] = []
-    with open(path, "rb") as f:
-        for line in f:
+_INDEXED = frozenset({"intent", "done", "rollback", "fail", "problem"})
+
+
+def _well_formed(rec: object) -> bool:
+    """A record every reader can use: a damaged line (``{"op":"intent"}``, ``"i":"x"``, a path
+    that is not a string) must never stop recovery, apply or undo with a traceback."""
+    if not isinstance(rec, dict):
+        return False
+    op = rec.get("op")
+    if op not in _INDEXED:
+        return isinstance(op, str)
+    i = rec.get("i")
+    if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+        return False
+    if "sha256" in rec and not (rec["sha256"] is None or isinstance(rec["sha256"], str)):
+        return False
+    if op == "intent":
+        for k in ("src", "dst"):
+            v = rec.get(k)
+            if not isinstance(v, str):
+                return False
             try:
-                rec = json.loads(line)
-            except ValueError:
+                check_relpath(v, backslash_is_separator=False)
+            except PathEscapeError:
+                return False
+        if "of" in rec and (not isinstance(rec["of"], int) or isinstance(rec["of"], bool)):
+            return False
+    return True
+
+
+def _read_records(path: Path, damaged: list[str] | None = None) -> list[dict[str, Any]]:
+    """Records of one journal. A torn last line (crash mid-write, never fsync'd, so its moves
+    never ran) is ignored; so is any other damaged line (not JSON, or a record missing its
+    index or paths), which is listed in ``damaged``: ignoring it is safe, because recovery and
+    undo decide every move by looking at the disk, and an intent whose ``done`` is unreadable is
+    decided like one a crash left."""
+    out: list[dict[str, Any]] = []
+    lines = path.read_bytes().split(b"\n")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError):
+            rec = None
+            if n == len(lines):  # a torn last line: the crash case, not damage
                 continue
-            if isinstance(rec, dict):
-                out.append(rec)
+        if _well_formed(rec):
+            out.append(rec)
+        elif damaged is not None:
+            damaged.append(f"{path.name} line {n}")
     return out
 
 
@@ -329,9 +378,10 @@ def _last_record(path: Path) -> dict[str, Any] | None:
     for line in reversed(tail.splitlines()):
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        return rec if isinstance(rec, dict) else None
+        if _well_formed(rec):  # a damaged line after ``end`` does not reopen the run
+            return dict(rec)
     return None
 
 
@@ -357,7 +407,15 @@ class _Journal:
             fsync_dir(path.parent)
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                # a name that is not UTF-8 (os gives it as surrogate escapes): \udcff in JSON
+                # is reversible (json.loads gives the same str, os.fsencode the same bytes)
+                line = json.dumps(rec, separators=(",", ":"))
+        self.f.write(line + "\n")
 
     def sync(self) -> None:
         self.f.flush()
@@ -369,8 +427,10 @@ class _Journal:
 
 
 def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
+    """The journals under ROOT; a symlink among them is never read or appended to (recovery
+    would write through it, outside ROOT)."""
     d = journal_dir(root)
-    return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+    return sorted(p for p in d.glob("*.jsonl") if not p.is_symlink()) if d.is_dir() else []
 
 
 def _first_record(path: Path) -> dict[str, Any]:
@@ -378,9 +438,14 @@ def _first_record(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             rec = json.loads(f.readline())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    return rec if isinstance(rec, dict) and rec.get("op") == "begin" else {}
+    if not isinstance(rec, dict) or rec.get("op") != "begin":
+        return {}
+    seq = rec.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        rec["seq"] = 0
+    return rec
 
 
 def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
@@ -396,7 +461,11 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
         if finished and isinstance(last.get("moved"), int):
             moved = int(last["moved"])
         else:
-            moved = sum(1 for r in _read_records(p) if r.get("op") == "done")
+            try:
+                moved = sum(1 for r in _read_records(p) if r.get("op") == "done")
+            except OSError:
+                moved = 0
+        undoes = b.get("undoes")
         runs.append(
             RunInfo(
                 run_id=str(b.get("run", p.stem)),
@@ -404,9 +473,10 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
                 kind=str(b.get("kind", "apply")),
                 command=str(b.get("command", "")),
                 created=str(b.get("created", "")),
-                undoes=b.get("undoes"),
+                undoes=str(undoes) if undoes is not None else None,
                 finished=finished,
                 moved=moved,
+                complete=finished and last.get("complete", True) is True,
             )
         )
     runs.sort(key=lambda r: (r.seq, r.run_id))
@@ -419,22 +489,26 @@ def _pending_intents(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]
     for r in records:
         op = r.get("op")
         if op == "intent":
-            pending[int(r["i"])] = r
-        elif op in ("done", "rollback", "fail", "problem"):
-            pending.pop(int(r["i"]), None)
+            pending[r["i"]] = r
+        elif op in _INDEXED:
+            pending.pop(r["i"], None)
     return pending
 
 
 def _moves_done(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The intents that reached ``done``, in the order they were done."""
+    """The intents that reached ``done``, in the order they were done; the sha256 is the one
+    hashed at move time when the ``done`` record carries it (the moved content's)."""
     last: dict[int, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
     for r in records:
         op = r.get("op")
         if op == "intent":
-            last[int(r["i"])] = r
-        elif op == "done" and int(r["i"]) in last:
-            out.append(last[int(r["i"])])
+            last[r["i"]] = r
+        elif op == "done" and r["i"] in last:
+            rec = last.pop(r["i"])
+            if "sha256" in r:
+                rec = {**rec, "sha256": r["sha256"]}
+            out.append(rec)
     return out
 
 
@@ -501,7 +575,9 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
     problems: list[str] = []
     with write_lock(rootp):
         for p in _unfinished(rootp):  # again, under the lock: a writer may have just ended
-            recs = _read_records(p)
+            damaged: list[str] = []
+            recs = _read_records(p, damaged)
+            problems += [f"ignored damaged journal line: {d}" for d in damaged]
             j = _Journal(p)
             try:
                 for i, rec in sorted(_pending_intents(recs).items()):
@@ -543,6 +619,7 @@ class _Prepared:
     src: str
     dst: str
     sha: str | None
+    move_sha_differs: bool = False
 
 
 class _Confine:
@@ -576,9 +653,17 @@ def _run_moves(
     verify: bool,
     progress: bool | None,
     extra: dict[str, Any] | None = None,
+    end_fields: Callable[[list[MoveResult]], dict[str, Any]] | None = None,
 ) -> list[MoveResult]:
     """The journaled move loop shared by :func:`apply_moves` and :func:`undo`; ``norm`` holds
-    each move's (src, dst) checked and normalised by :func:`_validate_moves`."""
+    each move's (src, dst) checked and normalised by :func:`_validate_moves`.
+
+    Planning (per batch, before the write-ahead fsync) only looks at names: a name an earlier
+    move of this run empties counts as free, a name an earlier move fills counts as taken, so
+    swaps and chains across classes plan right at any batch size (a plan that proves wrong
+    at move time meets the no-clobber rename, never a file). Each file is hashed just before
+    its own move, under the lock, and that hash is the one the journal keeps.
+    """
     delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
     batch_size = max(1, int(os.environ.get(_BATCH_ENV) or BATCH_SIZE))
     mover = _Mover(delay)
@@ -604,13 +689,15 @@ def _run_moves(
     j.write(begin)
     j.sync()
     show = sys.stderr.isatty() if progress is None else progress
-    claimed: set[str] = set()  # destinations taken earlier in this run
+    claimed: set[str] = set()  # names an earlier move of this run fills
+    freed: set[str] = set()  # names an earlier move of this run empties
     made: set[str] = set()  # destination folders known to exist
+    pinned = _link_targets(root)
     confine = _Confine(root)
     rs = str(root)
 
-    def taken(rel: str) -> bool:
-        return rel in claimed or os.path.lexists(os.path.join(rs, rel))
+    def exists(rel: str) -> bool:
+        return rel in claimed or (rel not in freed and os.path.lexists(os.path.join(rs, rel)))
 
     def intent(k: int, src: str, dst: str, sha: str | None, reason: str) -> None:
         rec: dict[str, Any] = {"op": "intent", "i": k, "src": src, "dst": dst, "sha256": sha}
@@ -628,100 +715,133 @@ def _run_moves(
         else:
             j.write({"op": "skip", "src": m.src, "dst": m.dst, "why": why})
 
+    def plan(k: int) -> _Prepared | None:
+        m = moves[k]
+        src, want = norm[k]
+        try:  # a symlinked folder along either path must not lead out of ROOT
+            confine.check(src)
+            confine.check(want)
+        except PathEscapeError as e:
+            skipped(k, str(e), m.sha256, journaled_intent=False)
+            return None
+        if not exists(src):
+            skipped(k, f"{m.src} no longer exists", m.sha256, journaled_intent=False)
+            return None
+        if src not in claimed and os.path.islink(os.path.join(rs, src)):
+            why = f"{m.src} is a symlink; cleaner moves files, never links (a moved link dangles)"
+            skipped(k, why, m.sha256, journaled_intent=False)
+            return None
+        if src in pinned:
+            why = (
+                f"{m.src} is the target of the symlink {pinned[src]}, which would dangle; "
+                "replace the link by a copy (or remove it) and rerun"
+            )
+            skipped(k, why, m.sha256, journaled_intent=False)
+            return None
+        dst = want
+        n = 0
+        while suffix and exists(dst):
+            n += 1
+            dst = _with_suffix(want, n)
+        if exists(dst):
+            why = f"{m.dst} is occupied by another file; {m.src} left in place"
+            skipped(k, why, m.sha256, journaled_intent=False)
+            return None
+        claimed.add(dst)
+        claimed.discard(src)
+        freed.add(src)
+        freed.discard(dst)
+        intent(k, src, dst, m.sha256, m.reason)
+        return _Prepared(k, m, src, dst, m.sha256)
+
+    def failed(pr: _Prepared, why: str, sha: str | None) -> None:
+        skipped(pr.index, why, sha, journaled_intent=True)
+        claimed.discard(pr.dst)
+        freed.discard(pr.src)  # it stays where it was
+
+    def move_one(pr: _Prepared) -> bool:
+        src_abs = os.path.join(rs, pr.src)
+        sha = pr.sha
+        if verify or sha is None:  # hashed now, under the lock: the moved content's sha256
+            sha = _sha_or_none(Path(src_abs))
+            if sha is None:
+                failed(pr, f"{pr.move.src} cannot be read", None)
+                return False
+            if pr.sha is not None and sha != pr.sha:
+                failed(pr, f"{pr.move.src} changed since it was planned (sha256 differs)", sha)
+                return False
+        folder = pr.dst.rpartition("/")[0]
+        if folder and folder not in made:
+            try:
+                os.makedirs(os.path.join(rs, folder), exist_ok=True)
+                made.add(folder)
+            except OSError as e:  # e.g. a file where the folder should be
+                failed(pr, f"folder {folder} cannot be created: {e.strerror or e}", sha)
+                return False
+        for attempt in range(1000):
+            try:
+                mover.move(Path(src_abs), Path(os.path.join(rs, pr.dst)))
+            except FileExistsError:
+                # the name was taken after we chose it: next suffix, and a new intent on disk
+                # before trying it
+                if not suffix or attempt == 999:
+                    why = f"{pr.move.dst} appeared meanwhile; {pr.move.src} left in place"
+                    failed(pr, why, sha)
+                    return False
+                want = norm[pr.index][1]
+                n = 1
+                while exists(_with_suffix(want, n)) or os.path.lexists(
+                    os.path.join(rs, _with_suffix(want, n))
+                ):
+                    n += 1
+                claimed.discard(pr.dst)
+                pr.dst = _with_suffix(want, n)
+                claimed.add(pr.dst)
+                intent(pr.index, pr.src, pr.dst, pr.sha, pr.move.reason)
+                j.sync()
+                continue
+            except OSError as e:
+                failed(pr, f"{pr.move.src} could not be moved: {e.strerror or e}", sha)
+                return False
+            pr.sha = sha
+            results[pr.index] = MoveResult(
+                pr.move.src, pr.move.dst, pr.dst, "moved", sha, pr.move.reason
+            )
+            return True
+        return False  # pragma: no cover - the loop returns
+
     bar = tqdm(total=len(moves), desc=command, unit="file", disable=not show, leave=False)
     try:
         for start in range(0, len(moves), batch_size):
-            batch: list[_Prepared] = []
-            for k in range(start, min(start + batch_size, len(moves))):
-                m = moves[k]
-                src, want = norm[k]
-                src_abs = os.path.join(rs, src)
-                sha: str | None = m.sha256
-                try:  # a symlinked folder along either path must not lead out of ROOT
-                    confine.check(src)
-                    confine.check(want)
-                except PathEscapeError as e:
-                    skipped(k, str(e), sha, journaled_intent=False)
-                    continue
-                if not os.path.lexists(src_abs):
-                    skipped(k, f"{m.src} no longer exists", sha, journaled_intent=False)
-                    continue
-                if verify or sha is None:
-                    sha = _sha_or_none(Path(src_abs))
-                    if sha is None:
-                        skipped(k, f"{m.src} cannot be read", None, journaled_intent=False)
-                        continue
-                    if m.sha256 is not None and sha != m.sha256:
-                        why = f"{m.src} changed since it was planned (sha256 differs)"
-                        skipped(k, why, sha, journaled_intent=False)
-                        continue
-                dst = want
-                n = 0
-                while suffix and taken(dst):
-                    n += 1
-                    dst = _with_suffix(want, n)
-                if taken(dst):
-                    why = f"{m.dst} is occupied by another file; {m.src} left in place"
-                    skipped(k, why, sha, journaled_intent=False)
-                    continue
-                claimed.add(dst)
-                batch.append(_Prepared(k, m, src, dst, sha))
-                intent(k, src, dst, sha, m.reason)
+            batch = [
+                pr
+                for k in range(start, min(start + batch_size, len(moves)))
+                if (pr := plan(k)) is not None
+            ]
             j.sync()  # the write-ahead: intents are on disk before any of their moves
-            done: list[int] = []
+            done: list[_Prepared] = []
             for pr in batch:
-                src_abs = os.path.join(rs, pr.src)
                 if delay:
                     time.sleep(delay)
-                folder = pr.dst.rpartition("/")[0]
-                if folder and folder not in made:
-                    try:
-                        os.makedirs(os.path.join(rs, folder), exist_ok=True)
-                        made.add(folder)
-                    except OSError as e:  # e.g. a file where the folder should be
-                        why = f"folder {folder} cannot be created: {e.strerror or e}"
-                        skipped(pr.index, why, pr.sha, journaled_intent=True)
-                        continue
-                for attempt in range(1000):
-                    dst_abs = os.path.join(rs, pr.dst)
-                    try:
-                        mover.move(Path(src_abs), Path(dst_abs))
-                    except FileExistsError:
-                        # another process took the name after we chose it: next suffix, and a
-                        # new intent on disk before trying it
-                        if not suffix or attempt == 999:
-                            why = f"{pr.move.dst} appeared meanwhile; {pr.move.src} left in place"
-                            skipped(pr.index, why, pr.sha, journaled_intent=True)
-                            break
-                        want = norm[pr.index][1]
-                        n = 1
-                        while taken(_with_suffix(want, n)):
-                            n += 1
-                        pr.dst = _with_suffix(want, n)
-                        claimed.add(pr.dst)
-                        intent(pr.index, pr.src, pr.dst, pr.sha, pr.move.reason)
-                        j.sync()
-                        continue
-                    except OSError as e:
-                        why = f"{pr.move.src} could not be moved: {e.strerror or e}"
-                        skipped(pr.index, why, pr.sha, journaled_intent=True)
-                        break
-                    done.append(pr.index)
-                    results[pr.index] = MoveResult(
-                        pr.move.src, pr.move.dst, pr.dst, "moved", pr.sha, pr.move.reason
-                    )
-                    break
+                intended = pr.sha
+                if move_one(pr):
+                    done.append(pr)
+                    pr.move_sha_differs = pr.sha != intended
                 if delay:
                     time.sleep(delay)
             # No fsync of the touched folders here: on ext4/XFS the journal's fsync below commits
             # the renames with it; elsewhere a 'done' whose rename a power cut lost is harmless,
             # because undo and recovery look at the disk (by sha256), never trust the record.
-            for k in done:
-                j.write({"op": "done", "i": k})
+            for pr in done:
+                rec: dict[str, Any] = {"op": "done", "i": pr.index}
+                if pr.move_sha_differs:
+                    rec["sha256"] = pr.sha
+                j.write(rec)
             j.sync()
             bar.update(min(start + batch_size, len(moves)) - start)
         n_moved = sum(1 for r in results if r is not None and r.status == "moved")
-        j.write({"op": "end", "time": _now(), "moved": n_moved})
+        more = end_fields([r for r in results if r is not None]) if end_fields else {}
+        j.write({"op": "end", "time": _now(), "moved": n_moved, **more})
     finally:
         bar.close()
         j.close()
@@ -734,8 +854,9 @@ def _validate_moves(moves: Sequence[Move]) -> list[tuple[str, str]]:
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
     for m in moves:
-        src = str(check_relpath(m.src))
-        dst = str(check_relpath(m.dst))
+        # names found on disk: a backslash in them is a character, never a separator
+        src = str(check_relpath(m.src, backslash_is_separator=False))
+        dst = str(check_relpath(m.dst, backslash_is_separator=False))
         for rel, name in ((src, m.src), (dst, m.dst)):
             if rel.split("/", 1)[0] == STATE_DIR:
                 raise PathEscapeError(f"path {name!r} is inside {STATE_DIR}/, cleaner's own state")
@@ -791,6 +912,14 @@ def apply_moves(
 # --------------------------------------------------------------------------- undo
 
 
+def _link_targets(root: Path) -> dict[str, str]:
+    """target -> symlink, for the symlinks inside ROOT that the last scan listed: moving a
+    target would leave its link dangling, so the mover leaves it (see ``cleaner.manifest``)."""
+    from cleaner.manifest import link_targets
+
+    return link_targets(root)
+
+
 def _undone_indices(root: Path, run_id: str) -> set[int]:
     """Indices of ``run_id``'s moves already reversed by (possibly interrupted) undo runs."""
     out: set[int] = set()
@@ -803,63 +932,122 @@ def _undone_indices(root: Path, run_id: str) -> set[int]:
     return out
 
 
+_RETRY = ("is occupied by another file", "appeared meanwhile")
+"""Why-texts of an undo move that another undo move of the same run may have unblocked."""
+
+
+def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
+    applied = [r for r in runs if r.kind == "apply"]
+    undone = {r.undoes for r in runs if r.kind == "undo" and r.finished and r.complete}
+    if run_id is None:
+        todo = [r for r in applied if r.run_id not in undone]
+        if not todo:
+            raise CleanerError(
+                f"no applied run to undo under {root}: "
+                + (
+                    f"all {len(applied)} applied runs are undone already"
+                    if applied
+                    else "nothing has been applied there yet"
+                )
+            )
+        return todo[-1]
+    named = [r for r in runs if r.run_id == run_id]
+    if not named:
+        known = ", ".join(r.run_id for r in applied[-5:]) or "none"
+        raise CleanerError(f"no run {run_id!r} under {root}; recent applied runs: {known}")
+    if named[0].kind != "apply":
+        raise CleanerError(
+            f"run {run_id!r} is itself an undo (of {named[0].undoes}); name an applied run"
+        )
+    return named[0]
+
+
+def _undo_moves(
+    root: Path, run_id: str, recs: list[dict[str, Any]]
+) -> tuple[list[Move], list[int], list[MoveResult]]:
+    """The moves that put back what is still out of place, latest first, and what cannot be."""
+    already = _undone_indices(root, run_id)
+    done = [r for r in _moves_done(recs) if r["i"] not in already]
+    done.reverse()  # last moved, first restored: chains inside a run unwind in order
+    moves: list[Move] = []
+    of: list[int] = []
+    left: list[MoveResult] = []
+    for r in done:
+        src, dst, sha = str(r["src"]), str(r["dst"]), r.get("sha256")
+        if not os.path.lexists(root / dst):
+            if os.path.lexists(root / src) and sha and _sha_or_none(root / src) == sha:
+                continue  # already back where it was
+            why = f"{dst} no longer exists (moved by a later run? undo that one first)"
+            left.append(MoveResult(dst, src, None, "skipped", sha, why))
+            continue
+        moves.append(Move(src=dst, dst=src, sha256=sha, reason="undo"))
+        of.append(r["i"])
+    return moves, of, left
+
+
+def _complete(gone: bool, results: list[MoveResult]) -> dict[str, Any]:
+    """The ``end`` fields of an undo pass: the run is undone when a pass leaves nothing out."""
+    return {"complete": not gone and all(r.status == "moved" for r in results)}
+
+
+def _undo_marker(root: Path, target: str) -> str:
+    """An empty undo journal that records ``target`` as wholly undone."""
+    uid = new_run_id()
+    j = _Journal(journal_dir(root) / f"{uid}.jsonl")
+    try:
+        j.write(
+            {
+                "op": "begin",
+                "run": uid,
+                "seq": _next_seq(root),
+                "kind": "undo",
+                "undoes": target,
+                "command": f"undo {target}",
+                "created": _now(),
+                "moves": 0,
+            }
+        )
+        j.write({"op": "end", "time": _now(), "moved": 0, "complete": True})
+    finally:
+        j.close()
+    return uid
+
+
 def undo(
     root: str | os.PathLike[str], run_id: str | None = None, *, progress: bool | None = None
 ) -> UndoResult:
-    """Reverse an applied run (the latest not yet undone, or ``run_id``) to the exact original
-    paths. A file whose sha256 changed since, that is gone, or whose original path is now taken
-    is left alone and reported. The undo is a journaled run itself, so a crash during it is
-    recovered like any other, and running ``undo`` again finishes it.
+    """Reverse an applied run (the latest not wholly undone, or ``run_id``) to the exact
+    original paths. A file whose sha256 changed since, that is gone, or whose original path is
+    taken by a file of no undo move is left alone and reported; the run then stays open, so
+    ``undo`` again retries what is left. Undo moves go in passes until none unblocks another
+    (names repeated across classes, swaps), each pass a journaled run itself, so a crash during
+    it is recovered like any other, and running ``undo`` again finishes it.
     """
     rootp = Path(os.path.realpath(root))
+    jdir = journal_dir(rootp)
+    if not jdir.is_dir():
+        what = "no applied run to undo" if run_id is None else f"no run {run_id!r}"
+        raise CleanerError(
+            f"{what} under {rootp}: the journal folder {jdir} is missing, so undo has no record "
+            "of any run there (nothing was applied, or the journal was deleted: then earlier "
+            "moves cannot be undone automatically)"
+        )
     with write_lock(rootp):
         rep = recover(rootp)
-        runs = list_runs(rootp)
-        applied = [r for r in runs if r.kind == "apply"]
-        finished_undos = {r.undoes for r in runs if r.kind == "undo" and r.finished}
-        if run_id is None:
-            todo = [r for r in applied if r.run_id not in finished_undos]
-            if not todo:
-                raise CleanerError(
-                    f"no applied run to undo under {rootp}: "
-                    + (
-                        f"all {len(applied)} applied runs are undone already"
-                        if applied
-                        else "nothing has been applied there yet"
-                    )
-                )
-            target = todo[-1]
-        else:
-            named = [r for r in runs if r.run_id == run_id]
-            if not named:
-                known = ", ".join(r.run_id for r in applied[-5:]) or "none"
-                raise CleanerError(f"no run {run_id!r} under {rootp}; recent applied runs: {known}")
-            target = named[0]
-            if target.kind != "apply":
-                raise CleanerError(
-                    f"run {run_id!r} is itself an undo (of {target.undoes}); name an applied run"
-                )
-        recs = _read_records(journal_dir(rootp) / f"{target.run_id}.jsonl")
-        already = _undone_indices(rootp, target.run_id)
-        done = [r for r in _moves_done(recs) if int(r["i"]) not in already]
-        done.reverse()  # last moved, first restored: chains inside a run unwind in order
-        moves: list[Move] = []
-        of: list[int] = []
+        target = _pick_run(rootp, list_runs(rootp), run_id)
+        damaged: list[str] = []
+        recs = _read_records(jdir / f"{target.run_id}.jsonl", damaged)
+        restored: list[MoveResult] = []
         left: list[MoveResult] = []
-        for r in done:
-            src, dst, sha = str(r["src"]), str(r["dst"]), r.get("sha256")
-            cur = rootp / dst
-            if not os.path.lexists(cur):
-                if os.path.lexists(rootp / src) and sha and _sha_or_none(rootp / src) == sha:
-                    continue  # already back where it was
-                why = f"{dst} no longer exists (moved by a later run? undo that one first)"
-                left.append(MoveResult(dst, src, None, "skipped", sha, why))
-                continue
-            moves.append(Move(src=dst, dst=src, sha256=sha, reason="undo"))
-            of.append(int(r["i"]))
-        uid = new_run_id()
-        results = (
-            _run_moves(
+        uid = ""
+        recorded = False
+        for _ in range(50):  # each pass restores at least one file, or the loop ends
+            moves, of, gone = _undo_moves(rootp, target.run_id, recs)
+            if not moves:
+                left = gone
+                break
+            uid = new_run_id()
+            results = _run_moves(
                 rootp,
                 moves,
                 _validate_moves(moves),
@@ -871,30 +1059,20 @@ def undo(
                 suffix=False,
                 verify=True,
                 progress=progress,
+                # the run is undone when a pass leaves nothing out of place
+                end_fields=functools.partial(_complete, bool(gone)),
             )
-            if moves
-            else []
-        )
-        if not moves:  # nothing left to move: still record that this run is undone
-            j = _Journal(journal_dir(rootp) / f"{uid}.jsonl")
-            try:
-                j.write(
-                    {
-                        "op": "begin",
-                        "run": uid,
-                        "seq": _next_seq(rootp),
-                        "kind": "undo",
-                        "undoes": target.run_id,
-                        "command": f"undo {target.run_id}",
-                        "created": _now(),
-                        "moves": 0,
-                    }
-                )
-                j.write({"op": "end", "time": _now(), "moved": 0})
-            finally:
-                j.close()
-    restored = [r for r in results if r.status == "moved"]
-    left += [
+            moved = [r for r in results if r.status == "moved"]
+            restored += moved
+            stuck = [r for r in results if r.status != "moved"]
+            recorded = not gone and not stuck
+            if not moved or not any(w in r.why for r in stuck for w in _RETRY):
+                left = gone + stuck
+                break
+        if not left and not recorded:  # all back, no pass said so: record the run as undone
+            marker = _undo_marker(rootp, target.run_id)
+            uid = uid or marker
+    left = [
         MoveResult(
             r.src,
             r.wanted,
@@ -903,7 +1081,10 @@ def undo(
             r.sha256,
             r.why.replace("changed since it was planned", "changed since the run"),
         )
-        for r in results
-        if r.status != "moved"
+        for r in left
     ]
+    notes = [f"ignored damaged journal line: {d}" for d in damaged]
+    if any(n not in rep.problems for n in notes):
+        extra = [n for n in notes if n not in rep.problems]
+        rep = RecoveryReport(rep.runs, rep.completed, rep.rolled_back, [*rep.problems, *extra])
     return UndoResult(uid, target.run_id, restored, left, rep)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from cleaner import images
 from cleaner.atomic import atomic_write
-from cleaner.dataset import Dataset, FileEntry, open_dataset
+from cleaner.dataset import Dataset, FileEntry, open_dataset, state_path
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
@@ -39,6 +39,8 @@ MANIFEST_NAME = "manifest.csv"
 # the decoder's: ok, empty, not-an-image, corrupt, truncated, too-large, unsupported, unreadable)
 OUTSIDE_ROOT = "outside-root"
 NOT_A_FILE = "not-a-file"
+SYMLINK = "symlink"
+UNLISTABLE = "unlistable"
 
 STATUS_MEANINGS: dict[str, str] = {
     images.OK: "decodes fully; usable by every stage",
@@ -51,6 +53,10 @@ STATUS_MEANINGS: dict[str, str] = {
     images.UNREADABLE: "the file cannot be read (permissions, I/O error, dangling symlink)",
     OUTSIDE_ROOT: "a symlink whose target lies outside ROOT: listed, never read",
     NOT_A_FILE: "a FIFO, socket or device file: listed, never opened",
+    SYMLINK: "a symlink to another file of the class folders (column target): that file is "
+    "the image, used once under its own name; the link is never read or moved",
+    UNLISTABLE: "a folder (path ends with /) that cannot be listed (permissions): its files "
+    "are not scanned",
 }
 """Every status a manifest row can carry, with what it means (README and ``scan --help``)."""
 
@@ -86,6 +92,9 @@ class ManifestRow:
     """Pillow mode of the file before conversion to RGB (``RGB``, ``L``, ``P``, ``CMYK``...)."""
     frames: int = 0
     """Number of frames (animations are used through their first frame)."""
+    target: str = ""
+    """For a symlink whose target is inside ROOT: the target, ROOT-relative. The mover never
+    moves such a target (its link would dangle), nor a link."""
 
     @property
     def ok(self) -> bool:
@@ -139,7 +148,7 @@ class ScanResult:
 
 
 def manifest_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / ".cleaner" / MANIFEST_NAME
+    return state_path(root, MANIFEST_NAME)
 
 
 # --------------------------------------------------------------------------- the batch function
@@ -151,6 +160,12 @@ def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
     Returns the row's fields after ``path`` and ``label`` (a tuple, cheap to pickle). Never
     raises: every failure becomes a status and a reason.
     """
+    try:  # a socket, FIFO or device is never opened (opening a FIFO can block, a device hang)
+        st0 = os.stat(abspath)
+    except OSError as e:
+        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot stat: {e.strerror or e}", 0, "", 0)
+    if not stat.S_ISREG(st0.st_mode):
+        return ("", 0, 0, 0, "", NOT_A_FILE, "not a regular file", st0.st_mtime_ns, "", 0)
     try:
         fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
@@ -212,7 +227,7 @@ def check_batch(batch: Sequence[tuple[str, str]]) -> list[tuple[object, ...]]:
 # --------------------------------------------------------------------------- scan
 
 
-def _row(entry: FileEntry, fields_: tuple[object, ...]) -> ManifestRow:
+def _row(entry: FileEntry, fields_: tuple[object, ...], target: str = "") -> ManifestRow:
     (sha, size, w, h, fmt, status, reason, mtime, mode, frames) = fields_
     return ManifestRow(
         path=entry.relpath,
@@ -227,6 +242,7 @@ def _row(entry: FileEntry, fields_: tuple[object, ...]) -> ManifestRow:
         mtime_ns=int(mtime),  # type: ignore[call-overload]
         mode=str(mode),
         frames=int(frames),  # type: ignore[call-overload]
+        target=target,
     )
 
 
@@ -241,6 +257,7 @@ def _previous(root: Path) -> dict[str, ManifestRow]:
 # statuses worth re-reading even when size and mtime are unchanged (permissions can change
 # without touching mtime; a decode limit may have been raised)
 _RETRY = frozenset({images.UNREADABLE, NOT_A_FILE})
+_NOT_READ = frozenset({OUTSIDE_ROOT, SYMLINK, UNLISTABLE})
 
 
 def scan(
@@ -260,7 +277,22 @@ def scan(
     previous = _previous(ds.root)
     rows: dict[str, ManifestRow] = {}
     todo: list[FileEntry] = []
-    for entry in ds.walk():
+    entries = list(ds.walk())
+    files = {e.relpath for e in entries if e.link_target is None and not e.problem}
+    for entry in entries:
+        if entry.problem:
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=UNLISTABLE, reason=entry.problem,
+            )  # fmt: skip
+            continue
+        if entry.link_target is not None and entry.link_target in files:
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=SYMLINK, target=entry.link_target,
+                reason=f"symlink to {entry.link_target}: the same image, used under that name",
+            )  # fmt: skip
+            continue
         if entry.escapes_root:
             target = _readlink(entry.abspath)
             rows[entry.relpath] = ManifestRow(
@@ -284,7 +316,7 @@ def scan(
                 rows[entry.relpath] = old
                 continue
         todo.append(entry)
-    reused = len(rows) - sum(1 for r in rows.values() if r.status == OUTSIDE_ROOT)
+    reused = len(rows) - sum(1 for r in rows.values() if r.status in _NOT_READ)
     items = [(str(e.abspath), e.relpath) for e in todo]
     if workers is None and len(items) < SMALL_SCAN:
         workers = 1  # starting a pool costs more than decoding a few hundred files
@@ -300,7 +332,7 @@ def scan(
     ):
         for fields_ in out:
             entry = todo[done]
-            rows[entry.relpath] = _row(entry, fields_)
+            rows[entry.relpath] = _row(entry, fields_, entry.link_target or "")
             done += 1
     ordered = [rows[k] for k in sorted(rows)]
     path = manifest_path(ds.root)
@@ -333,7 +365,9 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
     path = manifest_path(root)
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read
+        # back (below) into the same str, which os turns into the same bytes: reversible
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             w = csv.writer(f, lineterminator="\n")
             w.writerow(COLUMNS)
             w.writerows([getattr(r, c) for c in COLUMNS] for r in rows)
@@ -343,7 +377,7 @@ def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
 
 
 def _read(path: Path) -> list[ManifestRow]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         missing = [c for c in ("path", "label", "sha256", "status") if c not in header]
@@ -380,6 +414,18 @@ def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
         raise CleanerError(
             f"{path} does not parse ({e}); run `cleaner scan --root {root}` to rebuild it"
         ) from e
+
+
+def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
+    """target -> link, for every symlink inside ROOT the manifest lists (empty without one).
+    The mover leaves these targets in place: a moved target leaves its link dangling."""
+    try:
+        path = manifest_path(root)
+        if not path.is_file():
+            return {}
+        return {r.target: r.path for r in _read(path) if r.target}
+    except (OSError, ValueError, KeyError, csv.Error, CleanerError):
+        return {}
 
 
 def ok_rows(

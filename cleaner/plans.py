@@ -38,7 +38,7 @@ from cleaner.consensus import (
     choose,
     decide,
 )
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.dataset import LABELS, STATE_DIR, open_dataset, state_path
 from cleaner.errors import CleanerError
 from cleaner.journal import (
     AppliedRun,
@@ -61,7 +61,7 @@ DEFAULT_MAX_FRACTION = 0.15
 
 
 def plans_dir(root: str | os.PathLike[str]) -> Path:
-    return Path(os.path.realpath(root)) / STATE_DIR / PLANS_DIR
+    return state_path(root, PLANS_DIR)
 
 
 @dataclass

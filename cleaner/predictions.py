@@ -40,6 +40,49 @@ class PredictionsError(CleanerError):
     """A predictions file that fails validation: refused whole, one line naming the entry."""
 
 
+MAX_BYTES = 256 * 1024 * 1024
+"""Largest predictions file read (100,000 v1 entries take about 20 MB): ``-p /dev/zero`` or a
+wrong file must get one line, not a process that grows until the machine swaps."""
+MAX_INT_DIGITS = 32
+"""Longest integer literal accepted: no index or probability needs more, and a 5,000-digit one
+would otherwise stop the reader with Python's own conversion-limit error."""
+
+
+class _Refuse(ValueError):
+    """Raised inside the JSON parser's hooks; the message says what and where."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key twice in one object (last would silently win) refuses the
+    file, as the same image twice with different values does."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Refuse(f"the key {k!r} appears twice in one object")
+            seen.add(k)
+    return out
+
+
+def _parse_int(s: str) -> int:
+    if len(s.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refuse(f"an integer of {len(s.lstrip('-')):,} digits")
+    return int(s)
+
+
+def _read_capped(p: Path) -> bytes:
+    """The file's bytes, refusing more than :data:`MAX_BYTES` (devices and pipes included)."""
+    with open(p, "rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise PredictionsError(
+            f"predictions file {p} is larger than {MAX_BYTES // (1024 * 1024)} MB; give a "
+            "JSON predictions file (is this the right path?)"
+        )
+    return data
+
+
 def _dump_v1(doc: Mapping[str, Any]) -> str:
     """The document as JSON with one prediction per line (readable, diffable, compact)."""
     head = {k: v for k, v in doc.items() if k != "predictions"}
@@ -157,6 +200,7 @@ class _Reader:
         self.real_root = Path(os.path.realpath(root)) if root is not None else None
         self.by_path: dict[str, Entry] = {}
         self.by_index: dict[int, Entry] = {}
+        self.by_sha: dict[str, Entry] = {}
         self.folders_ok: set[str] = set()
         self.entries: list[Entry] = []
 
@@ -168,7 +212,10 @@ class _Reader:
             raise self.fail(
                 where, f"prob_fake {v!r} is not a number", "write a probability in [0, 1]"
             )
-        p = float(v)
+        try:
+            p = float(v)
+        except OverflowError:
+            p = math.inf
         if math.isnan(p) or not 0.0 <= p <= 1.0:
             raise self.fail(
                 where,
@@ -195,8 +242,17 @@ class _Reader:
             raise self.fail(
                 where, f"path {raw!r} is not a file name", "give a path relative to ROOT"
             )
-        s = raw.replace("\\", "/")
-        if s.startswith("/") or (len(s) > 1 and s[1] == ":"):
+        # a backslash is a Windows separator and "c:" a drive, unless the name as written is a
+        # file under ROOT (on POSIX both are ordinary characters: reading them otherwise would
+        # name another file, or refuse a real one)
+        literal = (
+            ("\\" in raw or raw[1:2] == ":")
+            and self.root is not None
+            and not raw.startswith(("/", "\\"))
+            and os.path.lexists(os.path.join(self.root, raw))
+        )
+        s = raw if literal else raw.replace("\\", "/")
+        if s.startswith("/") or (not literal and len(s) > 1 and s[1] == ":"):
             inside = None
             if self.root is not None and self.real_root is not None:
                 cand = Path(os.path.normpath(s))
@@ -213,8 +269,9 @@ class _Reader:
             s = inside
         try:
             parts = s.split("/")
-            if "\x00" in s or any(p in ("", ".", "..") for p in parts):
-                rel = str(check_relpath(s))  # the slow, careful path for unusual spellings
+            if not s.isascii() or "\x00" in s or any(p in ("", ".", "..") for p in parts):
+                # the slow, careful path for unusual spellings
+                rel = str(check_relpath(s, backslash_is_separator=not literal))
             else:
                 rel = s  # already normal: no '..', no empty or '.' parts
             if self.root is not None:
@@ -262,6 +319,16 @@ class _Reader:
                 f"{key_desc} appears twice with different values ({_show(prev)} and {_show(e)})",
                 "keep one entry per image",
             )
+        if e.sha256 is not None:
+            other = self.by_sha.get(e.sha256)
+            if other is not None and other.prob_fake != e.prob_fake:
+                raise self.fail(
+                    where,
+                    f"sha256 {e.sha256[:12]}... (one image) appears twice with different values "
+                    f"({other.key!r}: {_show(other)}, {e.key!r}: {_show(e)})",
+                    "keep one entry per image",
+                )
+            self.by_sha.setdefault(e.sha256, e)
         if e.path is not None:
             self.by_path[e.path] = e
         elif e.index is not None:
@@ -394,7 +461,7 @@ def read_predictions(
     """
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = _read_capped(p)
     except FileNotFoundError:
         raise PredictionsError(
             f"predictions file {p} does not exist; check the paths given to --predictions"
@@ -402,13 +469,27 @@ def read_predictions(
     except OSError as e:
         raise PredictionsError(f"predictions file {p} cannot be read: {e.strerror or e}") from None
     try:
-        doc = json.loads(raw.decode("utf-8-sig"))
+        doc = json.loads(
+            raw.decode("utf-8-sig"),
+            object_pairs_hook=_no_duplicate_keys,
+            parse_int=_parse_int,
+        )
     except UnicodeDecodeError:
         raise PredictionsError(f"{p} is not UTF-8 text; give a JSON predictions file") from None
     except json.JSONDecodeError as e:
         raise PredictionsError(
             f"{p} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); fix the file "
             "or write it again with `cleaner predict`"
+        ) from None
+    except _Refuse as e:
+        raise PredictionsError(
+            f"{p}: {e}, which makes the file ambiguous or not a predictions file; fix the file "
+            "or write it again with `cleaner predict`"
+        ) from None
+    except RecursionError:
+        raise PredictionsError(
+            f"{p} nests JSON deeper than Python can read; a predictions file is at most three "
+            "levels deep: fix the file or write it again with `cleaner predict`"
         ) from None
     r = _Reader(p, Path(root) if root is not None else None)
     if isinstance(doc, dict) and "format" in doc:
@@ -491,6 +572,7 @@ def match_entries(pf: PredictionsFile, rows: Sequence[FileRow]) -> MatchResult:
         by_name.setdefault(pp.name, []).append(f)
         by_stem.setdefault(pp.stem, []).append(f)
     res = MatchResult(pf)
+    by_file: dict[str, Entry] = {}
 
     def note(kind: str, e: Entry) -> None:
         if len(res.examples) < 5:
@@ -539,8 +621,16 @@ def match_entries(pf: PredictionsFile, rows: Sequence[FileRow]) -> MatchResult:
             res.unmatched += 1
             note("no such file", e)
             continue
-        if row.path in res.probs:  # two entries reached one file: the first (by sha) wins
+        first = by_file.get(row.path)
+        if first is not None:  # two entries reach one file (a full path and a bare name ...)
+            if first.prob_fake != e.prob_fake:
+                raise PredictionsError(
+                    f"{pf.path}: entries {first.key!r} ({_show(first)}) and {e.key!r} "
+                    f"({_show(e)}) both name the image {row.path} with different values; keep "
+                    "one entry per image"
+                )
             continue
+        by_file[row.path] = e
         res.probs[row.path] = e.prob_fake
         res.matched += 1
     return res

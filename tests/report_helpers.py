@@ -48,8 +48,8 @@ def make_state_dataset(
 ) -> StateDataset:
     """``base/root``: 6 real + 6 fake images, a near copy, a cross-class copy, a corrupt file and a
     text file; with ``with_state`` also a scan, a plan (2 moves, 1 review item), duplicates.json
-    (one plain group, one conflict), split.csv (one group straddling train/test), a quarantined
-    file, and ``base/models/M.metrics.json`` with its two plots."""
+    (one plain group, one conflict), split.csv (one group straddling train/test), audit.json, a
+    quarantined file, and ``base/models/M.metrics.json`` with its two plots."""
     root = base / "root"
     for i in range(6):
         write_image(root / "real_images" / f"r{i}.jpg", seed=i)
@@ -104,6 +104,9 @@ def make_state_dataset(
         split = "test" if path == "real_images/sub/r0_copy.jpg" else ("train" if i % 3 else "val")
         rows.append(f"{path},{sha},{'real' if path.startswith('real') else 'fake'},{split},{i}")
     (state / "split.csv").write_text("\n".join(rows) + "\n")
+    from cleaner.audit import run_audit
+
+    run_audit(root, workers=1, progress=False)  # the "Shortcuts and provenance" section
     write_image(root / "quarantine" / "duplicates" / "real_images" / "old_copy.jpg", seed=5)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps({

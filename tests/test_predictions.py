@@ -214,7 +214,8 @@ def test_matching_sha256_first_then_path(tmp_path: Path) -> None:
                 {"path": "real_images/b.png", "prob_fake": 0.2},  # no sha: by path
                 {"path": "real_images/changed.png", "sha256": "1" * 64, "prob_fake": 0.9},
                 {"path": "real_images/gone.png", "sha256": "2" * 64, "prob_fake": 0.9},
-                {"path": "real_images/dup9.png", "sha256": "e" * 64, "prob_fake": 0.9},
+                # one sha256 twice must carry one value (different ones refuse the file)
+                {"path": "real_images/dup9.png", "sha256": "e" * 64, "prob_fake": 0.8},
                 {"path": "real_images/dup1.png", "sha256": "e" * 64, "prob_fake": 0.8},
             ),
         )

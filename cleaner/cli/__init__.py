@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from cleaner.cli import dedupe, demo, evaluate, predict, report, scan, separate, serve, train, undo
+from cleaner.cli import (
+    audit,
+    dedupe,
+    demo,
+    evaluate,
+    predict,
+    report,
+    scan,
+    separate,
+    serve,
+    train,
+    undo,
+)
 
 app = typer.Typer(
     name="cleaner",
@@ -32,6 +44,7 @@ train.register(app)
 report.register(app)
 serve.register(app)
 evaluate.register(app)
+audit.register(app)
 
 
 def main() -> None:

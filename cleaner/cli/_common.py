@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -81,15 +82,36 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _names_never_crash_output() -> None:
+    """A file name that is not UTF-8 reaches Python as surrogate escapes; printing one to a
+    strict UTF-8 stdout would raise. Escape it instead (``\\udcff``), as ``ls -b`` does."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", "") == "strict":
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`CleanerError` into one line on stderr and exit code 1 (the contract)."""
+    """Turn a :class:`CleanerError` into one line on stderr and exit code 1 (the contract).
+
+    An ``OSError`` that escaped the modules (a read-only or full disk, a folder where a file
+    should be) gets the same treatment, naming the file: nothing a user can cause should end
+    in a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        _names_never_crash_output()
         try:
             return fn(*args, **kwargs)
         except CleanerError as e:
             raise fail(str(e)) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(
+                f"{where}{e.strerror or e}; check that ROOT and ROOT/.cleaner are writable "
+                "folders and the disk has room, then rerun"
+            ) from None
 
     return wrapper
 

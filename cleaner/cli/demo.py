@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cleaner.cli._common import JsonOption, cli_errors, console, print_json
+from cleaner.demo import Bias
 
 
 @cli_errors
@@ -28,6 +29,15 @@ def demo(
     corrupt: Annotated[int, typer.Option("--corrupt", help="Broken files.")] = 5,
     min_size: Annotated[int, typer.Option("--min-size", help="Smallest image side (px).")] = 64,
     max_size: Annotated[int, typer.Option("--max-size", help="Largest image side (px).")] = 96,
+    bias: Annotated[
+        Bias,
+        typer.Option(
+            "--bias",
+            help="Plant one shortcut for `cleaner audit` to find: format (real JPEG, fake PNG), "
+            "size (fixed-size fakes, 4:3 reals), names (IMG_ vs ComfyUI_), exif (camera EXIF "
+            "on reals).",
+        ),
+    ] = Bias.NONE,
     json_out: JsonOption = False,
 ) -> None:
     """Build a small real/fake dataset with planted problems, and DIR/ground_truth.json.
@@ -45,6 +55,8 @@ def demo(
         cleaner demo /tmp/demo --seed 3 --n 200 --noise 0.2
 
         cleaner demo data/demo && cleaner scan --root data/demo
+
+        cleaner demo /tmp/biased --bias format && cleaner audit --root /tmp/biased
     """
     from cleaner.demo import DemoParams, build_demo
 
@@ -56,6 +68,7 @@ def demo(
         corrupt=corrupt,
         min_size=min_size,
         max_size=max_size,
+        bias=bias,
     )
     result = build_demo(out_dir, params, seed=seed)
     if json_out:

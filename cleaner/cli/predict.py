@@ -22,6 +22,7 @@ from cleaner.cli._common import (
     print_json,
     quiet_tensorflow,
 )
+from cleaner.models.inputs import CropPolicy
 
 ModelOption = Annotated[
     Path | None,
@@ -33,7 +34,7 @@ ImageSizeOption = Annotated[
 ]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 CropOption = Annotated[
-    str | None,
+    CropPolicy | None,
     typer.Option(
         "--crop",
         help="center (native-resolution central crop) or resize (whole image); default: the "

@@ -18,6 +18,7 @@ from cleaner.cli._common import (
     print_json,
     quiet_tensorflow,
 )
+from cleaner.models.inputs import CropPolicy
 
 
 @cli_errors
@@ -71,7 +72,7 @@ def train(
         bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
     ] = True,
     crop: Annotated[
-        str | None,
+        CropPolicy | None,
         typer.Option(
             "--crop",
             help="center (native-resolution crops) or resize (whole image); default: "
@@ -103,7 +104,15 @@ def train(
         cleaner train --root data/demo --out m.keras --weights none --image-size 64 --epochs 5
 
         cleaner train --out m.keras --backbone efficientnet-lite2-gram --epochs 0   # GAN faces
+
+    When ROOT's last `cleaner audit` found a shortcut (the folders told apart by file format,
+    size, compression, metadata or names), a warning on stderr says so before training.
     """
+    from cleaner.audit import shortcut_warning
+
+    warning = shortcut_warning(root)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     quiet_tensorflow()
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train

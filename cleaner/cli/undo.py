@@ -34,10 +34,12 @@ def undo(
     its exact original path.
 
     A file whose content changed since the run (sha256 differs), that is gone, or whose
-    original path is now taken by another file is left where it is and reported. The undo is
-    journaled too: after a crash, run `cleaner undo` again and it finishes. Runs are undone
-    latest first; run ids are in the output of the command that applied them and in
-    ROOT/.cleaner/journal/.
+    original path is now taken by another file is left where it is and reported; the run then
+    stays open, and `cleaner undo` again retries what is left. Names repeated across the class
+    folders and swaps come back whatever the batch boundaries. The undo is journaled too: after
+    a crash, run `cleaner undo` again and it finishes. Runs are undone latest first; run ids
+    are in the output of the command that applied them and in ROOT/.cleaner/journal/. Without
+    that folder (deleted) undo says so: it has no record of earlier runs.
 
     Examples:
 
@@ -57,6 +59,7 @@ def undo(
                 "restored": len(res.restored),
                 "left": [{"path": r.src, "original": r.wanted, "why": r.why} for r in res.left],
                 "recovered": res.recovery.runs,
+                "problems": res.recovery.problems,
             }
         )
         return
@@ -65,14 +68,22 @@ def undo(
         err_console.print(
             f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
             f"completed, {rec.rolled_back} rolled back"
-            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else "")
+            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else ""),
+            markup=False,
         )
+    elif res.recovery.problems:
+        err_console.print("; ".join(res.recovery.problems), markup=False)
     console.print(
         f"undid run {res.undone_run}: {len(res.restored)} files back at their original paths"
         + (f", {len(res.left)} left in place (below)" if res.left else "")
     )
     for r in res.left:
-        err_console.print(f"left {r.src} (original {r.wanted}): {r.why}")
+        err_console.print(f"left {r.src} (original {r.wanted}): {r.why}", markup=False)
+    if res.left:
+        console.print(
+            f"run {res.undone_run} stays open: fix what is listed, then `cleaner undo --run "
+            f"{res.undone_run}` puts back the rest"
+        )
 
 
 def register(app: typer.Typer) -> None:

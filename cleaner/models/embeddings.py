@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import state_path
 from cleaner.models.backbones import Backbone
 from cleaner.models.inputs import numpy_batches, predict_paths
 
@@ -82,7 +82,7 @@ class Embeddings:
 
 
 def cache_root(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / "cache" / "embeddings"
+    return state_path(root, "cache", "embeddings")
 
 
 SHARD_IMAGES = 4096

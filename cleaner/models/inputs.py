@@ -35,24 +35,38 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cleaner.engine import default_workers
+from cleaner.errors import CleanerError
 from cleaner.images import ImageError, load_array
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-CROPS = ("center", "resize")
+
+class CropPolicy(StrEnum):
+    """How an image becomes the model's square input (see the module's docstring)."""
+
+    CENTER = "center"
+    RESIZE = "resize"
+
+
+CROPS = tuple(c.value for c in CropPolicy)
+
+
+class CropError(CleanerError, ValueError):
+    """An unknown crop policy (from a model's metrics.json or a script): one line, exit 1."""
 
 
 def check_crop(crop: str) -> str:
-    """The crop policy, or a ValueError naming the choices."""
+    """The crop policy, or a :class:`CropError` naming the choices."""
     if crop not in CROPS:
-        raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
-    return crop
+        raise CropError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    return str(crop)
 
 
 def load_one(
@@ -129,8 +143,9 @@ def tf_dataset(
     n_threads = threads or default_workers()  # PIL releases the GIL while it decodes
 
     def _load(p: Any) -> tuple[np.ndarray, np.bytes_]:
-        arr, err = load_one(p.decode() if isinstance(p, bytes) else str(p), size, crop)
-        return arr, np.bytes_(err.encode())
+        # bytes both ways (os.fsencode/fsdecode): a file name that is not UTF-8 survives TF
+        arr, err = load_one(os.fsdecode(p) if isinstance(p, bytes) else str(p), size, crop)
+        return arr, np.bytes_(err.encode("utf-8", "backslashreplace"))
 
     def _map(p: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         img, err = tf.numpy_function(_load, [p], [tf.uint8, tf.string], stateful=False)
@@ -138,7 +153,7 @@ def tf_dataset(
         err = tf.ensure_shape(err, ())
         return tf.cast(img, tf.float32), err
 
-    ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths] or [""][:0])
+    ds = tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in paths] or [b""][:0])
     ds = ds.map(_map, num_parallel_calls=n_threads, deterministic=True)
     options = tf.data.Options()
     options.threading.private_threadpool_size = n_threads

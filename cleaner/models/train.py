@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset
+from cleaner.dataset import LABELS, STATE_DIR, open_dataset, state_path
 from cleaner.errors import CleanerError
 from cleaner.models import metrics_path as metrics_path_for
 
@@ -89,7 +89,7 @@ class Sample:
 
 
 def split_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / SPLIT_FILE
+    return state_path(root, SPLIT_FILE)
 
 
 def duplicate_groups(root: str | os.PathLike[str]) -> list[set[str]]:

@@ -45,6 +45,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("quarantine", "Quarantined files"),
     ("unreadable", "Unreadable files"),
     ("training", "Last training"),
+    ("audit", "Shortcuts and provenance"),
 )
 """Section id -> title, in page order (tests and the screenshot script rely on the ids)."""
 
@@ -359,6 +360,24 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
     }
 
 
+def _audit(
+    root: Path, r_arg: str, missing: dict[str, str], problems: dict[str, str]
+) -> dict[str, Any] | None:
+    """The audit section's data from ``audit.json`` (None: absent or unreadable)."""
+    from cleaner.audit.store import read_audit
+    from cleaner.report.audit import audit_view
+
+    try:
+        doc = read_audit(root)
+    except CleanerError as e:
+        problems["audit"] = str(e)
+        doc = None
+    if doc is None:
+        missing["audit"] = f"cleaner audit {r_arg}"
+        return None
+    return audit_view(doc)
+
+
 def _report_text(report: Any) -> str:
     """sklearn's classification report (text, or its ``output_dict`` form) as aligned text."""
     if not isinstance(report, Mapping) or not report:
@@ -551,6 +570,8 @@ def build_report(
             missing["training"] = f"cleaner train {r_arg} --out M.keras"
             ctx["training"] = None
 
+    ctx["audit"] = _audit(rootp, r_arg, missing, problems)
+
     result.thumbs_made, result.thumbs_cached, result.thumbs_failed = th.make(workers, progress)
     ctx["missing"] = missing
     ctx["problems"] = problems
@@ -567,6 +588,7 @@ def build_report(
         "quarantine": len(qitems),
         "unreadable": len(bad),
         "training": 1 if ctx["training"] else 0,
+        "audit": ctx["audit"]["count"] if ctx["audit"] else 0,
     }
     result.missing = missing
     env = _env()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR
+from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, state_path
 from cleaner.errors import CleanerError
 
 PLAN_FORMAT = "cleaner.plan.v1"
@@ -210,7 +210,7 @@ def find_plan(root: Path, run_id: str) -> Plan | None:
 
 def decisions_path(root: Path, run_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return state_dir(root) / REVIEW_DIR / f"{safe}.json"
+    return state_path(root, REVIEW_DIR, f"{safe}.json")
 
 
 def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:

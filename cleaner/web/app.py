@@ -11,8 +11,13 @@ Safety, because this app can move files:
   never overwriting, undone by ``cleaner undo``);
 - every button that changes files carries a CSRF token (a per-session secret compared in
   constant time); a request without it is refused;
-- uploads are limited in size (``MAX_CONTENT_LENGTH``) and decoded only through
-  :mod:`cleaner.images`; anything else gets one clear message.
+- uploads are limited in size (``MAX_CONTENT_LENGTH``) and in what they may cost to decode
+  (:func:`cleaner.images.upload_pixel_budget`: pixels bounded by the file's bytes, checked from
+  the header before anything is decoded; at most :data:`DECODE_SLOTS` decodes at once), and are
+  decoded only through :mod:`cleaner.images`; anything else gets one clear message;
+- a request a browser sends on behalf of another site (``Sec-Fetch-Site`` cross-site or
+  same-site, or an ``Origin`` that is not this app) is refused on every endpoint, ``/predict``
+  included; ``curl`` and scripts, which send neither, keep working.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ DEFAULT_MAX_UPLOAD_MB = 20
 LOOPBACK_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 """Host names a browser uses for an app bound to the loopback interface."""
 REVIEW_PAGE = 50
+VIEW_SIDE = 1024
+"""Longest side of the decoded upload a custom predictor and the preview get (JPEGs are decoded
+reduced to it)."""
+DECODE_SLOTS = 2
+"""Uploads decoded at once: with the pixel budget, bounds the app's decode memory."""
 _ITEM_ID = re.compile(r"^[mr][0-9]{1,9}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -140,6 +150,20 @@ def create_app(
     app.jinja_env.globals["labels"] = LABELS
 
     trusted = {h.lower() for h in trusted_hosts} if trusted_hosts is not None else None
+    decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+
+    @app.before_request
+    def check_site() -> Any:
+        """Refuse what a browser sends for another site (a form post, an <img>, a fetch)."""
+        site = request.headers.get("Sec-Fetch-Site", "").lower()
+        if site in ("cross-site", "same-site"):
+            return error(403, "refused: the request comes from another site's page; open "
+                              "this app's own address")  # fmt: skip
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            return error(403, f"refused: the request comes from the page of {origin!r}, not "
+                              "from this app; open this app's own address")  # fmt: skip
+        return None
 
     @app.before_request
     def check_host() -> Any:
@@ -213,24 +237,27 @@ def create_app(
         if f is None or not f.filename:
             return error(400, "choose an image file to upload (form field 'image')")
         data = f.read()
-        try:
-            im = images.load_rgb(data)
-        except images.ImageError as e:
-            return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
-        if predict_fn is None:
-            return error(503, "no model loaded: start cleaner serve with --model M.keras")
         t0 = time.perf_counter()
-        try:
-            if isinstance(predict_fn, KerasPredictor):
-                p = predict_fn.predict_bytes(data)  # loaded exactly as in training
-            else:
-                p = float(predict_fn(im))
-        except CleanerError as e:
-            return error(500, str(e))
+        with decode_slots:
+            try:
+                budget = images.upload_pixel_budget(len(data))
+                width, height = images.header_size(data, max_pixels=budget)
+                im = images.load_rgb(data, max_side=VIEW_SIDE, max_pixels=budget)
+            except images.ImageError as e:
+                return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
+            if predict_fn is None:
+                return error(503, "no model loaded: start cleaner serve with --model M.keras")
+            try:
+                if isinstance(predict_fn, KerasPredictor):
+                    p = predict_fn.predict_bytes(data)  # loaded exactly as in training
+                else:
+                    p = float(predict_fn(im))
+            except CleanerError as e:
+                return error(500, str(e))
         result = {
             "file": f.filename,
-            "width": im.size[0],
-            "height": im.size[1],
+            "width": width,
+            "height": height,
             "prediction": "fake" if p >= 0.5 else "real",
             "prob_fake": round(p, 6),
             "prob_real": round(1.0 - p, 6),

@@ -1,0 +1,219 @@
+"""``cleaner audit``: properties that leak the label without the picture; provenance; equalize.
+
+A detector learns whatever separates the folders. When the real images are JPEG photos of one
+size and the fakes PNG files of another, it can learn the container or the size instead of the
+picture, score well on its own split and fail elsewhere. The audit reads every file's form
+(:mod:`.properties`, headers and metadata only, in parallel through :mod:`cleaner.engine`,
+cached by sha256), scores how well each property and all of them together tell the folders
+apart (:mod:`.scores`), lists the metadata that settles a label (:mod:`.provenance`) and
+writes ``R/.cleaner/audit.json`` (:mod:`.store`). :mod:`.equalize` writes a copy of the
+dataset in which both classes share one form.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from cleaner import engine, images
+from cleaner.audit import properties, scores, store
+from cleaner.audit.provenance import Evidence, evidence_of
+from cleaner.dataset import FileEntry, open_dataset
+from cleaner.errors import CleanerError
+
+
+@dataclass
+class FileAudit:
+    path: str
+    label: str
+    props: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.props.get("status") == images.OK
+
+
+@dataclass
+class AuditResult:
+    root: Path
+    files: list[FileAudit]
+    properties: list[scores.PropertyScore]
+    shortcut: scores.ShortcutScore
+    evidence: list[Evidence]
+    read: int = 0
+    """Files read this run (the rest came from the cache)."""
+    audit_json: Path | None = None
+    hostile: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able summary (what ``audit.json`` and ``--json`` hold)."""
+        counts = {c: sum(1 for f in self.files if f.label == c) for c in ("real", "fake")}
+        return {
+            "root": str(self.root),
+            "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "files": len(self.files),
+            "audited": sum(1 for f in self.files if f.ok),
+            "read": self.read,
+            "cached": len(self.files) - self.read,
+            "classes": counts,
+            "threshold": scores.THRESHOLD,
+            "shortcut": asdict(self.shortcut),
+            "properties": [asdict(p) for p in self.properties],
+            "provenance": [{**asdict(e), "contradicts": e.contradicts} for e in self.evidence],
+            "hostile": self.hostile,
+        }
+
+
+def _stat(e: FileEntry) -> tuple[int, int]:
+    try:
+        st = e.abspath.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def read_all(
+    root: str | os.PathLike[str], *, workers: int | None = None, progress: bool | None = None
+) -> tuple[Path, list[FileAudit], int]:
+    """Every file's properties (unchanged files from the cache, the rest read in parallel);
+    returns (root, files, how many were read)."""
+    ds = open_dataset(root)
+    entries = list(ds.walk())
+    props, seen = store.read_cache(ds.root, properties.PROPS_VERSION)
+    got: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    stats: dict[int, tuple[int, int]] = {}
+    for i, e in enumerate(entries):
+        if e.escapes_root:
+            got[i] = {"status": "outside-root", "reason": "symlink leading out of ROOT; not read"}
+            continue
+        stats[i] = _stat(e)
+        hint = seen.get(e.relpath)
+        if hint is not None and hint[:2] == stats[i] and hint[2] in props:
+            got[i] = props[hint[2]]
+        else:
+            todo.append(i)
+    paths = [str(entries[i].abspath) for i in todo]
+    batches = engine.map_batches(
+        properties.read_batch, paths, batch_size=256, workers=workers,
+        desc="audit", progress=progress, on_crash=properties.crashed,
+    )  # fmt: skip
+    for i, p in zip(todo, (p for b in batches for p in b), strict=True):
+        got[i] = p
+        if p.get("sha256"):
+            props[p["sha256"]] = p
+    if todo:
+        new_seen = {
+            e.relpath: (*stats[i], str(got[i]["sha256"]))
+            for i, e in enumerate(entries)
+            if i in stats and got[i].get("sha256")
+        }
+        live = {sha for *_, sha in new_seen.values()}  # files gone since: dropped, not kept
+        kept = {sha: p for sha, p in props.items() if sha in live}
+        store.write_cache(ds.root, properties.PROPS_VERSION, (kept, new_seen))
+    files = [FileAudit(e.relpath, e.label, got[i]) for i, e in enumerate(entries)]
+    return ds.root, files, len(todo)
+
+
+def property_table(files: list[FileAudit]) -> dict[str, list[Any]]:
+    """Column per property over ``files`` (all ok), derived ones included."""
+    t: dict[str, list[Any]] = {}
+    for f in files:
+        p = f.props
+        w, h = int(p["width"]), int(p["height"])
+        row = {
+            "width": w, "height": h, "aspect": round(w / h, 4), "megapixels": w * h / 1e6,
+            "jpeg_quality": p["jpeg_quality"], "bytes_per_pixel": p["bytes"] / (w * h),
+            "format": p["format"], "ext": PurePosixPath(f.path).suffix.lower(),
+            "subsampling": p["subsampling"], "progressive": p["progressive"], "mode": p["mode"],
+            "alpha": p["alpha"], "icc": p["icc"], "exif": p["exif"], "camera": p["camera"],
+            "software": p["software"], "png_text": ",".join(p["png_text"]), "xmp": p["xmp"],
+            "c2pa": f"{p['c2pa']} {p['c2pa_source']}".strip(),
+            scores.TOKENS: properties.name_tokens(f.path),
+        }  # fmt: skip
+        for k, v in row.items():
+            t.setdefault(k, []).append(v)
+    return t
+
+
+def _folds(root: Path, ok: list[FileAudit], y: np.ndarray) -> np.ndarray | None:
+    """Grouped, stratified folds (duplicates.json groups kept whole), or None if too few."""
+    from cleaner.models.folds import assign_folds, duplicate_groups, group_ids
+
+    groups = group_ids(
+        [f.path for f in ok], [f.props["sha256"] for f in ok], duplicate_groups(root)
+    )
+    per_class = min(len(np.unique(groups[y == c])) for c in (0, 1))
+    k = min(scores.FOLDS, per_class)
+    return assign_folds(y, groups, k) if k >= 2 else None
+
+
+def score(
+    root: Path, files: list[FileAudit]
+) -> tuple[list[scores.PropertyScore], scores.ShortcutScore]:
+    """Per-property scores and the out-of-fold shortcut classifier over the ok files."""
+    ok = [f for f in files if f.ok]
+    y = np.array([1 if f.label == "fake" else 0 for f in ok], dtype=np.int64)
+    folds = _folds(root, ok, y) if len(ok) else None
+    if folds is None:
+        line = "too few files to audit: need at least 2 readable images (or groups) per class"
+        return [], scores.ShortcutScore(0.5, 0.5, 0.5, 0, len(ok), line, False, [])
+    table = property_table(ok)
+    props = scores.property_scores(table, y, folds)
+    x, is_cat, _ = scores.feature_matrix(table)
+    prob = scores.oof_classifier(x, is_cat, y, folds)
+    a = scores.auc(prob, y)
+    low, high = scores.bootstrap_interval(prob, y)
+    named = [p.name for p in props if p.named]
+    flag, line = scores.verdict(a, low, high, named)
+    k = len(np.unique(folds))
+    return props, scores.ShortcutScore(a, low, high, k, len(ok), line, flag, named)
+
+
+def run_audit(
+    root: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> AuditResult:
+    """Audit ROOT and write ``R/.cleaner/audit.json`` (and ``out`` when given)."""
+    rootp, files, read = read_all(root, workers=workers, progress=progress)
+    props, shortcut = score(rootp, files)
+    evidence = [e for f in files if f.ok and (e := evidence_of(f.path, f.label, f.props))]
+    hostile = [
+        {"path": f.path, "label": f.label, "status": str(f.props.get("status")),
+         "reason": str(f.props.get("reason", ""))}
+        for f in files if not f.ok
+    ]  # fmt: skip
+    result = AuditResult(rootp, files, props, shortcut, evidence, read, None, hostile)
+    doc = result.summary()
+    result.audit_json = store.write_audit(rootp, doc)
+    if out is not None:
+        store.write_audit(rootp, doc, Path(out))
+    return result
+
+
+def shortcut_warning(root: str | os.PathLike[str]) -> str:
+    """One line for ``cleaner train`` when ROOT's last audit found a shortcut ('' otherwise,
+    also when there is no audit or it does not parse: a warning must never stop training)."""
+    try:
+        doc = store.read_audit(root)
+    except CleanerError:
+        return ""
+    s = (doc or {}).get("shortcut") or {}
+    if not s.get("shortcut"):
+        return ""
+    named = ", ".join(s.get("named") or []) or "several properties together"
+    return (
+        f"the audit of {root} ({doc.get('generated', '?') if doc else '?'}) found a shortcut: "
+        f"AUC {s.get('auc', 0):.3f} [{s.get('low', 0):.3f}, {s.get('high', 0):.3f}] from the "
+        f"files' form alone ({named}); the detector may learn that instead of the pictures and "
+        f"fail elsewhere. See `cleaner audit --root {root}`; `--equalize OUT` writes a copy "
+        f"without it"
+    )

@@ -1,0 +1,332 @@
+"""What a file's form says without its picture: container, size, compression, metadata, name.
+
+One function, :func:`read_properties`, reads one file's bytes once: the sha256, the header
+through :mod:`cleaner.images` (its sniffing and size guard; the pixels are never decoded), the
+JPEG quantisation tables (a quality estimate), chroma subsampling, progressive, colour mode,
+ICC, EXIF camera make/model/software, PNG text chunks, XMP and a C2PA manifest (read by
+``c2pa-python`` only when the bytes hold a C2PA JUMBF box). It never raises: a file that cannot
+be read gets a status and a reason, as in the manifest.
+
+Provenance is read here too, because it is the same metadata: a generator named by the file
+(Stable Diffusion WebUI's ``parameters`` text, ComfyUI's ``prompt``/``workflow``, a C2PA
+digital source type of trained algorithmic media, a Software tag naming a generator) and a
+camera named by its EXIF.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import stat
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, JpegImagePlugin
+
+from cleaner import images
+
+MAX_FILE_BYTES = 1 << 30
+"""Larger files are hashed but not parsed (status ``too-large``), as the scan does."""
+
+Props = dict[str, Any]
+"""One file's properties: JSON-able scalars and short lists (the cache stores them as they are)."""
+
+PROPS_VERSION = 2
+"""Bumped when :func:`read_properties` changes what it records (the cache is then rebuilt)."""
+
+# ------------------------------------------------------------------------ JPEG quality
+
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)  # fmt: skip
+"""The IJG (libjpeg) standard luminance table, natural order, as Pillow reports tables."""
+
+
+def _ijg_tables() -> np.ndarray:
+    """``(100, 64)``: the luminance table libjpeg writes for quality 1..100."""
+    q = np.arange(1, 101, dtype=np.float64)
+    scale = np.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
+    return np.clip(np.floor((_IJG_LUMA[None, :] * scale[:, None] + 50.0) / 100.0), 1, 255)
+
+
+_TABLES = _ijg_tables()
+
+
+def jpeg_quality(luma: Sequence[int]) -> int:
+    """The libjpeg quality (1-100) whose luminance table is nearest to ``luma`` (in log
+    ratio): exact for files written by libjpeg-based encoders (Pillow, OpenCV), the nearest
+    equivalent for others (cameras' own tables)."""
+    return _quality(tuple(int(v) for v in luma))
+
+
+@functools.lru_cache(maxsize=256)
+def _quality(luma: tuple[int, ...]) -> int:
+    """Cached: a folder holds few distinct tables."""
+    t = np.asarray(luma, dtype=np.float64)[:64]
+    if t.size != 64:
+        return 0
+    err = np.abs(np.log(_TABLES) - np.log(np.maximum(t, 1.0))[None, :]).sum(axis=1)
+    return int(np.argmin(err)) + 1
+
+
+# ------------------------------------------------------------------------ provenance
+
+GENERATOR_WORDS = (
+    "stable diffusion", "stable-diffusion", "automatic1111", "comfyui", "invokeai", "fooocus",
+    "novelai", "midjourney", "dall-e", "dall·e", "dalle", "adobe firefly", "imagen",
+    "leonardo.ai", "dreamstudio", "nightcafe", "sdxl", "flux.1",
+)  # fmt: skip
+"""Words in a Software tag or a C2PA claim generator that name an image generator."""
+_GENERATOR_RE = re.compile("|".join(re.escape(w) for w in GENERATOR_WORDS), re.IGNORECASE)
+
+AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
+"""C2PA/IPTC digital source types that say a model made (part of) the picture."""
+
+_WEBUI_KEYS = ("parameters",)
+_COMFY_KEYS = ("prompt", "workflow")
+_IGNORED_INFO = frozenset(
+    {"dpi", "gamma", "transparency", "icc_profile", "exif", "srgb", "aspect", "chromaticity",
+     "XML:com.adobe.xmp", "xmp", "jfif", "jfif_version", "jfif_unit", "jfif_density",
+     "progressive", "progression", "adobe", "adobe_transform", "interlace", "bbox", "duration",
+     "loop", "background", "version", "extension", "comment", "compression", "mp", "photoshop",
+     "lossless", "timestamp", "default_image", "frames"}
+)  # fmt: skip
+"""Pillow ``info`` keys that are format bookkeeping, not text chunks."""
+
+
+def generator_in(text: str) -> str:
+    """The generator word found in ``text`` (lower-case), or ''."""
+    m = _GENERATOR_RE.search(text or "")
+    return m.group(0).lower() if m else ""
+
+
+# ------------------------------------------------------------------------ reading
+
+
+def _bad(status: str, reason: str, sha: str = "", size: int = 0, fmt: str = "") -> Props:
+    return {"status": status, "reason": reason, "sha256": sha, "bytes": size, "format": fmt}
+
+
+def read_file(abspath: str) -> Props:
+    """Read one file (never follows a non-regular file, never reads more than
+    :data:`MAX_FILE_BYTES`) and return its properties; never raises."""
+    try:
+        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return _bad(images.UNREADABLE, f"cannot open: {e.strerror or e}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return _bad("not-a-file", "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            if st.st_size > MAX_FILE_BYTES:
+                h = hashlib.sha256()
+                while block := f.read(1 << 20):
+                    h.update(block)
+                reason = f"file of {st.st_size:,} bytes exceeds {MAX_FILE_BYTES:,}; not read"
+                return _bad(images.TOO_LARGE, reason, h.hexdigest(), st.st_size)
+            data = f.read()
+    except OSError as e:
+        return _bad(images.UNREADABLE, f"cannot read: {e.strerror or e}")
+    finally:
+        os.close(fd)
+    return read_properties(data)
+
+
+def read_properties(data: bytes) -> Props:
+    """Properties of one file's bytes (see the module docstring); never raises."""
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        im = images.open_header(data)
+    except images.ImageError as e:
+        return _bad(e.status, e.reason, sha, len(data), images.sniff_format(data[:32]) or "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings must never reach stderr
+            return _properties(im, data, sha)
+    except Exception as e:  # a hostile header that parses but breaks a reader: one file only
+        reason = f"metadata does not parse ({type(e).__name__}: {e})"[:300]
+        return _bad(images.CORRUPT, reason, sha, len(data), im.format or "")
+
+
+def _metadata_part(im: Image.Image, fmt: str, data: bytes) -> bytes:
+    """The bytes that can hold metadata: a JPEG's segments before its first scan (XMP, C2PA's
+    APP11 boxes; the compressed pixels after it are never searched), the whole file otherwise."""
+    fp = getattr(im, "fp", None)
+    if fmt in ("JPEG", "MPO") and fp is not None:
+        return data[: max(int(fp.tell()), 2)]  # Pillow stops reading at the first scan
+    return data
+
+
+def _truncated(fmt: str, data: bytes) -> str:
+    """Why the file looks cut short (a missing end marker), without decoding the pixels."""
+    if fmt == "JPEG" and data.rfind(b"\xff\xd9") < 0:
+        return "JPEG has no end-of-image marker (the file is cut short)"
+    if fmt == "PNG" and data.rfind(b"IEND") < 0:
+        return "PNG has no IEND chunk (the file is cut short)"
+    return ""
+
+
+def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
+    fmt = im.format or images.sniff_format(data[:32]) or ""
+    head = _metadata_part(im, fmt, data)
+    cut = _truncated(fmt, data)
+    if cut:
+        return _bad(images.TRUNCATED, cut, sha, len(data), fmt)
+    info = im.info
+    w, h = im.size
+    p: Props = {
+        "status": images.OK, "reason": "", "sha256": sha, "bytes": len(data), "format": fmt,
+        "width": w, "height": h, "mode": im.mode,
+        "alpha": im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info,
+        "jpeg_quality": 0, "subsampling": "", "progressive": False,
+        "icc": bool(info.get("icc_profile")),
+        "xmp": b"<x:xmpmeta" in head or "XML:com.adobe.xmp" in info or bool(info.get("xmp")),
+    }  # fmt: skip
+    if fmt in ("JPEG", "MPO"):
+        q = getattr(im, "quantization", None) or {}
+        p["jpeg_quality"] = jpeg_quality(q[0]) if 0 in q else 0
+        p["subsampling"] = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(
+            JpegImagePlugin.get_sampling(im), "other"
+        )
+        p["progressive"] = bool(info.get("progressive") or info.get("progression"))
+    p.update(_exif(im))
+    text = {str(k): v for k, v in info.items() if str(k) not in _IGNORED_INFO}
+    p["png_text"] = sorted(text)[:20]
+    p.update(_c2pa(data, fmt) if b"c2pa" in head else {"c2pa": "", "c2pa_source": "",
+                                                         "c2pa_generator": ""})  # fmt: skip
+    p["generator"] = _generator(text, p)
+    return p
+
+
+def _exif(im: Image.Image) -> Props:
+    """EXIF presence, the camera (make and model) and the Software tag."""
+    out: Props = {"exif": False, "camera": "", "software": "", "webui_exif": False}
+    if not im.info.get("exif") and im.format not in ("TIFF",):
+        return out
+    try:
+        ex = im.getexif()
+    except Exception:  # a broken EXIF block is not a broken image
+        return out
+    out["exif"] = len(ex) > 0
+    make = str(ex.get(0x010F, "") or "").strip("\x00 ")
+    model = str(ex.get(0x0110, "") or "").strip("\x00 ")
+    out["camera"] = (model if model.lower().startswith(make.lower()) else f"{make} {model}")[
+        :80
+    ].strip()
+    out["software"] = str(ex.get(0x0131, "") or "").strip("\x00 ")[:80]
+    out["webui_exif"] = _webui_comment(ex)
+    return out
+
+
+def _webui_comment(ex: Image.Exif) -> bool:
+    """Stable Diffusion WebUI writes its ``parameters`` into a JPEG's or WebP's EXIF
+    UserComment: a prompt, then ``Steps: N, Sampler: ...``."""
+    try:
+        raw = ex.get_ifd(0x8769).get(0x9286)
+    except Exception:  # a broken EXIF sub-IFD is not a broken image
+        return False
+    if not isinstance(raw, bytes | str) or not raw:
+        return False
+    data = raw.encode() if isinstance(raw, str) else raw
+    body = data[8:] if data[:8] in (b"UNICODE\x00", b"ASCII\x00\x00\x00") else data
+    for enc in ("utf-16-be", "utf-16-le", "utf-8"):
+        text = body.decode(enc, errors="ignore")
+        if "Steps:" in text and "Sampler:" in text:
+            return True
+    return False
+
+
+def _c2pa(data: bytes, fmt: str) -> Props:
+    """The C2PA manifest's validation state, digital source type and claim generator
+    (``c2pa-python``), read only when the bytes hold a C2PA JUMBF box."""
+    out: Props = {"c2pa": "", "c2pa_source": "", "c2pa_generator": ""}
+    mime = {
+        "JPEG": "image/jpeg",
+        "MPO": "image/jpeg",
+        "PNG": "image/png",
+        "WEBP": "image/webp",
+        "TIFF": "image/tiff",
+        "GIF": "image/gif",
+        "AVIF": "image/avif",
+        "HEIF": "image/heif",
+    }
+    if fmt not in mime:
+        return out
+    try:
+        import io
+
+        import c2pa
+
+        reader = c2pa.Reader.try_create(mime[fmt], io.BytesIO(data))
+        if reader is None:
+            return out
+        with reader:
+            manifest = reader.get_active_manifest() or {}
+            out["c2pa"] = str(reader.get_validation_state() or "unknown")
+    except Exception as e:  # a damaged manifest is recorded, never fatal
+        out["c2pa"] = f"unreadable ({type(e).__name__})"
+        return out
+    sources = re.findall(r'"digitalSourceType":\s*"([^"]+)"', json.dumps(manifest))
+    out["c2pa_source"] = sources[-1].rsplit("/", 1)[-1] if sources else ""
+    gens = manifest.get("claim_generator_info") or []
+    names = [str(g.get("name", "")) for g in gens if isinstance(g, dict)]
+    out["c2pa_generator"] = (", ".join(names) or str(manifest.get("claim_generator", "")))[:80]
+    return out
+
+
+def _generator(text: dict[str, Any], p: Props) -> str:
+    """What in the metadata says a generator made the file ('' if nothing)."""
+    if any(k in text for k in _WEBUI_KEYS):
+        return "PNG text 'parameters' (Stable Diffusion WebUI)"
+    if any(k in text for k in _COMFY_KEYS):
+        return "PNG text 'prompt'/'workflow' (ComfyUI)"
+    if p["webui_exif"]:
+        return "EXIF UserComment holds generation parameters (Stable Diffusion WebUI)"
+    if p["c2pa_source"] in AI_SOURCE_TYPES:
+        return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa'] or 'unknown'} manifest)"
+    word = generator_in(p["software"])
+    if word:
+        return f"EXIF Software names a generator ({p['software']})"
+    word = generator_in(str(text.get("Software", "")))
+    if word:
+        return f"PNG text Software names a generator ({text['Software']})"[:120]
+    return ""
+
+
+def read_batch(batch: Sequence[str]) -> list[Props]:
+    """Pure batch function for the engine: absolute paths -> properties."""
+    return [read_file(a) for a in batch]
+
+
+def crashed(abspath: str, error: BaseException) -> Props:
+    """The properties of a file whose reading killed the worker process."""
+    return _bad(images.CORRUPT, f"the reader crashed on this file (worker died: {error})"[:300])
+
+
+# ------------------------------------------------------------------------ names
+
+_WORD_SPLIT = re.compile(r"[^0-9A-Za-z]+")
+
+
+def name_tokens(relpath: str) -> list[str]:
+    """The words of a file name that can leak a label (``IMG_0042.jpg`` -> ``img``,
+    ``ComfyUI_00001_.png`` -> ``comfyui``): lower-case letter runs of 3 or more, once leading
+    and trailing digits are stripped; a word still mixing letters and digits is an id
+    (``00AUP94LQS``, a content hash) and says nothing, so it is left out."""
+    stem = relpath.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    out: list[str] = []
+    for word in _WORD_SPLIT.split(stem):
+        core = word.strip("0123456789").lower()
+        if len(core) >= 3 and core.isalpha() and core not in out:
+            out.append(core)
+    return out
