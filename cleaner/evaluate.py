@@ -42,7 +42,7 @@ def _load_json(path: Path, what: str, fix: str) -> Any:
 
 
 def applied_plans(root: Path) -> list[dict[str, Any]]:
-    """Applied ``cleaner.plan.v1`` plans in the order they were made."""
+    """Applied ``cleaner.plan.v1`` plans in the order they were made (undone ones left out)."""
     d = root / STATE_DIR / "plans"
     plans: list[dict[str, Any]] = []
     for p in sorted(d.glob("*.json")) if d.is_dir() else []:
@@ -50,8 +50,8 @@ def applied_plans(root: Path) -> list[dict[str, Any]]:
             doc = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and doc.get("applied"):
-            plans.append(doc)
+        if isinstance(doc, dict) and doc.get("applied") and not doc.get("undone"):
+            plans.append(doc)  # an undone run's moves no longer stand
     plans.sort(key=lambda d: (str(d.get("created", "")), str(d.get("run_id", ""))))
     return plans
 
