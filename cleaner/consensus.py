@@ -19,6 +19,10 @@ Whatever the rule, an image on which confident files disagree (one votes to move
 stay) goes to the review list, never moved; so does an image with a confident vote to move that
 the rule does not carry. ``min_confidence`` below :data:`MIN_CONFIDENCE_FLOOR` is refused: a
 probability near 0.5 never moves a file.
+
+:func:`choose` picks the threshold for a target precision instead: the lowest, from a floor up,
+at which the precision of the rule's moves estimated by :class:`SelfTest` (:mod:`cleaner.noise`)
+reaches the target; when none does, nothing moves and the would-be moves go to review.
 """
 
 from __future__ import annotations
