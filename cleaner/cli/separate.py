@@ -88,9 +88,9 @@ def separate(
         float,
         typer.Option(
             "--target-precision",
-            help="Use the lowest threshold at which the moves' estimated precision (a noise "
-            "model fitted on these files and folders) reaches this; none: nothing moves, the "
-            "candidates go to review. 0: off (fixed --min-confidence).",
+            help="Use the lowest threshold at which the moves' estimated precision (a self-test "
+            "on these files and folders) reaches this; none: nothing moves, the candidates go "
+            "to review. 0: off (fixed --min-confidence).",
             show_default=True,
         ),
     ] = DEFAULT_TARGET_PRECISION,
@@ -125,9 +125,10 @@ def separate(
 
         cleaner separate -p a.json --rule mean --target-precision 0 --min-confidence 0.95
 
-    With --target-precision P (default 0.9) a noise model fitted on the files' probabilities
-    and the folders estimates how many of each threshold's moves would be right; the plan
-    and the summary show the estimate at every threshold tried. It assumes mislabelled images
+    With --target-precision P (default 0.9) a self-test on the files' probabilities (each
+    image put alone in the other folder: would the rule move it back?) and a noise model of
+    the folders estimate how many of each threshold's moves would be right; the plan and the
+    summary show the estimate at every threshold tried. It assumes mislabelled images
     look like the correctly labelled ones of their true class (random swaps do; real errors are
     often harder, so treat it as an upper bound there).
     """
@@ -253,7 +254,7 @@ def _print_estimate(plan: dict[str, Any]) -> None:
         return
     rows = est.get("thresholds") or []
     if rows:
-        t = Table(title="estimated, per threshold (noise model on these files; see --help)")
+        t = Table(title="estimated, per threshold (self-test on these files; see --help)")
         for col in ("threshold", "would move", "est. precision", "est. recall", "exp. wrong"):
             t.add_column(col, justify="right")
         for r in _near(rows, plan.get("threshold")):
