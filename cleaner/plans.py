@@ -243,7 +243,7 @@ def build_plan(
         est = tried.estimate if tried is not None else None
     else:
         decisions = decide(images, rule=rule, min_confidence=floor)
-        if images:
+        if levels >= MIN_LEVELS:  # hard labels get no estimate (see MIN_LEVELS)
             est = SelfTest(images, rule).of(decisions, floor)
     rid = run_id or new_run_id()
     plan_path = plans_dir(ds.root) / f"{rid}.json"
@@ -268,7 +268,7 @@ def build_plan(
         "min_confidence": floor,
         "target_precision": target_precision or None,
         "threshold": floor if choice is None else choice.threshold,
-        "estimate": _estimate_doc(est, choice, len(images)),
+        "estimate": _estimate_doc(est, choice),
         "max_fraction": max_fraction,
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
@@ -302,7 +302,7 @@ def _floor(min_confidence: float | None, target_precision: float) -> float:
     return DEFAULT_FLOOR if target_precision else DEFAULT_MIN_CONFIDENCE
 
 
-def _estimate_doc(est: MoveEstimate | None, choice: Choice | None, n_images: int) -> dict[str, Any]:
+def _estimate_doc(est: MoveEstimate | None, choice: Choice | None) -> dict[str, Any]:
     """The plan's ``estimate`` (:mod:`cleaner.noise`): what the self-test expects of the plan's
     moves, with a target precision also the model and every threshold tried. When no threshold
     reaches the target nothing moves: the estimate is of those zero moves."""

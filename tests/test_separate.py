@@ -293,20 +293,27 @@ def test_separate_and_undo_never_import_tensorflow(ws: Path) -> None:
     assert sha_of(root, "real_images/real_00001.png")  # back in place after the undo
 
 
-def test_target_precision_records_the_estimate_beside_the_plan(ws: Path) -> None:
-    """The default --target-precision 0.9: the flips move, and the plan and the summary say
-    what was estimated (precision, recall, noise rate, wrong moves, every threshold tried)."""
+def continuous(ws: Path) -> list[str]:
+    """Two voters sure of the true class (logit +-5, spread 1): continuous probabilities."""
     import numpy as np
 
-    root = ws / "R"
     flips = set(json.loads((ws / "flips.json").read_text()))
     labels: dict[str, str] = json.loads((ws / "labels.json").read_text())
     rng = np.random.default_rng(1)
     files = []
-    for m in range(2):  # two voters, sure of the true class (logit +-5, spread 1)
+    for m in range(2):
         logit = {p: 5.0 * (1 if (labels[p] == "fake") != (p in flips) else -1) for p in labels}
         probs = {p: float(1 / (1 + np.exp(-(v + rng.normal(0, 1.0))))) for p, v in logit.items()}
-        files.append(str(write_v1(ws / f"c{m}.json", root, probs, labels)))
+        files.append(str(write_v1(ws / f"c{m}.json", ws / "R", probs, labels)))
+    return files
+
+
+def test_target_precision_records_the_estimate_beside_the_plan(ws: Path) -> None:
+    """The default --target-precision 0.9: the flips move, and the plan and the summary say
+    what was estimated (precision, recall, noise rate, wrong moves, every threshold tried)."""
+    root = ws / "R"
+    flips = set(json.loads((ws / "flips.json").read_text()))
+    files = continuous(ws)
     code, out, err = cli(ws, "separate", "--root", str(root), "-p", *files)
     assert code == 0, err
     assert "target precision 0.9" in out and "estimate: noise rate" in out
@@ -358,19 +365,19 @@ def test_voters_that_know_nothing_move_nothing_and_say_so(ws: Path) -> None:
 def test_fixed_threshold_still_reports_its_estimate_and_bad_targets_are_refused(ws: Path) -> None:
     root = ws / "R"
     code, out, err = cli(
-        ws, "separate", "--root", str(root), "-p", *preds(ws), "--target-precision", "0",
+        ws, "separate", "--root", str(root), "-p", *continuous(ws), "--target-precision", "0",
         "--min-confidence", "0.95", "--json",
     )  # fmt: skip
     assert code == 0, err
     plan = json.loads(Path(json.loads(out)["plan"]).read_text())
     assert plan["target_precision"] is None and plan["threshold"] == 0.95
-    assert plan["estimate"]["estimated_precision"] is not None
+    assert plan["estimate"]["estimated_precision"] > 0.5
     assert "thresholds" not in plan["estimate"]
     # a few distinct probabilities (these files have a dozen): no estimate, the fixed 0.9
     code, out, err = cli(ws, "separate", "--root", str(root), "-p", *preds(ws), "--json")
     assert code == 0, err
     s = json.loads(out)
-    assert s["threshold"] == 0.9 and s["moves"] == 40
+    assert s["threshold"] == 0.9 and s["moves"] == 40 and s["estimate"] == {}
     assert any("cannot be estimated" in w for w in s["warnings"])
     for bad in ("1", "0.3", "-0.9"):
         code, _, err = cli(
