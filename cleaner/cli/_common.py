@@ -13,6 +13,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from cleaner.engine import ADDRESS_ENV, ENGINE_ENV, Engine, configure
 from cleaner.errors import CleanerError
 
 P = ParamSpec("P")
@@ -33,6 +34,31 @@ DEFAULT_ROOT = Path("data")
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the summary as one JSON object instead of tables.")
 ]
+
+EngineOption = Annotated[
+    Engine | None,
+    typer.Option(
+        "--engine",
+        help=f"Where the per-file work runs: local (a process pool here) or ray (Ray Data on "
+        f"the cluster at --ray-address, else a Ray on this machine). Default: ${ENGINE_ENV} "
+        "or local.",
+        show_default=False,
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help=f"With --engine ray: the cluster to use (ray://HEAD:10001, or auto for the one "
+        f"`ray start` runs here). Default: ${ADDRESS_ENV}, else a Ray started for this run.",
+        show_default=False,
+    ),
+]
+
+
+def use_engine(engine: Engine | None, ray_address: str | None) -> None:
+    """Apply ``--engine``/``--ray-address`` (None: the environment's) for this command."""
+    configure(engine, ray_address)
 
 
 TF_NOISE = (

@@ -11,11 +11,14 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     print_json,
+    use_engine,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ def audit(
         int | None,
         typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Find what lets a detector tell ROOT's folders apart without looking at the pictures.
 
@@ -89,6 +94,7 @@ def audit(
 
         cleaner demo /tmp/biased --bias format && cleaner audit --root /tmp/biased
     """
+    use_engine(engine, ray_address)
     from cleaner.audit import run_audit
 
     progress = False if json_out else None

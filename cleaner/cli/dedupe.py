@@ -9,11 +9,14 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     print_json,
+    use_engine,
 )
 
 SHOW_GROUPS = 20
@@ -47,6 +50,8 @@ def dedupe(
         int | None,
         typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Find exact and near-duplicate images and write ROOT/.cleaner/duplicates.json.
@@ -66,10 +71,13 @@ def dedupe(
 
         cleaner dedupe --root data --max-distance 6 --method dhash
 
+        cleaner dedupe --root /shared/faces --engine ray   # hashing on Ray Data
+
         cleaner dedupe --root data --apply && cleaner undo --root data
 
         cleaner dedupe --root data --json | jq .conflicts
     """
+    use_engine(engine, ray_address)
     from cleaner.dedupe import dedupe as run_dedupe
 
     result = run_dedupe(

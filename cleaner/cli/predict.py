@@ -13,7 +13,9 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
@@ -21,6 +23,7 @@ from cleaner.cli._common import (
     fail,
     print_json,
     quiet_tensorflow,
+    use_engine,
 )
 from cleaner.models.inputs import CropPolicy
 
@@ -111,6 +114,8 @@ def predict(
             "mean logit: N times the head time, steadier probabilities (each entry's folds).",
         ),
     ] = 1,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Write prob_fake for every ok image of ROOT into a cleaner.predictions.v1 file.
@@ -138,6 +143,9 @@ def predict(
 
         cleaner predict --root data --backbone spectrum --out preds/spectrum.json
 
+        cleaner predict --root /shared/faces --backbone efficientnet-lite2-gram \
+            --engine ray --ray-address auto --out preds/lite2-gram.json   # on a Ray cluster
+
         cleaner predict --root data --backbone efficientnet-lite2-gram --out preds/lite2-gram.json
 
         cleaner predict --root data --backbone efficientnet-lite0-gram --no-prune \
@@ -149,6 +157,7 @@ def predict(
         cleaner predict --root data --backbone efficientnet-lite0 --finetune --epochs 4 \
             --image-size 160 --out preds/lite0-ft.json
     """
+    use_engine(engine, ray_address)
     if (model is None) == (backbone is None):
         raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
     if model is not None and (folds is not None or finetune or weights is not None or repeats > 1):
@@ -233,6 +242,8 @@ def predict_dir(
     image_size: ImageSizeOption = None,
     batch_size: BatchOption = 32,
     crop: CropOption = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Label every image of DIR real or fake with a saved model, into predictions.json.
@@ -245,8 +256,12 @@ def predict_dir(
 
         cleaner predict-dir test_images --model models/detector.keras --out predictions.json
 
+        CLEANER_ENGINE=ray cleaner predict-dir test_images -m models/detector.keras \
+            --out predictions.json   # on a Ray of its own (or CLEANER_RAY_ADDRESS's cluster)
+
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """
+    use_engine(engine, ray_address)
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

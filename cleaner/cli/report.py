@@ -10,11 +10,14 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     print_json,
+    use_engine,
 )
 
 
@@ -46,6 +49,8 @@ def report(
             help="Refresh the manifest first (incremental: only changed files are read).",
         ),
     ] = True,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Write one HTML page about ROOT: the dataset summary per class and status, the latest
@@ -66,6 +71,7 @@ def report(
 
         cleaner report --root data --out report.html --json | jq .sections
     """
+    use_engine(engine, ray_address)
     from cleaner.report import SECTIONS, build_report
 
     result = build_report(

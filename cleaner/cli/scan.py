@@ -10,12 +10,15 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     fail,
     print_json,
+    use_engine,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ def scan(
     apply: Annotated[
         bool, typer.Option("--apply", help="With --quarantine: really move (journaled).")
     ] = False,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Check every file under ROOT's class folders and write ROOT/.cleaner/manifest.csv.
@@ -55,12 +60,15 @@ def scan(
 
         cleaner scan --root ~/datasets/faces --workers 4
 
+        cleaner scan --root /shared/faces --engine ray --ray-address auto   # on a Ray cluster
+
         cleaner scan --root data --json | jq .counts
 
         cleaner scan --root data --quarantine            # list what would move
 
         cleaner scan --root data --quarantine --apply    # move it (undo: cleaner undo)
     """
+    use_engine(engine, ray_address)
     from cleaner.manifest import STATUS_MEANINGS
     from cleaner.manifest import scan as run_scan
 

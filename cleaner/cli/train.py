@@ -11,12 +11,15 @@ from rich.table import Table
 
 from cleaner.cli._common import (
     DEFAULT_ROOT,
+    EngineOption,
     JsonOption,
+    RayAddressOption,
     RootOption,
     cli_errors,
     console,
     print_json,
     quiet_tensorflow,
+    use_engine,
 )
 from cleaner.models.inputs import CropPolicy
 
@@ -85,6 +88,8 @@ def train(
     max_train: Annotated[
         int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train a real/fake classifier on ROOT; writes M.keras, M.metrics.json and PNG plots.
@@ -108,6 +113,7 @@ def train(
     When ROOT's last `cleaner audit` found a shortcut (the folders told apart by file format,
     size, compression, metadata or names), a warning on stderr says so before training.
     """
+    use_engine(engine, ray_address)
     from cleaner.audit import shortcut_warning
 
     warning = shortcut_warning(root)

@@ -78,8 +78,11 @@ class Backbone:
                 f"backbone {self.name!r} has no network to build or train; use it for "
                 f"features (cleaner predict --backbone {self.name} --folds K)"
             )
+        from cleaner.models.devices import share_gpus
+
         w = weights or self.default_weights
         self.check_weights(w)
+        share_gpus()
         if w == "none":
             import keras
 

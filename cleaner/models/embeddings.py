@@ -10,11 +10,17 @@ the images of the shard being computed (a rerun computes only those), and two pr
 write the same file. The features of a call are filled into one array, shard by shard, so
 memory holds them once (plus one shard), not twice. Images are found by the sha256 of their
 bytes, so a moved or renamed image is still a hit, and an edited one is a miss.
+
+On the Ray engine the backbone runs on an actor pool (:func:`cleaner.engine.map_with_model`,
+one network per actor, a GPU each when the cluster has GPUs); the results stream back in
+order and this process, the driver, alone writes the shards, one per :data:`SHARD_IMAGES`
+images as before: a killed run resumes with only what is missing on either engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -27,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from cleaner.dataset import state_path
+from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, map_with_model
 from cleaner.models.backbones import Backbone
-from cleaner.models.inputs import numpy_batches, predict_paths
+from cleaner.models.inputs import Row, numpy_batches, predict_paths
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,60 @@ def compute_features(
     )
 
 
+def embedder(
+    spec: EmbeddingSpec, batch_size: int
+) -> Callable[[Sequence[str | os.PathLike[str]]], list[Row]]:
+    """Built once per worker of :func:`cleaner.engine.map_with_model`: the backbone's network
+    (none for a numpy backbone) and a pure batch function, paths -> a feature row and an error
+    per image (:func:`compute_features` over that batch)."""
+    bb = spec.backbone
+    model = bb.build(spec.weights, spec.image_size) if bb.numpy_features is None else None
+
+    def run(paths: Sequence[str | os.PathLike[str]]) -> list[Row]:
+        feats, errs = compute_features(spec, paths, batch_size=batch_size, model=model)
+        return list(zip(feats, errs, strict=True))
+
+    return run
+
+
+def _computed(
+    spec: EmbeddingSpec,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """``(features, errors)`` of ``paths`` in order, :data:`SHARD_IMAGES` at a time (each
+    becomes one shard): in this process on the local engine, on an actor pool on Ray."""
+    if current().kind is Engine.RAY:
+        rows: list[Row] = []
+        make = functools.partial(embedder, spec, batch_size)
+        call = batch_size * MODEL_CALL_BATCHES
+        for out in map_with_model(make, paths, batch_size=call, progress=progress):
+            rows.extend(out)
+            while len(rows) >= SHARD_IMAGES:
+                yield _stacked(rows[:SHARD_IMAGES])
+                del rows[:SHARD_IMAGES]
+        if rows:
+            yield _stacked(rows)
+        return
+    model = None
+    for at in range(0, len(paths), SHARD_IMAGES):
+        if model is None and spec.backbone.numpy_features is None:
+            model = spec.backbone.build(spec.weights, spec.image_size)
+        yield compute_features(
+            spec,
+            paths[at : at + SHARD_IMAGES],
+            batch_size=batch_size,
+            progress=progress,
+            model=model,
+        )
+
+
+def _stacked(rows: Sequence[Row]) -> tuple[np.ndarray, list[str]]:
+    return np.stack([f for f, _ in rows]).astype(np.float32), [e for _, e in rows]
+
+
 def embed(
     root: str | os.PathLike[str] | None,
     items: Sequence[tuple[str | os.PathLike[str], str]],
@@ -217,18 +278,11 @@ def embed(
     n_cached = sum(len(rows_of[s]) for s in ok)
     todo = [s for s in rows_of if s not in ok]
     new_errors: dict[str, str] = {}
-    model = None
-    for at in range(0, len(todo), SHARD_IMAGES):
-        piece = todo[at : at + SHARD_IMAGES]
-        if model is None and spec.backbone.numpy_features is None:
-            model = spec.backbone.build(spec.weights, spec.image_size)
-        feats, errs = compute_features(
-            spec,
-            [items[rows_of[s][0]][0] for s in piece],
-            batch_size=batch_size,
-            progress=progress,
-            model=model,
-        )
+    at = 0
+    paths = [items[rows_of[s][0]][0] for s in todo]
+    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
+        piece = todo[at : at + len(errs)]
+        at += len(errs)
         if out is None:
             out = np.zeros((len(items), feats.shape[1]), np.float32)
         good = [i for i, e in enumerate(errs) if not e]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -76,7 +77,9 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     import keras
 
     from cleaner.models import texture
+    from cleaner.models.devices import share_gpus
 
+    share_gpus()
     texture.register()  # the custom layer of efficientnet-lite0-gram models
     try:
         return keras.models.load_model(p, compile=False)
@@ -159,6 +162,7 @@ def predict_with_model(
         crop=c,
         batch_size=batch_size,
         progress=progress,
+        factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
     )
     probs = _model_probs(model, outs) if len(rows) else np.zeros(0)
     entries, failed = [], []
@@ -424,7 +428,13 @@ def predict_dir(
     size = model_input(model, image_size)
     c = check_crop(_model_crop(mp, crop))
     outs, errors = predict_paths(
-        model, [d / n for n in names], size, crop=c, batch_size=batch_size, progress=progress
+        model,
+        [d / n for n in names],
+        size,
+        crop=c,
+        batch_size=batch_size,
+        progress=progress,
+        factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
     )
     probs = _model_probs(model, outs) if names else np.zeros(0)
     result: list[dict[str, Any]] = []

@@ -1,8 +1,8 @@
-"""Runs a batch function over many items: in-process, or on a process pool, with a progress bar.
+"""The local engine: a batch function over many items in this process, or on a process pool of
+this machine, with a progress bar. The default; needs nothing beyond the standard library.
 
-Stages are written as pure functions ``fn(batch: list[T]) -> list[R]`` over small batches of
-records (picklable, module-level), so this engine can be swapped for a distributed one later
-without touching the stages.
+Stages are pure functions ``fn(batch: list[T]) -> list[R]`` over small batches of records
+(picklable, module-level), so :mod:`cleaner.engine.ray_data` runs the same stages on Ray.
 """
 
 from __future__ import annotations
