@@ -44,10 +44,11 @@ install-gpu: $(VENV)/.installed ## on a Linux GPU machine: TensorFlow with CUDA 
 test: $(VENV)/.installed ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-lint: $(VENV)/.installed ## ruff and mypy
+lint: $(VENV)/.installed ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check cleaner tests bench
 	$(BIN)/ruff format --check cleaner tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed ## run every benchmark under bench/ (JSON lines on stdout)
 	@for b in bench/bench_*.py; do echo "# $$b" >&2; $(BIN)/python $$b || exit 1; done

@@ -37,6 +37,7 @@ from cleaner.dedupe import (
     DEFAULT_MAX_DISTANCE,
     DEFAULT_MIN_CORRELATION,
     candidate_pairs,
+    verify_pairs,
 )
 from cleaner.hashing import hash_files
 
@@ -124,19 +125,39 @@ def run_cleaner(folder: Path, names: list[str], radius: int, min_corr: float) ->
     run = hash_files([(str(folder / n), n) for n in names], "phash", workers=None)
     table = run.table
     pairs = candidate_pairs(table, radius)
-    ok = pairs.score >= min_corr
+    t_search = time.perf_counter() - t0
+    ver = verify_pairs(table, pairs, min_corr)
+    t_verify = time.perf_counter() - t0 - t_search
     sha = table.sha256
-    found = {
-        frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(pairs.a[ok], pairs.b[ok], strict=True)
-    }
+    found = {frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(ver.a, ver.b, strict=True)}
+
     unchecked = {
         frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(pairs.a, pairs.b, strict=True)
     }
+    assert ver.tested is not None
+    ta, tb, tv = ver.tested
+    sweep = {}
+    for t in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        keep = tv >= t
+        got = {
+            frozenset((str(sha[a]), str(sha[b]))) for a, b in zip(ta[keep], tb[keep], strict=True)
+        }
+        r = score(got, TRUTH)
+        sweep[t] = {"false_pairs": r["false_pairs"], "recall": r["recall"]}
     return {
+        "threshold_sweep": sweep,
         "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_search": round(t_search, 2),
+        "seconds_verify": round(t_verify, 2),
+        "seconds_calibrate": round(ver.seconds_calibrate, 2),
+        "verified_pairs": ver.calibration.tested_pairs,
+        "us_per_verified_pair": round(
+            1e6 * ver.seconds_score / max(1, ver.calibration.tested_pairs), 1
+        ),
         "radius": radius,
         "min_correlation": min_corr,
         "candidates": int(pairs.a.size),
+        "calibration": ver.calibration.to_json(),
         "confirmed": score(found, TRUTH),
         "hash_only": score(unchecked, TRUTH),
     }

@@ -139,6 +139,9 @@ def main() -> None:
     )
     ap.add_argument("--folds", type=int, default=5, help="cleaner predict --folds K")
     ap.add_argument("--repeats", type=int, default=1, help="cleaner predict --repeats N (frozen)")
+    ap.add_argument(
+        "--head-features", default="auto", help="cleaner predict --head-features (auto|full|pca)"
+    )
     ap.add_argument("--min-confidence", default="0.9,0.95", help="separate's thresholds to try")
     ap.add_argument(
         "--target-precision",
@@ -182,7 +185,8 @@ def main() -> None:
     for b in args.backbones.split(","):
         variants = [("", [])] + ([("-noprune", ["--no-prune"])] if args.compare_prune else [])
         for suffix, extra in variants:
-            out = preds_dir / f"{b}{suffix}.json"
+            hf = "" if args.head_features == "auto" else f"-{args.head_features}"
+            out = preds_dir / f"{b}{suffix}{hf}.json"
             files[b + suffix] = out
             if args.reuse and out.is_file():
                 runs[b + suffix] = {"seconds": 0.0, "computed": 0, "reused": True}
@@ -190,7 +194,7 @@ def main() -> None:
             runs[b + suffix] = cleaner(
                 "predict", "--root", str(work), "--backbone", b, "--folds", str(args.folds),
                 "--repeats", str(args.repeats), *extra, *size_args,
-                "--out", str(out),
+                "--head-features", args.head_features, "--out", str(out),
             )  # fmt: skip
     if args.finetune:
         b = args.finetune_backbone

@@ -174,7 +174,7 @@ def noise_run(
     import random
     import subprocess
 
-    from cleaner.models.train import read_split
+    from cleaner.split import read_split
 
     repo = Path(__file__).resolve().parents[1]
     out: dict[str, Any] = {

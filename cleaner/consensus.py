@@ -32,12 +32,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cleaner.choices import Label, Rule, values
 from cleaner.dataset import other_label
 from cleaner.errors import CleanerError
 from cleaner.noise import MoveEstimate, NoiseModel, estimate, fit, folder_noise, score
 
-RULES: tuple[str, ...] = ("unanimous", "majority", "mean", "confident")
-DEFAULT_RULE = "unanimous"
+RULES: tuple[str, ...] = values(Rule)
+DEFAULT_RULE = Rule.UNANIMOUS
 DEFAULT_MIN_CONFIDENCE = 0.9
 MIN_CONFIDENCE_FLOOR = 0.6
 """The lowest ``--min-confidence`` accepted: below it a near coin flip could move a file."""
@@ -95,7 +96,7 @@ def check_params(rule: str, min_confidence: float) -> None:
 
 
 def _p_other(label: str, prob_fake: float) -> float:
-    return prob_fake if label == "real" else 1.0 - prob_fake
+    return prob_fake if label == Label.REAL else 1.0 - prob_fake
 
 
 def _confident_flags(images: Sequence[ImageVotes]) -> list[bool]:
@@ -106,7 +107,7 @@ def _confident_flags(images: Sequence[ImageVotes]) -> list[bool]:
     import numpy as np
     from cleanlab.filter import find_label_issues
 
-    labels = np.array([0 if im.label == "real" else 1 for im in images], dtype=int)
+    labels = np.array([0 if im.label == Label.REAL else 1 for im in images], dtype=int)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 5:
         raise CleanerError(

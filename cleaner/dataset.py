@@ -20,14 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from cleaner.choices import Label, values
 from cleaner.errors import CleanerError, DatasetError, PathEscapeError
 
-LABELS: tuple[str, str] = ("real", "fake")
+LABELS: tuple[Label, Label] = (Label.REAL, Label.FAKE)
 """The two classes, in the order of the predictions format's ``classes``."""
 
 CLASS_ALIASES: dict[str, tuple[str, ...]] = {
-    "real": ("real_images", "real", "REAL", "training_real"),
-    "fake": ("fake_images", "fake", "FAKE", "ai", "training_fake"),
+    Label.REAL: ("real_images", "real", "REAL", "training_real"),
+    Label.FAKE: ("fake_images", "fake", "FAKE", "ai", "training_fake"),
 }
 """Folder names recognised for each class, the preferred (created) name first."""
 
@@ -39,8 +40,8 @@ RESERVED_TOP = frozenset({STATE_DIR, QUARANTINE_DIR})
 def other_label(label: str) -> str:
     """The class a relabeling would move an image of ``label`` to."""
     if label not in LABELS:
-        raise ValueError(f"unknown label {label!r}; expected one of {LABELS}")
-    return "fake" if label == "real" else "real"
+        raise ValueError(f"unknown label {label!r}; expected one of {values(Label)}")
+    return Label(label).other
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
         if (p / name).is_symlink() and (p / name).is_dir() and not _inside(p, p / name)
     )
     if require_classes and not any(class_dirs.values()):
-        names = ", ".join(CLASS_ALIASES["real"][:1] + CLASS_ALIASES["fake"][:1])
+        names = ", ".join(CLASS_ALIASES[Label.REAL][:1] + CLASS_ALIASES[Label.FAKE][:1])
         if outside:
             raise DatasetError(
                 f"the class folder(s) {', '.join(outside)} under {str(root)!r} are symlinks "
@@ -172,7 +173,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             )
         raise DatasetError(
             f"no class folder under {str(root)!r}; expected {names} (or an alias: "
-            f"{'/'.join(CLASS_ALIASES['real'][1:])}, {'/'.join(CLASS_ALIASES['fake'][1:])})"
+            f"{'/'.join(CLASS_ALIASES[Label.REAL][1:])}, {'/'.join(CLASS_ALIASES[Label.FAKE][1:])})"
         )
     return Dataset(root=p, class_dirs=class_dirs, outside_links=outside)
 

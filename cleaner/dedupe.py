@@ -25,9 +25,8 @@ How a pair becomes a duplicate:
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
+import math
 import os
 import time
 from collections import Counter
@@ -38,8 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.atomic import atomic_write
-from cleaner.dataset import QUARANTINE_DIR, STATE_DIR, open_dataset, state_path
+from cleaner.dataset import QUARANTINE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
@@ -52,6 +50,9 @@ from cleaner.hashing import (
     pixel_digests,
     resample_matrix,
 )
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import split as split_file
+from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_scores
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
@@ -59,14 +60,18 @@ DEFAULT_MAX_DISTANCE = 10
 bench/bench_dedupe_quality.py): recall 1.0 for half-size, JPEG q40, +30 % brightness and
 mirrors, about 0.95 for 5 % crops; the pixel check keeps precision at 1.0 there. A wider radius
 buys little crop recall for three times the candidates."""
-DEFAULT_MIN_CORRELATION = 0.93
-"""Aligned pixel correlation a candidate pair must reach to count as a duplicate (bench)."""
+DEFAULT_MIN_CORRELATION = 0.85
+"""Aligned raw pixel correlation a candidate pair must reach to be verified at all (the first,
+cheap check; every true copy on both benches scores >= 0.88). The decision is the verification
+score's (:mod:`cleaner.verify`), against a threshold calibrated on the dataset."""
+MAX_GROUP = 20
+"""A kept image matched directly by more copies than this is implausible: review only."""
+DEFAULT_MAX_FRACTION = 0.1
+"""``--apply`` refuses a plan that would quarantine more than this fraction of a class."""
 PRECHECK_MIN = 0.80
 """16 x 16 correlation below which a pair is not worth aligning (no true pair measured below)."""
 
-DUPLICATES_FILE = "duplicates.json"
 QUARANTINE_SUBDIR = "duplicates"
-SPLIT_FILE = "split.csv"
 
 SPLIT_NAMES: dict[str, str] = {
     "train": "train", "training": "train",
@@ -102,9 +107,12 @@ class Member:
     height: int = 0
     bytes: int = 0
     split: str | None = None
+    score: float = 1.0
+    """Verification score of its match to the kept image (1: same bytes or pixels, or kept)."""
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
+            "score": round(self.score, 4),
             "path": self.path,
             "label": self.label,
             "sha256": self.sha256,
@@ -124,6 +132,8 @@ class Group:
     id: int
     kept: str
     members: list[Member]
+    review_only: str = ""
+    """Why this group is listed for review and never quarantined ("" when it may be)."""
 
     @property
     def conflict(self) -> bool:
@@ -141,6 +151,11 @@ class Group:
     def redundant(self) -> list[Member]:
         return [m for m in self.members if m.path != self.kept]
 
+    @property
+    def to_quarantine(self) -> list[Member]:
+        """The members ``--apply`` moves: none for a review-only group."""
+        return [] if self.review_only else self.redundant
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
@@ -148,6 +163,8 @@ class Group:
             "conflict": self.conflict,
             "members": [m.to_json() for m in self.members],
         }
+        if self.review_only:
+            d["review_only"] = self.review_only
         if self.splits:
             d["splits"] = self.splits
             d["leakage"] = self.leaks
@@ -174,10 +191,33 @@ class DedupeResult:
     run_id: str | None = None
     moved: int = 0
     skipped: list[str] = field(default_factory=list)
+    calibration: Calibration | None = None
+    review_pairs: list[dict[str, Any]] = field(default_factory=list)
+    """Pairs whose evidence fell just short of the calibrated acceptance (never grouped)."""
+    totals: dict[str, int] = field(default_factory=dict)
+    """Files per class (the guard's denominators)."""
+    guard: dict[str, Any] = field(default_factory=dict)
 
     @property
     def redundant(self) -> int:
         return sum(len(g.redundant) for g in self.groups)
+
+    @property
+    def quarantine(self) -> list[tuple[Group, Member]]:
+        """What ``--apply`` moves: the redundant members of the groups not held for review."""
+        return [(g, m) for g in self.groups for m in g.to_quarantine]
+
+    @property
+    def review_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.review_only]
+
+    @property
+    def expected_false_pairs(self) -> float:
+        return self.calibration.expected_false_pairs if self.calibration else 0.0
+
+    @property
+    def weak_evidence(self) -> bool:
+        return bool(self.calibration and self.calibration.weak)
 
     @property
     def conflicts(self) -> list[Group]:
@@ -207,7 +247,21 @@ class DedupeResult:
                     "labels": sorted({m.label for m in g.members}),
                 }
                 for g in self.conflicts
+            ]
+            + [
+                {
+                    "group": g.id,
+                    "kept": g.kept,
+                    "why": g.review_only,
+                    "labels": sorted({m.label for m in g.members}),
+                }
+                for g in self.review_groups
+                if not g.conflict
             ],
+            "review_pairs": self.review_pairs,
+            "calibration": self.calibration.to_json() if self.calibration else None,
+            "expected_false_pairs": round(self.expected_false_pairs, 4),
+            "guard": self.guard,
             "leakage": [
                 {
                     "group": g.id,
@@ -224,6 +278,9 @@ class DedupeResult:
                 "confirmed_pairs": self.confirmed,
                 "groups": len(self.groups),
                 "redundant": self.redundant,
+                "to_quarantine": len(self.quarantine),
+                "review_groups": len(self.review_groups),
+                "review_pairs": len(self.review_pairs),
                 "conflicts": len(self.conflicts),
                 "leaking_groups": len(self.leakage),
                 "matches": self.matches(),
@@ -243,6 +300,13 @@ class DedupeResult:
             "unreadable": len(self.failed),
             "groups": len(self.groups),
             "redundant": self.redundant,
+            "to_quarantine": len(self.quarantine),
+            "review_groups": len(self.review_groups),
+            "review_pairs": len(self.review_pairs),
+            "expected_false_pairs": round(self.expected_false_pairs, 4),
+            "threshold": round(self.calibration.threshold, 4) if self.calibration else None,
+            "weak_evidence": self.weak_evidence,
+            "guard": self.guard,
             "conflicts": len(self.conflicts),
             "leaking_groups": len(self.leakage),
             "matches": self.matches(),
@@ -456,48 +520,12 @@ def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(rep_of), rep_of
 
 
-class UnionFind:
-    """Disjoint sets over 0..n-1, iterative (no recursion), path halving."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        p = self.parent
-        while p[x] != x:
-            p[x] = p[p[x]]
-            x = p[x]
-        return x
-
-    def union(self, x: int, y: int) -> None:
-        rx, ry = self.find(x), self.find(y)
-        if rx != ry:
-            self.parent[max(rx, ry)] = min(rx, ry)
-
-
 # --------------------------------------------------------------------------- splits and policy
 
 
 def read_split_file(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
-    p = root / STATE_DIR / SPLIT_FILE
-    by_path: dict[str, str] = {}
-    by_sha: dict[str, str] = {}
-    if not p.exists():
-        return by_path, by_sha
-    try:
-        with open(p, newline="") as f:
-            for r in csv.DictReader(f):
-                s = (r.get("split") or "").strip()
-                if not s:
-                    continue
-                if r.get("path"):
-                    by_path[r["path"]] = s
-                if r.get("sha256"):
-                    by_sha[r["sha256"]] = s
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        raise CleanerError(f"{p}: cannot read the split file ({e}); fix or delete it") from e
-    return by_path, by_sha
+    return split_file.lookup(split_file.read(root, fix="fix or delete it"))
 
 
 def split_of_path(path: str) -> str | None:
@@ -515,6 +543,78 @@ def keep_key(r: Any) -> tuple[int, int, str]:
 
 
 # ------------------------------------------------------------------------------- the main work
+
+
+@dataclass
+class Verified:
+    """The decision over the candidate pairs of representative contents."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+    """Verification score of each accepted pair."""
+    review: list[tuple[int, int, float]]
+    """(a, b, score) of the pairs just below the acceptance."""
+    candidates: int
+    calibration: Calibration
+    seconds_calibrate: float = 0.0
+    """Basis, per-image features and the null pairs."""
+    seconds_score: float = 0.0
+    """Scoring the candidate pairs."""
+    tested: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """(a, b, score) of every pair scored (benchmarks read it)."""
+
+
+def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
+    """Accept the candidate pairs whose verification score (:mod:`cleaner.verify`) reaches the
+    threshold calibrated on this table's own random pairs; identical grey images always pass."""
+    t0 = time.perf_counter()
+    gate = np.flatnonzero(pairs.score >= min_correlation)
+    scorer = Scorer(table.grey, fit_basis(table.grey))
+    cal = calibrate(null_scores(scorer), int(gate.size))
+    t1 = time.perf_counter()
+    v = scorer.scores(pairs.a[gate], pairs.b[gate], pairs.mirror[gate], cal.threshold)
+    t2 = time.perf_counter()
+    same = np.all(table.grey[pairs.a[gate]] == table.grey[pairs.b[gate]], axis=1)
+    v[same & ~pairs.mirror[gate]] = 1.0
+    ok = v >= cal.threshold
+    near = np.flatnonzero(~ok & (v >= cal.review_from))
+    review = [(int(pairs.a[gate][k]), int(pairs.b[gate][k]), float(v[k])) for k in near]
+    review.sort(key=lambda r: -r[2])
+    return Verified(
+        pairs.a[gate][ok],
+        pairs.b[gate][ok],
+        v[ok],
+        review,
+        int(pairs.a.size),
+        cal,
+        t1 - t0,
+        t2 - t1,
+        (pairs.a[gate], pairs.b[gate], v),
+    )
+
+
+def direct_groups(
+    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, order: Sequence[int]
+) -> list[tuple[int, dict[int, float]]]:
+    """No chains: nodes taken in ``order`` (best copy first); each node not yet taken keeps
+    the untaken nodes it matches *directly*. A~B and B~C with A not ~ C groups A with B and
+    leaves C out. Returns (kept, {member: score}) for every group of two or more."""
+    nbr: list[dict[int, float]] = [{} for _ in range(n)]
+    for x, y, v in zip(a.tolist(), b.tolist(), score.tolist(), strict=True):
+        nbr[x][y] = max(v, nbr[x].get(y, -1.0))
+        nbr[y][x] = max(v, nbr[y].get(x, -1.0))
+    taken = np.zeros(n, dtype=bool)
+    out: list[tuple[int, dict[int, float]]] = []
+    for k in order:
+        if taken[k] or not nbr[k]:
+            continue
+        members = {j: v for j, v in nbr[k].items() if not taken[j]}
+        taken[k] = True
+        if members:
+            taken[list(members)] = True
+            out.append((k, members))
+    return out
 
 
 def find_duplicates(
@@ -547,31 +647,37 @@ def find_duplicates(
     # contents with the same 32 x 32 grey pixels (and so the same hashes) are one node for the
     # search: a thousand copies of one blank image cost one search entry, not a million pairs
     reps, rep_of = identical_pixels(table)
-    pairs = candidate_pairs(table.take(reps), max_distance)
-    ok = pairs.confirmed(min_correlation)
-    pair_a, pair_b = reps[pairs.a[ok]], reps[pairs.b[ok]]
+    rep_table = table.take(reps)
+    pairs = candidate_pairs(rep_table, max_distance)
+    ver = verify_pairs(rep_table, pairs, min_correlation)
 
-    # union-find over rows: same bytes, then confirmed content pairs
-    uf = UnionFind(len(usable))
-    first_row_of: dict[int, int] = {}
-    content_of = np.array([sha_row[r.sha256] for r in usable], dtype=np.int64)
-    for k, c in enumerate(content_of.tolist()):
-        if c in first_row_of:
-            uf.union(first_row_of[c], k)
-        else:
-            first_row_of[c] = k
-    for c, r in enumerate(rep_of.tolist()):
-        if r != c:
-            uf.union(first_row_of[c], first_row_of[r])
-    for a, b in zip(pair_a.tolist(), pair_b.tolist(), strict=True):
-        uf.union(first_row_of[a], first_row_of[b])
-    members_of: dict[int, list[int]] = {}
-    for k in range(len(usable)):
-        members_of.setdefault(uf.find(k), []).append(k)
-    clusters = [ks for ks in members_of.values() if len(ks) > 1]
+    # rows per node (a node: one distinct 32 x 32 grey image); the best row of a node first
+    node_of_rep = {int(r): k for k, r in enumerate(reps.tolist())}
+    rows_of: list[list[Any]] = [[] for _ in range(reps.size)]
+    for r in usable:
+        rows_of[node_of_rep[int(rep_of[sha_row[r.sha256]])]].append(r)
+    for rs in rows_of:
+        rs.sort(key=keep_key)
+    order = sorted(
+        (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
+    )
+    linked = direct_groups(reps.size, ver.a, ver.b, ver.score, order)
+    grouped = {k for k, ms in linked for k in (k, *ms)}
+    clusters: list[tuple[list[Any], dict[str, float]]] = []
+    for k, ms in linked:
+        score = {r.sha256: 1.0 for r in rows_of[k]}
+        for j, v in ms.items():
+            score.update({r.sha256: v for r in rows_of[j]})
+        clusters.append(([r for n in (k, *ms) for r in rows_of[n]], score))
+    # identical bytes or grey pixels, not matched to anything else: a group of their own
+    clusters += [
+        (rows_of[k], {r.sha256: 1.0 for r in rows_of[k]})
+        for k in order
+        if k not in grouped and len(rows_of[k]) > 1
+    ]
 
     # exact pixel digests, only for files that ended up in a group
-    in_groups = [usable[k] for ks in clusters for k in ks]
+    in_groups = [r for rs, _ in clusters for r in rs]
     digests = pixel_digests(
         [(str(rootp / r.path), r.sha256) for r in in_groups],
         root=rootp if cache else None,
@@ -585,9 +691,8 @@ def find_duplicates(
         return split_by_path.get(r.path) or split_by_sha.get(r.sha256) or split_of_path(r.path)
 
     groups: list[Group] = []
-    for ks in clusters:
-        rs = sorted((usable[k] for k in ks), key=keep_key)
-        kept = rs[0]
+    for rs, score in clusters:
+        kept = min(rs, key=keep_key)
         ck = sha_row[kept.sha256]
         members: list[Member] = []
         for r in sorted(rs, key=lambda x: x.path):
@@ -602,12 +707,22 @@ def find_duplicates(
                 if dk and digests.get(r.sha256) == dk:
                     match = PIXELS
             members.append(
-                Member(r.path, r.label, r.sha256, dist, match, r.width, r.height, r.bytes, split(r))
-            )
-        groups.append(Group(0, kept.path, members))
+                Member(
+                    r.path, r.label, r.sha256, dist, match, r.width, r.height, r.bytes, split(r),
+                    score=1.0 if match in ("kept", BYTES, PIXELS) else score[r.sha256],
+                )
+            )  # fmt: skip
+        why = (
+            f"{len(members) - 1} copies matched to one image, more than {MAX_GROUP}: "
+            "implausible, look before quarantining"
+            if len(members) - 1 > MAX_GROUP
+            else ""
+        )
+        groups.append(Group(0, kept.path, members, why))
     groups.sort(key=lambda g: g.kept)
     for i, g in enumerate(groups):
         g.id = i
+    totals = Counter(str(r.label) for r in usable)
     return DedupeResult(
         root=rootp,
         method=method,
@@ -618,10 +733,27 @@ def find_duplicates(
         hashed=run.computed,
         reused=run.reused,
         failed=failed,
-        candidates=int(pairs.a.size),
-        confirmed=int(ok.sum()) + int((rep_of != np.arange(rep_of.size)).sum()),
+        candidates=ver.candidates,
+        confirmed=int(ver.a.size) + int((rep_of != np.arange(rep_of.size)).sum()),
         seconds=time.perf_counter() - t0,
+        calibration=ver.calibration,
+        review_pairs=_review_pairs(ver.review, rows_of),
+        totals=dict(totals),
     )
+
+
+REVIEW_SHOWN = 200
+"""Review pairs listed in ``duplicates.json`` (the strongest first)."""
+
+
+def _review_pairs(
+    review: list[tuple[int, int, float]], rows_of: list[list[Any]]
+) -> list[dict[str, Any]]:
+    out = []
+    for a, b, v in review[:REVIEW_SHOWN]:
+        if rows_of[a] and rows_of[b]:
+            out.append({"a": rows_of[a][0].path, "b": rows_of[b][0].path, "score": round(v, 4)})
+    return out
 
 
 def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
@@ -637,32 +769,46 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
     return min(options, key=lambda o: o[0])
 
 
+def duplicates_path(root: str | os.PathLike[str]) -> Path:
+    """``R/.cleaner/duplicates.json``: the groups ``predict`` keeps in one fold."""
+    return duplicates_file.path(root)
+
+
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    out = state_path(result.root, DUPLICATES_FILE)
     doc = result.to_json()
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if extra:
         doc.update(extra)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-
-    try:
-        atomic_write(out, write)
-    except OSError as e:
-        raise CleanerError(
-            f"cannot write {out} ({e.strerror or e}); make {out.parent} writable"
-        ) from e
-    result.output = out
-    return out
+    result.output = duplicates_file.write(result.root, doc)
+    return result.output
 
 
 def quarantine_path(path: str) -> str:
     """Where a redundant copy goes: ``quarantine/duplicates/<its ROOT-relative path>``."""
     return f"{QUARANTINE_DIR}/{QUARANTINE_SUBDIR}/{path}"
+
+
+def check_guard(result: DedupeResult, max_fraction: float) -> dict[str, Any]:
+    """Per class: the fraction of its files the plan would quarantine, and whether all are
+    within ``max_fraction`` (a larger plan says more about the check than about the data)."""
+    fractions: dict[str, float] = {}
+    why = ""
+    worst = 0.0
+    out = Counter(m.label for _, m in result.quarantine)
+    for label in sorted(result.totals):
+        total = result.totals[label]
+        frac = out[label] / total if total else 0.0
+        fractions[label] = round(frac, 6)
+        if frac > max_fraction + 1e-12 and frac > worst:
+            worst = frac
+            why = (
+                f"the plan would quarantine {out[label]} of {total} {label} images ({frac:.0%}) "
+                f"as duplicates, more than --max-fraction {max_fraction:g}; nothing was moved. "
+                f"Read {result.output} and pass --max-fraction "
+                f"{math.ceil(frac * 100) / 100:.2f} to apply it anyway"
+            )
+    return {"ok": not why, "max_fraction": max_fraction, "fractions": fractions, "why": why}
 
 
 def dedupe(
@@ -672,14 +818,19 @@ def dedupe(
     max_distance: int | None = None,
     apply: bool = False,
     min_correlation: float = DEFAULT_MIN_CORRELATION,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
     workers: int | None = None,
     progress: bool | None = None,
 ) -> DedupeResult:
     """The whole command: current ok files -> groups -> ``duplicates.json``; with ``apply``,
-    every member but the kept one moves to ``quarantine/duplicates/`` through the journal
-    (``cleaner undo`` brings them back)."""
+    every member but the kept one of the groups not held for review moves to
+    ``quarantine/duplicates/`` through the journal (``cleaner undo`` brings them back), unless
+    the plan would take more than ``max_fraction`` of a class: then it is written, not applied,
+    and a :class:`CleanerError` says so."""
     from cleaner.manifest import ok_rows
 
+    if not 0.0 < max_fraction <= 1.0:
+        raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.1")
     open_dataset(root)  # a clear error for a missing root or one without class folders
     rows = ok_rows(root, workers=workers, progress=progress)
     result = find_duplicates(
@@ -691,7 +842,11 @@ def dedupe(
         workers=workers,
         progress=progress,
     )
+    result.output = duplicates_file.path(result.root)
+    result.guard = check_guard(result, max_fraction)
     write_duplicates(result)
+    if apply and not result.guard["ok"]:
+        raise CleanerError(result.guard["why"])
     if apply:
         from cleaner.journal import Move, apply_moves
 
@@ -700,10 +855,10 @@ def dedupe(
                 src=m.path,
                 dst=quarantine_path(m.path),
                 sha256=m.sha256,
-                reason=f"duplicate of {g.kept} ({m.match}, distance {m.distance})",
+                reason=f"duplicate of {g.kept} ({m.match}, distance {m.distance}, "
+                f"score {m.score:.3f})",
             )
-            for g in result.groups
-            for m in g.redundant
+            for g, m in result.quarantine
         ]
         applied = apply_moves(root, moves, command="dedupe", progress=progress)
         result.applied = True

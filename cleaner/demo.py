@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cleaner.choices import Label
+from cleaner.dataset import LABELS
 from cleaner.errors import CleanerError
 
 FORMAT = "cleaner.demo.v1"
@@ -104,6 +106,16 @@ class DemoResult:
     ground_truth: Path
     files: int
     counts: dict[str, int]
+    seed: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner demo --json`` prints."""
+        return {
+            "root": str(self.root),
+            "ground_truth": str(self.ground_truth),
+            "seed": self.seed,
+            **self.counts,
+        }
 
 
 # ----------------------------------------------------------------------------- pixels
@@ -271,7 +283,7 @@ def _corrupt_bytes(kind: str, arr: np.ndarray, rng: np.random.Generator) -> tupl
 
 
 def _other(label: str) -> str:
-    return "fake" if label == "real" else "real"
+    return Label(label).other
 
 
 def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int = 0) -> DemoResult:
@@ -287,9 +299,9 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
             f"{str(root)!r} exists and is not an empty folder; pick a new DIR or remove it first"
         )
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    folder = {"real": REAL_DIR, "fake": FAKE_DIR}
+    folder: dict[str, str] = {Label.REAL: REAL_DIR, Label.FAKE: FAKE_DIR}
     n_real = params.n // 2
-    true_labels = ["real"] * n_real + ["fake"] * (params.n - n_real)
+    true_labels = [Label.REAL] * n_real + [Label.FAKE] * (params.n - n_real)
     sizes = rng.integers(params.min_size // 2, params.max_size // 2 + 1, params.n) * 2
     # which originals sit in the wrong folder: exactly round(noise * n_class) per class
     wrong = np.zeros(params.n, dtype=bool)
@@ -317,7 +329,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     child_seeds = rng.integers(0, 2**63 - 1, params.n)
     for i, true in enumerate(true_labels):
         irng = np.random.default_rng(int(child_seeds[i]))
-        if true == "real":
+        if true == Label.REAL:
             arr, method = make_real(irng, int(sizes[i])), "camera"
         else:
             arr, method = make_fake(irng, int(sizes[i]))
@@ -359,7 +371,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     for j in range(params.corrupt):
         kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
         data, ext = _corrupt_bytes(kind, pixels[j % len(pixels)], rng)
-        path = place(("real", "fake")[j % 2], False, ext)
+        path = place(LABELS[j % 2], False, ext)
         files[path] = data
         corrupt.append({"path": path, "kind": kind})
 
@@ -389,7 +401,7 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
     }
     gt = root / "ground_truth.json"
     gt.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return DemoResult(root=root, ground_truth=gt, files=len(files), counts=counts)
+    return DemoResult(root=root, ground_truth=gt, files=len(files), counts=counts, seed=seed)
 
 
 def _check(p: DemoParams) -> None:

@@ -20,7 +20,6 @@ No TensorFlow: this reads JSON and CSV only.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -28,8 +27,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cleaner.dataset import STATE_DIR
 from cleaner.errors import CleanerError
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import manifest as manifest_file
+from cleaner.state import metrics as metrics_file
+from cleaner.state import plans as plans_file
 
 
 def _load_json(path: Path, what: str, fix: str) -> Any:
@@ -42,18 +44,9 @@ def _load_json(path: Path, what: str, fix: str) -> Any:
 
 
 def applied_plans(root: Path) -> list[dict[str, Any]]:
-    """Applied ``cleaner.plan.v1`` plans in the order they were made (undone ones left out)."""
-    d = root / STATE_DIR / "plans"
-    plans: list[dict[str, Any]] = []
-    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict) and doc.get("applied") and not doc.get("undone"):
-            plans.append(doc)  # an undone run's moves no longer stand
-    plans.sort(key=lambda d: (str(d.get("created", "")), str(d.get("run_id", ""))))
-    return plans
+    """Applied ``cleaner.plan.v1`` plans in the order they were made; an undone run's plan is
+    left out (its moves no longer stand)."""
+    return [d for d in plans_file.applied_docs(root) if not d.get("undone")]
 
 
 def _moves(plans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,11 +150,10 @@ def score_dedupe(
 
 
 def _manifest(root: Path) -> dict[str, dict[str, str]]:
-    p = root / STATE_DIR / "manifest.csv"
+    p = manifest_file.path(root)
     if not p.is_file():
         return {}
-    with open(p, newline="", encoding="utf-8") as f:
-        return {r["path"]: r for r in csv.DictReader(f)}
+    return {r.path: {"path": r.path, "status": r.status} for r in manifest_file.read(root)}
 
 
 def score_corrupt(truth: dict[str, Any], manifest: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -210,12 +202,8 @@ def evaluate(
     n_images = sum(1 for e in truth.get("images", [])) or sum(
         1 for r in manifest.values() if r.get("status") == "ok"
     )
-    dup_file = root / STATE_DIR / "duplicates.json"
-    dups = (
-        _load_json(dup_file, "duplicates file", "run cleaner dedupe again")
-        if dup_file.is_file()
-        else None
-    )
+    found = duplicates_file.read(root)
+    dups = dict(found.raw) if found is not None else None
     out: dict[str, Any] = {
         "dir": str(root),
         "relabeling": score_relabeling(truth, plans, n_images),
@@ -228,7 +216,9 @@ def evaluate(
         out["unseen"] = score_predictions(Path(predictions), Path(labels))
     if metrics is not None:
         mp = Path(metrics)
-        m = _load_json(mp, "metrics file", "run cleaner train (make retrain) first")
+        if not mp.is_file():
+            raise CleanerError(f"{mp} does not exist; run cleaner train (make retrain) first")
+        m = metrics_file.read_metrics(mp)
         out["model"] = {
             "metrics": str(mp),
             "accuracy": m.get("accuracy"),
@@ -239,9 +229,3 @@ def evaluate(
             "epochs": m.get("epochs"),
         }
     return out
-
-
-if __name__ == "__main__":  # python -m cleaner.evaluate DIR [--metrics M.metrics.json]
-    from cleaner.cli.evaluate import main
-
-    main()

@@ -35,10 +35,11 @@ from PIL import Image
 
 from cleaner import images
 from cleaner.atomic import atomic_write
+from cleaner.choices import HashMethod, values
 from cleaner.dataset import state_path
 from cleaner.engine import map_batches
 
-METHODS: tuple[str, ...] = ("phash", "dhash", "whash", "ahash")
+METHODS: tuple[str, ...] = values(HashMethod)
 """Perceptual hash methods (imagehash's), the default first."""
 
 HASH_SIDE = 32

@@ -47,8 +47,8 @@ from cleaner.atomic import fsync_dir
 from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside, state_path
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
+from cleaner.state.runs import journal_dir, run_files, run_path
 
-JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
 BATCH_SIZE = 512
 """Moves per fsync group: large enough that fsyncs cost little per move, small enough that a
@@ -104,6 +104,14 @@ class RecoveryReport:
     def __bool__(self) -> bool:
         return bool(self.runs)
 
+    def message(self) -> str:
+        """The one line every command that recovers prints (on stderr)."""
+        return (
+            f"recovered interrupted run(s) {', '.join(self.runs)}: {self.completed} moves "
+            f"completed, {self.rolled_back} rolled back"
+            + (f"; problems: {'; '.join(self.problems)}" if self.problems else "")
+        )
+
 
 @dataclass(frozen=True)
 class AppliedRun:
@@ -133,6 +141,17 @@ class UndoResult:
     left: list[MoveResult]
     recovery: RecoveryReport = field(default_factory=RecoveryReport)
 
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner undo --json`` prints."""
+        return {
+            "undone_run": self.undone_run,
+            "run_id": self.run_id,
+            "restored": len(self.restored),
+            "left": [{"path": r.src, "original": r.wanted, "why": r.why} for r in self.left],
+            "recovered": self.recovery.runs,
+            "problems": self.recovery.problems,
+        }
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -158,10 +177,6 @@ class RunInfo:
 def state_dir(root: str | os.PathLike[str]) -> Path:
     """``R/.cleaner``, refused (one line) when it is a symlink, a file or leads out of ROOT."""
     return state_path(root)
-
-
-def journal_dir(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, JOURNAL_DIR)
 
 
 _held: dict[str, tuple[int, int]] = {}
@@ -427,10 +442,7 @@ class _Journal:
 
 
 def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
-    """The journals under ROOT; a symlink among them is never read or appended to (recovery
-    would write through it, outside ROOT)."""
-    d = journal_dir(root)
-    return sorted(p for p in d.glob("*.jsonl") if not p.is_symlink()) if d.is_dir() else []
+    return run_files(root)
 
 
 def _first_record(path: Path) -> dict[str, Any]:
@@ -668,7 +680,7 @@ def _run_moves(
     batch_size = max(1, int(os.environ.get(_BATCH_ENV) or BATCH_SIZE))
     mover = _Mover(delay)
     results: list[MoveResult | None] = [None] * len(moves)
-    jpath = journal_dir(root) / f"{run_id}.jsonl"
+    jpath = run_path(root, run_id)
     if jpath.exists():
         raise CleanerError(f"run id {run_id!r} already has a journal ({jpath}); use a new run id")
     j = _Journal(jpath)
@@ -915,7 +927,7 @@ def apply_moves(
 def _link_targets(root: Path) -> dict[str, str]:
     """target -> symlink, for the symlinks inside ROOT that the last scan listed: moving a
     target would leave its link dangling, so the mover leaves it (see ``cleaner.manifest``)."""
-    from cleaner.manifest import link_targets
+    from cleaner.state.manifest import link_targets
 
     return link_targets(root)
 
@@ -993,7 +1005,7 @@ def _complete(gone: bool, results: list[MoveResult]) -> dict[str, Any]:
 def _undo_marker(root: Path, target: str) -> str:
     """An empty undo journal that records ``target`` as wholly undone."""
     uid = new_run_id()
-    j = _Journal(journal_dir(root) / f"{uid}.jsonl")
+    j = _Journal(run_path(root, uid))
     try:
         j.write(
             {
@@ -1036,7 +1048,7 @@ def undo(
         rep = recover(rootp)
         target = _pick_run(rootp, list_runs(rootp), run_id)
         damaged: list[str] = []
-        recs = _read_records(jdir / f"{target.run_id}.jsonl", damaged)
+        recs = _read_records(run_path(rootp, target.run_id), damaged)
         restored: list[MoveResult] = []
         left: list[MoveResult] = []
         uid = ""

@@ -12,28 +12,32 @@ Nothing here follows a symlink out of ROOT: such a file gets its row with status
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import stat
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cleaner import images
-from cleaner.atomic import atomic_write
-from cleaner.dataset import Dataset, FileEntry, open_dataset, state_path
+from cleaner.dataset import LABELS, Dataset, FileEntry, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
+from cleaner.state.manifest import (
+    ManifestRow,
+    manifest_path,
+    read_manifest,
+    read_rows,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     from cleaner.journal import AppliedRun, Move
 
-MANIFEST_NAME = "manifest.csv"
 
 # statuses that belong to the file system rather than to the decoder (see cleaner.images for
 # the decoder's: ok, empty, not-an-image, corrupt, truncated, too-large, unsupported, unreadable)
@@ -67,44 +71,6 @@ MAX_FILE_BYTES = 1 << 30
 """Files larger than this are hashed in chunks but not decoded (status ``too-large``)."""
 
 
-@dataclass(frozen=True)
-class ManifestRow:
-    """One file found under a class folder (one line of ``manifest.csv``)."""
-
-    path: str
-    """ROOT-relative, ``/``-separated."""
-    label: str
-    """``real`` or ``fake``, from the class folder the file sits in."""
-    sha256: str
-    """sha256 of the file's bytes; empty when the file could not be read."""
-    bytes: int
-    width: int
-    height: int
-    """Upright size (EXIF orientation applied), as every stage sees the image; 0 when not ok."""
-    format: str
-    """Format sniffed from the bytes (``JPEG``, ``PNG``, ``WEBP``...), not from the extension."""
-    status: str
-    """``ok`` or why not (see :data:`STATUS_MEANINGS`)."""
-    reason: str = ""
-    """One line for people: why the status, or a note on an ok file (extension mismatch)."""
-    mtime_ns: int = 0
-    mode: str = ""
-    """Pillow mode of the file before conversion to RGB (``RGB``, ``L``, ``P``, ``CMYK``...)."""
-    frames: int = 0
-    """Number of frames (animations are used through their first frame)."""
-    target: str = ""
-    """For a symlink whose target is inside ROOT: the target, ROOT-relative. The mover never
-    moves such a target (its link would dangle), nor a link."""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == images.OK
-
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
-_INT_COLUMNS = frozenset({"bytes", "width", "height", "mtime_ns", "frames"})
-
-
 @dataclass
 class ScanResult:
     """What a scan found. ``read`` counts the files opened this time, ``reused`` the rows kept
@@ -126,7 +92,7 @@ class ScanResult:
     def counts(self) -> dict[str, dict[str, int]]:
         """label -> status -> number of files (every label present, ``ok`` always listed)."""
         out: dict[str, dict[str, int]] = {}
-        for label in ("real", "fake"):
+        for label in LABELS:
             c = Counter(r.status for r in self.rows if r.label == label)
             out[label] = {images.OK: c.pop(images.OK, 0), **dict(sorted(c.items()))}
         return out
@@ -145,10 +111,6 @@ class ScanResult:
             "outside_links": list(self.outside_links),
             "counts": self.counts(),
         }
-
-
-def manifest_path(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, MANIFEST_NAME)
 
 
 # --------------------------------------------------------------------------- the batch function
@@ -249,7 +211,7 @@ def _row(entry: FileEntry, fields_: tuple[object, ...], target: str = "") -> Man
 def _previous(root: Path) -> dict[str, ManifestRow]:
     """Rows of the last manifest by path; empty when there is none or it does not parse."""
     try:
-        return {r.path: r for r in _read(manifest_path(root))}
+        return {r.path: r for r in read_rows(manifest_path(root))}
     except (OSError, ValueError, KeyError, CleanerError):
         return {}
 
@@ -357,77 +319,6 @@ def _readlink(p: Path) -> str:
         return "?"
 
 
-# --------------------------------------------------------------------------- manifest file
-
-
-def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
-    """Write the manifest atomically (tmp + fsync + ``os.replace``); returns its path."""
-    path = manifest_path(root)
-
-    def write(tmp: Path) -> None:
-        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read
-        # back (below) into the same str, which os turns into the same bytes: reversible
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(COLUMNS)
-            w.writerows([getattr(r, c) for c in COLUMNS] for r in rows)
-
-    atomic_write(path, write)
-    return path
-
-
-def _read(path: Path) -> list[ManifestRow]:
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        missing = [c for c in ("path", "label", "sha256", "status") if c not in header]
-        if missing:
-            raise CleanerError(
-                f"{path} lacks the column(s) {', '.join(missing)}; run `cleaner scan` to rebuild it"
-            )
-        # columns by position in this file (older or newer manifests may order them otherwise)
-        where = [header.index(c) if c in header else -1 for c in COLUMNS]
-        ints = [c in _INT_COLUMNS for c in COLUMNS]
-        out: list[ManifestRow] = []
-        for rec in reader:
-            if len(rec) != len(header):
-                raise ValueError(f"line {reader.line_num} has {len(rec)} fields, not {len(header)}")
-            vals: list[object] = []
-            for i, is_int in zip(where, ints, strict=True):
-                v = rec[i] if i >= 0 else ""
-                vals.append((int(v) if v else 0) if is_int else v)
-            out.append(ManifestRow(*vals))  # type: ignore[arg-type]
-        return out
-
-
-def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
-    """The rows of ``ROOT/.cleaner/manifest.csv`` as last written (no rescan).
-
-    Raises :class:`CleanerError` when there is none (run ``cleaner scan`` first) or it does not
-    parse."""
-    path = manifest_path(root)
-    if not path.is_file():
-        raise CleanerError(f"no manifest at {path}; run `cleaner scan --root {root}` first")
-    try:
-        return _read(path)
-    except (ValueError, KeyError, csv.Error) as e:
-        raise CleanerError(
-            f"{path} does not parse ({e}); run `cleaner scan --root {root}` to rebuild it"
-        ) from e
-
-
-def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
-    """target -> link, for every symlink inside ROOT the manifest lists (empty without one).
-    The mover leaves these targets in place: a moved target leaves its link dangling."""
-    try:
-        path = manifest_path(root)
-        if not path.is_file():
-            return {}
-        return {r.target: r.path for r in _read(path) if r.target}
-    except (OSError, ValueError, KeyError, csv.Error, CleanerError):
-        return {}
-
-
 def ok_rows(
     root: str | os.PathLike[str],
     *,
@@ -477,6 +368,18 @@ class QuarantineResult:
     moves: list[Move]
     applied: AppliedRun | None = None
     """``None`` on a dry run."""
+
+    def summary(self) -> dict[str, object]:
+        """The ``quarantine`` object of ``cleaner scan --quarantine --json``."""
+        out: dict[str, object] = {
+            "applied": self.applied is not None,
+            "moves": [{"src": m.src, "dst": m.dst, "reason": m.reason} for m in self.moves],
+        }
+        if self.applied is not None:
+            out["run_id"] = self.applied.run_id
+            out["moved"] = [{"src": r.src, "dst": r.dst} for r in self.applied.moved]
+            out["skipped"] = [{"src": r.src, "why": r.why} for r in self.applied.skipped]
+        return out
 
 
 def quarantine_unreadable(

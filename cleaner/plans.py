@@ -12,7 +12,6 @@ says more about the model than about the labels, so it is written but not applie
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label
 from cleaner.consensus import (
     DEFAULT_FLOOR,
     DEFAULT_MIN_CONFIDENCE,
@@ -38,7 +37,7 @@ from cleaner.consensus import (
     choose,
     decide,
 )
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset, state_path
+from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.journal import (
     AppliedRun,
@@ -54,14 +53,15 @@ from cleaner.journal import (
 from cleaner.journal import undo as journal_undo
 from cleaner.noise import MoveEstimate
 from cleaner.predictions import MatchResult, match_entries, read_predictions
+from cleaner.state import plans as plans_file
+from cleaner.state.plans import PLAN_FORMAT
+from cleaner.state.runs import run_relpath
 
-PLAN_FORMAT = "cleaner.plan.v1"
-PLANS_DIR = "plans"
 DEFAULT_MAX_FRACTION = 0.15
 
 
 def plans_dir(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, PLANS_DIR)
+    return plans_file.plans_dir(root)
 
 
 @dataclass
@@ -258,7 +258,7 @@ def build_plan(
         )
         for d in move_ds
     ]
-    totals = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
+    totals: dict[str, int] = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
     plan: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "run_id": rid,
@@ -277,7 +277,7 @@ def build_plan(
             "covered": len(images),
             "moves": {
                 f"{a}->{b}": sum(1 for d in move_ds if d.from_label == a)
-                for a, b in (("real", "fake"), ("fake", "real"))
+                for a, b in ((Label.REAL, Label.FAKE), (Label.FAKE, Label.REAL))
             },
             "review": len(review),
         },
@@ -334,21 +334,12 @@ def _now() -> str:
 
 def write_plan(root: str | os.PathLike[str], plan: dict[str, Any]) -> Path:
     """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
-    path = plans_dir(root) / f"{plan['run_id']}.json"
-    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n")
-    return path
+    return plans_file.write(root, plan)
 
 
 def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A plan file, checked to be one."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CleanerError(f"plan {p} cannot be read ({e}); run `cleaner separate` again") from None
-    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
-        raise CleanerError(f"{p} is not a {PLAN_FORMAT} plan; run `cleaner separate` again")
-    return doc
+    return plans_file.read_doc(path)
 
 
 def separate(
@@ -400,7 +391,7 @@ def separate(
             command="separate",
             run_id=plan["run_id"],
             progress=progress,
-            extra={"plan": f"{STATE_DIR}/{PLANS_DIR}/{plan_path.name}"},
+            extra={"plan": plans_file.plan_relpath(plan_path)},
         )
         by_src = {r.src: r for r in run.results}
         for rec in plan["moves"]:
@@ -410,7 +401,7 @@ def separate(
             if r is not None and r.status != "moved":
                 rec["why_not"] = r.why
         plan["applied"] = bool(moves)
-        plan["journal"] = f"{STATE_DIR}/journal/{plan['run_id']}.jsonl" if moves else None
+        plan["journal"] = run_relpath(plan["run_id"]) if moves else None
         write_plan(ds.root, plan)
         result.applied = run
         return result

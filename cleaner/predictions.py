@@ -27,13 +27,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeGuard
 
 from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label, values
 from cleaner.dataset import check_relpath, resolve_inside
 from cleaner.errors import CleanerError, PathEscapeError
 
 FORMAT_V1 = "cleaner.predictions.v1"
 """The ``format`` field of cleaner's own predictions files."""
 
-CLASSES: list[str] = ["real", "fake"]
+CLASSES: list[str] = list(values(Label))
 
 
 class PredictionsError(CleanerError):
@@ -226,8 +227,8 @@ class _Reader:
 
     def hard(self, where: str, v: object, *, numbers_are: str) -> float:
         """A class given as a name, or as 0 = fake / 1 = real (the original scripts)."""
-        if isinstance(v, str) and v.strip().lower() in ("real", "fake"):
-            return 1.0 if v.strip().lower() == "fake" else 0.0
+        if isinstance(v, str) and v.strip().lower() in values(Label):
+            return 1.0 if v.strip().lower() == Label.FAKE else 0.0
         if numbers_are == "labels" and _is_number(v) and float(v) in (0.0, 1.0):
             return 0.0 if float(v) == 1.0 else 1.0
         hint = (
@@ -338,7 +339,7 @@ class _Reader:
 
 def _show(e: Entry) -> str:
     if e.hard:
-        return "fake" if e.prob_fake == 1.0 else "real"
+        return Label.FAKE if e.prob_fake == 1.0 else Label.REAL
     return f"prob_fake {e.prob_fake:g}"
 
 

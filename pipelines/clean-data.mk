@@ -1,5 +1,7 @@
-# make clean-data: scan -> out-of-fold predict (several backbones) -> separate --apply ->
-# dedupe --apply -> report, on $(ROOT). Every variable below can be overridden:
+# make clean-data: scan -> dedupe (dry run: duplicates.json, so that predict keeps each group in
+# one fold) -> out-of-fold predict (several backbones) -> separate --apply -> dedupe --apply
+# (stops, exit 1, when the plan would quarantine more than DEDUPE_MAX_FRACTION of a class) ->
+# report, on $(ROOT). Every variable below can be overridden:
 #   make clean-data ROOT=~/faces BACKBONES="efficientnet-lite0 spectrum" FOLDS=5 RULE=mean
 # The default voters are the two strongest texture backbones (bench/README "Planted label
 # errors"); a file moves when their mean probability of the other class reaches the lowest
@@ -28,6 +30,7 @@ SEPARATE_ARGS ?=
 DEDUPE_METHOD ?= phash
 MAX_DISTANCE  ?= 10
 DEDUPE_ARGS   ?=
+DEDUPE_MAX_FRACTION ?= 0.1
 REPORT        ?= $(STATE)/report.html
 STATE_PY       = $(BIN)/python pipelines/state.py
 # per-backbone extra flags: PREDICT_ARGS_efficientnet-lite0="--image-size 160"
@@ -37,7 +40,7 @@ PRED_FILES     = $(foreach b,$(BACKBONES),$(PREDS_DIR)/$(b).json)
 FORCE:
 .PRECIOUS: $(STAMPS)/params-predict-% $(PREDS_DIR)/%.json
 
-clean-data: $(STAMPS)/clean-data ## scan, out-of-fold predict, separate --apply, dedupe --apply, report on $(ROOT)
+clean-data: $(STAMPS)/clean-data ## scan, dedupe (plan), out-of-fold predict, separate --apply, dedupe --apply, report on $(ROOT)
 	@echo "clean-data: done on $(ROOT) (plans in $(STATE)/plans, duplicates in $(STATE)/duplicates.json, undo with: $(CLEANER) undo --root $(ROOT))"
 
 # the scan always runs; the stamp only moves when the content changed
@@ -49,7 +52,16 @@ $(STAMPS)/dataset: FORCE $(VENV)/.installed
 $(STAMPS)/params-predict-%: FORCE
 	@$(STATE_PY) params $@ $(FOLDS) $(PREDICT_ARGS) $(PREDICT_ARGS_$*)
 
-$(PREDS_DIR)/%.json: $(STAMPS)/dataset $(STAMPS)/params-predict-%
+$(STAMPS)/params-dedupe-plan: FORCE
+	@$(STATE_PY) params $@ $(DEDUPE_METHOD) $(MAX_DISTANCE) $(DEDUPE_ARGS)
+
+# duplicate groups before predicting: the folds keep every group together (a dry run, moves
+# nothing; the --apply below runs on the relabelled tree)
+$(STAMPS)/dedupe-plan: $(STAMPS)/dataset $(STAMPS)/params-dedupe-plan
+	$(CLEANER) dedupe --root $(ROOT) --method $(DEDUPE_METHOD) --max-distance $(MAX_DISTANCE) $(DEDUPE_ARGS) --json > $(STAMPS)/dedupe-plan.json
+	@touch $@
+
+$(PREDS_DIR)/%.json: $(STAMPS)/dataset $(STAMPS)/dedupe-plan $(STAMPS)/params-predict-%
 	@mkdir -p $(PREDS_DIR)
 	$(CLEANER) predict --root $(ROOT) --backbone $* --folds $(FOLDS) $(PREDICT_ARGS) $(PREDICT_ARGS_$*) --out $@
 
@@ -61,16 +73,17 @@ $(STAMPS)/separate: $(PRED_FILES) $(STAMPS)/params-separate
 	@touch $@
 
 $(STAMPS)/params-dedupe: FORCE
-	@$(STATE_PY) params $@ $(DEDUPE_METHOD) $(MAX_DISTANCE) $(DEDUPE_ARGS)
+	@$(STATE_PY) params $@ $(DEDUPE_METHOD) $(MAX_DISTANCE) $(DEDUPE_MAX_FRACTION) $(DEDUPE_ARGS)
 
 $(STAMPS)/dedupe: $(STAMPS)/separate $(STAMPS)/params-dedupe
-	$(CLEANER) dedupe --root $(ROOT) --method $(DEDUPE_METHOD) --max-distance $(MAX_DISTANCE) $(DEDUPE_ARGS) --apply
+	$(CLEANER) dedupe --root $(ROOT) --method $(DEDUPE_METHOD) --max-distance $(MAX_DISTANCE) --max-fraction $(DEDUPE_MAX_FRACTION) $(DEDUPE_ARGS) --apply
 	@touch $@
 
 # the cleaned state becomes the new baseline: re-stamp the dataset, then every output after it
 $(STAMPS)/clean-data: $(STAMPS)/dedupe
 	$(CLEANER) scan --root $(ROOT) --json > $(STAMPS)/scan.json
 	@$(STATE_PY) digest $(ROOT) $(STAMPS)/dataset
+	@touch $(STAMPS)/dedupe-plan
 	@touch $(PRED_FILES)
 	@touch $(STAMPS)/separate
 	@touch $(STAMPS)/dedupe

@@ -25,28 +25,49 @@ def test_registry_names_and_unknown_backbone() -> None:
         get_backbone("resnet9000")
 
 
-@pytest.mark.parametrize(
-    ("name", "size"),
-    [
-        ("efficientnetb0", 32),
-        ("efficientnet-lite0", 32),
-        ("mobilenetv3small", 32),
-        ("mobilenetv3-ensemble", 32),
-        ("efficientnetb4", 32),
-        ("vgg16", 32),
-        ("simple-cnn", 32),
-    ],
-)
-def test_every_network_builds_untrained_and_gives_one_vector_per_image(
-    name: str, size: int
-) -> None:
+NETWORKS = sorted(n for n, b in BACKBONES.items() if b.builder is not None)
+NUMPY = sorted(n for n, b in BACKBONES.items() if b.builder is None)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_registry_entry_is_consistent(name: str) -> None:
+    """What the rest of cleaner relies on, for every backbone registered (no Keras needed):
+    a network or a numpy feature function, a crop policy the inputs know, default weights it
+    accepts, and a preprocessing key of its own (two backbones sharing one would share cache
+    entries)."""
+    from cleaner.models.inputs import CROPS
+
     bb = get_backbone(name)
+    assert bb.name == name
+    assert (bb.builder is None) == (bb.numpy_features is not None)
+    assert bb.crop in CROPS
+    assert bb.default_weights in bb.weights_choices
+    assert bb.input_size > 0 and bb.regions >= 1
+    assert bb.head_c is None or bb.head_c > 0
+    keys = [b.preprocessing_key() for b in BACKBONES.values()]
+    assert keys.count(bb.preprocessing_key()) == 1
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_network_builds_untrained_and_gives_one_vector_per_image(name: str) -> None:
+    bb = get_backbone(name)
+    size = 64
     model = bb.build("none", size)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
     y = np.asarray(model(x, training=False))
     assert y.ndim == 2 and y.shape[0] == 2 and y.shape[1] > 1
+    assert y.shape[1] % bb.regions == 0
     assert np.isfinite(y).all()
     assert model.input_shape == (None, size, size, 3)
+
+
+@pytest.mark.parametrize("name", NUMPY)
+def test_every_numpy_backbone_gives_one_vector_per_image(name: str) -> None:
+    bb = get_backbone(name)
+    assert bb.numpy_features is not None
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    y = bb.numpy_features(x)
+    assert y.ndim == 2 and y.shape[0] == 2 and y.shape[1] > 1 and np.isfinite(y).all()
 
 
 def test_weights_none_builds_are_reproducible() -> None:

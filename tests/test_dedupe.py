@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cleaner import hashing
 from cleaner.cli import app
 from cleaner.dedupe import DEFAULT_MAX_DISTANCE, find_duplicates, keep_key
+from cleaner.errors import CleanerError
 from cleaner.hashindex import brute_force_pairs, hamming, plan, radius_pairs
 from tests.dedupe_helpers import picture, save_jpeg, transformed
 from tests.image_factory import make_truncated_jpeg
@@ -159,7 +160,7 @@ def test_split_file_leakage(dataset: tuple[Path, set]) -> None:
 def test_apply_rerun_finds_nothing_and_undo_restores(dataset: tuple[Path, set]) -> None:
     root, truth = dataset
     before = tree(root)
-    summary = run("--root", str(root), "--apply")
+    summary = run("--root", str(root), "--apply", "--max-fraction", "1")
     assert summary["moved"] == len(truth) and summary["run_id"]
     doc = json.loads((root / ".cleaner/duplicates.json").read_text())
     for g in doc["groups"]:
@@ -216,9 +217,17 @@ def test_distinct_pictures_rejected_even_at_a_wide_radius(tmp_path: Path) -> Non
 
 
 def test_bad_method_and_root_are_one_line_errors(tmp_path: Path) -> None:
+    """A method outside the choices is a usage error (exit 2, Typer names the choices);
+    scripts calling the library get the CleanerError naming them."""
+    from cleaner.dedupe import dedupe as run_dedupe
+
     (tmp_path / "real_images").mkdir()
     res = runner.invoke(app, ["dedupe", "--root", str(tmp_path), "--method", "md5"])
-    assert res.exit_code == 1 and "unknown --method 'md5'" in res.output
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and "'md5' is not one of" in said
+    assert "'phash'" in said and "'ahash'" in said
+    with pytest.raises(CleanerError, match="unknown --method 'md5'"):
+        run_dedupe(tmp_path, method="md5")
     res = runner.invoke(app, ["dedupe", "--root", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "does not exist" in res.output
 

@@ -65,7 +65,9 @@ def test_planted_copies_on_faces(tmp_path: Path) -> None:
     assert conflicts == {t for t in truth if any(p.startswith("fake_images/") for p in t)}
     assert len(doc["review"]) == len(conflicts) == 10
 
-    res = runner.invoke(app, ["dedupe", "--root", str(root), "--apply", "--json"])
+    res = runner.invoke(
+        app, ["dedupe", "--root", str(root), "--apply", "--max-fraction", "0.3", "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.splitlines()[-1])["moved"] == len(truth)
     assert len(list((root / "quarantine/duplicates").rglob("*.jpg"))) == len(truth)

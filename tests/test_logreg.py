@@ -59,7 +59,7 @@ def test_chunked_reading_gives_the_gathered_answer(monkeypatch: pytest.MonkeyPat
     rows = np.arange(0, len(y), 2)
     gathered = logreg.fit([(x, rows)], y[rows], c=0.03)
     monkeypatch.setattr(logreg, "GATHER_BYTES", 0)
-    monkeypatch.setattr(logreg, "CHUNK_ROWS", 17)
+    monkeypatch.setattr(logreg, "CHUNK_BYTES", 17 * 4 * x.shape[1])  # 17 rows
     chunked = logreg.fit([(x, rows)], y[rows], c=0.03)
     assert np.abs(chunked.prob(x) - gathered.prob(x)).max() < 1e-4
     assert chunked.n_iter == pytest.approx(gathered.n_iter, abs=3)
@@ -92,7 +92,7 @@ def test_memory_is_a_chunk_not_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _data(n=4000, dim=500, seed=5)
     rows = np.flatnonzero(np.arange(len(y)) % 5 != 0)
     monkeypatch.setattr(logreg, "GATHER_BYTES", 0)
-    monkeypatch.setattr(logreg, "CHUNK_ROWS", 64)
+    monkeypatch.setattr(logreg, "CHUNK_BYTES", 64 * 4 * x.shape[1])  # 64 rows
     tracemalloc.start()
     try:
         head = logreg.fit([(x, rows)], y[rows], c=0.03, max_iter=50)

@@ -193,6 +193,30 @@ def test_usage_errors_are_one_line(tmp_path: Path, model: Path) -> None:
     assert not Path(out).exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "choices"),
+    [("--crop", "foo", ("center", "resize")), ("--head", "svm", ("logreg", "logreg-cv"))],
+)
+def test_fixed_choices_are_usage_errors(
+    tmp_path: Path, flag: str, value: str, choices: tuple[str, ...]
+) -> None:
+    """`predict --crop foo` ended in a ValueError traceback; now Typer refuses it (exit 2),
+    naming the choices, before any work, and --help lists them."""
+    root = make_root(tmp_path / "R", 2, size=40)
+    out = tmp_path / "x.json"
+    r = runner.invoke(
+        app, ["predict", "--root", str(root), "--backbone", "spectrum", "--out", str(out),
+              flag, value],
+    )  # fmt: skip
+    said = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and f"'{value}' is not one of" in said, said
+    assert all(f"'{c}'" in said for c in choices)
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not out.exists()
+    helptext = " ".join(runner.invoke(app, ["predict", "--help"]).output.split())
+    assert "|".join(choices) in helptext
+
+
 def test_download_failure_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras.src.backend.config as kconfig
     import keras.src.utils.file_utils as file_utils
@@ -307,7 +331,7 @@ def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: P
 
     import numpy as np
 
-    from cleaner.cli._common import TF_NOISE
+    from cleaner.models import TF_NOISE
 
     d = tmp_path / "imgs"
     d.mkdir()
@@ -332,7 +356,7 @@ def test_predict_dir_stderr_carries_no_tensorflow_noise(tmp_path: Path, model: P
         "os.write(2, b'W0000 a real warning\\n')\n"
     )
     env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), *sys.path])
-    code = "from cleaner.cli._common import quiet_tensorflow; quiet_tensorflow()"
+    code = "from cleaner.models import quiet_tensorflow; quiet_tensorflow()"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == ["W0000 a real warning"]

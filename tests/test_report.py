@@ -194,6 +194,9 @@ def test_applied_plan_and_hostile_names(tmp_path: Path) -> None:
     assert by_path["real_images/r2.jpg"]["state"] == "applied"
     assert by_path["fake_images/f3.png"]["state"] == "skipped"
     assert res.counts["moves"] == 4
+    from cleaner.manifest import read_manifest
+
+    assert res.counts["summary"] == len(read_manifest(ds.root)) > 0  # files, not split rows
 
 
 def test_bad_out_and_missing_root(tmp_path: Path) -> None:

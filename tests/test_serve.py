@@ -187,7 +187,7 @@ def test_a_real_keras_model_loaded_lazily(tmp_path: Path) -> None:
     (tmp_path / "M.metrics.json").write_text(json.dumps({"crop": "resize"}))
     app = create_app(tmp_path, model_path=path)
     predictor = app.extensions["cleaner"]["predictor"]
-    assert predictor._model is None  # nothing loaded until the first upload
+    assert predictor._detector is None  # nothing loaded until the first upload
     data = _jpeg(4, size=64)
     r = app.test_client().post("/predict?format=json", data={"image": (io.BytesIO(data), "x.jpg")})
     assert r.status_code == 200, r.data

@@ -66,7 +66,7 @@ def test_texture_stats_are_mean_std_and_gram_upper_triangle() -> None:
 def test_backbone_dimension_and_save_load_roundtrip(tmp_path: Path) -> None:
     import keras
 
-    from cleaner.models.predict import load_model
+    from cleaner.models.saved import load_model
 
     for name, dim in (("efficientnet-lite1-gram", 17_504), ("efficientnet-lite2-gram", 19_844)):
         assert get_backbone(name).build("none", 32).output_shape == (None, dim)
@@ -202,7 +202,7 @@ def test_quad_backbone_folds_train_and_predict_dir(tmp_path: Path) -> None:
         ["train", "--root", str(root), *args, "--epochs", "0", "--out", str(model)],
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    from cleaner.models.predict import load_model
+    from cleaner.models.saved import load_model
 
     clf = load_model(model)
     assert clf.get_layer("region_mean") is not None

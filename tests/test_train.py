@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cleaner.cli import app
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
-from cleaner.models.train import dataset_samples, make_split, read_split
+from cleaner.split import dataset_samples, make_split, read_split
 from tests.train_helpers import make_dataset
 
 runner = CliRunner()
@@ -237,7 +237,7 @@ def test_transfer_head_on_frozen_features(tmp_path: Path, head: str) -> None:
         assert m["roc_auc"] > 0.9
     # the model file reproduces the test figures: prob_fake from 0..255 pixels
     from cleaner.images import load_array
-    from cleaner.models.predict import load_model
+    from cleaner.models.saved import load_model
 
     split = [r for r in _split_csv(root) if r["split"] == "test"]
     x = np.stack([load_array(root / r["path"], 32, crop="center") for r in split])

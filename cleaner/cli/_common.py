@@ -6,9 +6,9 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -61,46 +61,6 @@ def use_engine(engine: Engine | None, ray_address: str | None) -> None:
     configure(engine, ray_address)
 
 
-TF_NOISE = (
-    "All log messages before absl::InitializeLog() is called",
-    "oneDNN custom operations are on",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-    "To enable the following instructions",
-    "Unable to register cuDNN factory",
-    "Unable to register cuFFT factory",
-    "Unable to register cuBLAS factory",
-    "computation placer already registered",
-    "TF-TRT Warning: Could not find TensorRT",
-)
-"""Lines TensorFlow's import writes on stderr whatever TF_CPP_MIN_LOG_LEVEL says (absl logs
-before it is initialised ignore the level: abseil-cpp #1718): informational only."""
-
-
-def quiet_tensorflow() -> None:
-    """Import TensorFlow once with stderr captured at the file-descriptor level, and pass every
-    captured line on except :data:`TF_NOISE`: the commands that need a model then print their
-    own output only, and a real import error still reaches the user."""
-    import os
-    import tempfile
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines():
-                if line.strip() and not any(noise in line for noise in TF_NOISE):
-                    print(line, file=sys.stderr)
-
-
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` as one line on stderr; return the Exit(1) to raise."""
     line = " ".join(str(message).split())
@@ -140,6 +100,22 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             ) from None
 
     return wrapper
+
+
+class Result(Protocol):
+    """What a command's work returns: ``summary()`` is its ``--json`` form (built beside the
+    result, in the module that does the work, so the CLI never assembles JSON itself)."""
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+def emit_json(result: Result | Mapping[str, Any], json_out: bool) -> bool:
+    """The one ``--json`` printer: with ``json_out``, print the result's summary as one JSON
+    object and return True (the command is done); else return False (print the tables)."""
+    if not json_out:
+        return False
+    print_json(dict(result) if isinstance(result, Mapping) else result.summary())
+    return True
 
 
 def print_json(obj: Any) -> None:

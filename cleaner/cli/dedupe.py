@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cleaner.choices import HashMethod
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     EngineOption,
@@ -15,7 +16,8 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
-    print_json,
+    emit_json,
+    err_console,
     use_engine,
 )
 
@@ -26,9 +28,8 @@ SHOW_GROUPS = 20
 def dedupe(
     root: RootOption = DEFAULT_ROOT,
     method: Annotated[
-        str,
-        typer.Option("--method", "-m", help="Perceptual hash: phash, dhash, whash or ahash."),
-    ] = "phash",
+        HashMethod, typer.Option("--method", "-m", help="Perceptual hash (imagehash's).")
+    ] = HashMethod.PHASH,
     max_distance: Annotated[
         int | None,
         typer.Option(
@@ -46,6 +47,16 @@ def dedupe(
             help="Move every copy but the kept one to ROOT/quarantine/duplicates/ (journaled).",
         ),
     ] = False,
+    max_fraction: Annotated[
+        float,
+        typer.Option(
+            "--max-fraction",
+            min=0.0,
+            max=1.0,
+            help="--apply refuses a plan that would quarantine more than this fraction of a "
+            "class (it is written, exit 1); default 0.1.",
+        ),
+    ] = 0.1,
     workers: Annotated[
         int | None,
         typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
@@ -58,7 +69,11 @@ def dedupe(
 
     Exact copies (same bytes, or same decoded pixels) and near copies (resized, recompressed,
     brightened, mirrored, cropped by a few percent) are grouped. Each candidate pair within
-    --max-distance bits is confirmed by an independent check of the aligned pixels. The kept
+    --max-distance bits is confirmed by an independent check of the aligned pixels, with what
+    this dataset's images share removed, against a threshold calibrated on the dataset's own
+    random pairs (expected false pairs reported). A copy joins a group only by matching the kept
+    copy directly; groups of more than 20 copies and pairs just short of the threshold are
+    listed for review and never moved. The kept
     copy has the most pixels, then the largest file, then the first path. A group spanning
     both classes is a label conflict (listed for review); a group spanning train/val/test is
     split leakage. Without --apply nothing moves; with --apply the other copies go to
@@ -75,6 +90,8 @@ def dedupe(
 
         cleaner dedupe --root data --apply && cleaner undo --root data
 
+        cleaner dedupe --root data --apply --max-fraction 0.3
+
         cleaner dedupe --root data --json | jq .conflicts
     """
     use_engine(engine, ray_address)
@@ -85,11 +102,11 @@ def dedupe(
         method=method,
         max_distance=max_distance,
         apply=apply,
+        max_fraction=max_fraction,
         workers=workers,
         progress=False if json_out else None,
     )
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     s = result.summary()
     table = Table(title=f"cleaner dedupe: {result.root}")
@@ -99,6 +116,12 @@ def dedupe(
     table.add_row("hashed now / from cache", f"{s['hashed']} / {s['reused_from_cache']}")
     table.add_row("duplicate groups", str(s["groups"]))
     table.add_row("redundant copies", str(s["redundant"]))
+    table.add_row("  to quarantine (not held for review)", str(s["to_quarantine"]))
+    table.add_row("groups held for review (> 20 copies)", str(s["review_groups"]))
+    table.add_row("pairs just below the threshold (review)", str(s["review_pairs"]))
+    if s["threshold"] is not None:
+        table.add_row("verification threshold (calibrated)", f"{s['threshold']:.3f}")
+    table.add_row("expected false pairs", f"{s['expected_false_pairs']:.2g}")
     for kind, n in s["matches"].items():
         table.add_row(f"  matched by {kind}", str(n))
     table.add_row(
@@ -126,6 +149,12 @@ def dedupe(
             )
         console.print(gt)
     console.print(f"groups written to {result.output}")
+    if result.weak_evidence:
+        err_console.print(
+            "warning: copies and other images are hard to tell apart in this dataset (calibrated "
+            f"threshold {s['threshold']:.3f}); {s['review_pairs']} pairs just below it are "
+            f"listed for review in {result.output}"
+        )
     if apply:
         console.print(
             f"moved {result.moved} copies to quarantine/duplicates/ (run {result.run_id}); "
@@ -133,11 +162,13 @@ def dedupe(
         )
         for line in result.skipped:
             console.print(f"  skipped {line}")
-    elif result.redundant:
+    elif result.quarantine:
         console.print(
-            f"dry run: {result.redundant} copies would move to quarantine/duplicates/; "
+            f"dry run: {len(result.quarantine)} copies would move to quarantine/duplicates/; "
             "rerun with --apply"
         )
+        if not s["guard"].get("ok", True):
+            err_console.print(f"warning: --apply would refuse this plan: {s['guard']['why']}")
 
 
 def register(app: typer.Typer) -> None:

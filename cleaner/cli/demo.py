@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cleaner.cli._common import JsonOption, cli_errors, console, print_json
+from cleaner.cli._common import JsonOption, cli_errors, console, emit_json
 from cleaner.demo import Bias
 
 
@@ -71,9 +71,7 @@ def demo(
         bias=bias,
     )
     result = build_demo(out_dir, params, seed=seed)
-    if json_out:
-        print_json({"root": str(result.root), "ground_truth": str(result.ground_truth),
-                    "seed": seed, **result.counts})  # fmt: skip
+    if emit_json(result, json_out):
         return
     table = Table(title=f"cleaner demo: {out_dir} (seed {seed})")
     table.add_column("planted")

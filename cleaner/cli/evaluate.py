@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cleaner.cli._common import JsonOption, cli_errors, console, print_json
+from cleaner.cli._common import JsonOption, cli_errors, console, emit_json
 
 
 def _pct(v: Any) -> str:
@@ -38,13 +38,12 @@ def evaluate(
 
         cleaner evaluate data/demo --metrics data/demo-model.metrics.json
 
-        python -m cleaner.evaluate data/demo --json
+        cleaner evaluate data/demo --json
     """
     from cleaner.evaluate import evaluate as run
 
     r = run(demo_dir, metrics=metrics, predictions=predictions, labels=labels)
-    if json_out:
-        print_json(r)
+    if emit_json(r, json_out):
         return
     rl, dd, co, md = r["relabeling"], r["dedupe"], r["corrupt"], r["model"]
     t = Table(title=f"planted versus found in {demo_dir}")
@@ -108,10 +107,3 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate", hidden=True)(evaluate)
-
-
-def main() -> None:
-    """``python -m cleaner.evaluate``: the same command without the rest of the app."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(evaluate)
-    app()

@@ -16,7 +16,7 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
-    print_json,
+    emit_json,
     use_engine,
 )
 
@@ -83,8 +83,7 @@ def report(
         progress=False if json_out else None,
         rescan=rescan,
     )
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     table = Table(title=f"cleaner report: {result.out}")
     table.add_column("section")

@@ -16,6 +16,7 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     fail,
     print_json,
     use_engine,
@@ -82,10 +83,9 @@ def scan(
             result.root, result.rows, apply=apply, progress=False if json_out else None
         )
         if json_out:
-            print_json({**result.summary(), "quarantine": _quarantine_json(q)})
+            print_json({**result.summary(), "quarantine": q.summary()})
             return
-    if json_out:
-        print_json(result.summary())
+    if emit_json(result, json_out):
         return
     counts = result.counts()
     statuses = ["ok", *sorted({s for c in counts.values() for s in c if s != "ok"})]
@@ -119,18 +119,6 @@ def scan(
         console.print("the manifest's status and reason columns say which file and why")
     if quarantine:
         _print_quarantine(q)
-
-
-def _quarantine_json(q: QuarantineResult) -> dict[str, object]:
-    out: dict[str, object] = {
-        "applied": q.applied is not None,
-        "moves": [{"src": m.src, "dst": m.dst, "reason": m.reason} for m in q.moves],
-    }
-    if q.applied is not None:
-        out["run_id"] = q.applied.run_id
-        out["moved"] = [{"src": r.src, "dst": r.dst} for r in q.applied.moved]
-        out["skipped"] = [{"src": r.src, "why": r.why} for r in q.applied.skipped]
-    return out
 
 
 def _print_quarantine(q: QuarantineResult) -> None:

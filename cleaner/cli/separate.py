@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from cleaner.choices import Label, Rule
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     JsonOption,
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
-    print_json,
 )
 from cleaner.consensus import (
     DEFAULT_FLOOR,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_RULE,
     DEFAULT_TARGET_PRECISION,
-    RULES,
 )
 from cleaner.errors import CleanerError
 from cleaner.plans import DEFAULT_MAX_FRACTION, SeparateResult
 from cleaner.plans import separate as run_separate
 from cleaner.predictions import FORMAT_V1
-
-
-class Rule(StrEnum):
-    """The consensus rules (:data:`cleaner.consensus.RULES`), as Typer choices."""
-
-    unanimous = "unanimous"
-    majority = "majority"
-    mean = "mean"
-    confident = "confident"
-
-
-assert tuple(r.value for r in Rule) == RULES
 
 
 @cli_errors
@@ -72,7 +59,7 @@ def separate(
             help="How the files' votes combine (see the README for each rule, exactly).",
             show_default=True,
         ),
-    ] = Rule(DEFAULT_RULE),
+    ] = DEFAULT_RULE,
     min_confidence: Annotated[
         float | None,
         typer.Option(
@@ -148,9 +135,7 @@ def separate(
         apply=apply,
         progress=False if json_out else None,
     )
-    if json_out:
-        print_json(result.summary())
-    else:
+    if not emit_json(result, json_out):
         _print(result, apply)
 
 
@@ -175,7 +160,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
     s = Table(title="plan")
     for col in ("class", "files", "move out", "fraction", "to"):
         s.add_column(col, justify="left" if col in ("class", "to") else "right")
-    for a, b in (("real", "fake"), ("fake", "real")):
+    for a, b in ((Label.REAL, Label.FAKE), (Label.FAKE, Label.REAL)):
         s.add_row(
             a,
             str(c["files"][a]),
@@ -210,11 +195,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
         err_console.print(f"warning: {w}")
     if result.recovery:
         rec = result.recovery
-        err_console.print(
-            f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
-            f"completed, {rec.rolled_back} rolled back"
-            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else "")
-        )
+        err_console.print(rec.message())
     if not apply:
         if not g["ok"]:
             err_console.print(f"warning: --apply would refuse this plan: {g['why']}")

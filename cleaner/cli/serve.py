@@ -71,9 +71,7 @@ def serve(
 
         cleaner serve --model models/M.keras --root data --port 8080 --max-upload-mb 5
     """
-    from werkzeug.serving import run_simple
-
-    from cleaner.web import create_app
+    from cleaner.web import create_app, run_server
     from cleaner.web.app import LOOPBACK_NAMES
 
     if not model.is_file():
@@ -97,7 +95,7 @@ def serve(
     console.print(
         f"cleaner serve: http://{host}:{port}/  (ROOT {root}, model {model}; Ctrl-C stops)"
     )
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    run_server(app, host, port)
 
 
 def register(app: typer.Typer) -> None:

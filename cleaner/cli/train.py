@@ -17,10 +17,10 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
-    print_json,
-    quiet_tensorflow,
+    emit_json,
     use_engine,
 )
+from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
 
@@ -145,26 +145,7 @@ def train(
     )
     result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
     m = result.metrics
-    if json_out:
-        print_json(
-            {
-                k: m[k]
-                for k in (
-                    "accuracy",
-                    "precision",
-                    "recall",
-                    "f1",
-                    "roc_auc",
-                    "confusion_matrix",
-                    "epochs",
-                    "backbone",
-                    "weights",
-                    "image_size",
-                    "data_digest",
-                )
-            }
-            | {"model": str(result.model_path), "metrics": str(result.metrics_path)}
-        )
+    if emit_json(result, json_out):
         return
     t = Table(title=f"test split ({m['split']['test']['images']} images never trained on)")
     t.add_column("metric")

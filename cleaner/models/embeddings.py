@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,11 @@ import numpy as np
 
 from cleaner.dataset import state_path
 from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, map_with_model
+from cleaner.errors import CleanerError
+from cleaner.models import projection as P
 from cleaner.models.backbones import Backbone
 from cleaner.models.inputs import Row, numpy_batches, predict_paths
+from cleaner.models.projection import HeadFeatures, choose_head_features
 
 
 @dataclass(frozen=True)
@@ -329,3 +333,156 @@ def cached_features(
     if out is None or len(found) < len(rows_of):
         return None
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the heads at a million images: features streamed from the shards, never all in memory
+
+
+@dataclass
+class ReducedEmbeddings(Embeddings):
+    """:class:`Embeddings` whose rows are a projection's coordinates (``projection``; None when
+    they are the full features)."""
+
+    projection: P.Projection | None = None
+
+
+def _shard_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("shard-*.npz")) if directory.is_dir() else []
+
+
+def _shard_index(shard: Path) -> tuple[list[str], tuple[int, ...]] | None:
+    """A shard's sha256s and its features' shape, without reading the features (the npy
+    header inside the npz); None when it is damaged (a cache miss, as in :func:`_shards`)."""
+    try:
+        with np.load(shard, allow_pickle=False) as z:
+            shas = [str(s) for s in z["sha256"]]
+        with zipfile.ZipFile(shard) as zf, zf.open("features.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape = read(f)[0]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    if len(shape) != 2 or shape[0] != len(shas):
+        return None
+    return shas, tuple(int(x) for x in shape)
+
+
+def _cached_shas(directory: Path) -> tuple[set[str], int | None]:
+    """The sha256s whose features the cache holds (at ``meta.json``'s width) and that width."""
+    dim = _meta_dim(directory)
+    found: set[str] = set()
+    for shard in _shard_files(directory):
+        index = _shard_index(shard)
+        if index is None:
+            continue
+        shas, shape = index
+        dim = shape[1] if dim is None else dim
+        if shape[1] == dim:
+            found.update(shas)
+    return found, dim
+
+
+def _stream(directory: Path, wanted: set[str], dim: int) -> P.Shards:
+    """A pass over the shards: the rows of the sha256s in ``wanted``, each once."""
+
+    def passes() -> Iterator[tuple[list[str], np.ndarray]]:
+        seen: set[str] = set()
+        for shas, feats in _shards(directory):
+            if feats.shape[1] != dim:
+                continue
+            keys = [str(s) for s in shas]
+            pick = [i for i, s in enumerate(keys) if s in wanted and s not in seen]
+            if pick:
+                seen.update(keys[i] for i in pick)
+                yield [keys[i] for i in pick], feats[pick]
+
+    return passes
+
+
+def fill_cache(
+    root: str | os.PathLike[str],
+    items: Sequence[tuple[str | os.PathLike[str], str]],
+    spec: EmbeddingSpec,
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, str], int, int, int | None]:
+    """Compute into ROOT's cache the features of ``items`` it lacks, :data:`SHARD_IMAGES` at a
+    time on the current engine (memory: one shard), without reading any cached features.
+    Returns ``(errors by sha256, images computed, images cached, feature width)``."""
+    directory = cache_root(root) / spec.key
+    have, dim = _cached_shas(directory)
+    rows_of = _rows_by_sha([sha for _, sha in items])
+    todo = [s for s in rows_of if s not in have]
+    errors: dict[str, str] = {}
+    at = 0
+    paths = [items[rows_of[s][0]][0] for s in todo]
+    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
+        piece = todo[at : at + len(errs)]
+        at += len(errs)
+        good = [i for i, err in enumerate(errs) if not err]
+        errors.update({piece[i]: err for i, err in enumerate(errs) if err})
+        if good:
+            _write_shard(directory, spec, [piece[i] for i in good], feats[good])
+            dim = int(feats.shape[1])
+    n_cached = sum(len(rows_of[s]) for s in rows_of if s in have)
+    return errors, len(todo), n_cached, dim
+
+
+def embed_for_heads(
+    root: str | os.PathLike[str],
+    items: Sequence[tuple[str | os.PathLike[str], str]],
+    spec: EmbeddingSpec,
+    *,
+    mode: HeadFeatures = HeadFeatures.AUTO,
+    pca_dim: int = P.DIM,
+    regions: int = 1,
+    projection: P.Projection | None = None,
+    copies: int = 1,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> ReducedEmbeddings:
+    """The frozen heads' features of ``items``: first every missing one computed into ROOT's
+    cache (:func:`fill_cache`), then, by ``mode`` (:func:`choose_head_features`), either the
+    full features (read from the cache as :func:`embed` does) or their projection, read from the
+    shards in two passes (a ``projection`` given, e.g. the one fitted on the unmirrored
+    features: one pass). Memory for ``pca``: the ``(N, regions * pca_dim)`` result, one shard,
+    and the fit's sample."""
+    t0 = time.perf_counter()
+    errors, computed, cached, dim = fill_cache(
+        root, items, spec, batch_size=batch_size, progress=progress
+    )
+    chosen = HeadFeatures.PCA if projection is not None else mode
+    chosen = choose_head_features(chosen, len(items), dim or 0, copies)
+    directory = cache_root(root) / spec.key
+    rows_of = _rows_by_sha([sha for _, sha in items])
+    wanted = set(rows_of) - set(errors)
+    if chosen is HeadFeatures.FULL or dim is None:
+        full, found = _fill_from_cache(directory, {s: rows_of[s] for s in wanted}, len(items))
+        return ReducedEmbeddings(
+            features=np.zeros((len(items), 1), np.float32) if full is None else full,
+            errors=["" if sha in found else errors.get(sha, "not decoded") for _, sha in items],
+            computed=computed, cached=cached, cache_dir=directory,
+            seconds=time.perf_counter() - t0, spec=spec,
+        )  # fmt: skip
+    if dim % regions:
+        raise CleanerError(
+            f"features of width {dim} are not {regions} equal regions; "
+            "delete R/.cleaner/cache/embeddings and predict again"
+        )
+    stream = _stream(directory, wanted, dim)
+    if projection is None:
+        keys = P.sample_keys(wanted, P.SAMPLE_ROWS, regions, seed)
+        projection = P.fit_streamed(stream, keys, regions=regions, dim=pca_dim)
+    out, found = P.project_streamed(stream, rows_of, len(items), projection, regions=regions)
+    errs = ["" if sha in found else errors.get(sha, "not decoded") for _, sha in items]
+    return ReducedEmbeddings(
+        features=out, errors=errs, computed=computed, cached=cached, cache_dir=directory,
+        seconds=time.perf_counter() - t0, spec=spec, projection=projection,
+    )  # fmt: skip

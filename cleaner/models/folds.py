@@ -29,18 +29,17 @@ Two modes:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from cleaner.dataset import STATE_DIR
+from cleaner.choices import HeadKind, values
 from cleaner.errors import CleanerError
+from cleaner.state import duplicates
 
 
 @dataclass
@@ -65,21 +64,7 @@ def duplicate_groups(root: str | os.PathLike[str] | None) -> list[list[tuple[str
     """Near-duplicate groups from ``R/.cleaner/duplicates.json`` as lists of (path, sha256);
     ``[]`` when the file is absent. A damaged file is an error naming it (silently ignoring it
     would leak duplicates across folds)."""
-    if root is None:
-        return []
-    p = Path(root) / STATE_DIR / "duplicates.json"
-    if not p.is_file():
-        return []
-    try:
-        doc = json.loads(p.read_text())
-        return [
-            [(str(m.get("path", "")), str(m.get("sha256", ""))) for m in g["members"]]
-            for g in doc.get("groups", [])
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CleanerError(
-            f"{p} is not a valid duplicates file ({e}); run cleaner dedupe again or delete it"
-        ) from e
+    return duplicates.member_keys(root)
 
 
 def group_ids(
@@ -87,32 +72,7 @@ def group_ids(
 ) -> np.ndarray:
     """One group id per image: images that share a duplicate group (matched by sha256, then by
     path) or the same bytes get the same id; every other image is its own group."""
-    parent = list(range(len(paths)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(a: int, b: int) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    by_sha: dict[str, int] = {}
-    by_path: dict[str, int] = {}
-    for i, (p, s) in enumerate(zip(paths, shas, strict=True)):
-        if s in by_sha:
-            union(i, by_sha[s])
-        by_sha.setdefault(s, i)
-        by_path[p] = i
-    for g in groups:
-        idx = [by_sha.get(s, by_path.get(p, -1)) for p, s in g]
-        idx = [i for i in idx if i >= 0]
-        for i in idx[1:]:
-            union(idx[0], i)
-    return np.array([find(i) for i in range(len(paths))], dtype=np.int64)
+    return np.array(duplicates.group_index(paths, shas, groups), dtype=np.int64)
 
 
 def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
@@ -137,12 +97,11 @@ def assign_folds(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int = 0) ->
     return fold
 
 
-HEADS = ("logreg", "logreg-cv")
+HEADS: tuple[str, ...] = values(HeadKind)
 
 HEAD_C = 0.003
-"""Regularisation of the default head. Measured on faces140k (2,200 images, 5 folds, Lite0 and
-spectrum features): as good as choosing C by inner cross-validation (true-label AUC 0.788 vs
-0.788 for Lite0, 0.707 vs 0.713 for the spectrum) at 1/18 of the time."""
+"""Regularisation of the default head: as good as choosing C by inner cross-validation
+(``logreg-cv``) at a fraction of the time, on faces140k (bench/README.md "Five folds")."""
 
 
 INNER_FOLDS = 4
@@ -150,9 +109,20 @@ INNER_FOLDS = 4
 
 INNER_MAX_ITER = 30
 """L-BFGS iterations of those inner heads (the fold's own head: up to 300). They only rank the
-training images for cleanlab; on faces140k's Lite2 texture features with 10% planted flips,
-three draws, the capped inner heads changed the pruned voter's flip-ranking AUC by -0.0002 to
--0.0007 and took 2.2-2.4x less time (bench/README "Five folds": 1.29x an embedding pass)."""
+training images for cleanlab: capping them leaves the pruned voter's flip ranking as it was
+and takes about half the time (bench/README.md "Five folds", figures and command there)."""
+
+
+class Head(Protocol):
+    """What the folds need of a head: fit on some rows of a feature matrix (read in place,
+    with their mirror rows when given), then prob_fake of other rows. :func:`make_head` builds
+    the ones cleaner has (:class:`~cleaner.choices.HeadKind`)."""
+
+    def fit_rows(
+        self, features: np.ndarray, y: np.ndarray, rows: np.ndarray, mirror: np.ndarray | None
+    ) -> None: ...
+
+    def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 
 
 class LogRegHead:
@@ -160,9 +130,12 @@ class LogRegHead:
     (:mod:`cleaner.models.logreg`), reading the training rows in place instead of copying and
     standardising them (scikit-learn's pipeline needs 2.6x the feature matrix on top of it)."""
 
-    def __init__(self, c: float, max_iter: int = 300) -> None:
+    def __init__(self, c: float, max_iter: int = 300, *, standardise: bool = True) -> None:
         self.c = c
         self.max_iter = max_iter
+        self.standardise = standardise
+        """False: the features are a projection's coordinates, already standardised
+        (:mod:`cleaner.models.projection`), and are used as they are."""
         self.model: Any = None
 
     def fit_rows(
@@ -172,7 +145,9 @@ class LogRegHead:
 
         blocks = [(features, rows)] + ([(mirror, rows)] if mirror is not None else [])
         t = np.concatenate([y[rows]] * len(blocks))
-        self.model = logreg.fit(blocks, t, c=self.c, max_iter=self.max_iter)
+        dim = features.shape[1]
+        given = None if self.standardise else (np.zeros(dim), np.ones(dim))
+        self.model = logreg.fit(blocks, t, c=self.c, max_iter=self.max_iter, standardise=given)
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.prob(features, rows))
@@ -197,10 +172,6 @@ class SklearnHead:
 
     def prob_rows(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator.predict_proba(features[rows])[:, 1])
-
-
-Head = Any
-"""A head: ``fit_rows(features, y, rows, mirror)`` and ``prob_rows(features, rows)``."""
 
 
 def region_rows(features: np.ndarray, regions: int) -> np.ndarray:
@@ -250,17 +221,25 @@ def mean_logit(prob: np.ndarray, axis: int) -> np.ndarray:
 
 
 def make_head(
-    name: str = "logreg", *, c: float | None = None, max_iter: int = 300, regions: int = 1
+    name: str = "logreg",
+    *,
+    c: float | None = None,
+    max_iter: int = 300,
+    regions: int = 1,
+    standardised: bool = False,
 ) -> Head:
     """A fresh head for embeddings: standardise, then logistic regression, strongly
     regularised (features are wide, folds are small; ``c`` overrides :data:`HEAD_C`, as the
     texture backbones do); ``logreg-cv`` picks C by an inner 3-fold CV instead (scikit-learn's
     ``LogisticRegressionCV``, about 18x slower, and it copies the rows). ``regions > 1``: a
-    :class:`RegionHead` around it."""
+    :class:`RegionHead` around it. ``standardised``: the features are a projection's
+    coordinates (:mod:`cleaner.models.projection`), fitted as they are, not standardised again.
+    """
     if regions > 1:
-        return RegionHead(make_head(name, c=c, max_iter=max_iter), regions)
+        inner = make_head(name, c=c, max_iter=max_iter, standardised=standardised)
+        return RegionHead(inner, regions)
     if name == "logreg":
-        return LogRegHead(HEAD_C if c is None else c, max_iter)
+        return LogRegHead(HEAD_C if c is None else c, max_iter, standardise=not standardised)
     if name == "logreg-cv":
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.pipeline import make_pipeline
@@ -269,7 +248,9 @@ def make_head(
         lr = LogisticRegressionCV(
             Cs=[0.001, 0.003, 0.01, 0.03, 0.1, 1.0], cv=3, max_iter=300, scoring="neg_log_loss"
         )
-        return SklearnHead(make_pipeline(StandardScaler(), lr))
+        return SklearnHead(
+            make_pipeline(lr) if standardised else make_pipeline(StandardScaler(), lr)
+        )
     raise CleanerError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
 
 
@@ -283,9 +264,10 @@ def _fit_head(
     mirror: np.ndarray | None,
     max_iter: int = 300,
     regions: int = 1,
+    standardised: bool = False,
 ) -> Head:
     """A head fitted on the rows ``train`` (indices), plus their mirror rows when given."""
-    model = make_head(head, c=c, max_iter=max_iter, regions=regions)
+    model = make_head(head, c=c, max_iter=max_iter, regions=regions, standardised=standardised)
     model.fit_rows(features, y, train, mirror)
     return model
 
@@ -301,6 +283,7 @@ def prune_set(
     mirror: np.ndarray | None = None,
     seed: int = 0,
     regions: int = 1,
+    standardised: bool = False,
 ) -> np.ndarray:
     """The training images (a subset of the indices ``train``) whose labels cleanlab's
     ``find_label_issues`` doubts, judged by an inner grouped cross-validation over ``train``
@@ -319,7 +302,7 @@ def prune_set(
             continue
         model = _fit_head(
             features, y, fit_on, head=head, c=c, mirror=mirror, max_iter=INNER_MAX_ITER,
-            regions=regions,
+            regions=regions, standardised=standardised,
         )  # fmt: skip
         prob[inner == g] = model.prob_rows(features, train[inner == g])
     with warnings.catch_warnings():
@@ -341,6 +324,7 @@ def frozen_oof(
     groups: np.ndarray | None = None,
     seed: int = 0,
     regions: int = 1,
+    standardised: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> OutOfFold:
     """Train one head per fold on the other folds' features; predict the held-out fold.
@@ -348,7 +332,8 @@ def frozen_oof(
     ``mirror``: features of the mirror images (same rows), extra training rows. ``prune``:
     each head trains without the images :func:`prune_set` flags among its training folds
     (``groups`` keeps near duplicates in one inner fold). ``regions``: the features are that
-    many rows per image (:class:`RegionHead`)."""
+    many rows per image (:class:`RegionHead`). ``standardised``: the features are a
+    projection's coordinates (:func:`make_head`)."""
     ok = np.ones(len(y), bool) if ok is None else ok
     groups = np.arange(len(y)) if groups is None else groups
     prob = np.full(len(y), np.nan)
@@ -368,7 +353,7 @@ def frozen_oof(
         if prune:
             doubt = prune_set(
                 features, y, train, groups, head=head, c=c, mirror=mirror, seed=seed + 1 + f,
-                regions=regions,
+                regions=regions, standardised=standardised,
             )  # fmt: skip
             kept = np.setdiff1d(train, doubt)
             if len(np.unique(y[kept])) == 2:  # never prune a class away
@@ -376,7 +361,10 @@ def frozen_oof(
                 pruned.append(len(doubt))
             else:
                 pruned.append(0)
-        model = _fit_head(features, y, train, head=head, c=c, mirror=mirror, regions=regions)
+        model = _fit_head(
+            features, y, train, head=head, c=c, mirror=mirror, regions=regions,
+            standardised=standardised,
+        )  # fmt: skip
         prob[test] = model.prob_rows(features, np.flatnonzero(test))
         if log is not None:
             note = f", {pruned[-1]} pruned" if prune else ""

@@ -3,8 +3,8 @@
 The frozen heads (:mod:`cleaner.models.folds`) and ``cleaner train``'s phase 1 fit this model
 on wide features (Lite2's texture statistics: 19,844 numbers per image). scikit-learn's
 ``StandardScaler`` + ``LogisticRegression`` needs the training rows copied, then standardised
-into a second copy: measured on 2,200 faces, 2.6x the whole feature matrix on top of it,
-some 21 GB at 100,000 images (bench/README "Heads"). Here the standardisation is folded into
+into a second copy: several times the whole feature matrix on top of it (bench/README.md
+"Heads" has the figures and the command). Here the standardisation is folded into
 the coefficients (``w / scale`` on the raw rows, ``mean`` into the intercept) and the rows are
 read in place, so a head costs one copy of its training rows when they fit
 :data:`GATHER_BYTES`, and a chunk when they do not.
@@ -26,8 +26,16 @@ GATHER_BYTES = 1 << 30
 """Training rows up to this size are gathered once into one array; larger sets are gathered
 chunk by chunk at every evaluation of the objective (slower, constant memory)."""
 
-CHUNK_ROWS = 256
-"""Rows per chunk when reading features piecewise."""
+CHUNK_BYTES = 256 * 19844 * 4
+"""Bytes per chunk when reading features piecewise: 256 rows of Lite2's texture features (20
+MB); narrower rows (a :class:`cleaner.models.projection.Projection`'s 1,024 numbers) come
+more at a time, so 800,000 training rows are some 160 chunks per evaluation, not 3,000."""
+
+
+def chunk_rows(dim: int) -> int:
+    """Rows per chunk of features ``dim`` wide (256 at Lite2's width, more for narrower)."""
+    return max(1, CHUNK_BYTES // (4 * max(dim, 1)))
+
 
 Rows = tuple[np.ndarray, np.ndarray]
 """A block of training rows: ``(features, row indices into them)``."""
@@ -70,24 +78,37 @@ class LinearHead:
         return np.asarray(expit(self.decision(features, rows)), np.float64)
 
 
+class Moments:
+    """Running float64 sums of rows added chunk by chunk, for their mean and scale."""
+
+    def __init__(self, dim: int) -> None:
+        self.total, self.total_sq, self.n = np.zeros(dim), np.zeros(dim), 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        self.total += chunk.sum(axis=0, dtype=np.float64)
+        self.total_sq += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
+        self.n += len(chunk)
+
+    def mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """As ``StandardScaler`` computes them: population variance; a constant feature gets
+        scale 1."""
+        mean = self.total / max(self.n, 1)
+        var = np.maximum(self.total_sq / max(self.n, 1) - mean**2, 0.0)
+        scale = np.sqrt(var)
+        scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+        return mean, scale
+
+
 def standardisation(blocks: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of the rows, as ``StandardScaler`` computes them (population variance; a
-    constant feature gets scale 1), accumulated in float64 chunk by chunk."""
-    dim = blocks[0][0].shape[1]
-    total, total_sq, n = np.zeros(dim), np.zeros(dim), 0
+    """Mean and scale of the rows (:class:`Moments`), accumulated chunk by chunk."""
+    moments = Moments(blocks[0][0].shape[1])
     for chunk in _chunks(blocks, views=False):  # float64 sums cast chunk by chunk
-        total += chunk.sum(axis=0, dtype=np.float64)
-        total_sq += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
-        n += len(chunk)
-    mean = total / max(n, 1)
-    var = np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
-    scale = np.sqrt(var)
-    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
-    return mean, scale
+        moments.add(chunk)
+    return moments.mean_scale()
 
 
 def _chunks(blocks: Sequence[Rows], *, views: bool = True) -> Iterator[np.ndarray]:
-    """The rows of ``blocks`` in order: ``CHUNK_ROWS`` at a time where they must be gathered, or
+    """The rows of ``blocks`` in order: :func:`chunk_rows` at a time where they must be gathered, or
     (``views``) the whole block at once where they are all its rows in order (a view: no copy,
     and one matrix product instead of many: 13% faster on the pruned heads)."""
     for features, rows in blocks:
@@ -95,8 +116,9 @@ def _chunks(blocks: Sequence[Rows], *, views: bool = True) -> Iterator[np.ndarra
         if whole and views and features.dtype == np.float32:
             yield features
             continue
-        for at in range(0, len(rows), CHUNK_ROWS):
-            part = slice(at, at + CHUNK_ROWS) if whole else rows[at : at + CHUNK_ROWS]
+        step = chunk_rows(features.shape[1])
+        for at in range(0, len(rows), step):
+            part = slice(at, at + step) if whole else rows[at : at + step]
             yield np.asarray(features[part], np.float32)
 
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from cleaner.atomic import atomic_write_text
+from cleaner.choices import Label
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
-from cleaner.models import metrics_path
 
 Progress = Callable[[int], None] | None
 
@@ -51,7 +51,7 @@ class PredictSummary:
     """ROC AUC of prob_fake against the folder labels (both classes present)."""
     accuracy: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
@@ -69,70 +69,6 @@ def _scores(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
     return float(roc_auc_score(y, p)), acc
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """A saved Keras classifier; one clear line when it is missing or not a model."""
-    p = Path(path)
-    if not p.is_file():
-        raise CleanerError(f"model {p} does not exist; pass --model with a .keras file")
-    import keras
-
-    from cleaner.models import texture
-    from cleaner.models.devices import share_gpus
-
-    share_gpus()
-    texture.register()  # the custom layer of efficientnet-lite0-gram models
-    try:
-        return keras.models.load_model(p, compile=False)
-    except Exception as e:
-        msg = " ".join(str(e).split())[:200]
-        raise CleanerError(
-            f"cannot load model {p} ({msg}); pass a .keras file written by cleaner train"
-        ) from e
-
-
-def model_input(model: Any, image_size: int | None) -> int:
-    """The model's input side (its own when fixed, else ``image_size`` or 224)."""
-    shape = model.input_shape
-    if isinstance(shape, list):
-        raise CleanerError("the model has several inputs; cleaner models take one image")
-    if len(shape) != 4 or shape[-1] != 3:
-        raise CleanerError(f"the model takes {shape}, not (None, S, S, 3) RGB images")
-    side = shape[1]
-    if side is None:
-        return image_size or 224
-    if image_size and image_size != side:
-        raise CleanerError(f"--image-size {image_size} but the model takes {side} px; drop it")
-    return int(side)
-
-
-def _model_crop(model_path: Path, crop: str | None) -> str:
-    """The crop policy the model was evaluated with: --crop, else ``M.metrics.json``'s, else
-    ``center`` (what ``cleaner train`` uses)."""
-    if crop:
-        return crop
-    metrics = metrics_path(model_path)
-    if metrics.is_file():
-        try:
-            doc = json.loads(metrics.read_text())
-            c = doc.get("crop") if isinstance(doc, dict) else None
-            if c in ("center", "resize"):
-                return str(c)
-        except ValueError:
-            pass
-    return "center"
-
-
-def _model_probs(model: Any, out: np.ndarray) -> np.ndarray:
-    """prob_fake from the model's outputs: one sigmoid unit, or two softmax units (real, fake)."""
-    if out.shape[1] == 1:
-        return out[:, 0]
-    if out.shape[1] == 2:
-        return out[:, 1]
-    raise CleanerError(
-        f"model {model.name} outputs {out.shape[1]} values; expected 1 (prob_fake) or 2"
-    )
-
-
 def predict_with_model(
     root: str | os.PathLike[str],
     model_path: str | os.PathLike[str],
@@ -145,18 +81,18 @@ def predict_with_model(
 ) -> PredictSummary:
     """prob_fake of a saved model for every ``ok`` image of ROOT, into a v1 file."""
     from cleaner.manifest import ok_rows
-    from cleaner.models.inputs import check_crop, predict_paths
+    from cleaner.models.inputs import predict_paths
+    from cleaner.models.saved import load_detector, load_model
     from cleaner.predictions import write_predictions_v1
 
     t0 = time.perf_counter()
     rows = ok_rows(root)
     mp = Path(model_path)
-    model = load_model(mp)
-    size = model_input(model, image_size)
-    c = check_crop(_model_crop(mp, crop))
+    det = load_detector(mp, image_size=image_size, crop=crop)
+    size, c = det.size, det.crop
     base = Path(root)
     outs, errors = predict_paths(
-        model,
+        det.model,
         [base / r.path for r in rows],
         size,
         crop=c,
@@ -164,7 +100,7 @@ def predict_with_model(
         progress=progress,
         factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
     )
-    probs = _model_probs(model, outs) if len(rows) else np.zeros(0)
+    probs = det.prob_fake(outs) if len(rows) else np.zeros(0)
     entries, failed = [], []
     for r, p, e in zip(rows, probs, errors, strict=True):
         if e:
@@ -180,13 +116,13 @@ def predict_with_model(
             )
     info = {
         "name": mp.name,
-        "backbone": _metrics_backbone(mp),
+        "backbone": det.backbone,
         "sha256": file_sha256(mp),
         "image_size": size,
         "crop": c,
     }
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=False)
-    y = np.array([e["label"] == "fake" for e in entries], dtype=int)
+    y = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
     auc, acc = _scores(y, np.array([e["prob_fake"] for e in entries]))
     return PredictSummary(
         out=path,
@@ -199,15 +135,6 @@ def predict_with_model(
         auc=auc,
         accuracy=acc,
     )
-
-
-def _metrics_backbone(model_path: Path) -> str:
-    metrics = metrics_path(model_path)
-    try:
-        doc = json.loads(metrics.read_text())
-        return str(doc.get("backbone", "unknown")) if isinstance(doc, dict) else "unknown"
-    except (OSError, ValueError):
-        return "unknown"
 
 
 def predict_out_of_fold(
@@ -227,6 +154,8 @@ def predict_out_of_fold(
     batch_size: int = 32,
     seed: int = 0,
     repeats: int = 1,
+    head_features: str = "auto",
+    pca_dim: int = 1024,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
@@ -236,11 +165,14 @@ def predict_out_of_fold(
     lets each fold's head leave out the training images an inner cross-validation doubts
     (:func:`cleaner.models.folds.frozen_oof`); ``repeats`` averages that many fold
     assignments (seeds ``seed`` to ``seed + repeats - 1``;
-    :func:`cleaner.models.folds.repeated_frozen_oof`)."""
+    :func:`cleaner.models.folds.repeated_frozen_oof`); ``head_features`` (``auto``, ``full``
+    or ``pca``, :class:`cleaner.models.projection.HeadFeatures`) and ``pca_dim``: what the
+    heads train on, the full features or a projection of ``pca_dim`` components streamed
+    from the cache (:func:`cleaner.models.embeddings.embed_for_heads`)."""
     from cleaner.manifest import ok_rows
     from cleaner.models import folds as F
     from cleaner.models.backbones import get_backbone
-    from cleaner.models.embeddings import EmbeddingSpec, embed
+    from cleaner.models.embeddings import EmbeddingSpec, embed_for_heads
     from cleaner.models.inputs import check_crop
     from cleaner.predictions import write_predictions_v1
 
@@ -250,6 +182,9 @@ def predict_out_of_fold(
         raise CleanerError(
             "--repeats is for frozen heads; each --finetune repetition is K trainings"
         )
+    mode = _head_features_mode(head_features)
+    if pca_dim < 1:
+        raise CleanerError(f"--pca-dim {pca_dim}: give 1 or more")
     t0 = time.perf_counter()
     bb = get_backbone(backbone)
     w = weights or bb.default_weights
@@ -261,13 +196,14 @@ def predict_out_of_fold(
     rows = ok_rows(root)
     if not rows:
         raise CleanerError(f"no ok image under {root}; run cleaner scan and check the folders")
-    y = np.array([r.label == "fake" for r in rows], dtype=np.int64)
+    y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)
     groups = F.group_ids([r.path for r in rows], [r.sha256 for r in rows], F.duplicate_groups(root))
     fold_sets = [F.assign_folds(y, groups, folds, seed=seed + r) for r in range(repeats)]
     fold = fold_sets[0]
     base = Path(root)
     spec = EmbeddingSpec(bb, w, size, c)
     computed = cached = 0
+    projection = None
     if finetune:
         res = F.finetune_oof(
             [base / r.path for r in rows],
@@ -286,13 +222,23 @@ def predict_out_of_fold(
         computed = len(rows)
     else:
         items = [(base / r.path, r.sha256) for r in rows]
-        emb = embed(root, items, spec, batch_size=batch_size, progress=progress)
+        kw: dict[str, Any] = {
+            "mode": mode, "pca_dim": pca_dim, "regions": bb.regions, "seed": seed,
+            "copies": 2 if mirror else 1, "batch_size": batch_size, "progress": progress,
+        }  # fmt: skip
+        emb = embed_for_heads(root, items, spec, **kw)
         computed, cached, errors = emb.computed, emb.cached, emb.errors
+        projection = emb.projection
+        if projection is not None and log is not None:
+            log(
+                f"heads on a projection: {projection.dim} principal components per row, "
+                f"{projection.explained:.1%} of the variance of {projection.sample_rows} rows"
+            )
         mirror_features = None
         if mirror:
             if log is not None:
                 log("mirror images: features for the heads' extra training rows")
-            m = embed(root, items, spec.mirrored(), batch_size=batch_size, progress=progress)
+            m = embed_for_heads(root, items, spec.mirrored(), projection=projection, **kw)
             computed, cached = computed + m.computed, cached + m.cached
             mirror_features = m.features
         res = F.repeated_frozen_oof(
@@ -307,6 +253,7 @@ def predict_out_of_fold(
             groups=groups,
             seed=seed,
             regions=bb.regions,
+            standardised=projection is not None,
             log=log,
         )
     entries, failed = [], []
@@ -344,8 +291,9 @@ def predict_out_of_fold(
             info["repeats"] = repeats
         if bb.regions > 1:
             info["regions"] = bb.regions
+        info["head_features"] = "full" if projection is None else projection.info()
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
-    yy = np.array([e["label"] == "fake" for e in entries], dtype=int)
+    yy = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
     auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))
     return PredictSummary(
         out=path,
@@ -361,6 +309,17 @@ def predict_out_of_fold(
         auc=auc,
         accuracy=acc,
     )
+
+
+def _head_features_mode(name: str) -> Any:
+    """``--head-features`` as :class:`cleaner.models.projection.HeadFeatures`, or one line."""
+    from cleaner.models.projection import HeadFeatures
+
+    try:
+        return HeadFeatures(name)
+    except ValueError:
+        choices = ", ".join(m.value for m in HeadFeatures)
+        raise CleanerError(f"--head-features {name!r}: choose one of {choices}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +352,7 @@ class PredictDirSummary:
     real: int
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["skipped"] = [{"image": n, "reason": r} for n, r in self.skipped]
@@ -413,7 +372,8 @@ def predict_dir(
 ) -> PredictDirSummary:
     """Label every file of ``directory`` (not recursive, hidden files skipped) with a saved
     model; the contract's ``predictions.json``: a list in numeric order of file names."""
-    from cleaner.models.inputs import check_crop, predict_paths
+    from cleaner.models.inputs import predict_paths
+    from cleaner.models.saved import load_detector, load_model
 
     t0 = time.perf_counter()
     d = Path(directory)
@@ -423,20 +383,17 @@ def predict_dir(
         (e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")),
         key=numeric_key,
     )
-    mp = Path(model_path)
-    model = load_model(mp)
-    size = model_input(model, image_size)
-    c = check_crop(_model_crop(mp, crop))
+    det = load_detector(model_path, image_size=image_size, crop=crop)
     outs, errors = predict_paths(
-        model,
+        det.model,
         [d / n for n in names],
-        size,
-        crop=c,
+        det.size,
+        crop=det.crop,
         batch_size=batch_size,
         progress=progress,
-        factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
+        factory=functools.partial(load_model, Path(model_path)),  # Ray actors load their own
     )
-    probs = _model_probs(model, outs) if names else np.zeros(0)
+    probs = det.prob_fake(outs) if names else np.zeros(0)
     result: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     for pos, (n, p, e) in enumerate(zip(names, probs, errors, strict=True), start=1):
@@ -448,13 +405,13 @@ def predict_dir(
             {
                 "index": name_index(n, pos),
                 "image": n,
-                "prediction": "fake" if pf >= threshold else "real",
+                "prediction": Label.FAKE if pf >= threshold else Label.REAL,
                 "prob_fake": pf,
             }
         )
     target = Path(out)
     atomic_write_text(target, json.dumps(result, indent=1) + "\n")
-    n_fake = sum(1 for r in result if r["prediction"] == "fake")
+    n_fake = sum(1 for r in result if r["prediction"] == Label.FAKE)
     return PredictDirSummary(
         out=target,
         files=len(names),

@@ -36,11 +36,10 @@ for little: see the module doc)."""
 QUAD_GRID = 2
 """The ``-gram-quad`` backbones' grid: the statistics of each quadrant of every feature map,
 four rows per image for the frozen heads (:attr:`cleaner.models.backbones.Backbone.regions`),
-whose logits are averaged. Four times the training rows of a face from one backbone pass:
-measured on faces140k (Lite2 at 384 px, 5 folds), out-of-fold accuracy 0.938 -> 0.951 on clean
-labels, and with 10% of the labels flipped 0.873 -> 0.901 against the true labels (flip-ranking
-AUC 0.957 -> 0.972). A 3 x 3 grid (0.943) and nine overlapping half-size windows (0.946) were
-worse: the Gram statistics of smaller cells are noisier."""
+whose logits are averaged. Four times the training rows of a face from one backbone pass,
+better than one row on clean and on flipped labels; a 3 x 3 grid and nine overlapping windows
+were worse (the Gram statistics of smaller cells are noisier). Figures and command:
+bench/README.md "Texture features"."""
 
 
 def gram_blocks(index: int = 0) -> tuple[int, ...]:

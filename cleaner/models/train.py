@@ -29,225 +29,38 @@ native resolution (``cleaner.images.load_array(path, S, crop="center")``).
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import math
 import os
 import platform
-import random
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cleaner.atomic import atomic_write_text
-from cleaner.dataset import LABELS, STATE_DIR, open_dataset, state_path
+from cleaner.choices import Label
+from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
-from cleaner.models import metrics_path as metrics_path_for
+from cleaner.models.inputs import CROPS
+from cleaner.split import (
+    SPLITS,
+    SplitRow,
+    data_digest,
+    dataset_samples,
+    make_split,
+    split_path,
+)
+from cleaner.state import metrics as metrics_file
 
 if TYPE_CHECKING:
     import keras
 
-SPLIT_FILE = "split.csv"
-SPLIT_COLUMNS = ("path", "sha256", "label", "split", "group")
-SPLITS = ("train", "val", "test")
-FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 PREPROCESSING = "native-resolution crops: random SxS for training, centre SxS for evaluation"
 
 Reporter = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# the split (no TensorFlow)
-
-
-@dataclass(frozen=True)
-class SplitRow:
-    """One image's place in the split."""
-
-    path: str
-    sha256: str
-    label: str
-    split: str
-    group: str
-
-
-@dataclass(frozen=True)
-class Sample:
-    """An image to split: ROOT-relative path, content hash, folder label."""
-
-    path: str
-    sha256: str
-    label: str
-
-
-def split_path(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, SPLIT_FILE)
-
-
-def duplicate_groups(root: str | os.PathLike[str]) -> list[set[str]]:
-    """The sha256 sets of ``R/.cleaner/duplicates.json``'s groups (empty when absent)."""
-    p = Path(root) / STATE_DIR / "duplicates.json"
-    if not p.is_file():
-        return []
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-        groups = doc["groups"]
-        return [
-            {str(m["sha256"]) for m in g["members"] if m.get("sha256")}
-            for g in groups
-            if isinstance(g, Mapping)
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CleanerError(
-            f"{p} is not a valid duplicates file ({e}); run cleaner dedupe again or delete it"
-        ) from e
-
-
-def group_ids(samples: Sequence[Sample], dup_groups: Iterable[set[str]]) -> dict[str, str]:
-    """sha256 -> group id: byte-identical files and each duplicate group share one id (the
-    first 16 hex digits of the smallest sha256 in the group, stable across runs)."""
-    parent: dict[str, str] = {s.sha256: s.sha256 for s in samples}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for g in dup_groups:
-        present = sorted(h for h in g if h in parent)
-        for h in present[1:]:
-            a, b = find(present[0]), find(h)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return {h: find(h)[:16] for h in parent}
-
-
-def _assign_groups(
-    groups: Mapping[str, Sequence[Sample]], seed: int, counts: dict[str, Counter[str]]
-) -> dict[str, str]:
-    """Greedy stratified assignment: per class (a group's majority label), groups in seeded
-    random order go to the split furthest below its share of that class."""
-    rng = random.Random(seed)
-    by_label: dict[str, list[str]] = defaultdict(list)
-    for gid in sorted(groups):
-        labels = Counter(s.label for s in groups[gid])
-        by_label[max(sorted(labels), key=lambda k: labels[k])].append(gid)
-    out: dict[str, str] = {}
-    for label in sorted(by_label):
-        gids = by_label[label]
-        rng.shuffle(gids)
-        # biggest groups first so they cannot unbalance the tail; stable within equal sizes
-        gids.sort(key=lambda g: -len(groups[g]))
-        have = counts.setdefault(label, Counter())
-        total = sum(len(groups[g]) for g in gids) + sum(have.values())
-        for gid in gids:
-            n = len(groups[gid])
-            deficit = {s: FRACTIONS[s] * total - have[s] for s in SPLITS}
-            best = max(SPLITS, key=lambda s: (deficit[s] - n / 2, -SPLITS.index(s)))
-            out[gid] = best
-            have[best] += n
-    return out
-
-
-def make_split(
-    root: str | os.PathLike[str],
-    samples: Sequence[Sample],
-    *,
-    seed: int = 0,
-    resplit: bool = False,
-) -> tuple[list[SplitRow], bool]:
-    """The split of ``samples``, reusing ``R/.cleaner/split.csv`` unless ``resplit``; written
-    back (paths and labels brought up to date). Returns (rows, reused)."""
-    gid = group_ids(samples, duplicate_groups(root))
-    previous: dict[str, str] = {}
-    sp = split_path(root)
-    if sp.is_file() and not resplit:
-        try:
-            with open(sp, newline="", encoding="utf-8") as f:
-                for r in csv.DictReader(f):
-                    if r.get("split") in SPLITS and r.get("sha256"):
-                        previous[r["sha256"]] = r["split"]
-        except (OSError, csv.Error, UnicodeDecodeError) as e:
-            raise CleanerError(f"cannot read {sp} ({e}); delete it or pass --resplit") from e
-    groups: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        groups[gid[s.sha256]].append(s)
-    assigned: dict[str, str] = {}
-    counts: dict[str, Counter[str]] = {}
-    todo: dict[str, list[Sample]] = {}
-    for g, members in groups.items():
-        old = [previous[m.sha256] for m in members if m.sha256 in previous]
-        if old:
-            # a group keeps the split its first-known member had (majority if they disagree)
-            c = Counter(old)
-            assigned[g] = max(SPLITS, key=lambda s: (c[s], -SPLITS.index(s)))
-            for m in members:
-                counts.setdefault(m.label, Counter())[assigned[g]] += 1
-        else:
-            todo[g] = members
-    reused = bool(previous) and bool(assigned)
-    assigned.update(_assign_groups(todo, seed, counts))
-    rows = sorted(
-        (
-            SplitRow(s.path, s.sha256, s.label, assigned[gid[s.sha256]], gid[s.sha256])
-            for s in samples
-        ),
-        key=lambda r: r.path,
-    )
-    write_split(root, rows)
-    return rows, reused
-
-
-def write_split(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> Path:
-    """Write ``split.csv`` atomically (temp file + rename)."""
-    sp = split_path(root)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SPLIT_COLUMNS)
-    for r in rows:
-        w.writerow([r.path, r.sha256, r.label, r.split, r.group])
-    atomic_write_text(sp, buf.getvalue())
-    return sp
-
-
-def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
-    """The rows of ``split.csv`` (CleanerError when missing)."""
-    sp = split_path(root)
-    if not sp.is_file():
-        raise CleanerError(f"{sp} does not exist; run cleaner train first")
-    with open(sp, newline="", encoding="utf-8") as f:
-        return [SplitRow(**{k: r[k] for k in SPLIT_COLUMNS}) for r in csv.DictReader(f)]
-
-
-def dataset_samples(root: str | os.PathLike[str]) -> list[Sample]:
-    """The readable images of ROOT (an incremental scan first, so the list is current)."""
-    try:
-        from cleaner.manifest import ok_rows  # type: ignore[attr-defined,unused-ignore]
-
-        rows = ok_rows(root)
-    except ImportError:  # an older manifest module without ok_rows
-        from cleaner.manifest import scan
-
-        rows = [r for r in scan(root).rows if r.status == "ok"]
-    return [Sample(r.path, r.sha256, r.label) for r in rows if r.label in LABELS]
-
-
-def data_digest(rows: Sequence[SplitRow]) -> str:
-    """sha256 over (sha256, label, split) of every image: two runs with the same digest trained
-    and were tested on the same data."""
-    h = hashlib.sha256()
-    for r in sorted(rows, key=lambda r: (r.sha256, r.path)):
-        h.update(f"{r.sha256}\t{r.label}\t{r.split}\n".encode())
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +199,19 @@ class TrainResult:
     plots: list[Path]
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    SUMMARY_KEYS = (
+        "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "epochs",
+        "backbone", "weights", "image_size", "data_digest",
+    )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cleaner train --json`` prints: the test figures, the model and its metrics."""
+        m = self.metrics
+        return {k: m[k] for k in self.SUMMARY_KEYS} | {
+            "model": str(self.model_path),
+            "metrics": str(self.metrics_path),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,9 +482,8 @@ def _fit_logreg_head(
 ) -> dict[str, Any]:
     """Phase 1 as the out-of-fold heads do it: logistic regression on the standardised features
     (``feat_norm``, already adapted on ``f_tr``), solved exactly, its coefficients written into
-    the model's sigmoid layer ``head``. Measured against the dense head trained by Adam on
-    Lite2's texture features (faces140k, 3 seeded 60/20/20 splits): test accuracy 0.925 vs
-    0.909 (bench/README "Training")."""
+    the model's sigmoid layer ``head``: better test accuracy than the dense head trained by
+    Adam (bench/README.md "Training", figures and command there)."""
     import keras
 
     from cleaner.models import logreg
@@ -742,17 +567,42 @@ def _fit_dense_head(
     }
 
 
+@dataclass
+class _Data:
+    """The decoded split: what every phase after the split reads."""
+
+    rows: list[SplitRow]
+    reused: bool
+    kept: dict[str, list[SplitRow]]
+    """Per split, the rows whose image decoded (the others are left out, as the scan would)."""
+    arrays: dict[str, list[np.ndarray]]
+    y: dict[str, np.ndarray]
+    class_weight: dict[str, float] | None = None
+    sample_w: np.ndarray | None = None
+
+
+@dataclass
+class _Net:
+    """The classifier and the parts of it the phases train."""
+
+    model: Any
+    backbone: Any
+    feat_norm: Any
+    head: Any
+    scratch: bool
+    has_trainable: bool
+    policy: str
+
+
 def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
-    """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc."""
+    """Split, train, test, write ``cfg.out`` + ``.metrics.json`` + plots. See the module doc.
+
+    The phases, in order: :func:`_check`, :func:`_split`, :func:`_decode`, :func:`_build`,
+    :func:`_head_phase` (frozen features), :func:`_tune_phase` (fine-tune or from scratch),
+    :func:`_test` and :func:`_save`."""
     say: Reporter = report or (lambda s: print(s, file=sys.stderr))
     t_start = time.perf_counter()
-    out = Path(cfg.out)
-    if out.suffix != ".keras":
-        raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
-    if cfg.epochs < 0 or cfg.head_epochs < 0:
-        raise CleanerError("--epochs and --head-epochs must be 0 or more")
-    if cfg.head not in ("logreg", "dense"):
-        raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
+    out = _check(cfg)
     ds = open_dataset(cfg.root)
     from cleaner.models.backbones import get_backbone
 
@@ -760,13 +610,103 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     weights_name = cfg.weights or bb.default_weights
     size = int(cfg.image_size or bb.input_size)
     crop = cfg.crop or bb.crop
-    if crop not in ("center", "resize"):
-        raise CleanerError(f"--crop {crop!r} is not one of center, resize")
+    if crop not in CROPS:
+        raise CleanerError(f"--crop {crop!r} is not one of {', '.join(CROPS)}")
     if size < 16:
         raise CleanerError(f"--image-size {size} is too small; use 16 or more")
 
-    samples = dataset_samples(ds.root)
-    rows, reused = make_split(ds.root, samples, seed=cfg.seed, resplit=cfg.resplit)
+    by_split, rows, reused = _split(ds.root, cfg, say)
+    data = _decode(ds.root, by_split, rows, reused, size=size, crop=crop, workers=cfg.workers)
+    _class_weights(data, say)
+    net = _build(cfg, bb, weights_name, size)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_name(f".{out.stem}.best.weights.h5")
+    history: list[dict[str, Any]] = []
+    phases: dict[str, dict[str, Any]] = {}
+    val_seq = _sequence(cfg, data, "val", size)
+    if not net.scratch and cfg.head_epochs > 0:
+        phases["head"] = _head_phase(
+            cfg, ds.root, out, bb, net, data, weights_name, size, say, history
+        )
+    if cfg.epochs > 0 and net.has_trainable:
+        tuned = _tune_phase(cfg, bb, net, data, val_seq, size, ckpt, say, history)
+        if tuned is not None:
+            phases[tuned[0]] = tuned[1]
+    ckpt.unlink(missing_ok=True)
+
+    prob, test, val, test_seconds = _test(cfg, net.model, data, val_seq)
+    _save(net.model, out)
+    metrics: dict[str, Any] = {
+        "format": "cleaner.metrics.v1",
+        "model": str(out),
+        "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
+        "preprocessing": PREPROCESSING if crop == "center" else "whole image resized to SxS",
+        "crop": crop,
+        "backbone": cfg.backbone,
+        "weights": weights_name,
+        "image_size": size,
+        "seed": cfg.seed,
+        "dtype_policy": net.policy,
+        "mode": "scratch" if net.scratch else "transfer",
+        "split": _split_summary(ds.root, data),
+        "class_weight": data.class_weight,
+        "augmentation": cfg.augment,
+        "data_digest": data_digest(data.rows),
+        "epochs": {k: v["epochs"] for k, v in phases.items()},
+        "phases": phases,
+        "time": {
+            "total_seconds": round(time.perf_counter() - t_start, 2),
+            "test_seconds": round(test_seconds, 2),
+        },
+        "test": test,
+        "val": {k: val[k] for k in ("accuracy", "roc_auc", "loss")},
+        **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+        "confusion_matrix": test["confusion_matrix"],
+        "classification_report": test["classification_report"],
+        "history": history,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    plots = write_plots(out, history, data.y["test"], prob, test)
+    metrics["plots"] = [p.name for p in plots]
+    metrics_file.write(out, metrics)
+    return TrainResult(out, metrics_file.path(out), plots, metrics, history)
+
+
+def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int) -> Any:
+    """Keras batches of one split: the training split shuffled, augmented (``--augment``) and
+    class-weighted; the others in order, as they are."""
+    train = part == "train"
+    return _Batches.make(
+        data.arrays[part],
+        data.y[part],
+        size=size,
+        batch_size=cfg.batch_size,
+        train=train,
+        seed=cfg.seed,
+        do_augment=cfg.augment if train else False,
+        weights=data.sample_w if train else None,
+    )
+
+
+def _check(cfg: TrainConfig) -> Path:
+    """The flags that need no data, checked before anything is read; returns ``cfg.out``."""
+    out = Path(cfg.out)
+    if out.suffix != ".keras":
+        raise CleanerError(f"--out {out} must end in .keras (the Keras model format)")
+    if cfg.epochs < 0 or cfg.head_epochs < 0:
+        raise CleanerError("--epochs and --head-epochs must be 0 or more")
+    if cfg.head not in ("logreg", "dense"):
+        raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
+    return out
+
+
+def _split(
+    root: Path, cfg: TrainConfig, say: Reporter
+) -> tuple[dict[str, list[SplitRow]], list[SplitRow], bool]:
+    """The split (reused from ``split.csv`` unless ``--resplit``), each part with both classes."""
+    rows, reused = make_split(root, dataset_samples(root), seed=cfg.seed, resplit=cfg.resplit)
     by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
     if cfg.max_train is not None:
         by_split["train"] = by_split["train"][: cfg.max_train]
@@ -774,42 +714,63 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         labels = {r.label for r in by_split[s]}
         if len(labels) < 2:
             raise CleanerError(
-                f"the {s} split of {ds.root} has images of {len(labels)} class(es); each split "
+                f"the {s} split of {root} has images of {len(labels)} class(es); each split "
                 "needs real and fake images (add images to both class folders)"
             )
     say(
-        f"split ({'reused' if reused else 'new'}, {split_path(ds.root)}): "
+        f"split ({'reused' if reused else 'new'}, {split_path(root)}): "
         + ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS)
     )
+    return by_split, rows, reused
 
-    # decode once, in parallel
+
+def _decode(
+    root: Path,
+    by_split: Mapping[str, Sequence[SplitRow]],
+    rows: list[SplitRow],
+    reused: bool,
+    *,
+    size: int,
+    crop: str,
+    workers: int | None,
+) -> _Data:
+    """Every image of the split decoded once, in parallel (training crops and evaluation views
+    as :func:`load_for_training` and :func:`load_for_eval` make them)."""
     from cleaner.engine import map_batches
 
     arrays: dict[str, list[np.ndarray]] = {}
     kept: dict[str, list[SplitRow]] = {}
     for s in SPLITS:
-        items = [(str(ds.root / r.path), size, s == "train", crop) for r in by_split[s]]
+        items = [(str(root / r.path), size, s == "train", crop) for r in by_split[s]]
         loaded = [
             a
             for b in map_batches(
-                _load_batch, items, batch_size=32, workers=cfg.workers, desc=f"load {s}"
+                _load_batch, items, batch_size=32, workers=workers, desc=f"load {s}"
             )
             for a in b
         ]
         kept[s] = [r for r, a in zip(by_split[s], loaded, strict=True) if a is not None]
         arrays[s] = [a for a in loaded if a is not None]
-    y = {s: np.array([1.0 if r.label == "fake" else 0.0 for r in kept[s]]) for s in SPLITS}
+    y = {s: np.array([1.0 if r.label == Label.FAKE else 0.0 for r in kept[s]]) for s in SPLITS}
+    return _Data(rows=rows, reused=reused, kept=kept, arrays=arrays, y=y)
 
-    # class weights when imbalanced (minority under 80% of the majority)
-    n_fake, n_real = int(y["train"].sum()), int(len(y["train"]) - y["train"].sum())
-    class_weight: dict[str, float] | None = None
-    sample_w: np.ndarray | None = None
+
+def _class_weights(data: _Data, say: Reporter) -> None:
+    """Class weights when the training split is imbalanced (minority under 80% of the
+    majority), set on ``data``."""
+    y_train = data.y["train"]
+    n_fake, n_real = int(y_train.sum()), int(len(y_train) - y_train.sum())
     if min(n_fake, n_real) < 0.8 * max(n_fake, n_real):
         n = n_fake + n_real
-        class_weight = {"real": n / (2 * n_real), "fake": n / (2 * n_fake)}
-        sample_w = np.where(y["train"] > 0.5, class_weight["fake"], class_weight["real"])
-        say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {class_weight}")
+        cw = {Label.REAL.value: n / (2 * n_real), Label.FAKE.value: n / (2 * n_fake)}
+        data.class_weight = cw
+        data.sample_w = np.where(y_train > 0.5, cw[Label.FAKE], cw[Label.REAL])
+        say(f"class weights (imbalanced {n_real} real / {n_fake} fake): {cw}")
 
+
+def _build(cfg: TrainConfig, bb: Any, weights_name: str, size: int) -> _Net:
+    """The classifier: the backbone (frozen for transfer, trainable from scratch), the region
+    mean for ``-quad`` backbones, feature standardisation, dropout, one sigmoid unit."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -837,172 +798,163 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         model = keras.Model(inp, head(head_drop(feat_norm(feats))), name=f"cleaner_{cfg.backbone}")
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    return _Net(model, backbone, feat_norm, head, scratch, has_trainable, policy)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = out.with_name(f".{out.stem}.best.weights.h5")
-    history: list[dict[str, Any]] = []
-    phases: dict[str, dict[str, Any]] = {}
-    mk = _Batches.make
-    val_seq = mk(
-        arrays["val"],
-        y["val"],
-        size=size,
-        batch_size=cfg.batch_size,
-        train=False,
-        seed=cfg.seed,
-        do_augment=False,
-    )
 
-    if not scratch and cfg.head_epochs > 0:
-        # phase 1: the head on frozen features (computed once)
-        t0 = time.perf_counter()
-        hf = _head_features
-        f_tr, src = hf(ds.root, cfg, backbone, arrays["train"], kept["train"], weights_name, size)
-        f_va, _ = hf(ds.root, cfg, backbone, arrays["val"], kept["val"], weights_name, size)
-        t_feat = time.perf_counter() - t0
-        say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
-        y_tr, w_tr = y["train"], sample_w
-        if bb.regions > 1:  # the head trains on every region row, validates on the mean row
-            f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
-        adapt_feature_norm(feat_norm, f_tr)
-        if cfg.head == "logreg":
-            phases["head"] = _fit_logreg_head(
-                f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, feat_norm, head, say
-            )
-        else:
-            phases["head"] = _fit_dense_head(
-                cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, feat_norm, head, say, history
-            )
-        n_img = len(arrays["train"]) + len(arrays["val"])
-        phases["head"].update(
-            {
-                "feature_seconds": round(t_feat, 2),
-                "features_from": src,
-                "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
-            }
+def _head_phase(
+    cfg: TrainConfig,
+    root: Path,
+    out: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Phase 1: the head on frozen features (computed once, from the embedding cache when it
+    has them); returns the phase's record."""
+    t0 = time.perf_counter()
+    hf = _head_features
+    arrays, kept, y = data.arrays, data.kept, data.y
+    f_tr, src = hf(root, cfg, net.backbone, arrays["train"], kept["train"], weights_name, size)
+    f_va, _ = hf(root, cfg, net.backbone, arrays["val"], kept["val"], weights_name, size)
+    t_feat = time.perf_counter() - t0
+    say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
+    y_tr, w_tr = y["train"], data.sample_w
+    if bb.regions > 1:  # the head trains on every region row, validates on the mean row
+        f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
+    adapt_feature_norm(net.feat_norm, f_tr)
+    if cfg.head == "logreg":
+        phase = _fit_logreg_head(
+            f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, net.feat_norm, net.head, say
         )
+    else:
+        phase = _fit_dense_head(
+            cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, net.feat_norm, net.head, say, history
+        )
+    n_img = len(arrays["train"]) + len(arrays["val"])
+    phase.update(
+        {
+            "feature_seconds": round(t_feat, 2),
+            "features_from": src,
+            "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
+        }
+    )
+    return phase
 
-    if cfg.epochs > 0 and has_trainable:
-        if scratch:
-            phase, lr = "scratch", cfg.scratch_lr
-            backbone.trainable = True
-            unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
-            # a few dozen steps per epoch: BatchNormalization's moving statistics (momentum
-            # 0.99) would still be near their initial values at validation time
-            for ly in _flat_layers(backbone):
-                if isinstance(ly, keras.layers.BatchNormalization) and ly.momentum > 0.9:
-                    ly.momentum = 0.9
-        else:
-            phase, lr = "fine-tune", cfg.fine_tune_lr
-            top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
-            unfrozen = _freeze_for_fine_tuning(backbone, top)
-        if unfrozen > 0:
-            # the head-only model is the baseline fine-tuning has to beat on validation loss
-            start_weights = model.get_weights()
-            _compile(model, lr)
-            start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not scratch else None
-            tr_seq = mk(
-                arrays["train"],
-                y["train"],
-                size=size,
-                batch_size=cfg.batch_size,
-                train=True,
-                seed=cfg.seed,
-                do_augment=cfg.augment,
-                weights=sample_w,
-            )
-            n_before = len(history)
-            t1 = time.perf_counter()
-            model.fit(
-                tr_seq,
-                validation_data=val_seq,
-                epochs=cfg.epochs,
-                verbose=0,
-                callbacks=_callbacks(phase, len(arrays["train"]), say, history, ckpt, cfg.patience),
-            )
-            dt = time.perf_counter() - t1
-            kept_head = False
-            if start_loss is not None:
-                end_loss = float(model.evaluate(val_seq, verbose=0)[0])
-                if end_loss > start_loss:
-                    model.set_weights(start_weights)
-                    kept_head = True
-                    say(
-                        f"fine-tuning did not beat the head's val_loss ({end_loss:.4f} > "
-                        f"{start_loss:.4f}): kept the head-only model"
-                    )
-            phases[phase] = {
-                "kept_head_only": kept_head,
-                "epochs": len(history) - n_before,
-                "seconds": round(dt, 2),
-                "layers_unfrozen": unfrozen,
-                "lr": lr,
-                "train_images_per_s": _median(
-                    [h["images_per_s"] for h in history[n_before:] if h.get("images_per_s")]
-                ),
-            }
-    ckpt.unlink(missing_ok=True)
 
-    # test
+def _tune_phase(
+    cfg: TrainConfig,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    val_seq: Any,
+    size: int,
+    ckpt: Path,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> tuple[str, dict[str, Any]] | None:
+    """Phase 2: fine-tune the top of the backbone with the head (transfer), or train the whole
+    network (from scratch); a fine-tuning that does not beat the head's validation loss is
+    undone. Returns (phase name, record), or None when no layer could be unfrozen."""
+    import keras
+
+    model, backbone = net.model, net.backbone
+    if net.scratch:
+        phase, lr = "scratch", cfg.scratch_lr
+        backbone.trainable = True
+        unfrozen = len([ly for ly in _flat_layers(backbone) if ly.weights])
+        # a few dozen steps per epoch: BatchNormalization's moving statistics (momentum
+        # 0.99) would still be near their initial values at validation time
+        for ly in _flat_layers(backbone):
+            if isinstance(ly, keras.layers.BatchNormalization) and ly.momentum > 0.9:
+                ly.momentum = 0.9
+    else:
+        phase, lr = "fine-tune", cfg.fine_tune_lr
+        top = bb.trainable_top if cfg.fine_tune_layers is None else cfg.fine_tune_layers
+        unfrozen = _freeze_for_fine_tuning(backbone, top)
+    if unfrozen <= 0:
+        return None
+    # the head-only model is the baseline fine-tuning has to beat on validation loss
+    start_weights = model.get_weights()
+    _compile(model, lr)
+    start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not net.scratch else None
+    tr_seq = _sequence(cfg, data, "train", size)
+    n_before = len(history)
+    t1 = time.perf_counter()
+    n_train = len(data.arrays["train"])
+    model.fit(
+        tr_seq,
+        validation_data=val_seq,
+        epochs=cfg.epochs,
+        verbose=0,
+        callbacks=_callbacks(phase, n_train, say, history, ckpt, cfg.patience),
+    )
+    dt = time.perf_counter() - t1
+    kept_head = False
+    if start_loss is not None:
+        end_loss = float(model.evaluate(val_seq, verbose=0)[0])
+        if end_loss > start_loss:
+            model.set_weights(start_weights)
+            kept_head = True
+            say(
+                f"fine-tuning did not beat the head's val_loss ({end_loss:.4f} > "
+                f"{start_loss:.4f}): kept the head-only model"
+            )
+    return phase, {
+        "kept_head_only": kept_head,
+        "epochs": len(history) - n_before,
+        "seconds": round(dt, 2),
+        "layers_unfrozen": unfrozen,
+        "lr": lr,
+        "train_images_per_s": _median(
+            [h["images_per_s"] for h in history[n_before:] if h.get("images_per_s")]
+        ),
+    }
+
+
+def _test(
+    cfg: TrainConfig, model: Any, data: _Data, val_seq: Any
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any], float]:
+    """The held-out test split (and validation) through the final model: (test prob_fake,
+    test metrics, validation metrics, seconds)."""
     t_test = time.perf_counter()
-    test_x = np.stack(arrays["test"]).astype(np.float32)
+    test_x = np.stack(data.arrays["test"]).astype(np.float32)
     prob = np.asarray(
         model.predict(test_x, batch_size=cfg.batch_size, verbose=0), dtype=np.float64
     ).reshape(-1)
     val_prob = np.asarray(model.predict(val_seq, verbose=0), dtype=np.float64).reshape(-1)
     test_seconds = time.perf_counter() - t_test
-    test = classification_metrics(y["test"], prob)
-    val = classification_metrics(y["val"], val_prob)
+    test = classification_metrics(data.y["test"], prob)
+    val = classification_metrics(data.y["val"], val_prob)
+    return prob, test, val, test_seconds
 
+
+def _save(model: Any, out: Path) -> None:
+    """``out`` written whole or not at all (a temporary file beside it, then a rename)."""
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, out)
-    total = time.perf_counter() - t_start
-    metrics: dict[str, Any] = {
-        "format": "cleaner.metrics.v1",
-        "model": str(out),
-        "output": "prob_fake (sigmoid; 1 = fake, 0 = real); input float32 RGB 0..255 (S, S, 3)",
-        "preprocessing": PREPROCESSING if crop == "center" else "whole image resized to SxS",
-        "crop": crop,
-        "backbone": cfg.backbone,
-        "weights": weights_name,
-        "image_size": size,
-        "seed": cfg.seed,
-        "dtype_policy": policy,
-        "mode": "scratch" if scratch else "transfer",
-        "split": {
-            "file": str(split_path(ds.root)),
-            "reused": reused,
-            **{
-                s: {
-                    "images": len(kept[s]),
-                    "real": int((y[s] < 0.5).sum()),
-                    "fake": int(y[s].sum()),
-                }
-                for s in SPLITS
-            },
-            "groups": len({r.group for r in rows}),
+
+
+def _split_summary(root: Path, data: _Data) -> dict[str, Any]:
+    """The metrics file's ``split``: its file, whether it was reused, per-split counts."""
+    y = data.y
+    return {
+        "file": str(split_path(root)),
+        "reused": data.reused,
+        **{
+            s: {
+                "images": len(data.kept[s]),
+                Label.REAL.value: int((y[s] < 0.5).sum()),
+                Label.FAKE.value: int(y[s].sum()),
+            }
+            for s in SPLITS
         },
-        "class_weight": class_weight,
-        "augmentation": cfg.augment,
-        "data_digest": data_digest(rows),
-        "epochs": {k: v["epochs"] for k, v in phases.items()},
-        "phases": phases,
-        "time": {"total_seconds": round(total, 2), "test_seconds": round(test_seconds, 2)},
-        "test": test,
-        "val": {k: val[k] for k in ("accuracy", "roc_auc", "loss")},
-        **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
-        "confusion_matrix": test["confusion_matrix"],
-        "classification_report": test["classification_report"],
-        "history": history,
-        "versions": _versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "groups": len({r.group for r in data.rows}),
     }
-    metrics_path = metrics_path_for(out)
-    plots = write_plots(out, history, y["test"], prob, test)
-    metrics["plots"] = [p.name for p in plots]
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
-    return TrainResult(out, metrics_path, plots, metrics, history)
 
 
 def _median(xs: Sequence[float]) -> float | None:

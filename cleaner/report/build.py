@@ -24,11 +24,16 @@ from typing import Any
 import jinja2
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import LABELS, QUARANTINE_DIR, check_relpath, open_dataset
+from cleaner.dataset import LABELS, QUARANTINE_DIR, Dataset, check_relpath, open_dataset
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.report import state
 from cleaner.report.thumbs import ThumbJob, make_thumbs, thumb_dir, thumb_name
+from cleaner.state import duplicates as duplicates_file
+from cleaner.state import metrics as metrics_file
+from cleaner.state import plans as plans_file
+from cleaner.state import runs as runs_file
+from cleaner.state import split as split_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_PAGE_SIZE = 48
@@ -185,7 +190,7 @@ def _summary(rows: Sequence[Any] | None, quarantined: Sequence[tuple[str, str]])
     }
 
 
-def _item_json(it: state.PlanItem, status: str) -> dict[str, Any]:
+def _item_json(it: plans_file.PlanItem, status: str) -> dict[str, Any]:
     return {
         "id": it.item_id,
         "path": it.path,
@@ -201,7 +206,7 @@ def _item_json(it: state.PlanItem, status: str) -> dict[str, Any]:
 
 
 def _plan_items(
-    plan: state.Plan, decisions: Mapping[str, Mapping[str, Any]], th: _Thumbs
+    plan: plans_file.Plan, decisions: Mapping[str, Mapping[str, Any]], th: _Thumbs
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     moves: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
@@ -242,7 +247,10 @@ def _journal_runs(root: Path, last: int = 30) -> list[dict[str, Any]]:
 
 
 def _groups(
-    dup: Mapping[str, Any], split: Mapping[str, str] | None, labels: Mapping[str, str], th: _Thumbs
+    dup: Mapping[str, Any],
+    split: tuple[Mapping[str, str], Mapping[str, str]] | None,
+    labels: Mapping[str, str],
+    th: _Thumbs,
 ) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for g in dup.get("groups") or []:
@@ -264,12 +272,14 @@ def _groups(
             }
             if isinstance(m.get("match"), str) and m.get("match") != "kept":
                 mj["match"] = m["match"]  # how dedupe confirmed it: bytes, pixels, phash...
+            if isinstance(m.get("score"), (int, float)) and path != kept:
+                mj["score"] = round(float(m["score"]), 3)  # the verification that confirmed it
             # dedupe records each member's split (split.csv or train/val/test sub-folders)
             known = m.get("split")
             if isinstance(known, str) and known:
                 mj["split"] = known
             elif split is not None:
-                mj["split"] = split.get(path) or split.get("sha256:" + sha, "")
+                mj["split"] = split[0].get(path) or split[1].get(sha, "")
             th.attach(mj, sha, path)
             members.append(mj)
         members.sort(
@@ -288,14 +298,43 @@ def _groups(
                 "splits": splits,
                 "leak": len(splits) > 1,
                 "members": members,
+                "review_only": str(g.get("review_only") or ""),
             }
         )
     groups.sort(key=lambda g: (not g["conflict"], -len(g["members"]), g["kept"]))
     return groups
 
 
+def _review_pairs(
+    dup: Mapping[str, Any], labels: Mapping[str, str], th: _Thumbs
+) -> list[dict[str, Any]]:
+    """The pairs dedupe held back (evidence just below its calibrated threshold), each shown
+    as a two-member group with its score; never quarantined."""
+    cal = dup.get("calibration") if isinstance(dup.get("calibration"), Mapping) else {}
+    t = cal.get("threshold") if isinstance(cal, Mapping) else None
+    out: list[dict[str, Any]] = []
+    for r in dup.get("review_pairs") or []:
+        if not isinstance(r, Mapping) or not isinstance(r.get("score"), (int, float)):
+            continue
+        members = []
+        for key in ("a", "b"):
+            path = str(r.get(key, ""))
+            mj: dict[str, Any] = {"path": path, "label": labels.get(path, ""), "sha256": ""}
+            mj.update({"distance": "", "kept": key == "a"})
+            if key == "b":
+                mj["score"] = round(float(r["score"]), 3)
+            th.attach(mj, "", path)
+            members.append(mj)
+        why = f"score {float(r['score']):.3f}" + (f" below the threshold {t:.3f}" if t else "")
+        out.append(
+            {"kept": members[0]["path"], "conflict": False, "splits": [], "leak": False,
+             "members": members, "review_only": why}
+        )  # fmt: skip
+    return out
+
+
 def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, Any]:
-    m = state.read_metrics(metrics_path)
+    m = metrics_file.read_metrics(metrics_path)
     scalars: list[tuple[str, str]] = []
     skip = {"confusion_matrix", "confusion_labels", "classification_report", "plots", "versions",
             "history", "phases", "format", "output", "preprocessing"}  # fmt: skip
@@ -336,7 +375,7 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
         ]
     plots: list[dict[str, str]] = []
     pdir = files_dir / "training"
-    for name, p in state.metrics_plots(metrics_path, m).items():
+    for name, p in metrics_file.metrics_plots(metrics_path, m).items():
         pdir.mkdir(parents=True, exist_ok=True)
         dst = pdir / p.name
         shutil.copyfile(p, dst)
@@ -420,6 +459,19 @@ def _env() -> jinja2.Environment:
     return env
 
 
+@dataclass
+class _Page:
+    """What the sections fill in: the template's context, and per section what is missing
+    (the command that makes it) or broken (the error naming the file)."""
+
+    root: Path
+    r_arg: str
+    th: _Thumbs
+    ctx: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
 def build_report(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -435,8 +487,51 @@ def build_report(
     ``rescan``: refresh the manifest first (incremental :func:`cleaner.manifest.scan`) when
     there is one. Raises :class:`CleanerError` when ROOT is missing, ``out`` is not an ``.html``
     path in a writable folder, or a state file exists but does not parse.
+
+    The phases: :func:`_check_out`, :func:`_manifest_rows`, then one function per section
+    (:func:`_section_files`, :func:`_section_plans`, :func:`_section_duplicates`,
+    :func:`_section_quarantine`, :func:`_section_training`), thumbnails, :func:`_render`.
     """
     ds = open_dataset(root, require_classes=False)
+    rootp = ds.root
+    outp, files_dir = _check_out(ds, out)
+    outp.parent.mkdir(parents=True, exist_ok=True)
+    result = ReportResult(out=outp, files_dir=files_dir)
+    rows = _manifest_rows(rootp, rescan=rescan, workers=workers, progress=progress)
+    by_sha = {r.sha256: r.path for r in rows or [] if r.sha256 and r.status == "ok"}
+    page = _Page(rootp, f"--root {root}", _Thumbs(rootp, files_dir, outp.parent, by_sha))
+    page.ctx.update({"sections": SECTIONS, "page_size": max(1, page_size)})
+    quarantined = state.quarantined_files(rootp)
+    _section_files(page, rows, quarantined)
+    _section_plans(page)
+    page.ctx["runs"] = _journal_runs(rootp)  # every run that moved files, and its undo
+    _section_duplicates(page, {r.path: r.label for r in rows or []})
+    _section_quarantine(page, quarantined)
+    _section_training(page, model_metrics, files_dir, outp.parent)
+    page.ctx["audit"] = _audit(rootp, page.r_arg, page.missing, page.problems)
+    made = page.th.make(workers, progress)
+    result.thumbs_made, result.thumbs_cached, result.thumbs_failed = made
+    ctx = page.ctx
+    ctx["counts"] = result.counts = {
+        "summary": len(rows or []),
+        "moves": len(ctx["moves"]),
+        "review": len(ctx["review"]),
+        "duplicates": len(ctx["groups"]),
+        "conflicts": len(ctx["conflicts"]),
+        "leakage": len(ctx["leaks"]),
+        "quarantine": len(ctx["quarantine"]),
+        "unreadable": len(ctx["unreadable"]),
+        "training": 1 if ctx["training"] else 0,
+        "audit": ctx["audit"]["count"] if ctx["audit"] else 0,
+    }
+    result.problems, result.missing = page.problems, page.missing
+    _render(page, outp)
+    return result
+
+
+def _check_out(ds: Dataset, out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The page's path and its files folder: an ``.html`` path, not a folder, and not inside a
+    class or quarantine folder (its thumbnails would be scanned as images)."""
     rootp = ds.root
     outp = Path(out)
     if outp.suffix.lower() not in (".html", ".htm"):
@@ -453,89 +548,94 @@ def build_report(
                 f"thumbnails would be scanned as images; write it elsewhere (e.g. "
                 f"{rootp / '.cleaner' / 'report.html'})"
             )
-    outp.parent.mkdir(parents=True, exist_ok=True)
-    result = ReportResult(out=outp, files_dir=files_dir)
+    return outp, files_dir
 
+
+def _manifest_rows(
+    rootp: Path, *, rescan: bool, workers: int | None, progress: bool | None
+) -> list[Any] | None:
+    """The manifest's rows, after an incremental rescan (only changed files are read, so the
+    page matches the disk after moves and quarantines); None without a manifest (the page
+    then says to run ``cleaner scan``)."""
     from cleaner.manifest import manifest_path, read_manifest, scan
 
-    rows: list[Any] | None = None
-    if manifest_path(rootp).is_file():
-        # an incremental rescan (only changed files are read) so the page matches the disk
-        # after moves and quarantines; without a manifest the page says to run `cleaner scan`
-        try:
-            rows = (
-                scan(rootp, workers=workers, progress=progress).rows
-                if rescan
-                else read_manifest(rootp)
-            )
-        except CleanerError:
-            rows = None
-    by_sha = {r.sha256: r.path for r in rows or [] if r.sha256 and r.status == "ok"}
-    labels = {r.path: r.label for r in rows or []}
-    th = _Thumbs(rootp, files_dir, outp.parent, by_sha)
-    quarantined = state.quarantined_files(rootp)
-    ctx: dict[str, Any] = {"sections": SECTIONS, "page_size": max(1, page_size)}
-    missing: dict[str, str] = {}
-    problems: dict[str, str] = {}
-    r_arg = f"--root {root}"
+    if not manifest_path(rootp).is_file():
+        return None
+    try:
+        if rescan:
+            return list(scan(rootp, workers=workers, progress=progress).rows)
+        return list(read_manifest(rootp))
+    except CleanerError:
+        return None
 
-    # summary and unreadable files
-    ctx["summary"] = _summary(rows, quarantined)
+
+def _section_files(page: _Page, rows: list[Any] | None, quarantined: list[tuple[str, str]]) -> None:
+    """The summary and the unreadable files."""
+    page.ctx["summary"] = _summary(rows, quarantined)
     bad: list[dict[str, Any]] = []
     if rows is None:
-        missing["summary"] = missing["unreadable"] = f"cleaner scan {r_arg}"
+        page.missing["summary"] = page.missing["unreadable"] = f"cleaner scan {page.r_arg}"
     else:
         bad = [{"path": r.path, "label": r.label, "status": r.status, "reason": r.reason}
                for r in rows if r.status != "ok"]  # fmt: skip
         bad.sort(key=lambda b: (b["status"], b["path"]))
-    ctx["unreadable"] = bad
+    page.ctx["unreadable"] = bad
 
-    # plans
+
+def _section_plans(page: _Page) -> None:
+    """The latest plan's moves and review items (with serve's decisions), older plans."""
+    ctx, rootp = page.ctx, page.root
     plan_problems: list[str] = []
-    plans = state.list_plans(rootp, plan_problems)
+    plans = plans_file.list_plans(rootp, plan_problems)
     if plan_problems:
-        problems["moves"] = "; ".join(plan_problems)
+        page.problems["moves"] = "; ".join(plan_problems)
     plan = plans[-1] if plans else None
     ctx["plan"] = plan
     ctx["older_plans"] = list(reversed(plans[:-1]))
     moves: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
     if plan is None:
-        missing["moves"] = missing["review"] = (
-            f"cleaner separate --predictions F1.json [F2.json ...] {r_arg}"
+        page.missing["moves"] = page.missing["review"] = (
+            f"cleaner separate --predictions F1.json [F2.json ...] {page.r_arg}"
         )
     else:
         try:
-            decisions = state.read_decisions(rootp, plan.run_id)
+            decisions = plans_file.read_decisions(rootp, plan.run_id)
         except CleanerError as e:
-            problems["review"] = str(e)
+            page.problems["review"] = str(e)
             decisions = {}
-        moves, review = _plan_items(plan, decisions, th)
+        moves, review = _plan_items(plan, decisions, page.th)
     ctx["moves"], ctx["review"] = moves, review
     ctx["move_states"] = sorted(Counter(m["state"] for m in moves).items())
 
-    # the journal: every run that moved files (separate, dedupe, serve accepts, undos)
-    ctx["runs"] = _journal_runs(rootp)
 
-    # duplicates, conflicts, leakage
+def _section_duplicates(page: _Page, labels: Mapping[str, str]) -> None:
+    """Duplicate groups, label conflicts and split leakage."""
+    ctx, rootp, r_arg = page.ctx, page.root, page.r_arg
     dup = split = None
+    ctx["dup_review"] = []
     try:
-        dup = state.read_duplicates(rootp)
+        found = duplicates_file.read(rootp)
+        dup = dict(found.raw) if found is not None else None
     except CleanerError as e:
-        problems["duplicates"] = str(e)
+        page.problems["duplicates"] = str(e)
     try:
-        split = state.read_split(rootp)
+        split_rows = split_file.read(rootp, fix="rerun `cleaner train`")
+        split = split_file.lookup(split_rows) if split_rows is not None else None
     except CleanerError as e:
-        problems["leakage"] = str(e)
+        page.problems["leakage"] = str(e)
     groups: list[dict[str, Any]] = []
     if dup is None:
-        missing["duplicates"] = missing["conflicts"] = f"cleaner dedupe {r_arg}"
-        missing["leakage"] = f"cleaner dedupe {r_arg} (and cleaner train {r_arg} for the split)"
+        page.missing["duplicates"] = page.missing["conflicts"] = f"cleaner dedupe {r_arg}"
+        page.missing["leakage"] = (
+            f"cleaner dedupe {r_arg} (and cleaner train {r_arg} for the split)"
+        )
     else:
-        groups = _groups(dup, split, labels, th)
+        groups = _groups(dup, split, labels, page.th)
+        ctx["dup_review"] = _review_pairs(dup, labels, page.th)
         has_splits = any(m.get("split") for g in groups for m in g["members"])
         if split is None and not has_splits:
-            missing["leakage"] = f"cleaner train {r_arg} --out M.keras (it writes the split)"
+            page.missing["leakage"] = f"cleaner train {r_arg} --out M.keras (it writes the split)"
     ctx["dup"] = dup or {}
     ctx["groups"] = groups
     ctx["dup_files"] = sum(len(g["members"]) for g in groups)
@@ -543,60 +643,50 @@ def build_report(
     ctx["leaks"] = [g for g in groups if g["leak"]]
     ctx["has_split"] = split is not None
 
-    # quarantine
+
+def _section_quarantine(page: _Page, quarantined: list[tuple[str, str]]) -> None:
+    """Files under quarantine/, with where and why the journal says they came from."""
     qitems: list[dict[str, Any]] = []
-    moved_by = state.journal_moves(rootp) if quarantined else {}
+    moved_by = runs_file.journal_moves(page.root) if quarantined else {}
     for rel, reason in quarantined:
         qj: dict[str, Any] = {"path": rel, "reason": reason}
         how = moved_by.get(rel)
         if how is not None:  # the journal says where it came from and why
             qj.update(src=how["src"], why=how["reason"], run=how["run"])
-        th.attach(qj, how["sha256"] if how else "", rel)
+        page.th.attach(qj, how["sha256"] if how else "", rel)
         qitems.append(qj)
-    ctx["quarantine"] = qitems
+    page.ctx["quarantine"] = qitems
 
-    # training
-    mpath = state.find_metrics(rootp, Path(model_metrics) if model_metrics else None)
+
+def _section_training(
+    page: _Page, model_metrics: str | os.PathLike[str] | None, files_dir: Path, page_dir: Path
+) -> None:
+    """The last training's test figures and plots (``--model-metrics``, or found)."""
+    r_arg = page.r_arg
+    mpath = metrics_file.find_metrics(page.root, Path(model_metrics) if model_metrics else None)
+    page.ctx["training"] = None
     if mpath is None:
-        missing["training"] = (
+        page.missing["training"] = (
             f"cleaner train {r_arg} --out M.keras, then --model-metrics M.metrics.json"
         )
-        ctx["training"] = None
-    else:
-        try:
-            ctx["training"] = _training(mpath, files_dir, outp.parent)
-        except (CleanerError, OSError) as e:
-            problems["training"] = str(e)
-            missing["training"] = f"cleaner train {r_arg} --out M.keras"
-            ctx["training"] = None
+        return
+    try:
+        page.ctx["training"] = _training(mpath, files_dir, page_dir)
+    except (CleanerError, OSError) as e:
+        page.problems["training"] = str(e)
+        page.missing["training"] = f"cleaner train {r_arg} --out M.keras"
 
-    ctx["audit"] = _audit(rootp, r_arg, missing, problems)
 
-    result.thumbs_made, result.thumbs_cached, result.thumbs_failed = th.make(workers, progress)
-    ctx["missing"] = missing
-    ctx["problems"] = problems
-    result.problems = problems
-    ctx["root"] = str(rootp)
+def _render(page: _Page, outp: Path) -> None:
+    """The page, written atomically."""
+    ctx = page.ctx
+    ctx["missing"] = page.missing
+    ctx["problems"] = page.problems
+    ctx["root"] = str(page.root)
     ctx["generated"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    ctx["counts"] = result.counts = {
-        "summary": len(rows or []),
-        "moves": len(moves),
-        "review": len(review),
-        "duplicates": len(groups),
-        "conflicts": len(ctx["conflicts"]),
-        "leakage": len(ctx["leaks"]),
-        "quarantine": len(qitems),
-        "unreadable": len(bad),
-        "training": 1 if ctx["training"] else 0,
-        "audit": ctx["audit"]["count"] if ctx["audit"] else 0,
-    }
-    result.missing = missing
-    env = _env()
     ctx["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     ctx["js"] = (TEMPLATES / "report.js").read_text(encoding="utf-8")
-    page = env.get_template("report.html.j2").render(**ctx)
-    atomic_write_text(outp, page)
-    return result
+    atomic_write_text(outp, _env().get_template("report.html.j2").render(**ctx))
 
 
 def iter_thumb_srcs(items: Iterable[Mapping[str, Any]]) -> Iterable[str]:

@@ -2,6 +2,6 @@
 
 Importing this package does not import TensorFlow: the model is loaded on the first upload."""
 
-from cleaner.web.app import create_app
+from cleaner.web.app import create_app, run_server
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "run_server"]

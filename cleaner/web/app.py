@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import (
+    Blueprint,
     Flask,
     Response,
     abort,
+    current_app,
     flash,
     jsonify,
     redirect,
@@ -50,9 +52,10 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cleaner import images
+from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
-from cleaner.report import state
+from cleaner.state import plans as plans_file
 from cleaner.web.predictor import KerasPredictor, Predictor
 
 DEFAULT_MAX_UPLOAD_MB = 20
@@ -100,6 +103,349 @@ class _ThumbCache:
         return out
 
 
+bp = Blueprint("cleaner", __name__)
+"""The pages and their checks; :func:`create_app` registers it on an app configured for one
+ROOT (``app.extensions["cleaner"]``: root, predictor, thumbnail cache, decision lock, trusted
+host names)."""
+
+
+def _ext() -> dict[str, Any]:
+    ext: dict[str, Any] = current_app.extensions["cleaner"]
+    return ext
+
+
+def _root() -> Path:
+    root: Path = _ext()["root"]
+    return root
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def csrf_token() -> str:
+    tok = session.get("csrf")
+    if not isinstance(tok, str):
+        tok = secrets.token_urlsafe(32)
+        session["csrf"] = tok
+    return tok
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    tok = session.get("csrf")
+    if not isinstance(tok, str) or not hmac.compare_digest(sent.encode(), tok.encode()):
+        abort(400, "the form's CSRF token is missing or wrong; reload the page and try again")
+
+
+@bp.before_app_request
+def check_site() -> Any:
+    """Refuse what a browser sends for another site (a form post, an <img>, a fetch)."""
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if site in ("cross-site", "same-site"):
+        return error(403, "refused: the request comes from another site's page; open "
+                          "this app's own address")  # fmt: skip
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+        return error(403, f"refused: the request comes from the page of {origin!r}, not "
+                          "from this app; open this app's own address")  # fmt: skip
+    return None
+
+
+@bp.before_app_request
+def check_host() -> Any:
+    trusted = _ext()["trusted"]
+    if trusted is None:
+        return None
+    host = request.host.lower()
+    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name not in trusted:
+        return error(400, f"host {host!r} is not this app's address; open it as 127.0.0.1")
+    return None
+
+
+@bp.after_app_request
+def headers(resp: Response) -> Response:
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
+
+
+def error(status: int, message: str) -> Any:
+    if _wants_json():
+        return jsonify({"error": message}), status
+    return render_template("index.html", error=message, result=None, **_index_ctx()), status
+
+
+@bp.app_errorhandler(RequestEntityTooLarge)
+def too_large(_: RequestEntityTooLarge) -> Any:
+    mb = current_app.config["CLEANER_MAX_UPLOAD_MB"]
+    return error(413, f"the upload is too large: the limit is {mb:g} MB (cleaner serve "
+                      "--max-upload-mb raises it)")  # fmt: skip
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(e: HTTPException) -> Any:
+    return error(e.code or 500, e.description or e.name)
+
+
+def _index_ctx() -> dict[str, Any]:
+    return {
+        "root": str(_root()),
+        "has_model": _ext()["predictor"] is not None,
+        "max_mb": current_app.config["CLEANER_MAX_UPLOAD_MB"],
+    }
+
+
+def plan_or_404(run_id: str) -> plans_file.Plan:
+    if not _RUN_ID.match(run_id):
+        abort(404, "no such plan")
+    try:
+        plan = plans_file.find_plan(_root(), run_id)
+    except CleanerError as e:
+        abort(500, str(e))
+    if plan is None:
+        abort(404, f"no plan {run_id!r} under {plans_file.plans_dir(_root())}")
+    return plan
+
+
+def item_or_404(plan: plans_file.Plan, item_id: str) -> plans_file.PlanItem:
+    it = plan.item(item_id) if _ITEM_ID.match(item_id) else None
+    if it is None:
+        abort(404, f"plan {plan.run_id} has no item {item_id!r}")
+    return it
+
+
+# ------------------------------------------------------------------ upload and predict
+
+
+@bp.get("/")
+def index() -> Any:
+    return render_template("index.html", result=None, error=None, **_index_ctx())
+
+
+@bp.post("/predict")
+def predict() -> Any:
+    f = request.files.get("image")
+    if f is None or not f.filename:
+        return error(400, "choose an image file to upload (form field 'image')")
+    data = f.read()
+    t0 = time.perf_counter()
+    predict_fn = _ext()["predictor"]
+    with _ext()["decode_slots"]:
+        try:
+            budget = images.upload_pixel_budget(len(data))
+            width, height = images.header_size(data, max_pixels=budget)
+            im = images.load_rgb(data, max_side=VIEW_SIDE, max_pixels=budget)
+        except images.ImageError as e:
+            return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
+        if predict_fn is None:
+            return error(503, "no model loaded: start cleaner serve with --model M.keras")
+        try:
+            if isinstance(predict_fn, KerasPredictor):
+                p = predict_fn.predict_bytes(data)  # loaded exactly as in training
+            else:
+                p = float(predict_fn(im))
+        except CleanerError as e:
+            return error(500, str(e))
+    result = {
+        "file": f.filename,
+        "width": width,
+        "height": height,
+        "prediction": Label.FAKE if p >= 0.5 else Label.REAL,
+        "prob_fake": round(p, 6),
+        "prob_real": round(1.0 - p, 6),
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+    if _wants_json():
+        return jsonify(result)
+    preview = io.BytesIO()
+    thumb = im.copy()
+    thumb.thumbnail((240, 240))
+    thumb.save(preview, "JPEG", quality=85)
+    result["preview"] = "data:image/jpeg;base64," + base64.b64encode(preview.getvalue()).decode()
+    return render_template("index.html", result=result, error=None, **_index_ctx())
+
+
+# ------------------------------------------------------------------ review queue
+
+
+@bp.get("/review")
+def review() -> Any:
+    problems: list[str] = []
+    plans = plans_file.list_plans(_root(), problems) if _root().is_dir() else []
+    for p in problems:
+        flash(f"skipped a plan file: {p}")
+    if not plans:
+        return render_template(
+            "review.html", plan=None, root=str(_root()),
+            problem=f"no plan under {_root()}/.cleaner/plans yet: run `cleaner separate "
+                    f"--predictions F.json --root {_root()}` first",
+        )  # fmt: skip
+    plan = plans[-1]
+    decisions = plans_file.read_decisions(_root(), plan.run_id)
+    items = sorted(plan.review, key=lambda i: (-i.confidence, i.path)) + sorted(
+        plan.moves, key=lambda i: (-i.confidence, i.path)
+    )
+    show = request.args.get("show", "open")
+    if show == "open":
+        items = [i for i in items if i.item_id not in decisions]
+    try:
+        page = max(0, int(request.args.get("page", "0")))
+    except ValueError:
+        page = 0
+    pages = max(1, (len(items) + REVIEW_PAGE - 1) // REVIEW_PAGE)
+    page = min(page, pages - 1)
+    return render_template(
+        "review.html",
+        plan=plan,
+        problem=None,
+        root=str(_root()),
+        items=items[page * REVIEW_PAGE : (page + 1) * REVIEW_PAGE],
+        n_items=len(items),
+        decisions=decisions,
+        page=page,
+        pages=pages,
+        show=show,
+    )
+
+
+def _current_path(plan: plans_file.Plan, it: plans_file.PlanItem) -> Path | None:
+    """Where the item's file is now (its path, or where an accept moved it), inside ROOT."""
+    d = plans_file.read_decisions(_root(), plan.run_id).get(it.item_id, {})
+    for rel in (str(d.get("dst") or ""), it.path, it.dst if plan.applied else ""):
+        if not rel:
+            continue
+        try:
+            p = resolve_inside(_root(), rel)
+        except PathEscapeError:
+            continue
+        if p.is_file():
+            return p
+    return None
+
+
+@bp.get("/thumb/<run_id>/<item_id>")
+def thumb(run_id: str, item_id: str) -> Any:
+    plan = plan_or_404(run_id)
+    it = item_or_404(plan, item_id)
+    p = _current_path(plan, it)
+    if p is None:
+        abort(404, f"{it.path} is no longer in ROOT")
+    try:
+        data = _ext()["thumbs"].get(p)
+    except images.ImageError as e:
+        abort(404, f"{it.path}: {e.reason}")
+    resp = Response(data, mimetype="image/jpeg")
+    resp.headers["Cache-Control"] = "private, max-age=60"
+    return resp
+
+
+@bp.post("/review/<run_id>/<item_id>/<action>")
+def decide(run_id: str, item_id: str, action: str) -> Any:
+    check_csrf()
+    if action not in ("accept", "reject", "undo"):
+        abort(404, f"unknown action {action!r}; use accept, reject or undo")
+    plan = plan_or_404(run_id)
+    it = item_or_404(plan, item_id)
+    if action == "undo":
+        return _undo(plan, it)
+    with _ext()["lock"]:
+        decisions = plans_file.read_decisions(_root(), plan.run_id)
+        if it.item_id in decisions:
+            abort(409, f"{it.path} was already {decisions[it.item_id]['decision']}")
+        record: dict[str, Any] = {
+            "decision": "accepted" if action == "accept" else "rejected",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "path": it.path,
+            "kind": it.kind,
+        }
+        if action == "accept":
+            record.update(_accept(plan, it))
+        decisions[it.item_id] = record
+        plans_file.write_decisions(_root(), plan.run_id, decisions)
+    if action == "accept":
+        msg = f"moved {it.path} -> {record['dst']} (journal run {record['journal_run']}; " \
+              f"`cleaner undo --run {record['journal_run']}` reverses it)"  # fmt: skip
+    else:
+        msg = f"rejected: {it.path} stays in {it.from_label}"
+    if _wants_json():
+        return jsonify({"item": it.item_id, "message": msg, **record})
+    flash(msg)
+    back: dict[str, Any] = dict(request.args.to_dict())
+    return redirect(url_for(".review", **back))
+
+
+def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
+    """Withdraw a decision; an accepted move is reversed through the journal first."""
+    from cleaner.journal import undo
+
+    with _ext()["lock"]:
+        decisions = plans_file.read_decisions(_root(), plan.run_id)
+        d = decisions.get(it.item_id)
+        if d is None:
+            abort(409, f"{it.path} has no decision to undo")
+        if d.get("decision") == "accepted" and d.get("journal_run"):
+            try:
+                res = undo(_root(), str(d["journal_run"]))
+            except CleanerError as e:
+                abort(409, str(e))
+            if res.left:
+                abort(409, f"{it.path} was not moved back: {res.left[0].why}")
+            msg = f"undone: {it.path} is back in {it.from_label} (journal run {res.run_id})"
+        else:
+            msg = f"decision on {it.path} withdrawn"
+        del decisions[it.item_id]
+        plans_file.write_decisions(_root(), plan.run_id, decisions)
+    if _wants_json():
+        return jsonify({"item": it.item_id, "message": msg})
+    flash(msg)
+    back: dict[str, Any] = dict(request.args.to_dict())
+    return redirect(url_for(".review", **back))
+
+
+def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
+    from cleaner.journal import Move, apply_moves
+
+    if plan.applied and it.kind == "move":
+        abort(409, f"plan {plan.run_id} was applied already; {it.path} has moved")
+    if it.to_label not in LABELS:
+        abort(400, f"item {it.item_id} names no destination class ({it.to_label!r})")
+    try:
+        src = resolve_inside(_root(), it.path)
+        ds = open_dataset(_root(), require_classes=False)
+        wanted = it.dst or ds.moved_path(it.path, it.to_label)
+        resolve_inside(_root(), wanted)
+        if ds.label_of(wanted) != it.to_label:
+            abort(400, f"item {it.item_id}'s destination {wanted} is not in {it.to_label}")
+    except PathEscapeError as e:
+        abort(400, f"refused: {e}")
+    if not src.is_file():
+        abort(409, f"{it.path} is no longer there (moved or removed since the plan)")
+    move = Move(src=it.path, dst=wanted, sha256=it.sha256 or None,
+                reason=f"cleaner serve: accepted {plan.run_id}/{it.item_id}")  # fmt: skip
+    try:
+        run = apply_moves(
+            _root(),
+            [move],
+            command=f"cleaner serve accept {plan.run_id}/{it.item_id}",
+            extra={"plan": plan.run_id, "item": it.item_id},
+        )
+    except LockedError as e:
+        abort(409, str(e))
+    except CleanerError as e:
+        abort(400, str(e))
+    res = run.results[0] if run.results else None
+    if res is None or res.status != "moved" or res.dst is None:
+        why = res.why if res is not None else "nothing moved"
+        abort(409, f"{it.path} was not moved: {why}")
+    return {"dst": res.dst, "journal_run": run.run_id}
+
+
 def create_app(
     root: str | os.PathLike[str],
     *,
@@ -123,323 +469,26 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         TEMPLATES_AUTO_RELOAD=False,
     )
-    rootp = Path(os.path.abspath(root))
     predict_fn: Predictor | None = predictor
     if predict_fn is None and model_path is not None:
         predict_fn = KerasPredictor(Path(model_path))
-    thumbs = _ThumbCache()
-    decide_lock = threading.Lock()
-    app.extensions["cleaner"] = {"root": rootp, "predictor": predict_fn}
-
-    # ------------------------------------------------------------------ helpers
-
-    def csrf_token() -> str:
-        tok = session.get("csrf")
-        if not isinstance(tok, str):
-            tok = secrets.token_urlsafe(32)
-            session["csrf"] = tok
-        return tok
-
-    def check_csrf() -> None:
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        tok = session.get("csrf")
-        if not isinstance(tok, str) or not hmac.compare_digest(sent.encode(), tok.encode()):
-            abort(400, "the form's CSRF token is missing or wrong; reload the page and try again")
-
+    app.extensions["cleaner"] = {
+        "root": Path(os.path.abspath(root)),
+        "predictor": predict_fn,
+        "thumbs": _ThumbCache(),
+        "lock": threading.Lock(),
+        "decode_slots": threading.BoundedSemaphore(DECODE_SLOTS),
+        "trusted": {h.lower() for h in trusted_hosts} if trusted_hosts is not None else None,
+    }
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["labels"] = LABELS
-
-    trusted = {h.lower() for h in trusted_hosts} if trusted_hosts is not None else None
-    decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
-
-    @app.before_request
-    def check_site() -> Any:
-        """Refuse what a browser sends for another site (a form post, an <img>, a fetch)."""
-        site = request.headers.get("Sec-Fetch-Site", "").lower()
-        if site in ("cross-site", "same-site"):
-            return error(403, "refused: the request comes from another site's page; open "
-                              "this app's own address")  # fmt: skip
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
-            return error(403, f"refused: the request comes from the page of {origin!r}, not "
-                              "from this app; open this app's own address")  # fmt: skip
-        return None
-
-    @app.before_request
-    def check_host() -> Any:
-        if trusted is None:
-            return None
-        host = request.host.lower()
-        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-        if name not in trusted:
-            return error(400, f"host {host!r} is not this app's address; open it as 127.0.0.1")
-        return None
-
-    @app.after_request
-    def headers(resp: Response) -> Response:
-        resp.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        )
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        return resp
-
-    def error(status: int, message: str) -> Any:
-        if _wants_json():
-            return jsonify({"error": message}), status
-        return render_template("index.html", error=message, result=None, **_index_ctx()), status
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> Any:
-        mb = app.config["CLEANER_MAX_UPLOAD_MB"]
-        return error(413, f"the upload is too large: the limit is {mb:g} MB (cleaner serve "
-                          "--max-upload-mb raises it)")  # fmt: skip
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> Any:
-        return error(e.code or 500, e.description or e.name)
-
-    def _index_ctx() -> dict[str, Any]:
-        return {
-            "root": str(rootp),
-            "has_model": predict_fn is not None,
-            "max_mb": app.config["CLEANER_MAX_UPLOAD_MB"],
-        }
-
-    def plan_or_404(run_id: str) -> state.Plan:
-        if not _RUN_ID.match(run_id):
-            abort(404, "no such plan")
-        try:
-            plan = state.find_plan(rootp, run_id)
-        except CleanerError as e:
-            abort(500, str(e))
-        if plan is None:
-            abort(404, f"no plan {run_id!r} under {rootp}/.cleaner/plans")
-        return plan
-
-    def item_or_404(plan: state.Plan, item_id: str) -> state.PlanItem:
-        it = plan.item(item_id) if _ITEM_ID.match(item_id) else None
-        if it is None:
-            abort(404, f"plan {plan.run_id} has no item {item_id!r}")
-        return it
-
-    # ------------------------------------------------------------------ upload and predict
-
-    @app.get("/")
-    def index() -> Any:
-        return render_template("index.html", result=None, error=None, **_index_ctx())
-
-    @app.post("/predict")
-    def predict() -> Any:
-        f = request.files.get("image")
-        if f is None or not f.filename:
-            return error(400, "choose an image file to upload (form field 'image')")
-        data = f.read()
-        t0 = time.perf_counter()
-        with decode_slots:
-            try:
-                budget = images.upload_pixel_budget(len(data))
-                width, height = images.header_size(data, max_pixels=budget)
-                im = images.load_rgb(data, max_side=VIEW_SIDE, max_pixels=budget)
-            except images.ImageError as e:
-                return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
-            if predict_fn is None:
-                return error(503, "no model loaded: start cleaner serve with --model M.keras")
-            try:
-                if isinstance(predict_fn, KerasPredictor):
-                    p = predict_fn.predict_bytes(data)  # loaded exactly as in training
-                else:
-                    p = float(predict_fn(im))
-            except CleanerError as e:
-                return error(500, str(e))
-        result = {
-            "file": f.filename,
-            "width": width,
-            "height": height,
-            "prediction": "fake" if p >= 0.5 else "real",
-            "prob_fake": round(p, 6),
-            "prob_real": round(1.0 - p, 6),
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if _wants_json():
-            return jsonify(result)
-        preview = io.BytesIO()
-        thumb = im.copy()
-        thumb.thumbnail((240, 240))
-        thumb.save(preview, "JPEG", quality=85)
-        result["preview"] = (
-            "data:image/jpeg;base64," + base64.b64encode(preview.getvalue()).decode()
-        )
-        return render_template("index.html", result=result, error=None, **_index_ctx())
-
-    # ------------------------------------------------------------------ review queue
-
-    @app.get("/review")
-    def review() -> Any:
-        problems: list[str] = []
-        plans = state.list_plans(rootp, problems) if rootp.is_dir() else []
-        for p in problems:
-            flash(f"skipped a plan file: {p}")
-        if not plans:
-            return render_template(
-                "review.html", plan=None, root=str(rootp),
-                problem=f"no plan under {rootp}/.cleaner/plans yet: run `cleaner separate "
-                        f"--predictions F.json --root {rootp}` first",
-            )  # fmt: skip
-        plan = plans[-1]
-        decisions = state.read_decisions(rootp, plan.run_id)
-        items = sorted(plan.review, key=lambda i: (-i.confidence, i.path)) + sorted(
-            plan.moves, key=lambda i: (-i.confidence, i.path)
-        )
-        show = request.args.get("show", "open")
-        if show == "open":
-            items = [i for i in items if i.item_id not in decisions]
-        try:
-            page = max(0, int(request.args.get("page", "0")))
-        except ValueError:
-            page = 0
-        pages = max(1, (len(items) + REVIEW_PAGE - 1) // REVIEW_PAGE)
-        page = min(page, pages - 1)
-        return render_template(
-            "review.html",
-            plan=plan,
-            problem=None,
-            root=str(rootp),
-            items=items[page * REVIEW_PAGE : (page + 1) * REVIEW_PAGE],
-            n_items=len(items),
-            decisions=decisions,
-            page=page,
-            pages=pages,
-            show=show,
-        )
-
-    def _current_path(plan: state.Plan, it: state.PlanItem) -> Path | None:
-        """Where the item's file is now (its path, or where an accept moved it), inside ROOT."""
-        d = state.read_decisions(rootp, plan.run_id).get(it.item_id, {})
-        for rel in (str(d.get("dst") or ""), it.path, it.dst if plan.applied else ""):
-            if not rel:
-                continue
-            try:
-                p = resolve_inside(rootp, rel)
-            except PathEscapeError:
-                continue
-            if p.is_file():
-                return p
-        return None
-
-    @app.get("/thumb/<run_id>/<item_id>")
-    def thumb(run_id: str, item_id: str) -> Any:
-        plan = plan_or_404(run_id)
-        it = item_or_404(plan, item_id)
-        p = _current_path(plan, it)
-        if p is None:
-            abort(404, f"{it.path} is no longer in ROOT")
-        try:
-            data = thumbs.get(p)
-        except images.ImageError as e:
-            abort(404, f"{it.path}: {e.reason}")
-        resp = Response(data, mimetype="image/jpeg")
-        resp.headers["Cache-Control"] = "private, max-age=60"
-        return resp
-
-    @app.post("/review/<run_id>/<item_id>/<action>")
-    def decide(run_id: str, item_id: str, action: str) -> Any:
-        check_csrf()
-        if action not in ("accept", "reject", "undo"):
-            abort(404, f"unknown action {action!r}; use accept, reject or undo")
-        plan = plan_or_404(run_id)
-        it = item_or_404(plan, item_id)
-        if action == "undo":
-            return _undo(plan, it)
-        with decide_lock:
-            decisions = state.read_decisions(rootp, plan.run_id)
-            if it.item_id in decisions:
-                abort(409, f"{it.path} was already {decisions[it.item_id]['decision']}")
-            record: dict[str, Any] = {
-                "decision": "accepted" if action == "accept" else "rejected",
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "path": it.path,
-                "kind": it.kind,
-            }
-            if action == "accept":
-                record.update(_accept(plan, it))
-            decisions[it.item_id] = record
-            state.write_decisions(rootp, plan.run_id, decisions)
-        if action == "accept":
-            msg = f"moved {it.path} -> {record['dst']} (journal run {record['journal_run']}; " \
-                  f"`cleaner undo --run {record['journal_run']}` reverses it)"  # fmt: skip
-        else:
-            msg = f"rejected: {it.path} stays in {it.from_label}"
-        if _wants_json():
-            return jsonify({"item": it.item_id, "message": msg, **record})
-        flash(msg)
-        back: dict[str, Any] = dict(request.args.to_dict())
-        return redirect(url_for("review", **back))
-
-    def _undo(plan: state.Plan, it: state.PlanItem) -> Any:
-        """Withdraw a decision; an accepted move is reversed through the journal first."""
-        from cleaner.journal import undo
-
-        with decide_lock:
-            decisions = state.read_decisions(rootp, plan.run_id)
-            d = decisions.get(it.item_id)
-            if d is None:
-                abort(409, f"{it.path} has no decision to undo")
-            if d.get("decision") == "accepted" and d.get("journal_run"):
-                try:
-                    res = undo(rootp, str(d["journal_run"]))
-                except CleanerError as e:
-                    abort(409, str(e))
-                if res.left:
-                    abort(409, f"{it.path} was not moved back: {res.left[0].why}")
-                msg = f"undone: {it.path} is back in {it.from_label} (journal run {res.run_id})"
-            else:
-                msg = f"decision on {it.path} withdrawn"
-            del decisions[it.item_id]
-            state.write_decisions(rootp, plan.run_id, decisions)
-        if _wants_json():
-            return jsonify({"item": it.item_id, "message": msg})
-        flash(msg)
-        back: dict[str, Any] = dict(request.args.to_dict())
-        return redirect(url_for("review", **back))
-
-    def _accept(plan: state.Plan, it: state.PlanItem) -> dict[str, Any]:
-        from cleaner.journal import Move, apply_moves
-
-        if plan.applied and it.kind == "move":
-            abort(409, f"plan {plan.run_id} was applied already; {it.path} has moved")
-        if it.to_label not in LABELS:
-            abort(400, f"item {it.item_id} names no destination class ({it.to_label!r})")
-        try:
-            src = resolve_inside(rootp, it.path)
-            ds = open_dataset(rootp, require_classes=False)
-            wanted = it.dst or ds.moved_path(it.path, it.to_label)
-            resolve_inside(rootp, wanted)
-            if ds.label_of(wanted) != it.to_label:
-                abort(400, f"item {it.item_id}'s destination {wanted} is not in {it.to_label}")
-        except PathEscapeError as e:
-            abort(400, f"refused: {e}")
-        if not src.is_file():
-            abort(409, f"{it.path} is no longer there (moved or removed since the plan)")
-        move = Move(src=it.path, dst=wanted, sha256=it.sha256 or None,
-                    reason=f"cleaner serve: accepted {plan.run_id}/{it.item_id}")  # fmt: skip
-        try:
-            run = apply_moves(
-                rootp,
-                [move],
-                command=f"cleaner serve accept {plan.run_id}/{it.item_id}",
-                extra={"plan": plan.run_id, "item": it.item_id},
-            )
-        except LockedError as e:
-            abort(409, str(e))
-        except CleanerError as e:
-            abort(400, str(e))
-        res = run.results[0] if run.results else None
-        if res is None or res.status != "moved" or res.dst is None:
-            why = res.why if res is not None else "nothing moved"
-            abort(409, f"{it.path} was not moved: {why}")
-        return {"dst": res.dst, "journal_run": run.run_id}
-
+    app.register_blueprint(bp)
     return app
+
+
+def run_server(app: Flask, host: str, port: int) -> None:
+    """Serve ``app`` until Ctrl-C: werkzeug's threaded server, never its reloader or debugger
+    (the debugger would run code sent by the browser)."""
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

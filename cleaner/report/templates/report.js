@@ -64,6 +64,10 @@
     head.appendChild(badge(g.members.length + " copies", "n"));
     if (g.conflict) { head.appendChild(badge("label conflict", "conflict")); }
     if (g.leak) { head.appendChild(badge("splits " + g.splits.join(" + "), "leak")); }
+    if (g.review_only) {
+      head.appendChild(badge("review only: not quarantined", "conflict"));
+      head.appendChild(el("span", "muted", " " + g.review_only));
+    }
     box.appendChild(head);
     var row = el("div", "members");
     g.members.forEach(function (m) {
@@ -74,6 +78,7 @@
       line.appendChild(lbl(m.label));
       line.appendChild(el("span", "muted", " distance " + m.distance));
       if (m.match) { line.appendChild(el("span", "muted", " \u00b7 " + m.match)); }
+      if (m.score !== undefined) { line.appendChild(el("span", "muted", " \u00b7 score " + m.score)); }
       if (m.split) { line.appendChild(el("span", "muted", " \u00b7 " + m.split)); }
       d.appendChild(line);
       d.appendChild(el("div", "path", m.path));

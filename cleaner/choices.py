@@ -1,0 +1,55 @@
+"""The fixed choices of cleaner, each an enum defined once.
+
+A ``StrEnum`` member *is* its string (``Label.FAKE == "fake"``, ``json.dumps`` and CSV write
+``fake``), so files and messages are unchanged; what the enum adds is one list of the choices:
+Typer shows it in ``--help`` and refuses anything else as a usage error (exit 2), and the
+modules that own each concept check against the same list. This module imports nothing, so the
+CLI can name the choices without loading the stages. (The crop policy is
+:class:`cleaner.models.inputs.CropPolicy`, beside the loader it steers.)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Label(StrEnum):
+    """The two classes, in the order of the predictions format's ``classes``."""
+
+    REAL = "real"
+    FAKE = "fake"
+
+    @property
+    def other(self) -> Label:
+        """The class a relabeling would move an image of this class to."""
+        return Label.FAKE if self is Label.REAL else Label.REAL
+
+
+class HashMethod(StrEnum):
+    """Perceptual hashes (:mod:`cleaner.hashing`), imagehash's four."""
+
+    PHASH = "phash"
+    DHASH = "dhash"
+    WHASH = "whash"
+    AHASH = "ahash"
+
+
+class Rule(StrEnum):
+    """Consensus rules of ``cleaner separate`` (:mod:`cleaner.consensus`)."""
+
+    UNANIMOUS = "unanimous"
+    MAJORITY = "majority"
+    MEAN = "mean"
+    CONFIDENT = "confident"
+
+
+class HeadKind(StrEnum):
+    """The frozen-feature heads of ``cleaner predict --folds`` (:mod:`cleaner.models.folds`)."""
+
+    LOGREG = "logreg"
+    LOGREG_CV = "logreg-cv"
+
+
+def values(choice: type[StrEnum]) -> tuple[str, ...]:
+    """The plain strings of an enum's members, in order (for messages and old callers)."""
+    return tuple(m.value for m in choice)

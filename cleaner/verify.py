@@ -1,0 +1,356 @@
+"""The second, independent evidence for a candidate duplicate pair, and its acceptance threshold
+calibrated on the dataset itself.
+
+Why it is shaped this way:
+
+- **What a dataset shares is no evidence.** Aligned faces on a plain background correlate above
+  0.93 as raw 32 x 32 pixels: the oval and the background agree, the person does not matter. So
+  each image is normalised (zero mean, unit length) and the dataset's own mean image and its
+  ``BASIS_DROP`` leading principal components (fitted on a sample of *this* dataset) are
+  removed; what is left is what tells one image from the others. Two copies agree there (after
+  resizing, recompression, brightness, a small crop or a mirror); two people do not. On a
+  dataset with little shared structure the basis removes little and the score is close to the
+  plain correlation.
+- **Alignment.** A mirror pair (from the hash search) is mirrored first; a crop of a few percent
+  is found by trying ``CROP_KEEP`` windows of either image, first at 3 x 3 offsets, then, for the
+  pairs that come close, at every offset of a 9 x 9 grid around the best one (the residual is
+  sharper than the raw pixels, so a 0.4 px misalignment costs a crop copy 0.2 of score).
+- **Calibration.** The score of random pairs of the dataset (almost surely not copies) is the
+  null distribution; its upper tail is fitted (an exponential tail of the Fisher z above the 99th
+  percentile) and the acceptance is the lowest score at which the expected number of false pairs
+  among all the pairs checked stays below ``TARGET_FALSE_PAIRS``. That estimate is reported; when
+  the threshold must climb above ``WEAK_ABOVE`` (where small crops and brightened copies start to
+  be lost) the evidence is weak and the pairs just below it go to review instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from cleaner.hashing import CROP_KEEP, HASH_SIDE, resample_matrix
+
+BASIS_DROP = 32
+"""Leading principal components removed (measured on the masked-portrait bench: 0 leaves false
+pairs at 0.93, 32 separates them; more starts to eat into the copies' agreement)."""
+BAND = 128
+"""Components kept after the dropped ones: the residual is compared in this band (measured:
+it keeps copies closer than the full remainder, which is mostly JPEG and resampling noise)."""
+BASIS_MIN_IMAGES = 200
+"""Below this many distinct images the dataset's mean and components are not estimated (too
+few to tell shared structure from a copy family); the score is then the plain correlation."""
+BASIS_SAMPLE = 4000
+"""Images the basis is fitted on (a seeded sample: enough for 32 components of 1,024 pixels)."""
+FINE_FROM = 0.5
+"""Coarse score from which a pair is aligned on the fine grid (true copies score >= 0.7
+coarse on the benches; random pairs rarely reach 0.5)."""
+GRID = 9
+"""Window offsets per axis on the fine grid (0, 1/8, ..., all of the margin)."""
+NULL_PAIRS = 100000
+"""Random pairs scored to estimate the null distribution (20,000 left the fitted tail noisy:
+the threshold moved by 0.02 between two samples of the same dataset)."""
+TAIL_QUANTILE = 0.99
+"""The null's tail is fitted above this quantile."""
+TARGET_FALSE_PAIRS = 0.1
+"""Expected false pairs among all checked pairs the acceptance allows (well below one)."""
+MIN_ACCEPT = 0.8
+"""The acceptance never goes below this score, whatever the null says. Random pairs cannot show
+near-identical *different* pictures (faces140k holds StyleGAN lookalikes: same pose, light and
+background): there the calibrated threshold was 0.65 and let 113 false pairs through at 13,200
+images, 4 at 0.8 with every copy kept (bench/README). Every true copy on both benches scores
+>= 0.85 but a few brightened or cropped ones."""
+WEAK_ABOVE = 0.88
+"""A calibrated threshold above this means copies and non-copies are hard to tell apart here:
+brightened and cropped copies score 0.83-0.92 on the masked-portrait bench."""
+REVIEW_BAND = 0.15
+"""Pairs scoring this far below the acceptance are listed for review (not grouped)."""
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What the dataset's images share: their mean and leading components (unit vectors)."""
+
+    mean: np.ndarray
+    """``(S*S,)`` float32, the mean of the normalised images (zeros: not estimated)."""
+    comps: np.ndarray
+    """``(k, S*S)`` float32 (``k = 0``: not estimated)."""
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.comps.shape[0])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows to zero mean and unit length (a flat row stays all zero)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    n = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    return x / np.where(n > 0, n, 1.0)
+
+
+def fit_basis(grey: np.ndarray, seed: int = 0) -> Basis:
+    """The mean and ``BASIS_DROP`` components of a seeded sample of ``grey`` ``(N, S*S)``."""
+    d = grey.shape[1]
+    if grey.shape[0] < BASIS_MIN_IMAGES:
+        return Basis(np.zeros(d, np.float32), np.zeros((0, d), np.float32))
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(grey.shape[0], min(BASIS_SAMPLE, grey.shape[0]), replace=False)
+    x = _unit(grey[np.sort(pick)].astype(np.float32))
+    mean = x.mean(axis=0)
+    c = x - mean
+    # only the components wanted (ascending order: the leading ones are the last)
+    d = c.shape[1]
+    hi = min(BASIS_DROP + BAND, d)
+    _, vecs = scipy.linalg.eigh(c.T @ c, subset_by_index=[d - hi, d - 1], driver="evr")
+    band = vecs[:, ::-1][:, BASIS_DROP:hi].T
+    return Basis(mean.astype(np.float32), np.ascontiguousarray(band, np.float32))
+
+
+def residual(x: np.ndarray, basis: Basis) -> np.ndarray:
+    """Rows ``(P, S*S)`` without what the dataset shares, at unit length."""
+    x = _unit(x)
+    if basis.fitted:
+        x = (x - basis.mean) @ basis.comps.T
+    return _unit(x)
+
+
+@functools.cache
+def _grid() -> np.ndarray:
+    """``(GRID, S, S)`` resampling matrices of the ``CROP_KEEP`` window at each offset."""
+    margin = 1.0 - CROP_KEEP
+    return np.stack(
+        [
+            resample_matrix(CROP_KEEP, k / (GRID - 1) * margin).astype(np.float32)
+            for k in range(GRID)
+        ]
+    )
+
+
+def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, y)
+
+
+def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndarray:
+    """Per image ``(N, 1 + 9, BAND)``: the residual of the whole image and of its 3 x 3 coarse
+    ``CROP_KEEP`` windows (of the mirror image when ``mirror``), computed once per image so that
+    a pair's coarse alignment is ten dot products."""
+    s = HASH_SIDE
+    mats = _grid()
+    coarse = (0, GRID // 2, GRID - 1)
+    n = grey.shape[0]
+    d = basis.comps.shape[0] if basis.fitted else s * s
+    out = np.empty((n, 1 + len(coarse) ** 2, d), dtype=np.float32)
+    for c0 in range(0, n, _CHUNK):
+        x = grey[c0 : c0 + _CHUNK].astype(np.float32).reshape(-1, s, s)
+        if mirror:
+            x = x[:, :, ::-1]
+        p = x.shape[0]
+        out[c0 : c0 + p, 0] = residual(x.reshape(p, -1), basis)
+        k = 1
+        for iy in coarse:
+            rows = np.matmul(mats[iy], x)
+            for ix in coarse:
+                out[c0 : c0 + p, k] = residual(np.matmul(rows, mats[ix].T).reshape(p, -1), basis)
+                k += 1
+    return out
+
+
+def _coarse(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best score over no crop and the 3 x 3 windows of either image, from :func:`features`
+    rows; and where it was found (``-1`` no crop, else ``side * GRID * GRID + iy * GRID +
+    ix``)."""
+    best = _rowdot(fa[:, 0], fb[:, 0])
+    where = np.full(best.size, -1, dtype=np.int64)
+    coarse = (0, GRID // 2, GRID - 1)
+    cells = [iy * GRID + ix for iy in coarse for ix in coarse]
+    for side, (crop, whole) in enumerate(((fa, fb), (fb, fa))):
+        v = np.einsum("pkd,pd->pk", crop[:, 1:], whole[:, 0])
+        k = v.argmax(axis=1)
+        top = v[np.arange(k.size), k]
+        up = top > best
+        best[up] = top[up]
+        where[up] = side * GRID * GRID + np.asarray(cells)[k[up]]
+    return best, where
+
+
+def _fine(
+    imgs: tuple[np.ndarray, np.ndarray],
+    res: tuple[np.ndarray, np.ndarray],
+    where: np.ndarray,
+    best: np.ndarray,
+    basis: Basis,
+) -> np.ndarray:
+    """Every window of the fine grid within two steps of the coarse best (same image cropped)."""
+    mats = _grid()
+    p = where.size
+    cropped = where >= 0
+    side = np.where(cropped, where // (GRID * GRID), 0)
+    cy = np.where(cropped, (where // GRID) % GRID, GRID // 2)
+    cx = np.where(cropped, where % GRID, GRID // 2)
+    x = np.where((side == 0)[:, None, None], imgs[0], imgs[1])
+    other = np.where((side == 0)[:, None], res[1], res[0])
+    best = best.copy()
+    for dy in range(-2, 3):
+        iy = np.clip(cy + dy, 0, GRID - 1)
+        rows = np.matmul(mats[iy], x)
+        for dx in range(-2, 3):
+            ix = np.clip(cx + dx, 0, GRID - 1)
+            crop = np.matmul(rows, mats[ix].transpose(0, 2, 1)).reshape(p, -1)
+            best = np.maximum(best, _rowdot(residual(crop, basis), other))
+    return best
+
+
+class Scorer:
+    """Scores pairs of one table's grey images; per-image features computed once, lazily."""
+
+    def __init__(self, grey: np.ndarray, basis: Basis) -> None:
+        self.grey = grey
+        self.basis = basis
+        self._f: dict[bool, np.ndarray] = {}
+
+    def _feats(self, mirror: bool) -> np.ndarray:
+        if mirror not in self._f:
+            self._f[mirror] = features(self.grey, self.basis, mirror=mirror)
+        return self._f[mirror]
+
+    def scores(
+        self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray, accept: float = 2.0
+    ) -> np.ndarray:
+        """The verification score of pairs ``(a[i], b[i])`` (``a`` mirrored where ``mirror``):
+        the best residual correlation over the alignments tried, in ``[-1, 1]``. A pair whose
+        coarse score already reaches ``accept`` is not aligned further (its score is then a
+        lower bound; most true copies, so most of the time on a dataset full of copies)."""
+        out = np.zeros(a.size, dtype=np.float64)
+        if a.size == 0:
+            return out
+        s = HASH_SIDE
+        plain = self._feats(False)
+        flipped = self._feats(True) if mirror.any() else plain
+        for c0 in range(0, a.size, _CHUNK):
+            ca, cb, m = a[c0 : c0 + _CHUNK], b[c0 : c0 + _CHUNK], mirror[c0 : c0 + _CHUNK]
+            fa = np.where(m[:, None, None], flipped[ca], plain[ca])
+            fb = plain[cb]
+            best, where = _coarse(fa, fb)
+            todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
+            if todo.size:
+                ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
+                mt = m[todo]
+                ga[mt] = ga[mt][:, :, ::-1]
+                gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
+                res = (fa[todo, 0], fb[todo, 0])
+                best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
+            out[c0 : c0 + best.size] = best
+        return out
+
+
+def _pairs(n: int, k: int, rng: np.random.Generator) -> Iterator[tuple[int, int]]:
+    seen: set[tuple[int, int]] = set()
+    tries = 0
+    while len(seen) < k and tries < 4 * k:
+        tries += 1
+        i, j = (int(v) for v in rng.integers(0, n, 2))
+        if i != j and (min(i, j), max(i, j)) not in seen:
+            seen.add((min(i, j), max(i, j)))
+            yield i, j
+
+
+def null_scores(scorer: Scorer, seed: int = 0) -> np.ndarray:
+    """Scores of random pairs of distinct images (half of them mirrored, as a mirror candidate
+    would be): the dataset's own distribution for pairs that are almost surely not copies."""
+    n = scorer.grey.shape[0]
+    if n < 2:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    k = min(NULL_PAIRS, n * (n - 1) // 2)
+    ij = np.array(list(_pairs(n, k, rng)), dtype=np.int64).reshape(-1, 2)
+    mirror = rng.random(ij.shape[0]) < 0.5
+    return scorer.scores(ij[:, 0], ij[:, 1], mirror)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The acceptance for this dataset and what it is expected to let through."""
+
+    threshold: float
+    review_from: float
+    tested_pairs: int
+    expected_false_pairs: float
+    null_pairs: int
+    null_q99: float
+    weak: bool
+    """Copies and non-copies are hard to tell apart here (threshold above ``WEAK_ABOVE``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": round(self.threshold, 4),
+            "review_from": round(self.review_from, 4),
+            "tested_pairs": self.tested_pairs,
+            "expected_false_pairs": round(self.expected_false_pairs, 4),
+            "null_pairs": self.null_pairs,
+            "null_q99": round(self.null_q99, 4),
+            "weak_evidence": self.weak,
+        }
+
+
+def _z(s: np.ndarray | float) -> np.ndarray:
+    return np.arctanh(np.clip(np.asarray(s, dtype=np.float64), -0.999999, 0.999999))
+
+
+@dataclass(frozen=True)
+class Tail:
+    """P(null score >= s): empirical below the fitted quantile, exponential in Fisher z above."""
+
+    null: np.ndarray
+    zq: float
+    scale: float
+
+    @classmethod
+    def fit(cls, null: np.ndarray) -> Tail:
+        z = np.sort(_z(null))
+        if z.size == 0:
+            return cls(z, 0.0, 0.05)
+        zq = float(np.quantile(z, TAIL_QUANTILE))
+        over = z[z > zq] - zq
+        # at least a modest spread: a handful of null pairs must not promise a razor-thin tail
+        # the median exceedance (robust to the few real copies among random pairs)
+        scale = max(float(np.median(over)) / np.log(2.0) if over.size else 0.0, 0.05)
+        return cls(z, zq, scale)
+
+    def p(self, s: float) -> float:
+        zs = float(_z(s))
+        if self.null.size == 0:
+            return 1.0
+        if zs <= self.zq:
+            return float((self.null >= zs).mean())
+        return (1.0 - TAIL_QUANTILE) * float(np.exp(-(zs - self.zq) / self.scale))
+
+    def threshold(self, tested: int, target: float) -> float:
+        """Lowest score with ``tested * p(score) <= target`` (solved in z above the quantile)."""
+        if tested <= 0 or self.null.size == 0:
+            return MIN_ACCEPT
+        need = target / tested
+        if need >= 1.0 - TAIL_QUANTILE:
+            zs = float(np.quantile(self.null, 1.0 - need))
+        else:
+            zs = self.zq + self.scale * float(np.log((1.0 - TAIL_QUANTILE) / need))
+        return float(np.tanh(zs))
+
+
+def calibrate(null: np.ndarray, tested: int, target: float = TARGET_FALSE_PAIRS) -> Calibration:
+    """The acceptance for ``tested`` candidate pairs given the null scores of this dataset."""
+    tail = Tail.fit(null)
+    t = max(MIN_ACCEPT, min(tail.threshold(tested, target), 0.999))
+    return Calibration(
+        threshold=t,
+        review_from=t - REVIEW_BAND,
+        tested_pairs=tested,
+        expected_false_pairs=tested * tail.p(t),
+        null_pairs=int(null.size),
+        null_q99=float(np.tanh(tail.zq)) if null.size else 0.0,
+        weak=t > WEAK_ABOVE,
+    )
