@@ -8,7 +8,8 @@ precision of rule `mean` at a few thresholds, with the self-test of :class:`Self
 - ``truth``: the planted flips' share per folder (the best any noise estimate can do);
 - ``cleanlab``: confident learning's calibrated joint (``cleanlab.count.estimate_joint``) on
   the voters' mean ``prob_fake``;
-- ``poly3`` / ``poly5``: the same label-noise likelihood with a polynomial link of degree 3 / 5.
+- ``poly3`` / ``poly5``: the same label-noise likelihood with a polynomial link of degree 3 / 5;
+- ``twoslope``: the same with one slope for positive and one for negative scores.
 
 Usage: bench_noise_variants.py WORK PREDICTIONS.json... (WORK holds flips.json).
 """
@@ -32,11 +33,15 @@ def per_folder(post: np.ndarray, y: np.ndarray) -> dict[bool, float]:
     return {f: float(post[y == f].mean()) for f in (True, False)}
 
 
-def poly_noise(z: np.ndarray, y: np.ndarray, deg: int) -> dict[bool, float]:
-    """Noise per folder from the label-noise likelihood with a degree-``deg`` link."""
+def link_noise(z: np.ndarray, y: np.ndarray, link: str) -> dict[bool, float]:
+    """Noise per folder from the label-noise likelihood with the link ``polyN`` or ``twoslope``."""
     lo, hi = np.quantile(z, [TAIL, 1 - TAIL])
     zs = np.clip(z, lo, hi) / np.std(np.clip(z, lo, hi))
-    x = np.stack([zs**k for k in range(1, deg + 1)], 1)
+    if link == "twoslope":
+        x = np.stack([np.maximum(zs, 0), np.minimum(zs, 0)], 1)
+    else:
+        x = np.stack([zs**k for k in range(1, int(link[4:]) + 1)], 1)
+    deg = x.shape[1]
 
     def parts(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = 1 / (1 + np.exp(-np.clip(x @ th[:deg] + th[deg], -40, 40)))
@@ -83,8 +88,7 @@ def main() -> None:
         "current": st.noise,
         "truth": per_folder(flip.astype(float), y),
         "cleanlab": cleanlab_noise(pf, y),
-        "poly3": poly_noise(z, y, 3),
-        "poly5": poly_noise(z, y, 5),
+        **{link: link_noise(z, y, link) for link in ("poly3", "poly5", "twoslope")},
     }
     print(work.name, [Path(f).stem for f in files], f"true noise {flip.mean():.3f}")
     for name, noise in variants.items():
