@@ -9,7 +9,8 @@ precision of rule `mean` at a few thresholds, with the self-test of :class:`Self
 - ``cleanlab``: confident learning's calibrated joint (``cleanlab.count.estimate_joint``) on
   the voters' mean ``prob_fake``;
 - ``poly3`` / ``poly5``: the same label-noise likelihood with a polynomial link of degree 3 / 5;
-- ``twoslope``: the same with one slope for positive and one for negative scores.
+- ``twoslope``: the same with one slope for positive and one for negative scores;
+- ``posterior``: no self-test; the moves' mean posterior of being misfiled under the current fit.
 
 Usage: bench_noise_variants.py WORK PREDICTIONS.json... (WORK holds flips.json).
 """
@@ -100,6 +101,13 @@ def main() -> None:
             true = (mv & flip).sum() / max(1, mv.sum())
             cells.append(f"{c:g}: {est.moves} {est.precision or 0:.3f}/{true:.3f}")
         print(f"  {name:8s} noise {rate:.3f} | " + " | ".join(cells))
+    post = st.model.p_wrong_folder(z, y)
+    cells = []
+    for c in THRESHOLDS:
+        mv = moved_mask(st.m, "mean", c, st.flags)
+        true = (mv & flip).sum() / max(1, mv.sum())
+        cells.append(f"{c:g}: {mv.sum()} {post[mv].mean() if mv.any() else 0:.3f}/{true:.3f}")
+    print("  posterior        | " + " | ".join(cells))
 
 
 if __name__ == "__main__":
