@@ -89,6 +89,40 @@ def plan_moves(summary: dict) -> set[str]:  # type: ignore[type-arg]
     return {m["path"] for m in plan["moves"]}
 
 
+def target_runs(
+    args: argparse.Namespace, work: Path, files: list[str], truth: set[str]
+) -> list[dict]:  # type: ignore[type-arg]
+    """`cleaner separate --target-precision P` for each P: the threshold it chose, the
+    estimate it made (precision, recall, noise rate, expected wrong moves) against the truth;
+    plus the fixed-threshold rule with the estimate of its moves (P = 0)."""
+    out = []
+    for target in [*args.target_precision.split(","), "0"]:
+        t0 = time.perf_counter()
+        s = cleaner(
+            "separate", "--root", str(work), "--rule", args.rule, "--target-precision", target,
+            "--predictions", *files,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        plan = json.loads(Path(s["plan"]).read_text())
+        est = plan["estimate"]
+        row = {"target": float(target), "threshold": plan["threshold"]} | pr(plan_moves(s), truth)
+        row |= {
+            "estimated_precision": est.get("estimated_precision"),
+            "estimated_recall": est.get("estimated_recall"),
+            "estimated_noise_rate": est.get("estimated_noise_rate"),
+            "expected_wrong_moves": est.get("expected_wrong_moves"),
+            "review": len(plan["review"]),
+            "separate_seconds": round(seconds, 2),
+        }
+        if target != "0":
+            row["curve"] = [
+                {k: t[k] for k in ("threshold", "moves", "estimated_precision")}
+                for t in est["thresholds"]
+            ]
+        out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="all 1100 + 1100 faces")
@@ -109,6 +143,25 @@ def main() -> None:
         "--head-features", default="auto", help="cleaner predict --head-features (auto|full|pca)"
     )
     ap.add_argument("--min-confidence", default="0.9,0.95", help="separate's thresholds to try")
+    ap.add_argument(
+        "--target-precision",
+        default="0.8,0.9,0.95",
+        help="separate --target-precision P to score (estimated against true precision)",
+    )
+    ap.add_argument("--rule", default="mean", help="the rule for the --target-precision runs")
+    ap.add_argument(
+        "--image-size", type=int, default=None, help="cleaner predict --image-size (every voter)"
+    )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a voter's predictions file already in WORK/preds (no predict run)",
+    )
+    ap.add_argument(
+        "--only-target",
+        action="store_true",
+        help="skip the fixed-threshold grid and cleanlab (the estimate's rows only)",
+    )
     ap.add_argument("--finetune", action="store_true", help="also fine-tuned folds (slow)")
     ap.add_argument("--finetune-backbone", default="efficientnet-lite0")
     ap.add_argument("--finetune-size", type=int, default=160)
@@ -128,17 +181,21 @@ def main() -> None:
     preds_dir.mkdir(exist_ok=True)
     runs: dict[str, dict] = {}  # type: ignore[type-arg]
     files: dict[str, Path] = {}
+    size_args = ["--image-size", str(args.image_size)] if args.image_size else []
     for b in args.backbones.split(","):
         variants = [("", [])] + ([("-noprune", ["--no-prune"])] if args.compare_prune else [])
         for suffix, extra in variants:
             hf = "" if args.head_features == "auto" else f"-{args.head_features}"
             out = preds_dir / f"{b}{suffix}{hf}.json"
+            files[b + suffix] = out
+            if args.reuse and out.is_file():
+                runs[b + suffix] = {"seconds": 0.0, "computed": 0, "reused": True}
+                continue
             runs[b + suffix] = cleaner(
                 "predict", "--root", str(work), "--backbone", b, "--folds", str(args.folds),
-                "--repeats", str(args.repeats), *extra,
+                "--repeats", str(args.repeats), *extra, *size_args,
                 "--head-features", args.head_features, "--out", str(out),
             )  # fmt: skip
-            files[b + suffix] = out
     if args.finetune:
         b = args.finetune_backbone
         out = preds_dir / f"{b}-finetune.json"
@@ -206,7 +263,8 @@ def main() -> None:
         sets["no-prune"] = [n for n in files if n.endswith("-noprune")]
     if args.finetune:
         sets["all"] = list(files)
-    for conf in args.min_confidence.split(","):
+    estimates = target_runs(args, work, [str(files[n]) for n in sets["pruned"]], truth)
+    for conf in [] if args.only_target else args.min_confidence.split(","):
         for set_name, names in sets.items():
             chosen = [str(files[n]) for n in names]
             for rule in ("confident", "unanimous", "majority", "mean"):
@@ -231,10 +289,10 @@ def main() -> None:
         return {paths[i] for i in np.flatnonzero(issues)}
 
     mats = {name: np.array([pm[x] for x in paths]) for name, pm in probs.items()}
-    for name, p in mats.items():
+    for name, p in [] if args.only_target else mats.items():
         results[f"cleanlab ({name})"] = pr(cl(p), truth)
     for set_name, names in sets.items():
-        if len(names) > 1:
+        if len(names) > 1 and not args.only_target:
             mean = np.mean([mats[n] for n in names], axis=0)
             results[f"cleanlab (mean of {set_name} files)"] = pr(cl(mean), truth)
             models[f"mean of {set_name} files"] = ranking(mean)
@@ -254,6 +312,7 @@ def main() -> None:
                 "work": str(work),
                 "models": models,
                 "detection": results,
+                "target_precision": estimates,
                 "reaches_goal_p0.9_r0.8": goal,
                 "ratio": round(best_cleaner / best_cl, 3) if best_cl else None,
                 "ratio_is": "best cleaner F1 / best cleanlab F1 (same probabilities)",

@@ -19,16 +19,23 @@ Whatever the rule, an image on which confident files disagree (one votes to move
 stay) goes to the review list, never moved; so does an image with a confident vote to move that
 the rule does not carry. ``min_confidence`` below :data:`MIN_CONFIDENCE_FLOOR` is refused: a
 probability near 0.5 never moves a file.
+
+:func:`choose` picks the threshold for a target precision instead: the lowest, from a floor up,
+at which the precision of the rule's moves estimated by :class:`SelfTest` (:mod:`cleaner.noise`)
+reaches the target; when none does, nothing moves and the would-be moves go to review.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from cleaner.choices import Label, Rule, values
 from cleaner.dataset import other_label
 from cleaner.errors import CleanerError
+from cleaner.noise import MoveEstimate, NoiseModel, estimate, fit, folder_noise, score
 
 RULES: tuple[str, ...] = values(Rule)
 DEFAULT_RULE = Rule.UNANIMOUS
@@ -121,11 +128,14 @@ def decide(
     *,
     rule: str = DEFAULT_RULE,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    flags: Sequence[bool] | None = None,
 ) -> list[Decision]:
-    """One :class:`Decision` per image that at least one file covers, in input order."""
+    """One :class:`Decision` per image that at least one file covers, in input order.
+    ``flags``: the confident rule's cleanlab flags of the covered images, when already known."""
     check_params(rule, min_confidence)
     covered = [im for im in images if im.evidence]
-    flags = _confident_flags(covered) if rule == "confident" and covered else []
+    if flags is None:
+        flags = _confident_flags(covered) if rule == "confident" and covered else []
     c = min_confidence
     out: list[Decision] = []
     for k, im in enumerate(covered):
@@ -174,3 +184,161 @@ def decide(
             )
         )
     return out
+
+
+# --- choosing the threshold for a target precision ------------------------------------------
+
+DEFAULT_TARGET_PRECISION = 0.9
+DEFAULT_FLOOR = 0.7
+"""The lowest threshold ``--target-precision`` tries unless ``--min-confidence`` says."""
+
+THRESHOLDS: tuple[float, ...] = (
+    *(round(0.6 + 0.01 * i, 2) for i in range(40)),
+    0.995,
+    0.999,
+)
+"""The thresholds tried, from the floor up."""
+
+
+def check_target(target: float) -> None:
+    """0 turns the estimate's choice off; otherwise a precision in (0.5, 1)."""
+    if target != 0 and not (0.5 < target < 1.0):
+        raise CleanerError(
+            f"--target-precision {target:g} is outside (0.5, 1): below 0.5 most moves would be "
+            "wrong and 1 is never estimated; use e.g. 0.9 (default), or 0 for the fixed "
+            "--min-confidence alone"
+        )
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    """The images' evidence as arrays: probability of the other class per (image, file)."""
+
+    p_other: np.ndarray
+    """(N, F), NaN where a file does not cover the image."""
+    n: np.ndarray
+    mean: np.ndarray
+
+
+def _matrix(covered: Sequence[ImageVotes]) -> _Matrix:
+    files = sorted({e.file for im in covered for e in im.evidence})
+    col = {f: j for j, f in enumerate(files)}
+    p = np.full((len(covered), len(files)), np.nan)
+    for i, im in enumerate(covered):
+        for e in im.evidence:
+            p[i, col[e.file]] = _p_other(im.label, e.prob_fake)
+    n = np.sum(~np.isnan(p), axis=1)
+    mean = np.nansum(p, axis=1) / np.maximum(n, 1)
+    return _Matrix(p, n, mean)
+
+
+def moved_mask(m: _Matrix, rule: str, c: float, flags: Sequence[bool]) -> np.ndarray:
+    """Which images :func:`decide` moves at ``min_confidence = c`` (same tests, vectorised,
+    so every threshold can be tried on 100,000 images)."""
+    with np.errstate(invalid="ignore"):
+        up = np.sum(m.p_other >= c - 1e-12, axis=1)
+        stay = np.sum(m.p_other <= 1.0 - c + 1e-12, axis=1)
+    if rule == "unanimous":
+        ok = up == m.n
+    elif rule == "majority":
+        ok = up * 2 > m.n
+    elif rule == "mean":
+        ok = m.mean >= c - 1e-12
+    else:
+        ok = np.asarray(flags, bool) & (m.mean >= c - 1e-12)
+    return np.asarray(ok & ~((up > 0) & (stay > 0)) & (m.n > 0))
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One threshold tried: what the rule would move there and what the model expects."""
+
+    threshold: float
+    estimate: MoveEstimate
+
+
+@dataclass
+class Choice:
+    """The threshold chosen for a target precision (None: none reaches it) and the evidence."""
+
+    target: float
+    threshold: float | None
+    model: NoiseModel
+    noise: dict[bool, float]
+    """Estimated share of misfiled images in the fake (True) and real (False) folders."""
+    tried: list[Tried]
+    decisions: list[Decision]
+    """At the chosen threshold; when none, at the floor with every move turned into review."""
+
+    def at(self, threshold: float | None) -> Tried | None:
+        return next((t for t in self.tried if t.threshold == threshold), None)
+
+
+def _swapped(im: ImageVotes) -> ImageVotes:
+    return replace(im, label=other_label(im.label))
+
+
+class SelfTest:
+    """The estimate of :mod:`cleaner.noise` for a set of images: the noise model fitted once,
+    then the rule scored at any threshold (every image swapped alone into the other folder)."""
+
+    def __init__(self, images: Sequence[ImageVotes], rule: str) -> None:
+        self.covered = [im for im in images if im.evidence]
+        self.rule = rule
+        self.flags = _confident_flags(self.covered) if rule == "confident" and self.covered else []
+        z = np.array([score([e.prob_fake for e in im.evidence]) for im in self.covered])
+        self.in_fake = np.array([im.label == "fake" for im in self.covered], dtype=bool)
+        self.model = fit(z, self.in_fake)
+        self.noise = folder_noise(self.model, z, self.in_fake)
+        self.m = _matrix(self.covered)
+        self.m_swapped = _matrix([_swapped(im) for im in self.covered])
+
+    def _swapped_moves(self, c: float) -> np.ndarray:
+        """Which images the rule would move at ``c`` if each sat alone in the other folder (the
+        confident rule's by its confidence test alone: cleanlab's flags are of the real run)."""
+        return moved_mask(self.m_swapped, self.rule, c, [True] * len(self.covered))
+
+    def at(self, c: float) -> MoveEstimate:
+        """The estimate of the rule's moves at threshold ``c``."""
+        moved = moved_mask(self.m, self.rule, c, self.flags)
+        return estimate(moved, self._swapped_moves(c), self.in_fake, self.noise)
+
+    def of(self, decisions: Sequence[Decision], c: float) -> MoveEstimate:
+        """The estimate of the moves of ``decisions``, made at threshold ``c``."""
+        moving = {d.path for d in decisions if d.action == MOVE}
+        moved = np.array([im.path in moving for im in self.covered], dtype=bool)
+        return estimate(moved, self._swapped_moves(c), self.in_fake, self.noise)
+
+
+def choose(
+    images: Sequence[ImageVotes],
+    *,
+    rule: str = DEFAULT_RULE,
+    target: float = DEFAULT_TARGET_PRECISION,
+    floor: float = DEFAULT_FLOOR,
+) -> Choice:
+    """The lowest threshold from ``floor`` up at which the estimated precision of the rule's
+    moves reaches ``target``, and the decisions there. When none does, nothing moves: the
+    floor's would-be moves go to the review list."""
+    check_params(rule, floor)
+    check_target(target)
+    st = SelfTest(images, rule)
+    tried = [Tried(t, st.at(t)) for t in sorted({floor, *(t for t in THRESHOLDS if t > floor)})]
+    chosen = next(
+        (
+            t.threshold
+            for t in tried
+            if t.estimate.precision is not None and t.estimate.precision >= target - 1e-12
+        ),
+        None,
+    )
+    decisions = decide(st.covered, rule=rule, min_confidence=chosen or floor, flags=st.flags)
+    if chosen is None:
+        best = max((t.estimate.precision or 0.0 for t in tried), default=0.0)
+        why = f"no threshold's moves reach the estimated precision {target:g} (best {best:.2f})"
+        decisions = [_to_review(d, why) if d.action == MOVE else d for d in decisions]
+    return Choice(target, chosen, st.model, st.noise, tried, decisions)
+
+
+def _to_review(d: Decision, why: str) -> Decision:
+    return replace(d, action=REVIEW, why=why)

@@ -44,8 +44,9 @@ def _load_json(path: Path, what: str, fix: str) -> Any:
 
 
 def applied_plans(root: Path) -> list[dict[str, Any]]:
-    """Applied ``cleaner.plan.v1`` plans in the order they were made."""
-    return plans_file.applied_docs(root)
+    """Applied ``cleaner.plan.v1`` plans in the order they were made; an undone run's plan is
+    left out (its moves no longer stand)."""
+    return [d for d in plans_file.applied_docs(root) if not d.get("undone")]
 
 
 def _moves(plans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,6 +74,7 @@ def score_relabeling(
     reviews = sum(len(p.get("review", [])) for p in plans)
     return {
         "planted": len(errors),
+        "images": n_images,
         "moves": len(moves),
         "right": len(right),
         "wrong": wrong,
@@ -81,6 +83,25 @@ def score_relabeling(
         "review": reviews,
         "noise_before": len(errors) / n_images if n_images else None,
         "noise_after": remaining / n_images if n_images else None,
+        "estimated": _estimated(plans, len(moves)),
+    }
+
+
+def _estimated(plans: list[dict[str, Any]], moves: int) -> dict[str, Any] | None:
+    """What ``separate`` estimated before moving (the plans' ``estimate``), to set beside what
+    was found: expected wrong moves add up over plans; noise rate and recall are the first
+    plan's (the dataset before any move)."""
+    ests = [p["estimate"] for p in plans if p.get("estimate")]
+    if not ests:
+        return None
+    wrong = sum(float(e.get("expected_wrong_moves") or 0.0) for e in ests)
+    return {
+        "precision": 1 - wrong / moves if moves else None,
+        "expected_wrong_moves": round(wrong, 1),
+        "recall": ests[0].get("estimated_recall") if len(ests) == 1 else None,
+        "noise_rate": ests[0].get("estimated_noise_rate"),
+        "target_precision": plans[0].get("target_precision"),
+        "threshold": plans[0].get("threshold"),
     }
 
 

@@ -21,14 +21,20 @@ from typing import Any
 
 from cleaner.choices import Label
 from cleaner.consensus import (
+    DEFAULT_FLOOR,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_RULE,
+    DEFAULT_TARGET_PRECISION,
     MOVE,
     REVIEW,
+    Choice,
     Decision,
     Evidence,
     ImageVotes,
+    SelfTest,
     check_params,
+    check_target,
+    choose,
     decide,
 )
 from cleaner.dataset import LABELS, open_dataset
@@ -45,6 +51,7 @@ from cleaner.journal import (
     write_lock,
 )
 from cleaner.journal import undo as journal_undo
+from cleaner.noise import MoveEstimate
 from cleaner.predictions import MatchResult, match_entries, read_predictions
 from cleaner.state import plans as plans_file
 from cleaner.state.plans import PLAN_FORMAT
@@ -80,6 +87,9 @@ class SeparateResult:
             "plan": str(self.plan_path),
             "rule": p["rule"],
             "min_confidence": p["min_confidence"],
+            "target_precision": p.get("target_precision"),
+            "threshold": p.get("threshold"),
+            "estimate": {k: v for k, v in p.get("estimate", {}).items() if k != "thresholds"},
             "max_fraction": p["max_fraction"],
             "counts": p["counts"],
             "guard": p["guard"],
@@ -146,17 +156,25 @@ def build_plan(
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     run_id: str | None = None,
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], list[MatchResult], list[str], list[Move]]:
     """Read and validate every predictions file (a bad one refuses the lot before anything is
     looked at), match them to ROOT's files, apply the rule. Returns the plan document, the
-    per-file match results, warnings, and the moves the plan would make."""
+    per-file match results, warnings, and the moves the plan would make.
+
+    ``target_precision`` (0: off): the rule's threshold is the lowest from ``min_confidence``
+    (default :data:`DEFAULT_FLOOR`) up whose moves' estimated precision reaches it
+    (:func:`cleaner.consensus.choose`); off, ``min_confidence`` (default 0.9) is the threshold
+    and the estimate is only reported."""
     from cleaner.manifest import ok_rows
 
-    check_params(rule, min_confidence)
+    floor = _floor(min_confidence, target_precision)
+    check_params(rule, floor)
+    check_target(target_precision)
     if not 0.0 < max_fraction <= 1.0:
         raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.15")
     if not prediction_files:
@@ -207,7 +225,26 @@ def build_plan(
         ev = tuple(Evidence(m.file.name, m.probs[row.path]) for m in matches if row.path in m.probs)
         if ev:
             images.append(ImageVotes(row.path, row.sha256, row.label, ev))
-    decisions = decide(images, rule=rule, min_confidence=min_confidence)
+    levels = len({tuple(e.prob_fake for e in im.evidence) for im in images})
+    if target_precision and images and levels < MIN_LEVELS:
+        warnings.append(
+            f"the predictions give {levels} distinct probabilities (hard labels?): the move "
+            "precision cannot be estimated from them, so the fixed --min-confidence "
+            f"{_floor(min_confidence, 0.0):g} applies instead of --target-precision"
+        )
+        target_precision = 0.0
+        floor = _floor(min_confidence, target_precision)
+    choice: Choice | None = None
+    est: MoveEstimate | None = None
+    if target_precision and images:
+        choice = choose(images, rule=rule, target=target_precision, floor=floor)
+        decisions = choice.decisions
+        tried = choice.at(choice.threshold)
+        est = tried.estimate if tried is not None else None
+    else:
+        decisions = decide(images, rule=rule, min_confidence=floor)
+        if levels >= MIN_LEVELS:  # hard labels get no estimate (see MIN_LEVELS)
+            est = SelfTest(images, rule).of(decisions, floor)
     rid = run_id or new_run_id()
     plan_path = plans_dir(ds.root) / f"{rid}.json"
     move_ds = [d for d in decisions if d.action == MOVE]
@@ -228,7 +265,10 @@ def build_plan(
         "created": _now(),
         "root": str(ds.root),
         "rule": rule,
-        "min_confidence": min_confidence,
+        "min_confidence": floor,
+        "target_precision": target_precision or None,
+        "threshold": floor if choice is None else choice.threshold,
+        "estimate": _estimate_doc(est, choice),
         "max_fraction": max_fraction,
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
@@ -248,6 +288,42 @@ def build_plan(
         "review": [_decision_record(d, None) for d in review],
     }
     return plan, matches, warnings, moves
+
+
+MIN_LEVELS = 20
+"""Fewer distinct probability tuples than this and the estimate is not attempted: a noise
+model cannot tell label noise from a flat calibration on two or three values."""
+
+
+def _floor(min_confidence: float | None, target_precision: float) -> float:
+    """The rule's threshold (fixed) or the lowest one tried (with a target precision)."""
+    if min_confidence is not None:
+        return min_confidence
+    return DEFAULT_FLOOR if target_precision else DEFAULT_MIN_CONFIDENCE
+
+
+def _estimate_doc(est: MoveEstimate | None, choice: Choice | None) -> dict[str, Any]:
+    """The plan's ``estimate`` (:mod:`cleaner.noise`): what the self-test expects of the plan's
+    moves, with a target precision also the model and every threshold tried. When no threshold
+    reaches the target nothing moves: the estimate is of those zero moves."""
+    if est is None and choice is None:
+        return {}
+    if est is None and choice is not None:  # nothing moves; the noise is still estimated
+        noise = choice.tried[0].estimate.noise_rate if choice.tried else 0.0
+        est = MoveEstimate(0, None, 0.0, 0.0, noise)
+    assert est is not None
+    doc: dict[str, Any] = {k: v for k, v in est.as_dict().items() if k != "moves"}
+    if choice is not None:
+        doc["model"] = choice.model.as_dict()
+        doc["noise_by_folder"] = {
+            "real_images": round(choice.noise[False], 4),
+            "fake_images": round(choice.noise[True], 4),
+        }
+        doc["reached"] = choice.threshold is not None
+        doc["thresholds"] = [
+            {"threshold": t.threshold, **t.estimate.as_dict()} for t in choice.tried
+        ]
+    return doc
 
 
 def _now() -> str:
@@ -271,8 +347,9 @@ def separate(
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     apply: bool = False,
     progress: bool | None = None,
 ) -> SeparateResult:
@@ -282,7 +359,9 @@ def separate(
     left unfinished; a dry run touches nothing but ``R/.cleaner/`` (it does not recover either,
     it says a recovery is pending).
     """
-    check_params(rule, min_confidence)  # a bad flag is answered before the dataset is read
+    # a bad flag is answered before the dataset is read
+    check_params(rule, _floor(min_confidence, target_precision))
+    check_target(target_precision)
     ds = open_dataset(root)
     lock = write_lock(ds.root) if apply else contextlib.nullcontext()
     with lock:
@@ -293,6 +372,7 @@ def separate(
             rule=rule,
             min_confidence=min_confidence,
             max_fraction=max_fraction,
+            target_precision=target_precision,
             progress=progress,
         )
         if not apply and pending_recovery(ds.root):

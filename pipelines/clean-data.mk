@@ -4,8 +4,11 @@
 # report, on $(ROOT). Every variable below can be overridden:
 #   make clean-data ROOT=~/faces BACKBONES="efficientnet-lite0 spectrum" FOLDS=5 RULE=mean
 # The default voters are the two strongest texture backbones (bench/README "Planted label
-# errors"); a file moves when their mean probability of the other class reaches 0.95, the
-# setting whose cleaned data retrained best (bench/README "Noise recovery").
+# errors"); a file moves when their mean probability of the other class reaches the lowest
+# threshold (from MIN_CONFIDENCE up, default 0.7) at which the moves' precision, estimated on
+# this dataset by `cleaner separate`, reaches TARGET_PRECISION (0.9); when none does nothing
+# moves and the candidates are listed for review. TARGET_PRECISION=0 gives the fixed
+# MIN_CONFIDENCE threshold instead (bench/README "Move precision, estimated").
 #
 # Stages are file targets under $(ROOT)/.cleaner/ and re-run only when their inputs changed:
 # `cleaner scan` runs every time (incremental, cheap) and rewrites the content stamp
@@ -21,7 +24,8 @@ BACKBONES     ?= efficientnet-lite2-gram efficientnet-lite1-gram
 FOLDS         ?= 5
 PREDICT_ARGS  ?=
 RULE          ?= mean
-MIN_CONFIDENCE ?= 0.95
+TARGET_PRECISION ?= 0.9
+MIN_CONFIDENCE ?=
 SEPARATE_ARGS ?=
 DEDUPE_METHOD ?= phash
 MAX_DISTANCE  ?= 10
@@ -62,10 +66,10 @@ $(PREDS_DIR)/%.json: $(STAMPS)/dataset $(STAMPS)/dedupe-plan $(STAMPS)/params-pr
 	$(CLEANER) predict --root $(ROOT) --backbone $* --folds $(FOLDS) $(PREDICT_ARGS) $(PREDICT_ARGS_$*) --out $@
 
 $(STAMPS)/params-separate: FORCE
-	@$(STATE_PY) params $@ $(RULE) $(MIN_CONFIDENCE) $(SEPARATE_ARGS) $(PRED_FILES)
+	@$(STATE_PY) params $@ $(RULE) $(TARGET_PRECISION) $(MIN_CONFIDENCE) $(SEPARATE_ARGS) $(PRED_FILES)
 
 $(STAMPS)/separate: $(PRED_FILES) $(STAMPS)/params-separate
-	$(CLEANER) separate --root $(ROOT) --predictions $(PRED_FILES) --rule $(RULE) --min-confidence $(MIN_CONFIDENCE) $(SEPARATE_ARGS) --apply
+	$(CLEANER) separate --root $(ROOT) --predictions $(PRED_FILES) --rule $(RULE) --target-precision $(TARGET_PRECISION) $(if $(MIN_CONFIDENCE),--min-confidence $(MIN_CONFIDENCE)) $(SEPARATE_ARGS) --apply
 	@touch $@
 
 $(STAMPS)/params-dedupe: FORCE

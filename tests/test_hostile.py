@@ -57,6 +57,13 @@ def put(root: Path, rel: str | bytes, data: bytes) -> Path:
     return p
 
 
+def tree(root: Path, *rels: str) -> Path:
+    """``root`` with a distinct tiny PNG at each of ``rels`` (the n-th holds png_bytes(n + 1))."""
+    for n, rel in enumerate(rels, 1):
+        put(root, rel, png_bytes(n))
+    return root
+
+
 def dangling_links(root: Path) -> list[str]:
     out = []
     for dirpath, _, names in os.walk(root):
@@ -177,7 +184,9 @@ def test_a_byte_name_goes_through_dedupe_and_back(tmp_path: Path) -> None:
     put(root, "real_images/twin.png", png_bytes(7))
     put(root, "fake_images/f.png", png_bytes(8))
     before = snapshot(root)
-    code, _, err = cli("dedupe", "--root", str(root), "--apply", "--json")
+    code, _, err = cli(
+        "dedupe", "--root", str(root), "--apply", "--max-fraction", "1", "--json"
+    )  # a two-file class: one copy is half of it
     assert code == 0, err
     assert sorted(snapshot(root).values()) == sorted(before.values())  # nothing lost
     assert len(list((root / "quarantine").rglob("*"))) > 0
@@ -193,9 +202,7 @@ def test_a_byte_name_goes_through_dedupe_and_back(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["real_images", "real_images/sub/..", "."])
 def test_a_class_folder_aliasing_the_other_is_refused(tmp_path: Path, target: str) -> None:
-    root = tmp_path / "R"
-    put(root, "real_images/a.png", png_bytes(1))
-    put(root, "real_images/sub/b.png", png_bytes(2))
+    root = tree(tmp_path / "R", "real_images/a.png", "real_images/sub/b.png")
     (root / "fake_images").symlink_to(target)
     before = snapshot(root)
     for cmd in ("scan", "dedupe"):
@@ -206,10 +213,7 @@ def test_a_class_folder_aliasing_the_other_is_refused(tmp_path: Path, target: st
 
 @pytest.mark.parametrize("link", ["a.png", "../real_images/a.png", "ABS"])
 def test_a_symlinked_image_is_one_file_and_never_dangles(tmp_path: Path, link: str) -> None:
-    root = tmp_path / "R"
-    put(root, "real_images/a.png", png_bytes(1))
-    put(root, "real_images/b.png", png_bytes(2))
-    put(root, "fake_images/c.png", png_bytes(3))
+    root = tree(tmp_path / "R", "real_images/a.png", "real_images/b.png", "fake_images/c.png")
     alias = root / ("fake_images/alias.png" if link.startswith("..") else "real_images/alias.png")
     alias.symlink_to(root / "real_images/a.png" if link == "ABS" else link)
     before = snapshot(root)
@@ -308,11 +312,7 @@ def test_read_only_state_folder_is_one_line(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small(tmp_path: Path) -> Path:
-    root = tmp_path / "R"
-    put(root, "real_images/a.png", png_bytes(1))
-    put(root, "real_images/b.png", png_bytes(2))
-    put(root, "fake_images/c.png", png_bytes(3))
-    return root
+    return tree(tmp_path / "R", "real_images/a.png", "real_images/b.png", "fake_images/c.png")
 
 
 def _sha(root: Path, rel: str) -> str:

@@ -291,3 +291,96 @@ def test_separate_and_undo_never_import_tensorflow(ws: Path) -> None:
         assert "cleaner.journal" in imported  # the probe works
         assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "keras", "torch")}
     assert sha_of(root, "real_images/real_00001.png")  # back in place after the undo
+
+
+def continuous(ws: Path) -> list[str]:
+    """Two voters sure of the true class (logit +-5, spread 1): continuous probabilities."""
+    import numpy as np
+
+    flips = set(json.loads((ws / "flips.json").read_text()))
+    labels: dict[str, str] = json.loads((ws / "labels.json").read_text())
+    rng = np.random.default_rng(1)
+    files = []
+    for m in range(2):
+        logit = {p: 5.0 * (1 if (labels[p] == "fake") != (p in flips) else -1) for p in labels}
+        probs = {p: float(1 / (1 + np.exp(-(v + rng.normal(0, 1.0))))) for p, v in logit.items()}
+        files.append(str(write_v1(ws / f"c{m}.json", ws / "R", probs, labels)))
+    return files
+
+
+def test_target_precision_records_the_estimate_beside_the_plan(ws: Path) -> None:
+    """The default --target-precision 0.9: the flips move, and the plan and the summary say
+    what was estimated (precision, recall, noise rate, wrong moves, every threshold tried)."""
+    root = ws / "R"
+    flips = set(json.loads((ws / "flips.json").read_text()))
+    files = continuous(ws)
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *files)
+    assert code == 0, err
+    assert "target precision 0.9" in out and "estimate: noise rate" in out
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *files, "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    plan = json.loads(Path(s["plan"]).read_text())
+    assert {m["path"] for m in plan["moves"]} == flips
+    assert plan["target_precision"] == 0.9 and 0.7 <= plan["threshold"] < 0.97
+    est = plan["estimate"]
+    assert est["reached"] and est["estimated_precision"] >= 0.9
+    assert 0.05 < est["estimated_noise_rate"] < 0.25 and est["estimated_recall"] > 0.5
+    assert est["expected_wrong_moves"] == pytest.approx(
+        40 * (1 - est["estimated_precision"]), abs=0.1
+    )
+    tried = [t["threshold"] for t in est["thresholds"]]
+    assert tried == sorted(tried) and tried[0] == 0.7 and plan["threshold"] in tried
+    assert s["estimate"]["estimated_precision"] == est["estimated_precision"]
+    assert s["threshold"] == plan["threshold"]
+
+
+def test_voters_that_know_nothing_move_nothing_and_say_so(ws: Path) -> None:
+    """Probabilities unrelated to the folders (some far from 0.5): no threshold's moves reach
+    the target, so nothing moves even with --apply (exit 0), the candidates go to review."""
+    import numpy as np
+
+    root = ws / "R"
+    labels: dict[str, str] = json.loads((ws / "labels.json").read_text())
+    rng = np.random.default_rng(3)
+    probs = {p: float(1 / (1 + np.exp(-rng.normal(0, 2.0)))) for p in sorted(labels)}
+    f = write_v1(ws / "weak.json", root, probs, labels)
+    before = bytes_snapshot(root)
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", str(f), "--rule", "mean")
+    assert code == 0, err
+    assert "no threshold reaches the target precision 0.9" in out
+    code, out, err = cli(
+        ws, "separate", "--root", str(root), "-p", str(f), "--rule", "mean", "--apply", "--json"
+    )
+    assert code == 0, err
+    s = json.loads(out)
+    plan = json.loads(Path(s["plan"]).read_text())
+    assert s["moves"] == 0 and plan["threshold"] is None and not plan["estimate"]["reached"]
+    assert bytes_snapshot(root) == before
+    would = [t["moves"] for t in plan["estimate"]["thresholds"]]
+    assert would[0] > 0 and len(plan["review"]) >= would[0]  # the candidates, for a person
+    assert all(t["estimated_precision"] < 0.9 for t in plan["estimate"]["thresholds"] if t["moves"])
+
+
+def test_fixed_threshold_still_reports_its_estimate_and_bad_targets_are_refused(ws: Path) -> None:
+    root = ws / "R"
+    code, out, err = cli(
+        ws, "separate", "--root", str(root), "-p", *continuous(ws), "--target-precision", "0",
+        "--min-confidence", "0.95", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads(Path(json.loads(out)["plan"]).read_text())
+    assert plan["target_precision"] is None and plan["threshold"] == 0.95
+    assert plan["estimate"]["estimated_precision"] > 0.5
+    assert "thresholds" not in plan["estimate"]
+    # a few distinct probabilities (these files have a dozen): no estimate, the fixed 0.9
+    code, out, err = cli(ws, "separate", "--root", str(root), "-p", *preds(ws), "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["threshold"] == 0.9 and s["moves"] == 40 and s["estimate"] == {}
+    assert any("cannot be estimated" in w for w in s["warnings"])
+    for bad in ("1", "0.3", "-0.9"):
+        code, _, err = cli(
+            ws, "separate", "--root", str(root), "-p", *preds(ws), "--target-precision", bad
+        )
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "--target-precision" in err

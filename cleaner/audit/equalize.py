@@ -29,7 +29,7 @@ from PIL import Image
 from cleaner import engine, images
 from cleaner.atomic import atomic_write, atomic_write_text
 from cleaner.audit import FileAudit
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import state_path
 from cleaner.errors import CleanerError
 
 EQUALIZED_CSV = "equalized.csv"
@@ -156,7 +156,7 @@ def equalize(
             why = f"{f.props.get('status')}: {f.props.get('reason', '')}"
             rows.append({"path": "", "label": f.label, "source": f.path, "sha256": "",
                          "source_sha256": f.props.get("sha256", ""), "status": why})  # fmt: skip
-    csv_path = outp / STATE_DIR / EQUALIZED_CSV
+    csv_path = state_path(outp, EQUALIZED_CSV)
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=["path", "label", "source", "source_sha256", "sha256", "status"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import state_path
 from cleaner.errors import CleanerError
 
 AUDIT_NAME = "audit.json"
@@ -27,11 +27,11 @@ CACHE_FORMAT = "cleaner.audit-cache.v1"
 
 
 def audit_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / AUDIT_NAME
+    return state_path(root, AUDIT_NAME)
 
 
 def cache_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / STATE_DIR / CACHE_NAME
+    return state_path(root, CACHE_NAME)
 
 
 def write_audit(root: str | os.PathLike[str], doc: dict[str, Any], out: Path | None = None) -> Path:

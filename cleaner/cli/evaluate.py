@@ -57,6 +57,19 @@ def evaluate(
         _pct(rl["precision"]),
         _pct(rl["recall"]),
     )
+    est = rl.get("estimated")
+    if est is not None:
+        n_est = "?" if est["noise_rate"] is None else f"~{est['noise_rate'] * rl['images']:.0f}"
+        wrong = est["expected_wrong_moves"]
+        right = "" if est["precision"] is None else f"~{rl['moves'] - wrong:.0f}"
+        t.add_row(
+            "  estimated before moving",
+            n_est,
+            str(rl["moves"]),
+            right,
+            _pct(est["precision"]),
+            _pct(est["recall"]),
+        )
     t.add_row(
         "duplicate pairs (dedupe)" + ("" if dd["ran"] else " [not run]"),
         str(dd["planted_pairs"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,7 +18,12 @@ from cleaner.cli._common import (
     emit_json,
     err_console,
 )
-from cleaner.consensus import DEFAULT_MIN_CONFIDENCE, DEFAULT_RULE
+from cleaner.consensus import (
+    DEFAULT_FLOOR,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_RULE,
+    DEFAULT_TARGET_PRECISION,
+)
 from cleaner.errors import CleanerError
 from cleaner.plans import DEFAULT_MAX_FRACTION, SeparateResult
 from cleaner.plans import separate as run_separate
@@ -56,14 +61,26 @@ def separate(
         ),
     ] = DEFAULT_RULE,
     min_confidence: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--min-confidence",
             help="A file votes to move an image when its probability of the other class is at "
-            "least this (0.6 to 1).",
+            "least this (0.6 to 1). With --target-precision the lowest threshold tried "
+            f"(default {DEFAULT_FLOOR}); with --target-precision 0 the threshold (default "
+            f"{DEFAULT_MIN_CONFIDENCE}).",
+            show_default=False,
+        ),
+    ] = None,
+    target_precision: Annotated[
+        float,
+        typer.Option(
+            "--target-precision",
+            help="Use the lowest threshold at which the moves' estimated precision (a self-test "
+            "on these files and folders) reaches this; none: nothing moves, the candidates go "
+            "to review. 0: off (fixed --min-confidence).",
             show_default=True,
         ),
-    ] = DEFAULT_MIN_CONFIDENCE,
+    ] = DEFAULT_TARGET_PRECISION,
     max_fraction: Annotated[
         float,
         typer.Option(
@@ -91,7 +108,16 @@ def separate(
 
         cleaner separate --root data --predictions a.json b.json c.json --apply
 
-        cleaner separate -p a.json -p b.json --rule mean --min-confidence 0.95 --json
+        cleaner separate -p a.json -p b.json --rule mean --target-precision 0.95 --json
+
+        cleaner separate -p a.json --rule mean --target-precision 0 --min-confidence 0.95
+
+    With --target-precision P (default 0.9) a self-test on the files' probabilities (each
+    image put alone in the other folder: would the rule move it back?) and a noise model of
+    the folders estimate how many of each threshold's moves would be right; the plan and the
+    summary show the estimate at every threshold tried. It assumes mislabelled images
+    look like the correctly labelled ones of their true class (random swaps do; real errors are
+    often harder, so treat it as an upper bound there).
     """
     files = [*(predictions or []), *(more or [])]
     if more and not predictions:
@@ -105,6 +131,7 @@ def separate(
         rule=rule.value,
         min_confidence=min_confidence,
         max_fraction=max_fraction,
+        target_precision=target_precision,
         apply=apply,
         progress=False if json_out else None,
     )
@@ -114,7 +141,7 @@ def separate(
 
 def _print(result: SeparateResult, apply: bool) -> None:
     plan = result.plan
-    t = Table(title=f"cleaner separate ({plan['rule']}, min confidence {plan['min_confidence']:g})")
+    t = Table(title=f"cleaner separate ({plan['rule']}, {_threshold_title(plan)})")
     for col in ("predictions file", "format", "out of fold", "entries", "matched", "not used"):
         t.add_column(col, justify="left" if col in ("predictions file", "format") else "right")
     for m in plan["predictions"]:
@@ -159,6 +186,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
         )
     if len(plan["review"]) > 5:
         console.print(f"  ... and {len(plan['review']) - 5} more for review in the plan file")
+    _print_estimate(plan)
     console.print(
         f"{len(moves)} to move, {c['review']} for review, {c['covered']} images covered; "
         f"plan: {result.plan_path}"
@@ -185,6 +213,65 @@ def _print(result: SeparateResult, apply: bool) -> None:
     )
     for r in run.skipped:
         err_console.print(f"skipped {r.src}: {r.why}")
+
+
+def _threshold_title(plan: dict[str, Any]) -> str:
+    if not plan.get("target_precision"):
+        return f"min confidence {plan['min_confidence']:g}"
+    t = plan.get("threshold")
+    chosen = f"threshold {t:g}" if t is not None else "no threshold reaches it"
+    return f"target precision {plan['target_precision']:g}: {chosen}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _print_estimate(plan: dict[str, Any]) -> None:
+    """The thresholds tried (near the chosen one) with what the noise model expects of each,
+    then one line on the plan's own moves."""
+    est = plan.get("estimate") or {}
+    if not est:
+        return
+    rows = est.get("thresholds") or []
+    if rows:
+        t = Table(title="estimated, per threshold (self-test on these files; see --help)")
+        for col in ("threshold", "would move", "est. precision", "est. recall", "exp. wrong"):
+            t.add_column(col, justify="right")
+        for r in _near(rows, plan.get("threshold")):
+            mark = " <" if r["threshold"] == plan.get("threshold") else ""
+            t.add_row(
+                f"{r['threshold']:g}{mark}",
+                str(r["moves"]),
+                _pct(r["estimated_precision"]),
+                _pct(r["estimated_recall"]),
+                f"{r['expected_wrong_moves']:.0f}",
+            )
+        console.print(t)
+    n = sum(plan["counts"]["moves"].values())
+    line = (
+        f"estimate: noise rate {_pct(est['estimated_noise_rate'])}; the plan's {n} moves "
+        f"{_pct(est['estimated_precision'])} right (about {est['expected_wrong_moves']:.0f} "
+        f"wrong), recall {_pct(est['estimated_recall'])}"
+    )
+    if plan.get("target_precision") and plan.get("threshold") is None:
+        line += (
+            f"; no threshold reaches the target precision {plan['target_precision']:g}: "
+            "nothing moves, candidates are in the review list"
+        )
+    console.print(line)
+
+
+def _near(rows: list[dict[str, Any]], chosen: float | None) -> list[dict[str, Any]]:
+    """At most 12 rows: around the chosen threshold, or spread over all when none."""
+    if len(rows) <= 12:
+        return rows
+    ts = [r["threshold"] for r in rows]
+    if chosen in ts:
+        i = ts.index(chosen)
+        return rows[max(0, i - 5) : i + 7]
+    step = len(rows) / 12
+    return [rows[int(k * step)] for k in range(12)] + ([rows[-1]] if len(rows) % 12 else [])
 
 
 def register(app: typer.Typer) -> None:
