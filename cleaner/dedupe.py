@@ -565,32 +565,67 @@ class Verified:
     """(a, b, score) of every pair scored (benchmarks read it)."""
 
 
+HOP_MAX_DEGREE = 2 * MAX_GROUP
+"""Accepted matches above which a node is not used to propose two-hop pairs (bounds their
+number: at most this squared per node)."""
+
+
+def two_hop(
+    a: np.ndarray, b: np.ndarray, mirror: np.ndarray, tested: set[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``(x, z)`` not yet tested with accepted ``x~y`` and ``y~z`` (mirrored when exactly
+    one step is). Why: the hash search finds a copy's match by one transform (a mirror *or* a
+    crop); a cropped copy and a mirrored copy of one original are never candidates of each
+    other, and when the mirrored one is kept the crop cannot join it directly. Proposing them
+    is no chain: each is verified directly, like any candidate."""
+    nbr: dict[int, list[tuple[int, bool]]] = {}
+    for x, y, m in zip(a.tolist(), b.tolist(), mirror.tolist(), strict=True):
+        nbr.setdefault(x, []).append((y, m))
+        nbr.setdefault(y, []).append((x, m))
+    out: dict[tuple[int, int], bool] = {}
+    for ends in nbr.values():
+        if len(ends) > HOP_MAX_DEGREE:
+            continue
+        for i, (x, mx) in enumerate(ends):
+            for z, mz in ends[i + 1 :]:
+                key = (min(x, z), max(x, z))
+                if x != z and key not in tested and key not in out:
+                    out[key] = mx != mz
+    keys = np.array(list(out), dtype=np.int64).reshape(-1, 2)
+    return keys[:, 0], keys[:, 1], np.fromiter(out.values(), dtype=bool, count=len(out))
+
+
 def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
     """Accept the candidate pairs whose verification score (:mod:`cleaner.verify`) reaches the
-    threshold calibrated on this table's own random pairs; identical grey images always pass."""
+    threshold calibrated on this table's own random pairs; identical grey images always pass.
+    The pairs two accepted matches apart (:func:`two_hop`) are verified too, and counted among
+    the pairs tested by the calibration."""
     t0 = time.perf_counter()
     gate = np.flatnonzero(pairs.score >= min_correlation)
+    ga, gb, gm = pairs.a[gate], pairs.b[gate], pairs.mirror[gate]
     scorer = Scorer(table.grey, fit_basis(table.grey))
-    cal = calibrate(null_scores(scorer), int(gate.size))
+    null = null_scores(scorer)
+    first = calibrate(null, int(gate.size))
     t1 = time.perf_counter()
-    v = scorer.scores(pairs.a[gate], pairs.b[gate], pairs.mirror[gate], cal.threshold)
+    v = scorer.scores(ga, gb, gm, first.threshold)
+    same = np.all(table.grey[ga] == table.grey[gb], axis=1)
+    v[same & ~gm] = 1.0
+    ok = v >= first.threshold
+    tested = set(zip(ga.tolist(), gb.tolist(), strict=True))
+    ha, hb, hm = two_hop(ga[ok], gb[ok], gm[ok], tested)
+    cal = calibrate(null, int(gate.size + ha.size))
+    ga, gb, gm = np.concatenate([ga, ha]), np.concatenate([gb, hb]), np.concatenate([gm, hm])
+    v = np.concatenate([v, scorer.scores(ha, hb, hm, cal.threshold)])
+    # a score that stopped at the first threshold is a lower bound: finish it at the final one
+    short = np.flatnonzero((v >= first.threshold) & (v < cal.threshold) & (v < 1.0))
+    v[short] = scorer.scores(ga[short], gb[short], gm[short], cal.threshold)
     t2 = time.perf_counter()
-    same = np.all(table.grey[pairs.a[gate]] == table.grey[pairs.b[gate]], axis=1)
-    v[same & ~pairs.mirror[gate]] = 1.0
     ok = v >= cal.threshold
     near = np.flatnonzero(~ok & (v >= cal.review_from))
-    review = [(int(pairs.a[gate][k]), int(pairs.b[gate][k]), float(v[k])) for k in near]
+    review = [(int(ga[k]), int(gb[k]), float(v[k])) for k in near]
     review.sort(key=lambda r: -r[2])
     return Verified(
-        pairs.a[gate][ok],
-        pairs.b[gate][ok],
-        v[ok],
-        review,
-        int(pairs.a.size),
-        cal,
-        t1 - t0,
-        t2 - t1,
-        (pairs.a[gate], pairs.b[gate], v),
+        ga[ok], gb[ok], v[ok], review, int(pairs.a.size), cal, t1 - t0, t2 - t1, (ga, gb, v)
     )
 
 
