@@ -556,6 +556,7 @@ def test_serve_refuses_an_upload_that_would_cost_far_more_than_its_bytes(small: 
         {"Sec-Fetch-Site": "same-site"},
         {"Origin": "http://evil.example"},
         {"Origin": "http://localhost:9999"},
+        {"Origin": "null"},
     ],
 )
 def test_serve_refuses_cross_site_requests_on_every_endpoint(
@@ -567,7 +568,11 @@ def test_serve_refuses_cross_site_requests_on_every_endpoint(
         r = getattr(c, method)(url, headers=headers, **kw)
         assert r.status_code == 403, (url, r.status_code)
     # the same requests as curl sends them (no Origin, no Sec-Fetch-*) and as the app's own page
-    for own in ({}, {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}):
+    # (Chromium's form post from a no-referrer page says Origin 'null' beside same-origin)
+    own_page = [
+        {"Sec-Fetch-Site": "same-origin", "Origin": o} for o in ("http://localhost", "null")
+    ]
+    for own in ({}, *own_page):
         r = c.post(
             "/predict?format=json",
             data={"image": (io.BytesIO(_jpeg()), "x.jpg")},
