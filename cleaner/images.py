@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,10 @@ TRUNCATED = "truncated"
 TOO_LARGE = "too-large"
 UNREADABLE = "unreadable"
 UNSUPPORTED = "unsupported"
+NOT_A_FILE = "not-a-file"
+
+MAX_FILE_BYTES = 1 << 30
+"""Files larger than this are hashed in blocks but never read whole (nor decoded)."""
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "JPEG"),
@@ -75,6 +81,52 @@ class ImageError(Exception):
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A file's bytes read through :func:`read_regular`, or why they were not read."""
+
+    data: bytes | None
+    status: str = OK
+    reason: str = ""
+    sha256: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+
+
+def read_regular(abspath: str, max_bytes: int = MAX_FILE_BYTES) -> FileBytes:
+    """Read a regular file once; never raises. A socket, FIFO or device is never opened
+    (opening a FIFO can block, a device hang); a file over ``max_bytes`` is hashed in blocks,
+    not held; ``O_NONBLOCK`` and the second check on the open descriptor close the race with a
+    file swapped for a FIFO in between."""
+    try:
+        st0 = os.stat(abspath)
+    except OSError as e:
+        return FileBytes(None, UNREADABLE, f"cannot stat: {e.strerror or e}")
+    if not stat.S_ISREG(st0.st_mode):
+        return FileBytes(None, NOT_A_FILE, "not a regular file", mtime_ns=st0.st_mtime_ns)
+    try:
+        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return FileBytes(None, UNREADABLE, f"cannot open: {e.strerror or e}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return FileBytes(None, NOT_A_FILE, "not a regular file", mtime_ns=st.st_mtime_ns)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            if st.st_size > max_bytes:
+                h = hashlib.sha256()
+                while block := f.read(1 << 20):
+                    h.update(block)
+                reason = f"file of {st.st_size:,} bytes exceeds {max_bytes:,}; not read"
+                return FileBytes(None, TOO_LARGE, reason, h.hexdigest(), st.st_size, st.st_mtime_ns)
+            data = f.read()
+    except OSError as e:
+        return FileBytes(None, UNREADABLE, f"cannot read: {e.strerror or e}")
+    finally:
+        os.close(fd)
+    return FileBytes(data, size=len(data), mtime_ns=st.st_mtime_ns)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 # statuses that belong to the file system rather than to the decoder (see cleaner.images for
 # the decoder's: ok, empty, not-an-image, corrupt, truncated, too-large, unsupported, unreadable)
 OUTSIDE_ROOT = "outside-root"
-NOT_A_FILE = "not-a-file"
+NOT_A_FILE = images.NOT_A_FILE
 SYMLINK = "symlink"
 UNLISTABLE = "unlistable"
 
@@ -67,7 +66,7 @@ STATUS_MEANINGS: dict[str, str] = {
 SMALL_SCAN = 200
 """Fewer files to read than this: checked in this process unless ``workers`` is given."""
 
-MAX_FILE_BYTES = 1 << 30
+MAX_FILE_BYTES = images.MAX_FILE_BYTES
 """Files larger than this are hashed in chunks but not decoded (status ``too-large``)."""
 
 
@@ -122,33 +121,10 @@ def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
     Returns the row's fields after ``path`` and ``label`` (a tuple, cheap to pickle). Never
     raises: every failure becomes a status and a reason.
     """
-    try:  # a socket, FIFO or device is never opened (opening a FIFO can block, a device hang)
-        st0 = os.stat(abspath)
-    except OSError as e:
-        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot stat: {e.strerror or e}", 0, "", 0)
-    if not stat.S_ISREG(st0.st_mode):
-        return ("", 0, 0, 0, "", NOT_A_FILE, "not a regular file", st0.st_mtime_ns, "", 0)
-    try:
-        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot open: {e.strerror or e}", 0, "", 0)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return ("", 0, 0, 0, "", NOT_A_FILE, "not a regular file", st.st_mtime_ns, "", 0)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            if st.st_size > MAX_FILE_BYTES:
-                h = hashlib.sha256()
-                while block := f.read(1 << 20):
-                    h.update(block)
-                reason = f"file of {st.st_size:,} bytes exceeds {MAX_FILE_BYTES:,}; not decoded"
-                return (h.hexdigest(), st.st_size, 0, 0, "", images.TOO_LARGE, reason,
-                        st.st_mtime_ns, "", 0)  # fmt: skip
-            data = f.read()
-    except OSError as e:
-        return ("", 0, 0, 0, "", images.UNREADABLE, f"cannot read: {e.strerror or e}", 0, "", 0)
-    finally:
-        os.close(fd)
+    got = images.read_regular(abspath, MAX_FILE_BYTES)
+    if got.data is None:
+        return (got.sha256, got.size, 0, 0, "", got.status, got.reason, got.mtime_ns, "", 0)
+    data = got.data
     digest = hashlib.sha256(data).hexdigest()
     try:
         info = images.probe(data, name=relpath)
@@ -162,7 +138,7 @@ def check_file(abspath: str, relpath: str) -> tuple[object, ...]:
         info.format,
         info.status,
         info.reason,
-        st.st_mtime_ns,
+        got.mtime_ns,
         info.mode,
         info.frames,
     )

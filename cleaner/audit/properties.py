@@ -18,9 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
-import stat
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +28,7 @@ from PIL import Image, JpegImagePlugin
 
 from cleaner import images
 
-MAX_FILE_BYTES = 1 << 30
+MAX_FILE_BYTES = images.MAX_FILE_BYTES
 """Larger files are hashed but not parsed (status ``too-large``), as the scan does."""
 
 Props = dict[str, Any]
@@ -119,27 +117,10 @@ def _bad(status: str, reason: str, sha: str = "", size: int = 0, fmt: str = "") 
 def read_file(abspath: str) -> Props:
     """Read one file (never follows a non-regular file, never reads more than
     :data:`MAX_FILE_BYTES`) and return its properties; never raises."""
-    try:
-        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        return _bad(images.UNREADABLE, f"cannot open: {e.strerror or e}")
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return _bad("not-a-file", "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            if st.st_size > MAX_FILE_BYTES:
-                h = hashlib.sha256()
-                while block := f.read(1 << 20):
-                    h.update(block)
-                reason = f"file of {st.st_size:,} bytes exceeds {MAX_FILE_BYTES:,}; not read"
-                return _bad(images.TOO_LARGE, reason, h.hexdigest(), st.st_size)
-            data = f.read()
-    except OSError as e:
-        return _bad(images.UNREADABLE, f"cannot read: {e.strerror or e}")
-    finally:
-        os.close(fd)
-    return read_properties(data)
+    got = images.read_regular(abspath, MAX_FILE_BYTES)
+    if got.data is None:
+        return _bad(got.status, got.reason, got.sha256, got.size)
+    return read_properties(got.data)
 
 
 def read_properties(data: bytes) -> Props:
