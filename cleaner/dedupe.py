@@ -26,7 +26,6 @@ How a pair becomes a duplicate:
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ import numpy as np
 
 from cleaner.dataset import QUARANTINE_DIR, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.guard import fraction_guard
 from cleaner.hashindex import hamming, iter_pairs
 from cleaner.hashing import (
     CROP_KEEP,
@@ -827,23 +827,16 @@ def quarantine_path(path: str) -> str:
 def check_guard(result: DedupeResult, max_fraction: float) -> dict[str, Any]:
     """Per class: the fraction of its files the plan would quarantine, and whether all are
     within ``max_fraction`` (a larger plan says more about the check than about the data)."""
-    fractions: dict[str, float] = {}
-    why = ""
-    worst = 0.0
     out = Counter(m.label for _, m in result.quarantine)
-    for label in sorted(result.totals):
-        total = result.totals[label]
-        frac = out[label] / total if total else 0.0
-        fractions[label] = round(frac, 6)
-        if frac > max_fraction + 1e-12 and frac > worst:
-            worst = frac
-            why = (
-                f"the plan would quarantine {out[label]} of {total} {label} images ({frac:.0%}) "
-                f"as duplicates, more than --max-fraction {max_fraction:g}; nothing was moved. "
-                f"Read {result.output} and pass --max-fraction "
-                f"{math.ceil(frac * 100) / 100:.2f} to apply it anyway"
-            )
-    return {"ok": not why, "max_fraction": max_fraction, "fractions": fractions, "why": why}
+
+    def explain(label: str, n_out: int, total: int, frac: float, needed: float) -> str:
+        return (
+            f"the plan would quarantine {n_out} of {total} {label} images ({frac:.0%}) "
+            f"as duplicates, more than --max-fraction {max_fraction:g}; nothing was moved. "
+            f"Read {result.output} and pass --max-fraction {needed:.2f} to apply it anyway"
+        )
+
+    return fraction_guard(out, result.totals, sorted(result.totals), max_fraction, explain)
 
 
 def dedupe(

@@ -12,8 +12,8 @@ says more about the model than about the labels, so it is written but not applie
 from __future__ import annotations
 
 import contextlib
-import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from cleaner.consensus import (
 )
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.guard import fraction_guard
 from cleaner.journal import (
     AppliedRun,
     Move,
@@ -131,24 +132,17 @@ def _guard(
     moves: Sequence[Decision], totals: dict[str, int], max_fraction: float, plan_path: Path
 ) -> dict[str, Any]:
     """Per class: the fraction of its files the plan moves out, and whether all are allowed."""
-    fractions: dict[str, float] = {}
-    why = ""
-    worst = 0.0
-    for label in LABELS:
-        n_out = sum(1 for d in moves if d.from_label == label)
-        total = totals.get(label, 0)
-        frac = n_out / total if total else 0.0
-        fractions[label] = round(frac, 6)
-        if frac > max_fraction + 1e-12 and frac > worst:
-            worst = frac
-            needed = math.ceil(frac * 100) / 100
-            why = (
-                f"the plan would move {n_out} of {total} {label} images ({frac:.0%}), more than "
-                f"--max-fraction {max_fraction:g}: a plan that large says more about the model "
-                f"than about the labels; nothing was moved. Read {plan_path} and pass "
-                f"--max-fraction {needed:.2f} to apply it anyway"
-            )
-    return {"ok": not why, "max_fraction": max_fraction, "fractions": fractions, "why": why}
+    out = Counter(d.from_label for d in moves)
+
+    def explain(label: str, n_out: int, total: int, frac: float, needed: float) -> str:
+        return (
+            f"the plan would move {n_out} of {total} {label} images ({frac:.0%}), more than "
+            f"--max-fraction {max_fraction:g}: a plan that large says more about the model "
+            f"than about the labels; nothing was moved. Read {plan_path} and pass "
+            f"--max-fraction {needed:.2f} to apply it anyway"
+        )
+
+    return fraction_guard(out, totals, LABELS, max_fraction, explain)
 
 
 def build_plan(
