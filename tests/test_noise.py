@@ -21,7 +21,7 @@ from cleaner.consensus import (
     decide,
     moved_mask,
 )
-from cleaner.noise import fit, folder_noise, wilson_low
+from cleaner.noise import fit, folder_noise, score, wilson_low
 
 
 def planted(
@@ -135,3 +135,18 @@ def test_property_vectorised_moves_are_decides_moves(
     ]
     want = [d.action == MOVE for d in decide(images, rule=rule, min_confidence=c)]
     assert moved_mask(_matrix(images), rule, c, []).tolist() == want
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5))
+def test_score_is_the_logit_of_the_mean_probability(probs: list[float]) -> None:
+    """The noise model reads the statistic the ``mean`` rule thresholds: a voter's confident
+    miss (0.999) beside another's doubt (0.4) is an image near 0.7, not one at the mean logit's
+    3.25 (0.963)."""
+    p = min(max(float(np.mean(probs)), 1e-6), 1 - 1e-6)
+    assert score(probs) == pytest.approx(np.log(p / (1 - p)), abs=1e-9)
+    mean_prob = 1 / (1 + np.exp(-score(probs)))
+    assert mean_prob == pytest.approx(p, abs=1e-9)
+
+
+def test_score_of_a_confident_and_a_doubtful_voter() -> None:
+    assert 1 / (1 + np.exp(-score([0.999, 0.4]))) == pytest.approx(0.6995)
