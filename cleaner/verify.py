@@ -239,10 +239,10 @@ FEATURE_BYTES = 1 << 30
 orientations of 10 x 256 float32, every orientation of a table up to 52,428 images). Why a
 bound: features of a whole table were 20 KiB per image, 20 GiB at a million images, most never
 used (the null sample touches at most 200,000 images, the candidates a few per copy)."""
-_BLOCK_KEYS = 1 << 16
-"""Image orientations whose features are computed together for one block of pairs (at most
-half of them pairs: 640 MiB of float32 at 256 dims): bounds what is held beyond the kept
-features."""
+_BLOCK_KEYS = 2 * _CHUNK
+"""Image orientations whose features are computed together for one block of pairs (a block is
+half as many pairs): 160 MiB of float32 at 256 dims, twice that while the block is assembled,
+beyond the kept features."""
 
 
 class Scorer:
