@@ -74,6 +74,8 @@ brightened and cropped copies scored 0.83-0.92 on the masked-portrait bench with
 REVIEW_BAND = 0.15
 """Pairs scoring this far below the acceptance are listed for review (not grouped)."""
 _CHUNK = 8192
+_COARSE = (0, GRID // 2, GRID - 1)
+"""Offsets (on the fine grid) of the 3 x 3 coarse windows."""
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,9 @@ def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndar
     a pair's coarse alignment is ten dot products."""
     s = HASH_SIDE
     mats = _grid()
-    coarse = (0, GRID // 2, GRID - 1)
     n = grey.shape[0]
     d = basis.comps.shape[0] if basis.fitted else GRAD_DIM
-    out = np.empty((n, 1 + len(coarse) ** 2, d), dtype=np.float32)
+    out = np.empty((n, 1 + len(_COARSE) ** 2, d), dtype=np.float32)
     for c0 in range(0, n, _CHUNK):
         x = grey[c0 : c0 + _CHUNK].astype(np.float32).reshape(-1, s, s)
         if mirror:
@@ -181,9 +182,9 @@ def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndar
         p = x.shape[0]
         out[c0 : c0 + p, 0] = residual(x.reshape(p, -1), basis)
         k = 1
-        for iy in coarse:
+        for iy in _COARSE:
             rows = np.matmul(mats[iy], x)
-            for ix in coarse:
+            for ix in _COARSE:
                 out[c0 : c0 + p, k] = residual(np.matmul(rows, mats[ix].T).reshape(p, -1), basis)
                 k += 1
     return out
@@ -195,8 +196,7 @@ def _coarse(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ix``)."""
     best = _rowdot(fa[:, 0], fb[:, 0])
     where = np.full(best.size, -1, dtype=np.int64)
-    coarse = (0, GRID // 2, GRID - 1)
-    cells = [iy * GRID + ix for iy in coarse for ix in coarse]
+    cells = [iy * GRID + ix for iy in _COARSE for ix in _COARSE]
     for side, (crop, whole) in enumerate(((fa, fb), (fb, fa))):
         v = np.einsum("pkd,pd->pk", crop[:, 1:], whole[:, 0])
         k = v.argmax(axis=1)
@@ -234,18 +234,71 @@ def _fine(
     return best
 
 
-class Scorer:
-    """Scores pairs of one table's grey images; per-image features computed once, lazily."""
+FEATURE_BYTES = 1 << 30
+"""Per-image features a :class:`Scorer` keeps between calls (1 GiB: 104,857 image
+orientations of 10 x 256 float32, every orientation of a table up to 52,428 images). Why a
+bound: features of a whole table were 20 KiB per image, 20 GiB at a million images, most never
+used (the null sample touches at most 200,000 images, the candidates a few per copy)."""
+_BLOCK_KEYS = 2 * _CHUNK
+"""Image orientations whose features are computed together for one block of pairs (a block is
+half as many pairs): 160 MiB of float32 at 256 dims, twice that while the block is assembled,
+beyond the kept features."""
 
-    def __init__(self, grey: np.ndarray, basis: Basis) -> None:
+
+class Scorer:
+    """Scores pairs of one table's grey images. Features are computed only for the images (and
+    orientations) that the scored pairs use, block by block, and kept up to ``FEATURE_BYTES``
+    so that a small table computes each once, as before; beyond that they are recomputed per
+    block (cheaper than computing the whole table when the pairs touch a fraction of it)."""
+
+    def __init__(self, grey: np.ndarray, basis: Basis, *, keep_bytes: int = FEATURE_BYTES) -> None:
         self.grey = grey
         self.basis = basis
-        self._f: dict[bool, np.ndarray] = {}
+        d = basis.comps.shape[0] if basis.fitted else GRAD_DIM
+        self._shape = (1 + len(_COARSE) ** 2, d)
+        per_key = self._shape[0] * d * 4
+        self._cap = min(2 * grey.shape[0], max(keep_bytes // per_key, 0))
+        self._kept: np.ndarray | None = None
+        """``(cap, 10, d)`` float32, allocated on first use (pages are touched as filled)."""
+        self._row = np.full(2 * grey.shape[0], -1, dtype=np.int64)
+        """Key ``2 * image + mirror`` -> its row in ``_kept`` (``-1``: not kept)."""
+        self._used = 0
 
-    def _feats(self, mirror: bool) -> np.ndarray:
-        if mirror not in self._f:
-            self._f[mirror] = features(self.grey, self.basis, mirror=mirror)
-        return self._f[mirror]
+    def _compute(self, keys: np.ndarray) -> np.ndarray:
+        """Features of keys ``2 * image + mirror`` (any order)."""
+        out = np.empty((keys.size, *self._shape), dtype=np.float32)
+        for m in (False, True):
+            sel = np.flatnonzero((keys & 1) == int(m))
+            if sel.size:
+                out[sel] = features(self.grey[keys[sel] >> 1], self.basis, mirror=m)
+        return out
+
+    def _block(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features for the sorted distinct ``keys``: an array and each key's row in it (the
+        kept array itself when every key is kept, else a block-sized copy)."""
+        rows = self._row[keys]
+        new = np.flatnonzero(rows < 0)
+        if new.size:
+            f = self._compute(keys[new])
+            room = min(self._cap - self._used, new.size)
+            if room > 0:
+                if self._kept is None:
+                    self._kept = np.empty((self._cap, *self._shape), dtype=np.float32)
+                at = np.arange(self._used, self._used + room)
+                self._kept[at] = f[:room]
+                self._row[keys[new[:room]]] = at
+                self._used += room
+            if room < new.size:
+                out = np.empty((keys.size, *self._shape), dtype=np.float32)
+                old = np.flatnonzero(rows >= 0)
+                if old.size:
+                    assert self._kept is not None
+                    out[old] = self._kept[rows[old]]
+                out[new] = f
+                return out, np.arange(keys.size)
+            rows = self._row[keys]
+        assert self._kept is not None
+        return self._kept, rows
 
     def scores(
         self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray, accept: float = 2.0
@@ -258,22 +311,28 @@ class Scorer:
         if a.size == 0:
             return out
         s = HASH_SIDE
-        plain = self._feats(False)
-        flipped = self._feats(True) if mirror.any() else plain
-        for c0 in range(0, a.size, _CHUNK):
-            ca, cb, m = a[c0 : c0 + _CHUNK], b[c0 : c0 + _CHUNK], mirror[c0 : c0 + _CHUNK]
-            fa = np.where(m[:, None, None], flipped[ca], plain[ca])
-            fb = plain[cb]
-            best, where = _coarse(fa, fb)
-            todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
-            if todo.size:
-                ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
-                mt = m[todo]
-                ga[mt] = ga[mt][:, :, ::-1]
-                gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
-                res = (fa[todo, 0], fb[todo, 0])
-                best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
-            out[c0 : c0 + best.size] = best
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        mirror = np.asarray(mirror, dtype=bool)
+        ka, kb = 2 * a + mirror, 2 * b
+        step = _BLOCK_KEYS // 2
+        for b0 in range(0, a.size, step):
+            keys = np.unique(np.concatenate([ka[b0 : b0 + step], kb[b0 : b0 + step]]))
+            feats, rows = self._block(keys)
+            for c0 in range(b0, min(b0 + step, a.size), _CHUNK):
+                c1 = min(c0 + _CHUNK, b0 + step, a.size)
+                ca, cb, m = a[c0:c1], b[c0:c1], mirror[c0:c1]
+                fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
+                fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
+                best, where = _coarse(fa, fb)
+                todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
+                if todo.size:
+                    ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
+                    mt = m[todo]
+                    ga[mt] = ga[mt][:, :, ::-1]
+                    gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
+                    res = (fa[todo, 0], fb[todo, 0])
+                    best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
+                out[c0:c1] = best
         return out
 
 
