@@ -514,6 +514,7 @@ def _fit_logreg_head(
         "fit_seconds": round(time.perf_counter() - t0, 2),
         "val_accuracy": val["accuracy"],
         "val_loss": val["loss"],
+        "val_auc": val["roc_auc"],
     }
 
 
