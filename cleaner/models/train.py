@@ -11,10 +11,16 @@ The pieces, in the order :func:`train` runs them:
    random ``S x S`` crops (plus flips, small rotations, brightness/contrast), evaluation a centre
    crop. Nothing is resized down unless the image is over twice ``S`` (then to ``2S``), so the
    high-frequency traces generators leave survive. Smaller images are scaled up to ``S``.
+   Each batch is decoded from its paths when Keras asks for it (:class:`_Batches`, a few
+   threads): memory holds a few batches of pixels, not the split (some 150 GB at a million
+   images); the split holds only images the scan found ``ok``, and one that stops decoding
+   later is dropped from its batch and counted (``unreadable`` in the metrics).
 3. **Phase 1, head**: the backbone is frozen; its features of the (centre-cropped) train and val
-   images are computed once (or read from the models area's embeddings cache), standardised
-   (a ``Normalization`` layer adapted on the train split's features, saved in the model) and a
-   dropout + sigmoid head is fitted on them, which takes seconds.
+   images are computed once into the embeddings cache (or read from it), standardised
+   (a ``Normalization`` layer set from running sums over the train split's features, saved in
+   the model) and a dropout + sigmoid head is fitted on them, which takes seconds. At a million
+   images the features are streamed from the cache, full or projected on their principal
+   directions (:mod:`cleaner.models.frozen_head` says how and why).
 4. **Phase 2, fine-tuning**: the top ``N`` layers of the backbone are unfrozen (BatchNormalization
    stays frozen, in inference mode) and the whole model trains on augmented crops at a 10x lower
    learning rate. With ``--weights none`` there is nothing to transfer: the whole network trains
