@@ -20,6 +20,17 @@ after ``make clean-data`` on the flipped copy); ``--backbone`` picks what is tra
     nice .venv/bin/python bench/bench_train.py --skip-precision --faces ../shared/data/faces140k \
         --noise 0.1 --size 256 --crop center --epochs 2 --backbone efficientnet-lite0-gram \
         --clean-data BACKBONES=efficientnet-lite0-gram --clean-data MIN_CONFIDENCE=0.9
+
+``--write-head-cache DIR --head-images N [--dim 1280]``: N synthetic images' frozen features
+(EfficientNetB0's pooled width by default; bench_heads.py's latent-factor generator, shard by
+shard, never all in memory) written as embedding cache shards under DIR, labels beside them.
+``--head-phase DIR [--head-features auto|full|pca]``: ``cleaner train``'s phase 1 on them, as
+``train`` runs it (``frozen_head.head_inputs`` then ``train.head_phase_on``, 75% train / 25%
+val, the logreg head written into a Normalization + Dense model); run it under
+``/usr/bin/time -v`` for the peak RSS; prints one JSON line (stage seconds, ``ru_maxrss``).
+
+    nice .venv/bin/python bench/bench_train.py --write-head-cache /tmp/h1m --head-images 1000000
+    nice /usr/bin/time -v .venv/bin/python bench/bench_train.py --head-phase /tmp/h1m
 """
 
 from __future__ import annotations
@@ -232,6 +243,89 @@ def noise_run(
     return out
 
 
+HEAD_SPEC = ("efficientnetb0", "imagenet", 224, "center")
+"""The cache key the synthetic features are written under (no image is ever read)."""
+
+
+def _head_spec() -> Any:
+    from cleaner.models.backbones import get_backbone
+    from cleaner.models.embeddings import EmbeddingSpec
+
+    name, weights, size, crop = HEAD_SPEC
+    return EmbeddingSpec(get_backbone(name), weights, size, crop)
+
+
+def write_head_cache(root: Path, images: int, dim: int) -> dict[str, Any]:
+    """``images`` synthetic feature rows as embedding cache shards under ``root``."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_heads import SHARD, Synthetic
+
+    from cleaner.models.embeddings import _write_shard, cache_root
+
+    t0 = time.perf_counter()
+    spec = _head_spec()
+    data = Synthetic(images, dim)
+    directory = cache_root(root) / spec.key
+    for j in range(-(-images // SHARD)):
+        shas = [f"{i:064x}" for i in range(j * SHARD, min(images, (j + 1) * SHARD))]
+        _write_shard(directory, spec, shas, data.shard(j))
+    np.save(root / "labels.npy", data.y)
+    return {"bench": "write_head_cache", "images": images, "dim": dim,
+            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+
+def head_phase(root: Path, head_features: str, pca_dim: int) -> dict[str, Any]:
+    """``cleaner train``'s phase 1 on the cached synthetic features of ``root``."""
+    import resource
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    def peak() -> int:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+    from cleaner.models import frozen_head as FH
+    from cleaner.models.projection import HeadFeatures
+    from cleaner.models.train import TrainConfig, head_phase_on
+
+    t0 = time.perf_counter()
+    y = np.load(root / "labels.npy").astype(np.float64)
+    n = len(y)
+    n_tr = n * 3 // 4
+    items = [(f"img{i}.png", f"{i:064x}") for i in range(n)]
+    out: dict[str, Any] = {"bench": "train_head_phase", "images": n, "train": n_tr}
+    inputs = FH.head_inputs(
+        root, items[:n_tr], items[n_tr:], _head_spec(), mode=HeadFeatures(head_features),
+        pca_dim=pca_dim,
+    )  # fmt: skip
+    del items
+    t1 = time.perf_counter()
+    gib = round(inputs.features.nbytes / 2**30, 2)
+    out |= {"head_features": inputs.mode.value, "feature_gib": gib,
+            "features_s": round(t1 - t0, 1), "peak_after_features_mib": peak()}  # fmt: skip
+    print(json.dumps(out), file=sys.stderr, flush=True)
+    import keras
+
+    width = inputs.width if inputs.projection is None else len(inputs.projection.mean)
+    inp = keras.Input((width,))
+    norm = keras.layers.Normalization(name="feature_norm")
+    dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
+    keras.Model(inp, dense(norm(inp)))
+    cfg = TrainConfig(root=root, out=root / "m.keras")
+    net = SimpleNamespace(feat_norm=norm, head=dense)
+    data = SimpleNamespace(y={"train": y[:n_tr], "val": y[n_tr:]}, sample_w=None)
+    phase = head_phase_on(cfg, cfg.out, inputs, data, net, None, lambda s: None, [])
+    out |= {"head_s": round(time.perf_counter() - t1, 1), "iterations": phase["iterations"],
+            "val_accuracy": round(phase["val_accuracy"], 4),
+            "val_auc": round(phase["val_auc"], 4), "peak_mib": peak(),
+            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    if inputs.projection is not None:
+        out["projection"] = inputs.projection.info()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=Path, help="faces140k folder with real/ and fake/")
@@ -257,8 +351,21 @@ def main() -> None:
         default=[],
         help="noise run: a make variable for clean-data (VAR=value), repeatable",
     )
+    ap.add_argument("--write-head-cache", type=Path, help="synthetic head features: write")
+    ap.add_argument("--head-images", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=1280, help="synthetic feature width")
+    ap.add_argument("--head-phase", type=Path, help="phase 1 on the synthetic features")
+    ap.add_argument("--head-features", default="auto", choices=["auto", "full", "pca"])
+    ap.add_argument("--pca-dim", type=int, default=1024)
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.write_head_cache:
+        args.write_head_cache.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(write_head_cache(args.write_head_cache, args.head_images, args.dim)))
+        return
+    if args.head_phase:
+        print(json.dumps(head_phase(args.head_phase, args.head_features, args.pca_dim)))
+        return
     if not args.skip_precision:
         print(json.dumps(precision_run(args.precision_size)), flush=True)
     if args.faces and args.noise:

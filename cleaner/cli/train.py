@@ -22,6 +22,7 @@ from cleaner.cli._common import (
 )
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
+from cleaner.models.projection import DIM, HeadFeatures
 
 
 @cli_errors
@@ -88,6 +89,19 @@ def train(
     max_train: Annotated[
         int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
     ] = None,
+    head_features: Annotated[
+        HeadFeatures,
+        typer.Option(
+            "--head-features",
+            help="Phase 1 head on the full frozen features (exact) or on their top principal "
+            "components streamed from the cache (pca: for a million images on 24 GB); auto: "
+            "full while they fit a third of this machine's memory.",
+        ),
+    ] = HeadFeatures.AUTO,
+    pca_dim: Annotated[
+        int,
+        typer.Option("--pca-dim", min=1, help="Principal components the pca head keeps."),
+    ] = DIM,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
@@ -142,6 +156,8 @@ def train(
         resplit=resplit,
         crop=crop,
         max_train=max_train,
+        head_features=head_features.value,
+        pca_dim=pca_dim,
     )
     result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
     m = result.metrics

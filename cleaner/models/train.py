@@ -11,10 +11,16 @@ The pieces, in the order :func:`train` runs them:
    random ``S x S`` crops (plus flips, small rotations, brightness/contrast), evaluation a centre
    crop. Nothing is resized down unless the image is over twice ``S`` (then to ``2S``), so the
    high-frequency traces generators leave survive. Smaller images are scaled up to ``S``.
+   Each batch is decoded from its paths when Keras asks for it (:class:`_Batches`, a few
+   threads): memory holds a few batches of pixels, not the split (some 150 GB at a million
+   images); the split holds only images the scan found ``ok``, and one that stops decoding
+   later is dropped from its batch and counted (``unreadable`` in the metrics).
 3. **Phase 1, head**: the backbone is frozen; its features of the (centre-cropped) train and val
-   images are computed once (or read from the models area's embeddings cache), standardised
-   (a ``Normalization`` layer adapted on the train split's features, saved in the model) and a
-   dropout + sigmoid head is fitted on them, which takes seconds.
+   images are computed once into the embeddings cache (or read from it), standardised
+   (a ``Normalization`` layer set from running sums over the train split's features, saved in
+   the model) and a dropout + sigmoid head is fitted on them, which takes seconds. At a million
+   images the features are streamed from the cache, full or projected on their principal
+   directions (:mod:`cleaner.models.frozen_head` says how and why).
 4. **Phase 2, fine-tuning**: the top ``N`` layers of the backbone are unfrozen (BatchNormalization
    stays frozen, in inference mode) and the whole model trains on augmented crops at a 10x lower
    learning rate. With ``--weights none`` there is nothing to transfer: the whole network trains
@@ -33,6 +39,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +51,8 @@ import numpy as np
 from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.models import frozen_head as FH
+from cleaner.models.frozen_head import VARIANCE_FLOOR
 from cleaner.models.inputs import CROPS
 from cleaner.split import (
     SPLITS,
@@ -57,6 +66,8 @@ from cleaner.state import metrics as metrics_file
 
 if TYPE_CHECKING:
     import keras
+
+__all__ = ["VARIANCE_FLOOR", "TrainConfig", "TrainResult", "adapt_feature_norm", "train"]
 
 PREPROCESSING = "native-resolution crops: random SxS for training, centre SxS for evaluation"
 
@@ -105,21 +116,6 @@ def load_for_eval(path: str, size: int, crop: str = "center") -> np.ndarray:
     from cleaner.images import load_array
 
     return load_array(path, size, crop=crop)
-
-
-def _load_batch(items: Sequence[tuple[str, int, bool, str]]) -> list[np.ndarray | None]:
-    """Batch function for the engine: (path, size, for_training, crop) -> array (None if the
-    file no longer decodes)."""
-    from cleaner.images import ImageError
-
-    out: list[np.ndarray | None] = []
-    for path, size, for_training, crop in items:
-        try:
-            load = load_for_training if for_training else load_for_eval
-            out.append(load(path, size, crop))
-        except (ImageError, OSError):
-            out.append(None)
-    return out
 
 
 def augment(arr: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,6 +186,11 @@ class TrainConfig:
     workers: int | None = None
     max_train: int | None = None
     """Use at most this many training images (benchmarks); None = all."""
+    head_features: str = "auto"
+    """Phase 1 features: ``full``, ``pca`` (streamed projection) or ``auto`` (full while they
+    fit a third of the machine's memory), as ``cleaner predict --head-features``."""
+    pca_dim: int = 1024
+    """Principal components the ``pca`` head keeps."""
 
 
 @dataclass
@@ -262,49 +263,107 @@ def _versions() -> dict[str, str]:
     return out
 
 
+class Unreadable:
+    """Images that stopped decoding after the scan (changed or removed while training):
+    dropped from their batch, counted once per path (thread-safe: batches decode in threads)."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self.paths.add(path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": len(self.paths), "paths": sorted(self.paths)[:20]}
+
+
+def decode_workers(workers: int | None) -> int:
+    """Threads that decode one batch (PIL releases the GIL while it decodes)."""
+    return max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+
+
 class _Batches:
-    """A keras PyDataset over in-memory arrays: augmented crops for training, fixed otherwise."""
+    """A keras PyDataset that decodes each batch from its paths when asked, so training holds
+    a few batches of pixels, not the split (at a million images the decoded split was some
+    150 GB): augmented crops for training, fixed views otherwise. Every batch is ``(x, y,
+    sample weight)``; an image that no longer decodes is dropped from its batch and recorded
+    in ``unreadable``. Augmentation draws from a generator seeded by (seed, epoch, image), so
+    a run is the same whatever thread decodes what."""
 
     @staticmethod
     def make(
-        arrays: Sequence[np.ndarray],
+        paths: Sequence[str],
         labels: np.ndarray,
         *,
         size: int,
+        crop: str,
         batch_size: int,
         train: bool,
         seed: int,
         do_augment: bool,
+        unreadable: Unreadable,
         weights: np.ndarray | None = None,
+        workers: int | None = None,
     ) -> Any:
         import keras
+
+        n_threads = decode_workers(workers)
 
         class Seq(keras.utils.PyDataset):
             def __init__(self) -> None:
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.rng = np.random.default_rng(seed)
-                self.order = np.arange(len(arrays))
+                self.epoch = 0
+                self.order = np.arange(len(paths))
                 if train:
                     self.rng.shuffle(self.order)
 
             def __len__(self) -> int:
-                return max(1, math.ceil(len(arrays) / batch_size))
+                return max(1, math.ceil(len(paths) / batch_size))
+
+            def view(self, j: int) -> np.ndarray | None:
+                from cleaner.images import ImageError
+
+                try:
+                    if not train:
+                        return load_for_eval(paths[j], size, crop)
+                    arr = load_for_training(paths[j], size, crop)
+                except (ImageError, OSError):
+                    unreadable.add(paths[j])
+                    return None
+                if do_augment:
+                    return augment(arr, size, np.random.default_rng((seed, self.epoch, int(j))))
+                return center_crop(arr, size)
+
+            def batch(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                """``(x, y, weights, image indices)`` of batch ``i``, unreadable images left
+                out (an empty batch is one black image of weight 0: Keras needs a row)."""
+                idx = self.order[i * batch_size : (i + 1) * batch_size]
+                if n_threads > 1 and len(idx) > 1:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    with ThreadPoolExecutor(min(n_threads, len(idx))) as ex:
+                        views = list(ex.map(self.view, idx))
+                else:
+                    views = [self.view(j) for j in idx]
+                keep = np.array([v is not None for v in views], dtype=bool)
+                idx = idx[keep]
+                if not len(idx):
+                    zero = np.zeros((1, size, size, 3), np.float32)
+                    return zero, np.zeros(1, np.float32), np.zeros(1, np.float32), idx
+                x = np.stack([v for v in views if v is not None]).astype(np.float32)
+                y = labels[idx].astype(np.float32)
+                w = np.ones(len(idx), np.float32) if weights is None else weights[idx]
+                return x, y, np.asarray(w, np.float32), idx
 
             def __getitem__(self, i: int) -> Any:
-                idx = self.order[i * batch_size : (i + 1) * batch_size]
-                if train and do_augment:
-                    x = np.stack([augment(arrays[j], size, self.rng) for j in idx])
-                elif train:
-                    x = np.stack([center_crop(arrays[j], size) for j in idx]).astype(np.float32)
-                else:
-                    x = np.stack([arrays[j] for j in idx]).astype(np.float32)
-                y = labels[idx].astype(np.float32)
-                if weights is not None:
-                    return x, y, weights[idx].astype(np.float32)
-                return x, y
+                return self.batch(i)[:3]
 
             def on_epoch_end(self) -> None:
                 if train:
+                    self.epoch += 1
                     self.rng.shuffle(self.order)
 
         return Seq()
@@ -403,76 +462,26 @@ def _flat_layers(model: Any) -> list[Any]:
     return out
 
 
-def _head_features(
-    root: Path,
-    cfg: TrainConfig,
-    backbone: keras.Model,
-    arrays: Sequence[np.ndarray],
-    rows: Sequence[SplitRow],
-    weights_name: str,
-    size: int,
-) -> tuple[np.ndarray, str]:
-    """Frozen-backbone features of the centre crops: from the models area's embeddings cache
-    (``R/.cleaner/cache/embeddings``, shared with ``cleaner predict --backbone``), else computed
-    here on the arrays already in memory. Returns (features, where they came from)."""
-    try:
-        from cleaner.models.backbones import get_backbone
-        from cleaner.models.embeddings import EmbeddingSpec, embed
-
-        bb = get_backbone(cfg.backbone)
-        spec = EmbeddingSpec(bb, weights_name, size, cfg.crop or bb.crop)
-        e = embed(root, [(str(root / r.path), r.sha256) for r in rows], spec)
-        if bool(e.ok.all()):
-            return e.features.astype(np.float32), f"cache ({e.cached} hits, {e.computed} computed)"
-    except ImportError:
-        pass
-    out: list[np.ndarray] = []
-    bs = max(8, cfg.batch_size)
-    for i in range(0, len(arrays), bs):
-        x = np.stack([center_crop(a, size) for a in arrays[i : i + bs]]).astype(np.float32)
-        out.append(np.asarray(backbone(x, training=False), dtype=np.float32))
-    feats = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-    return feats, "computed"
-
-
-def _head_rows(
-    f_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray | None, f_va: np.ndarray, regions: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """A ``regions`` backbone's features for the head: every region row of the training
-    images (with its image's label and weight), as the out-of-fold heads train, and the mean
-    row of each validation image, which is what the model's ``region_mean`` layer gives the
-    head."""
-    from cleaner.models.folds import region_rows
-
-    rows = region_rows(f_tr, regions)
-    w = None if w_tr is None else np.repeat(w_tr, regions)
-    val = region_rows(f_va, regions).reshape(len(f_va), regions, -1).mean(axis=1)
-    return rows, np.repeat(y_tr, regions), w, val
-
-
-VARIANCE_FLOOR = 1e-4
-"""Feature variances below this fraction of the median one are raised to it (see
-:func:`adapt_feature_norm`)."""
-
-
 def adapt_feature_norm(norm: Any, features: np.ndarray) -> None:
-    """Adapt the ``Normalization`` layer ``norm`` to ``features``, flooring each variance at
-    :data:`VARIANCE_FLOOR` times the median one. A feature constant on the training split (a
-    ReLU6 channel that never fires on it) would otherwise be divided by Keras' epsilon, 1e-7,
-    and explode as soon as fine-tuning or an unseen image moves it: the first fine-tuning
-    epoch of the demo's detector had a training loss of 4,564 with the dense head."""
-    norm.adapt(features)
-    var = np.asarray(norm.adapt_variance, dtype=np.float64)
-    positive = var[var > 0]
-    floor = VARIANCE_FLOOR * float(np.median(positive)) if positive.size else 1.0
-    norm.adapt_variance.assign(np.maximum(var, floor).astype(np.float32))
+    """Set the ``Normalization`` layer ``norm`` to the mean and floored variance of
+    ``features``' rows (:func:`cleaner.models.frozen_head.floored_variance`), read chunk by
+    chunk: no copy of them, unlike ``Normalization.adapt``."""
+    mean, var = FH.mean_var(features, np.arange(len(features)))
+    set_feature_norm(norm, mean, FH.floored_variance(var))
+
+
+def set_feature_norm(norm: Any, mean: np.ndarray, var: np.ndarray) -> None:
+    """Write a mean and variance into the ``Normalization`` layer ``norm``."""
+    if not norm.built:
+        norm.build((None, len(mean)))
+    norm.adapt_mean.assign(np.asarray(mean, np.float32))
+    norm.adapt_variance.assign(np.asarray(var, np.float32))
     norm.finalize_state()
 
 
 def _fit_logreg_head(
-    f_tr: np.ndarray,
+    inputs: FH.HeadInputs,
     y_tr: np.ndarray,
-    f_va: np.ndarray,
     y_va: np.ndarray,
     sample_w: np.ndarray | None,
     c: float | None,
@@ -481,29 +490,22 @@ def _fit_logreg_head(
     say: Reporter,
 ) -> dict[str, Any]:
     """Phase 1 as the out-of-fold heads do it: logistic regression on the standardised features
-    (``feat_norm``, already adapted on ``f_tr``), solved exactly, its coefficients written into
-    the model's sigmoid layer ``head``: better test accuracy than the dense head trained by
-    Adam (bench/README.md "Training", figures and command there)."""
+    (or their projection, folded back: :mod:`cleaner.models.frozen_head`), solved exactly, its
+    coefficients written into the model's ``feat_norm`` and sigmoid layer ``head``: better
+    test accuracy than the dense head trained by Adam (bench/README.md "Training")."""
     import keras
 
-    from cleaner.models import logreg
     from cleaner.models.folds import HEAD_C
 
     t0 = time.perf_counter()
-    # the layer's own standardisation, so that its output times the weights is the logit
-    mean = np.asarray(keras.ops.convert_to_numpy(feat_norm.mean), np.float64).ravel()
-    var = np.asarray(keras.ops.convert_to_numpy(feat_norm.variance), np.float64).ravel()
-    scale = np.maximum(np.sqrt(var), keras.backend.epsilon())
-    lr = logreg.fit(
-        [(f_tr, np.arange(len(f_tr)))],
-        y_tr,
-        c=HEAD_C if c is None else c,
-        sample_weight=sample_w,
-        standardise=(mean, scale),
-        max_iter=500,
-    )
-    head.set_weights([lr.weights[:, None].astype(np.float32), np.array([lr.intercept], np.float32)])
-    p_va = lr.prob(f_va)
+    norm = FH.standardisation(inputs)
+    set_feature_norm(feat_norm, *norm)
+    lr, kernel, bias = FH.fit_logreg(
+        inputs, y_tr, sample_w, norm, c=HEAD_C if c is None else c,
+        epsilon=keras.backend.epsilon(),
+    )  # fmt: skip
+    head.set_weights([kernel[:, None].astype(np.float32), np.array([bias], np.float32)])
+    p_va = lr.prob(*inputs.val_features())
     val = classification_metrics(y_va, p_va)
     say(
         f"head      logistic regression C={lr.c}: val_loss {val['loss']:.4f}  "
@@ -518,15 +520,54 @@ def _fit_logreg_head(
         "fit_seconds": round(time.perf_counter() - t0, 2),
         "val_accuracy": val["accuracy"],
         "val_loss": val["loss"],
+        "val_auc": val["roc_auc"],
     }
+
+
+def _row_batches(
+    features: np.ndarray,
+    rows: np.ndarray | None,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    batch_size: int,
+    seed: int | None,
+) -> Any:
+    """A keras PyDataset of ``(features[rows], y, w)`` batches gathered on request (shuffled
+    each epoch when ``seed`` is given): the dense head reads its rows in place."""
+    import keras
+
+    at: np.ndarray = np.arange(len(features)) if rows is None else rows
+
+    class Rows(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.rng = np.random.default_rng(seed) if seed is not None else None
+            self.order = np.arange(len(at))
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return max(1, math.ceil(len(at) / batch_size))
+
+        def __getitem__(self, i: int) -> Any:
+            o = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            x = np.asarray(features[at[o]], np.float32)
+            ww = np.ones(len(o), np.float32) if w is None else np.asarray(w[o], np.float32)
+            return x, np.asarray(y[o], np.float32), ww
+
+        def on_epoch_end(self) -> None:
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+    return Rows()
 
 
 def _fit_dense_head(
     cfg: TrainConfig,
     out: Path,
-    f_tr: np.ndarray,
+    inputs: FH.HeadInputs,
     y_tr: np.ndarray,
-    f_va: np.ndarray,
     y_va: np.ndarray,
     sample_w: np.ndarray | None,
     feat_norm: Any,
@@ -534,30 +575,39 @@ def _fit_dense_head(
     say: Reporter,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Phase 1 by gradient descent: dropout + the sigmoid layer on the standardised features,
-    Adam, early stopping on validation loss; the trained weights go into ``head``."""
+    """Phase 1 by gradient descent: dropout + the sigmoid layer on the standardised features
+    (or on the projected coordinates, folded back into ``head`` afterwards), Adam, early
+    stopping on validation loss; rows are gathered batch by batch."""
     import keras
 
-    fin = keras.Input((f_tr.shape[1],), name="features")
-    hd = keras.layers.Dropout(cfg.dropout)(feat_norm(fin))
+    norm = FH.standardisation(inputs)
+    set_feature_norm(feat_norm, *norm)
+    (view, rows), r = inputs.train_blocks()[0], inputs.regions
+    y = np.repeat(y_tr, r) if r > 1 else y_tr
+    w = None if sample_w is None else (np.repeat(sample_w, r) if r > 1 else sample_w)
+    fin = keras.Input((view.shape[1],), name="features")
+    pca = inputs.projection is not None
+    hd = keras.layers.Dropout(cfg.dropout)(fin if pca else feat_norm(fin))
     hd_dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
     head_model = keras.Model(fin, hd_dense(hd))
     _compile(head_model, cfg.head_lr)
     head_ckpt = out.with_name(f".{out.stem}.head.weights.h5")
     n_before = len(history)
     t1 = time.perf_counter()
+    va, va_rows = inputs.val_features()
+    bs = cfg.batch_size
     head_model.fit(
-        f_tr,
-        y_tr,
-        sample_weight=sample_w,
-        validation_data=(f_va, y_va),
+        _row_batches(view, rows, y, w, batch_size=bs, seed=cfg.seed),
+        validation_data=_row_batches(va, va_rows, y_va, None, batch_size=bs, seed=None),
         epochs=cfg.head_epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
         verbose=0,
-        callbacks=_callbacks("head", len(f_tr), say, history, head_ckpt, cfg.patience + 2),
+        callbacks=_callbacks("head", len(rows), say, history, head_ckpt, cfg.patience + 2),
     )
-    head.set_weights(hd_dense.get_weights())
+    kernel, bias = hd_dense.get_weights()
+    if inputs.projection is not None:
+        scale_n = np.maximum(np.sqrt(norm[1]), keras.backend.epsilon())
+        kernel = FH.fold(inputs.projection, kernel[:, 0], scale_n)[:, None]
+    head.set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
     head_ckpt.unlink(missing_ok=True)
     return {
         "head": "dense",
@@ -569,14 +619,16 @@ def _fit_dense_head(
 
 @dataclass
 class _Data:
-    """The decoded split: what every phase after the split reads."""
+    """The split: what every phase after it reads. Paths, not pixels: each phase decodes
+    batch by batch (:class:`_Batches`), so memory does not grow with the split."""
 
     rows: list[SplitRow]
     reused: bool
     kept: dict[str, list[SplitRow]]
-    """Per split, the rows whose image decoded (the others are left out, as the scan would)."""
-    arrays: dict[str, list[np.ndarray]]
+    """Per split, its rows (all ``ok`` in the scan that :func:`make_split` ran first)."""
+    paths: dict[str, list[str]]
     y: dict[str, np.ndarray]
+    unreadable: Unreadable = field(default_factory=Unreadable)
     class_weight: dict[str, float] | None = None
     sample_w: np.ndarray | None = None
 
@@ -616,7 +668,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         raise CleanerError(f"--image-size {size} is too small; use 16 or more")
 
     by_split, rows, reused = _split(ds.root, cfg, say)
-    data = _decode(ds.root, by_split, rows, reused, size=size, crop=crop, workers=cfg.workers)
+    data = _prepare(ds.root, by_split, rows, reused)
     _class_weights(data, say)
     net = _build(cfg, bb, weights_name, size)
 
@@ -624,18 +676,18 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     ckpt = out.with_name(f".{out.stem}.best.weights.h5")
     history: list[dict[str, Any]] = []
     phases: dict[str, dict[str, Any]] = {}
-    val_seq = _sequence(cfg, data, "val", size)
+    val_seq = _sequence(cfg, data, "val", size, crop)
     if not net.scratch and cfg.head_epochs > 0:
         phases["head"] = _head_phase(
             cfg, ds.root, out, bb, net, data, weights_name, size, say, history
         )
     if cfg.epochs > 0 and net.has_trainable:
-        tuned = _tune_phase(cfg, bb, net, data, val_seq, size, ckpt, say, history)
+        tuned = _tune_phase(cfg, bb, net, data, val_seq, size, crop, ckpt, say, history)
         if tuned is not None:
             phases[tuned[0]] = tuned[1]
     ckpt.unlink(missing_ok=True)
 
-    prob, test, val, test_seconds = _test(cfg, net.model, data, val_seq)
+    prob, y_test, test, val, test_seconds = _test(cfg, net.model, data, size, crop, val_seq)
     _save(net.model, out)
     metrics: dict[str, Any] = {
         "format": "cleaner.metrics.v1",
@@ -653,6 +705,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "class_weight": data.class_weight,
         "augmentation": cfg.augment,
         "data_digest": data_digest(data.rows),
+        "unreadable": data.unreadable.summary(),
         "epochs": {k: v["epochs"] for k, v in phases.items()},
         "phases": phases,
         "time": {
@@ -668,25 +721,28 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    plots = write_plots(out, history, data.y["test"], prob, test)
+    plots = write_plots(out, history, y_test, prob, test)
     metrics["plots"] = [p.name for p in plots]
     metrics_file.write(out, metrics)
     return TrainResult(out, metrics_file.path(out), plots, metrics, history)
 
 
-def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int) -> Any:
-    """Keras batches of one split: the training split shuffled, augmented (``--augment``) and
-    class-weighted; the others in order, as they are."""
+def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int, crop: str) -> Any:
+    """Keras batches of one split, decoded when asked: the training split shuffled, augmented
+    (``--augment``) and class-weighted; the others in order, as they are."""
     train = part == "train"
     return _Batches.make(
-        data.arrays[part],
+        data.paths[part],
         data.y[part],
         size=size,
+        crop=crop,
         batch_size=cfg.batch_size,
         train=train,
         seed=cfg.seed,
         do_augment=cfg.augment if train else False,
+        unreadable=data.unreadable,
         weights=data.sample_w if train else None,
+        workers=cfg.workers,
     )
 
 
@@ -724,35 +780,18 @@ def _split(
     return by_split, rows, reused
 
 
-def _decode(
+def _prepare(
     root: Path,
     by_split: Mapping[str, Sequence[SplitRow]],
     rows: list[SplitRow],
     reused: bool,
-    *,
-    size: int,
-    crop: str,
-    workers: int | None,
 ) -> _Data:
-    """Every image of the split decoded once, in parallel (training crops and evaluation views
-    as :func:`load_for_training` and :func:`load_for_eval` make them)."""
-    from cleaner.engine import map_batches
-
-    arrays: dict[str, list[np.ndarray]] = {}
-    kept: dict[str, list[SplitRow]] = {}
-    for s in SPLITS:
-        items = [(str(root / r.path), size, s == "train", crop) for r in by_split[s]]
-        loaded = [
-            a
-            for b in map_batches(
-                _load_batch, items, batch_size=32, workers=workers, desc=f"load {s}"
-            )
-            for a in b
-        ]
-        kept[s] = [r for r, a in zip(by_split[s], loaded, strict=True) if a is not None]
-        arrays[s] = [a for a in loaded if a is not None]
+    """The split's paths and labels. Nothing is decoded here: the split holds only images the
+    scan found ``ok``, and one that stops decoding later is dropped from its batch."""
+    kept = {s: list(by_split[s]) for s in SPLITS}
+    paths = {s: [str(root / r.path) for r in kept[s]] for s in SPLITS}
     y = {s: np.array([1.0 if r.label == Label.FAKE else 0.0 for r in kept[s]]) for s in SPLITS}
-    return _Data(rows=rows, reused=reused, kept=kept, arrays=arrays, y=y)
+    return _Data(rows=rows, reused=reused, kept=kept, paths=paths, y=y)
 
 
 def _class_weights(data: _Data, say: Reporter) -> None:
@@ -813,36 +852,62 @@ def _head_phase(
     say: Reporter,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Phase 1: the head on frozen features (computed once, from the embedding cache when it
-    has them); returns the phase's record."""
+    """Phase 1: the head on frozen features, from the embedding cache (computed into it where
+    missing), full or projected (``--head-features``); returns the phase's record."""
+    from cleaner.models.embeddings import EmbeddingSpec
+    from cleaner.models.projection import HeadFeatures
+
     t0 = time.perf_counter()
-    hf = _head_features
-    arrays, kept, y = data.arrays, data.kept, data.y
-    f_tr, src = hf(root, cfg, net.backbone, arrays["train"], kept["train"], weights_name, size)
-    f_va, _ = hf(root, cfg, net.backbone, arrays["val"], kept["val"], weights_name, size)
+    spec = EmbeddingSpec(bb, weights_name, size, cfg.crop or bb.crop)
+    items = {s: [(p, r.sha256) for p, r in zip(data.paths[s], data.kept[s], strict=True)]
+             for s in ("train", "val")}  # fmt: skip
+    inputs = FH.head_inputs(
+        root, items["train"], items["val"], spec, regions=bb.regions,
+        mode=HeadFeatures(cfg.head_features), pca_dim=cfg.pca_dim, seed=cfg.seed,
+        batch_size=max(8, cfg.batch_size),
+    )  # fmt: skip
+    n_tr = len(items["train"])
+    for k in inputs.failed:  # no features: the image no longer decodes
+        data.unreadable.add(data.paths["train"][k] if k < n_tr else data.paths["val"][k - n_tr])
     t_feat = time.perf_counter() - t0
-    say(f"head features ({src}): {len(f_tr) + len(f_va)} images in {t_feat:.1f}s")
-    y_tr, w_tr = y["train"], data.sample_w
-    if bb.regions > 1:  # the head trains on every region row, validates on the mean row
-        f_tr, y_tr, w_tr, f_va = _head_rows(f_tr, y_tr, w_tr, f_va, bb.regions)
-    adapt_feature_norm(net.feat_norm, f_tr)
-    if cfg.head == "logreg":
-        phase = _fit_logreg_head(
-            f_tr, y_tr, f_va, y["val"], w_tr, bb.head_c, net.feat_norm, net.head, say
-        )
-    else:
-        phase = _fit_dense_head(
-            cfg, out, f_tr, y_tr, f_va, y["val"], w_tr, net.feat_norm, net.head, say, history
-        )
-    n_img = len(arrays["train"]) + len(arrays["val"])
+    src = f"cache ({inputs.cached} hits, {inputs.computed} computed)"
+    n_img = len(inputs.train) + len(inputs.val)
+    say(f"head features ({src}, {inputs.mode.value}): {n_img} images in {t_feat:.1f}s")
+    phase = head_phase_on(cfg, out, inputs, data, net, bb.head_c, say, history)
     phase.update(
         {
             "feature_seconds": round(t_feat, 2),
             "features_from": src,
+            "head_features": inputs.mode.value,
             "feature_images_per_s": round(n_img / t_feat, 1) if t_feat > 0 else None,
         }
     )
+    if inputs.projection is not None:
+        phase["projection"] = inputs.projection.info()
     return phase
+
+
+def head_phase_on(
+    cfg: TrainConfig,
+    out: Path,
+    inputs: FH.HeadInputs,
+    data: Any,
+    net: Any,
+    c: float | None,
+    say: Reporter,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The head fitted on ``inputs`` (the rows whose features exist) and written into
+    ``net.feat_norm`` and ``net.head``; ``data`` needs ``y`` and ``sample_w`` (the bench
+    passes its own)."""
+    y_tr = data.y["train"][inputs.train]
+    y_va = data.y["val"][inputs.val - len(data.y["train"])]
+    w_tr = None if data.sample_w is None else data.sample_w[inputs.train]
+    if cfg.head == "logreg":
+        return _fit_logreg_head(inputs, y_tr, y_va, w_tr, c, net.feat_norm, net.head, say)
+    return _fit_dense_head(
+        cfg, out, inputs, y_tr, y_va, w_tr, net.feat_norm, net.head, say, history
+    )
 
 
 def _tune_phase(
@@ -852,6 +917,7 @@ def _tune_phase(
     data: _Data,
     val_seq: Any,
     size: int,
+    crop: str,
     ckpt: Path,
     say: Reporter,
     history: list[dict[str, Any]],
@@ -881,10 +947,10 @@ def _tune_phase(
     start_weights = model.get_weights()
     _compile(model, lr)
     start_loss = float(model.evaluate(val_seq, verbose=0)[0]) if not net.scratch else None
-    tr_seq = _sequence(cfg, data, "train", size)
+    tr_seq = _sequence(cfg, data, "train", size, crop)
     n_before = len(history)
     t1 = time.perf_counter()
-    n_train = len(data.arrays["train"])
+    n_train = len(data.paths["train"])
     model.fit(
         tr_seq,
         validation_data=val_seq,
@@ -915,21 +981,37 @@ def _tune_phase(
     }
 
 
+def _probabilities(model: Any, seq: Any) -> tuple[np.ndarray, np.ndarray]:
+    """prob_fake of every image of ``seq`` that still decodes, batch by batch: ``(probs, their
+    image indices)``."""
+    probs: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    for i in range(len(seq)):
+        x, _, _, idx = seq.batch(i)
+        if len(idx):
+            p = np.asarray(model.predict_on_batch(x), dtype=np.float64).reshape(-1)
+            probs.append(p)
+            kept.append(idx)
+    if not probs:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(probs), np.concatenate(kept)
+
+
 def _test(
-    cfg: TrainConfig, model: Any, data: _Data, val_seq: Any
-) -> tuple[np.ndarray, dict[str, Any], dict[str, Any], float]:
-    """The held-out test split (and validation) through the final model: (test prob_fake,
-    test metrics, validation metrics, seconds)."""
+    cfg: TrainConfig, model: Any, data: _Data, size: int, crop: str, val_seq: Any
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any], float]:
+    """The held-out test split (and validation) through the final model, streamed: (test
+    prob_fake, their labels, test metrics, validation metrics, seconds). Images that no longer
+    decode are left out of the figures (and counted in ``unreadable``)."""
     t_test = time.perf_counter()
-    test_x = np.stack(data.arrays["test"]).astype(np.float32)
-    prob = np.asarray(
-        model.predict(test_x, batch_size=cfg.batch_size, verbose=0), dtype=np.float64
-    ).reshape(-1)
-    val_prob = np.asarray(model.predict(val_seq, verbose=0), dtype=np.float64).reshape(-1)
+    test_seq = _sequence(cfg, data, "test", size, crop)
+    prob, idx = _probabilities(model, test_seq)
+    val_prob, val_idx = _probabilities(model, val_seq)
     test_seconds = time.perf_counter() - t_test
-    test = classification_metrics(data.y["test"], prob)
-    val = classification_metrics(data.y["val"], val_prob)
-    return prob, test, val, test_seconds
+    y_test = data.y["test"][idx]
+    test = classification_metrics(y_test, prob)
+    val = classification_metrics(data.y["val"][val_idx], val_prob)
+    return prob, y_test, test, val, test_seconds
 
 
 def _save(model: Any, out: Path) -> None:
