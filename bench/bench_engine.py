@@ -25,7 +25,10 @@ images/s on each engine (``marginal_*``) is what a long run gets once the fixed 
 faces are 2,200 files, which the pool finishes in under a second, less than one Ray Data
 execution's start-up; users run 100,000 and more): 64-128 px, JPEG and PNG, two class
 folders, each image its own low-frequency pattern and noise (distinct bytes and hashes), written
-once per size into a temp folder. Ray is started once for all sizes.
+once per size into a temp folder. Ray is started once for all sizes; its start
+(``ray_start_s``) and its first Ray Data execution (``ray_first_execution_s``: seconds, whatever
+the stage; a later one, ``ray_next_execution_s``, costs a fraction of a second) are timed apart,
+before the stages, which a command with a Ray of its own pays once.
 
     nice -n 15 .venv/bin/python bench/bench_engine.py --generate 20000 100000
 """
@@ -235,11 +238,21 @@ def _generated(sizes: list[int], workers: int, repeats: int) -> None:
     import ray
 
     from cleaner.engine.ray_data import ensure_session
+    from cleaner.engine.ray_data import map_batches as ray_map_batches
 
     res: dict[str, Any] = {"bench": "engine", "workers": workers}
     t0 = time.perf_counter()
     ensure_session(None, workers)
     res["ray_start_s"] = round(time.perf_counter() - t0, 1)
+    # a session's first Ray Data execution costs seconds whatever it runs (Ray Data's start-up
+    # in the driver and the workers), every later one a fraction of a second: timed apart
+    t0 = time.perf_counter()
+    list(ray_map_batches(sorted, list(range(64)), batch_size=32, progress=False))
+    res["ray_first_execution_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    list(ray_map_batches(sorted, list(range(64)), batch_size=32, progress=False))
+    res["ray_next_execution_s"] = round(time.perf_counter() - t0, 2)
+    print(json.dumps(res), flush=True)
     try:
         for n in sizes:
             with tempfile.TemporaryDirectory(prefix="cleaner-bench-engine-") as tmp:
