@@ -175,6 +175,25 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
         assert abs(outs["ray"][sha] - p) <= 1e-4
 
 
+def _batch_seen(batch: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Each item with the first item and the length of the batch it came in."""
+    return [(x, batch[0], len(batch)) for x in batch]
+
+
+def test_a_ray_task_runs_several_batches_each_as_the_local_engine_cuts_them(cluster: Any) -> None:
+    """Cheap stages get several batches per Ray task (a task's own cost is that of a batch of
+    small files), and each batch is still the local engine's."""
+    from cleaner.engine import Engine, EngineConfig, map_batches, ray_data
+
+    items = list(range(1000))
+    assert ray_data._task_blocks(334, 3) == 9  # 41 batches a task: 4 tasks per CPU at least
+    assert ray_data._task_blocks(3125, 32) == 98  # 100,000 files: 1,024 records a task
+    assert ray_data._task_blocks(5, 32) == 5
+    want = list(map_batches(_batch_seen, items, batch_size=3, workers=1))
+    got = list(map_batches(_batch_seen, items, batch_size=3, engine=EngineConfig(Engine.RAY)))
+    assert got == want
+
+
 # --- workers killed in the middle of a run ----------------------------------------------------
 
 
@@ -231,7 +250,7 @@ def _killing(title: str) -> tuple[threading.Thread, list[int], threading.Event]:
     return t, killed, stop
 
 
-def test_a_worker_killed_while_hashing_costs_only_its_batch(
+def test_a_worker_killed_while_hashing_costs_only_its_task(
     cluster: Any, demo: Path, tmp_path: Path, deadline: None
 ) -> None:
     import functools
@@ -257,7 +276,8 @@ def test_a_worker_killed_while_hashing_costs_only_its_batch(
     assert got == want
     hashed = log.read_text().split()
     assert set(hashed) == {s for _, s in rows}  # nothing lost
-    # nothing computed twice beyond the batches in flight (one per node, 8 images each)
+    # nothing computed twice beyond the killed task's batches (20 batches of 8 on 2 CPUs: 2
+    # batches a task, 4 tasks per CPU)
     assert len(hashed) - len(rows) <= 2 * 8
 
 

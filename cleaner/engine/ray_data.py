@@ -2,15 +2,20 @@
 
 Records travel as rows ``{"i": batch number, "rec": the batch's records, pickled}`` of a Ray
 dataset, one row per batch of ``batch_size`` records, so a stage sees exactly the batches the
-local engine gives it. The driver reads the results as they stream in and yields them in input
-order, batch by batch, as the local engine does, so callers (and the caches they write) cannot
-tell the engines apart. Stages never write state: the driver does.
+local engine gives it. A stateless stage's Ray task takes a block of several such rows (up to
+:data:`TASK_RECORDS` records, at least :data:`TASKS_PER_CPU` tasks per CPU while there are
+batches enough) and calls the stage once per row: a Ray Data task costs tens of milliseconds,
+as much as decoding a batch of 32 small files, so one task per batch halved the throughput of
+scan and hashing. A model stage keeps one batch per task (its batches are heavy, and its
+results stream back batch by batch). The driver reads the results as they stream in and
+yields them in input order, batch by batch, as the local engine does, so callers (and the
+caches they write) cannot tell the engines apart. Stages never write state: the driver does.
 
 Stateless stages run as Ray tasks (one CPU each); a model stage runs on an actor pool whose
 actors build the network once (``make_fn()``), one actor per GPU when the cluster has GPUs,
 else one per node (a network already uses every core of its node). A worker that dies (OOM
-killer, a decoder's segfault, a lost node) is replaced and its batch re-run by Ray (at most
-:data:`RETRIES` times); only that batch is computed twice.
+killer, a decoder's segfault, a lost node) is replaced and its task re-run by Ray (at most
+:data:`RETRIES` times); only that task's batches are computed twice.
 
 The session: ``ray.init(address)`` for a named cluster (``CLEANER_RAY_ADDRESS``, else Ray's
 own ``RAY_ADDRESS``: ``ray://head:10001``, or ``auto`` for the one ``ray start`` runs here);
@@ -41,6 +46,16 @@ R = TypeVar("R")
 
 RETRIES = 3
 """Times Ray re-runs a batch whose worker died before the run gives up."""
+
+TASK_RECORDS = 1024
+"""At most this many records per Ray task of a stateless stage (whole batches; one batch when a
+batch is larger): enough that a task's own cost (tens of milliseconds) is a few per cent of
+its work on cheap stages (scan: about 0.3 s a CPU for 1,024 small files), few enough that a
+task's results (decoded arrays for ``train``: about 150 KB an image) stay a modest block."""
+
+TASKS_PER_CPU = 4
+"""Tasks per cluster CPU at least, when the batches allow: fewer, larger tasks leave CPUs idle
+at the end of a run and stream results back in coarser steps."""
 
 
 def ensure_session(address: str | None = None, workers: int | None = None) -> None:
@@ -123,18 +138,30 @@ class _ModelActor:
         return _apply(self.fn, rows)
 
 
-def _dataset(items: Sequence[Any], batch_size: int) -> Any:
-    """The records as a Ray dataset of one row per batch (``batch_size`` records, pickled), one
-    block per row: every call of the stage sees exactly the batch the local engine gives it
-    (the same numbers from a network whose results depend on the batch), and results stream
-    back batch by batch."""
+def _dataset(items: Sequence[Any], batch_size: int, blocks: int | None = None) -> Any:
+    """The records as a Ray dataset of one row per batch (``batch_size`` records, pickled), in
+    ``blocks`` blocks of consecutive rows (None: one block per row). Every call of the stage
+    sees exactly the batch the local engine gives it (the same numbers from a network whose
+    results depend on the batch), whatever the block it travels in."""
     import ray
 
     rows = [
         {"i": k, "rec": pickle.dumps(list(b), protocol=pickle.HIGHEST_PROTOCOL)}
         for k, b in enumerate(batched(items, batch_size))
     ]
-    return ray.data.from_items(rows, override_num_blocks=len(rows))
+    return ray.data.from_items(rows, override_num_blocks=min(len(rows), blocks or len(rows)))
+
+
+def _task_blocks(n_batches: int, batch_size: int) -> int:
+    """Blocks (Ray tasks) for a stateless stage of ``n_batches`` batches: batches grouped up to
+    :data:`TASK_RECORDS` records a task, but at least :data:`TASKS_PER_CPU` tasks per CPU of
+    the cluster while there are batches enough."""
+    import ray
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_task = max(1, TASK_RECORDS // max(1, batch_size))
+    per_task = min(per_task, max(1, n_batches // (TASKS_PER_CPU * cpus)))
+    return math.ceil(n_batches / per_task)
 
 
 def _in_order(
@@ -190,13 +217,14 @@ def map_batches(
         return
     ensure_session(address, workers)
     size = max(1, batch_size)
+    n_batches = math.ceil(len(items) / size)
     with _retry_args_quietly():
-        ds = _dataset(items, size).map_batches(
-            _Task(fn), batch_size=1, batch_format="numpy", num_cpus=1, max_retries=RETRIES
+        # batch_size=None: the task's whole block in one call, which runs the stage per row
+        ds = _dataset(items, size, _task_blocks(n_batches, size)).map_batches(
+            _Task(fn), batch_size=None, batch_format="numpy", num_cpus=1, max_retries=RETRIES
         )
     show = sys.stderr.isatty() if progress is None else progress
     done = 0
-    n_batches = math.ceil(len(items) / size)
     with tqdm(total=len(items), desc=desc, unit="img", disable=not show, leave=False) as bar:
         try:
             stream = ds.iter_batches(batch_size=None, batch_format="numpy")
