@@ -173,6 +173,9 @@ def _compare(
             with using(engine):
                 h_ray, _ = _timed(half)
             m_local, m_ray = min(t_local) - h_local, min(t_ray) - h_ray
+            if min(m_local, m_ray) <= 0:  # the fixed costs' jitter exceeds half the work
+                out[stage]["marginal"] = "not measurable: use more --images"
+                continue
             out[stage]["marginal_local_ips"] = round((n - n // 2) / m_local, 1)
             out[stage]["marginal_ray_ips"] = round((n - n // 2) / m_ray, 1)
             out[stage]["marginal_ratio"] = round(m_local / m_ray, 3)
