@@ -25,9 +25,9 @@ from cleaner.cli._common import (
     fail,
     use_engine,
 )
+from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
-from cleaner.models.projection import DIM, HeadFeatures
 
 ModelOption = Annotated[
     Path | None,
@@ -129,19 +129,8 @@ def predict(
             "mean logit: N times the head time, steadier probabilities (each entry's folds).",
         ),
     ] = 1,
-    head_features: Annotated[
-        HeadFeatures,
-        typer.Option(
-            "--head-features",
-            help="Frozen heads train on the full features (exact) or on their top principal "
-            "components streamed from the cache (pca: a million Lite2-gram images in 4 GB); "
-            "auto: full while they fit a third of this machine's memory.",
-        ),
-    ] = HeadFeatures.AUTO,
-    pca_dim: Annotated[
-        int,
-        typer.Option("--pca-dim", min=1, help="Principal components the pca heads keep."),
-    ] = DIM,
+    head_features: HeadFeaturesOption = HeadFeatures.AUTO,
+    pca_dim: PcaDimOption = DIM,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,

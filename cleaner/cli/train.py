@@ -20,9 +20,9 @@ from cleaner.cli._common import (
     emit_json,
     use_engine,
 )
+from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
-from cleaner.models.projection import DIM, HeadFeatures
 
 
 @cli_errors
@@ -89,19 +89,8 @@ def train(
     max_train: Annotated[
         int | None, typer.Option("--max-train", hidden=True, help="Cap training images.")
     ] = None,
-    head_features: Annotated[
-        HeadFeatures,
-        typer.Option(
-            "--head-features",
-            help="Phase 1 head on the full frozen features (exact) or on their top principal "
-            "components streamed from the cache (pca: for a million images on 24 GB); auto: "
-            "full while they fit a third of this machine's memory.",
-        ),
-    ] = HeadFeatures.AUTO,
-    pca_dim: Annotated[
-        int,
-        typer.Option("--pca-dim", min=1, help="Principal components the pca head keeps."),
-    ] = DIM,
+    head_features: HeadFeaturesOption = HeadFeatures.AUTO,
+    pca_dim: PcaDimOption = DIM,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
