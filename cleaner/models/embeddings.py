@@ -26,7 +26,7 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,31 @@ def _stacked(rows: Sequence[Row]) -> tuple[np.ndarray, list[str]]:
     return np.stack([f for f, _ in rows]).astype(np.float32), [e for _, e in rows]
 
 
+def _compute_missing(
+    directory: Path | None,
+    spec: EmbeddingSpec,
+    items: Sequence[tuple[str | os.PathLike[str], str]],
+    rows_of: Mapping[str, list[int]],
+    todo: Sequence[str],
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> Iterator[tuple[Sequence[str], np.ndarray, list[str]]]:
+    """Compute the features of the sha256s ``todo`` (each read from its first item's path),
+    :data:`SHARD_IMAGES` at a time, writing each shard's decoded rows to ``directory`` (None:
+    no cache) before yielding ``(its sha256s, features, errors)``: the one place a computed
+    feature reaches the cache, for :func:`embed` and :func:`fill_cache` alike."""
+    at = 0
+    paths = [items[rows_of[s][0]][0] for s in todo]
+    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
+        piece = todo[at : at + len(errs)]
+        at += len(errs)
+        good = [i for i, err in enumerate(errs) if not err]
+        if directory is not None and good:
+            _write_shard(directory, spec, [piece[i] for i in good], feats[good])
+        yield piece, feats, errs
+
+
 def embed(
     root: str | os.PathLike[str] | None,
     items: Sequence[tuple[str | os.PathLike[str], str]],
@@ -282,22 +307,17 @@ def embed(
     n_cached = sum(len(rows_of[s]) for s in ok)
     todo = [s for s in rows_of if s not in ok]
     new_errors: dict[str, str] = {}
-    at = 0
-    paths = [items[rows_of[s][0]][0] for s in todo]
-    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
-        piece = todo[at : at + len(errs)]
-        at += len(errs)
+    for piece, feats, errs in _compute_missing(
+        directory, spec, items, rows_of, todo, batch_size=batch_size, progress=progress
+    ):
         if out is None:
             out = np.zeros((len(items), feats.shape[1]), np.float32)
-        good = [i for i, e in enumerate(errs) if not e]
         for i, s in enumerate(piece):
             if errs[i]:
                 new_errors[s] = errs[i]
             else:
                 out[rows_of[s]] = feats[i]
                 ok.add(s)
-        if directory is not None and good:
-            _write_shard(directory, spec, [piece[i] for i in good], feats[good])
     if out is None:
         out = np.zeros((len(items), 1), np.float32)
     errors = ["" if sha in ok else new_errors.get(sha, "not decoded") for _, sha in items]
@@ -420,15 +440,11 @@ def fill_cache(
     rows_of = _rows_by_sha([sha for _, sha in items])
     todo = [s for s in rows_of if s not in have]
     errors: dict[str, str] = {}
-    at = 0
-    paths = [items[rows_of[s][0]][0] for s in todo]
-    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
-        piece = todo[at : at + len(errs)]
-        at += len(errs)
-        good = [i for i, err in enumerate(errs) if not err]
-        errors.update({piece[i]: err for i, err in enumerate(errs) if err})
-        if good:
-            _write_shard(directory, spec, [piece[i] for i in good], feats[good])
+    for piece, feats, errs in _compute_missing(
+        directory, spec, items, rows_of, todo, batch_size=batch_size, progress=progress
+    ):
+        errors.update({sha: err for sha, err in zip(piece, errs, strict=True) if err})
+        if not all(errs):
             dim = int(feats.shape[1])
     n_cached = sum(len(rows_of[s]) for s in rows_of if s in have)
     return errors, len(todo), n_cached, dim
