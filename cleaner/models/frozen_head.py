@@ -56,12 +56,7 @@ def floored_variance(var: np.ndarray) -> np.ndarray:
 
 def mean_var(features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population variance of ``features[rows]`` in float64, read chunk by chunk."""
-    m = logreg.Moments(features.shape[1])
-    step = logreg.chunk_rows(features.shape[1])
-    for at in range(0, len(rows), step):
-        m.add(np.asarray(features[rows[at : at + step]], np.float32))
-    mean = m.total / max(m.n, 1)
-    return mean, np.maximum(m.total_sq / max(m.n, 1) - mean**2, 0.0)
+    return logreg.moments([(features, rows)]).mean_var()
 
 
 @dataclass

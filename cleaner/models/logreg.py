@@ -89,22 +89,31 @@ class Moments:
         self.total_sq += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
         self.n += len(chunk)
 
+    def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and population variance."""
+        mean = self.total / max(self.n, 1)
+        return mean, np.maximum(self.total_sq / max(self.n, 1) - mean**2, 0.0)
+
     def mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """As ``StandardScaler`` computes them: population variance; a constant feature gets
         scale 1."""
-        mean = self.total / max(self.n, 1)
-        var = np.maximum(self.total_sq / max(self.n, 1) - mean**2, 0.0)
+        mean, var = self.mean_var()
         scale = np.sqrt(var)
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
         return mean, scale
 
 
+def moments(blocks: Sequence[Rows]) -> Moments:
+    """The running sums of the rows of ``blocks``, accumulated chunk by chunk."""
+    out = Moments(blocks[0][0].shape[1])
+    for chunk in _chunks(blocks, views=False):  # float64 sums cast chunk by chunk
+        out.add(chunk)
+    return out
+
+
 def standardisation(blocks: Sequence[Rows]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of the rows (:class:`Moments`), accumulated chunk by chunk."""
-    moments = Moments(blocks[0][0].shape[1])
-    for chunk in _chunks(blocks, views=False):  # float64 sums cast chunk by chunk
-        moments.add(chunk)
-    return moments.mean_scale()
+    return moments(blocks).mean_scale()
 
 
 def _chunks(blocks: Sequence[Rows], *, views: bool = True) -> Iterator[np.ndarray]:
