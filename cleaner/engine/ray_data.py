@@ -45,13 +45,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 RETRIES = 3
-"""Times Ray re-runs a batch whose worker died before the run gives up."""
+"""Times Ray re-runs a task whose worker died before the run gives up."""
 
 TASK_RECORDS = 1024
 """At most this many records per Ray task of a stateless stage (whole batches; one batch when a
 batch is larger): enough that a task's own cost (tens of milliseconds) is a few per cent of
 its work on cheap stages (scan: about 0.3 s a CPU for 1,024 small files), few enough that a
-task's results (decoded arrays for ``train``: about 150 KB an image) stay a modest block."""
+task's results (thumbnails for ``report`` are the largest) stay a modest block."""
 
 TASKS_PER_CPU = 4
 """Tasks per cluster CPU at least, when the batches allow: fewer, larger tasks leave CPUs idle
