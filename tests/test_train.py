@@ -274,13 +274,14 @@ def test_feature_norm_floors_the_variance_of_dead_features() -> None:
     fine-tuning wakes it up, the standardised value stays of the order of the others."""
     import keras
 
-    from cleaner.models.train import VARIANCE_FLOOR, adapt_feature_norm
+    from cleaner.models.frozen_head import VARIANCE_FLOOR, feature_norm
+    from cleaner.models.train import set_feature_norm
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (64, 5)).astype(np.float32)
     x[:, 3] = 0.0  # a dead channel
     norm = keras.layers.Normalization()
-    adapt_feature_norm(norm, x)
+    set_feature_norm(norm, *feature_norm(x, np.arange(len(x))))
     woken = x[:2].copy()
     woken[:, 3] = 0.5
     out = np.asarray(norm(woken))

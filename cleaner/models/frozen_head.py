@@ -54,9 +54,12 @@ def floored_variance(var: np.ndarray) -> np.ndarray:
     return np.maximum(var, floor)
 
 
-def mean_var(features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population variance of ``features[rows]`` in float64, read chunk by chunk."""
-    return logreg.moments([(features, rows)]).mean_var()
+def feature_norm(features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the model's ``Normalization`` layer holds for the rows ``features[rows]``: their
+    mean and :func:`floored_variance`, in float64, read chunk by chunk (no copy of them, unlike
+    ``Normalization.adapt``)."""
+    mean, var = logreg.moments([(features, rows)]).mean_var()
+    return mean, floored_variance(var)
 
 
 @dataclass
@@ -148,8 +151,7 @@ def standardisation(inputs: HeadInputs) -> tuple[np.ndarray, np.ndarray]:
         p = inputs.projection
         return np.asarray(p.mean, np.float64), floored_variance(np.asarray(p.scale) ** 2)
     view, rows = inputs.train_blocks()[0]
-    mean, var = mean_var(view, rows)
-    return mean, floored_variance(var)
+    return feature_norm(view, rows)
 
 
 def fit_logreg(

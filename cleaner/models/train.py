@@ -52,7 +52,6 @@ from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.models import frozen_head as FH
-from cleaner.models.frozen_head import VARIANCE_FLOOR
 from cleaner.models.inputs import CROPS
 from cleaner.split import (
     SPLITS,
@@ -67,7 +66,7 @@ from cleaner.state import metrics as metrics_file
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["VARIANCE_FLOOR", "TrainConfig", "TrainResult", "adapt_feature_norm", "train"]
+__all__ = ["TrainConfig", "TrainResult", "set_feature_norm", "train"]
 
 PREPROCESSING = "native-resolution crops: random SxS for training, centre SxS for evaluation"
 
@@ -460,14 +459,6 @@ def _flat_layers(model: Any) -> list[Any]:
         else:
             out.append(ly)
     return out
-
-
-def adapt_feature_norm(norm: Any, features: np.ndarray) -> None:
-    """Set the ``Normalization`` layer ``norm`` to the mean and floored variance of
-    ``features``' rows (:func:`cleaner.models.frozen_head.floored_variance`), read chunk by
-    chunk: no copy of them, unlike ``Normalization.adapt``."""
-    mean, var = FH.mean_var(features, np.arange(len(features)))
-    set_feature_norm(norm, mean, FH.floored_variance(var))
 
 
 def set_feature_norm(norm: Any, mean: np.ndarray, var: np.ndarray) -> None:
