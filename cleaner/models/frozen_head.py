@@ -169,25 +169,27 @@ def fit_logreg(
     r = inputs.regions
     y = np.repeat(y_train, r) if r > 1 else y_train
     w = None if w_train is None else (np.repeat(w_train, r) if r > 1 else w_train)
-    scale_n = np.maximum(np.sqrt(norm[1]), epsilon)
     if inputs.projection is None:  # standardised by the layer's own figures: drops in as is
-        lr = logreg.fit(
-            inputs.train_blocks(), y, c=c, sample_weight=w, standardise=(norm[0], scale_n),
-            max_iter=500,
-        )  # fmt: skip
-        return lr, lr.weights, lr.intercept
-    # projected coordinates are fitted as they are (projection module: no second
-    # standardisation), then folded back through the basis
-    k = inputs.projection.dim
+        standardise = (norm[0], np.maximum(np.sqrt(norm[1]), epsilon))
+    else:  # projected coordinates are fitted as they are (no second standardisation)
+        k = inputs.projection.dim
+        standardise = (np.zeros(k), np.ones(k))
     lr = logreg.fit(
-        inputs.train_blocks(), y, c=c, sample_weight=w, standardise=(np.zeros(k), np.ones(k)),
-        max_iter=500,
-    )  # fmt: skip
-    return lr, fold(inputs.projection, lr.weights, scale_n), lr.intercept
+        inputs.train_blocks(), y, c=c, sample_weight=w, standardise=standardise, max_iter=500
+    )
+    return lr, dense_kernel(inputs, lr.weights, norm, epsilon), lr.intercept
 
 
-def fold(projection: P.Projection, w: np.ndarray, scale_n: np.ndarray) -> np.ndarray:
-    """The kernel on ``(x - m) / scale_n`` that gives ``w . z`` for ``z`` the projection of
-    ``x``: ``(B w) * scale_n / s``."""
-    full = projection.basis.astype(np.float64) @ np.asarray(w, np.float64).ravel()
-    return full * scale_n / np.asarray(projection.scale, np.float64)
+def dense_kernel(
+    inputs: HeadInputs, w: np.ndarray, norm: tuple[np.ndarray, np.ndarray], epsilon: float
+) -> np.ndarray:
+    """The model's ``Dense`` kernel ``(width,)`` on its ``Normalization`` output (``norm``: the
+    layer's mean and variance, ``epsilon`` Keras') for a head ``w`` fitted on ``inputs``'
+    features: ``w`` itself on full features; on projected ones the kernel on
+    ``(x - m) / scale_n`` that gives ``w . z``: ``(B w) * scale_n / s``."""
+    w = np.asarray(w, np.float64).ravel()
+    if inputs.projection is None:
+        return w
+    p = inputs.projection
+    scale_n = np.maximum(np.sqrt(norm[1]), epsilon)
+    return (p.basis.astype(np.float64) @ w) * scale_n / np.asarray(p.scale, np.float64)

@@ -595,9 +595,7 @@ def _fit_dense_head(
         callbacks=_callbacks("head", len(rows), say, history, head_ckpt, cfg.patience + 2),
     )
     kernel, bias = hd_dense.get_weights()
-    if inputs.projection is not None:
-        scale_n = np.maximum(np.sqrt(norm[1]), keras.backend.epsilon())
-        kernel = FH.fold(inputs.projection, kernel[:, 0], scale_n)[:, None]
+    kernel = FH.dense_kernel(inputs, kernel[:, 0], norm, keras.backend.epsilon())[:, None]
     head.set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
     head_ckpt.unlink(missing_ok=True)
     return {
