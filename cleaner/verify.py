@@ -239,10 +239,9 @@ FEATURE_BYTES = 1 << 30
 orientations of 10 x 256 float32, every orientation of a table up to 52,428 images). Why a
 bound: features of a whole table were 20 KiB per image, 20 GiB at a million images, most never
 used (the null sample touches at most 200,000 images, the candidates a few per copy)."""
-_BLOCK_KEYS = 2 * _CHUNK
-"""Image orientations whose features are computed together for one block of pairs (a block is
-half as many pairs): 160 MiB of float32 at 256 dims, twice that while the block is assembled,
-beyond the kept features."""
+# A block of pairs is one chunk (_CHUNK pairs): the features of its up to 2 x _CHUNK distinct
+# image orientations are computed together, 160 MiB of float32 at 256 dims, twice that while
+# the block is assembled, beyond the kept features.
 
 
 class Scorer:
@@ -314,25 +313,23 @@ class Scorer:
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         mirror = np.asarray(mirror, dtype=bool)
         ka, kb = 2 * a + mirror, 2 * b
-        step = _BLOCK_KEYS // 2
-        for b0 in range(0, a.size, step):
-            keys = np.unique(np.concatenate([ka[b0 : b0 + step], kb[b0 : b0 + step]]))
+        for c0 in range(0, a.size, _CHUNK):  # a block: the chunk's distinct keys
+            c1 = min(c0 + _CHUNK, a.size)
+            keys = np.unique(np.concatenate([ka[c0:c1], kb[c0:c1]]))
             feats, rows = self._block(keys)
-            for c0 in range(b0, min(b0 + step, a.size), _CHUNK):
-                c1 = min(c0 + _CHUNK, b0 + step, a.size)
-                ca, cb, m = a[c0:c1], b[c0:c1], mirror[c0:c1]
-                fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
-                fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
-                best, where = _coarse(fa, fb)
-                todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
-                if todo.size:
-                    ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
-                    mt = m[todo]
-                    ga[mt] = ga[mt][:, :, ::-1]
-                    gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
-                    res = (fa[todo, 0], fb[todo, 0])
-                    best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
-                out[c0:c1] = best
+            ca, cb, m = a[c0:c1], b[c0:c1], mirror[c0:c1]
+            fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
+            fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
+            best, where = _coarse(fa, fb)
+            todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
+            if todo.size:
+                ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
+                mt = m[todo]
+                ga[mt] = ga[mt][:, :, ::-1]
+                gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
+                res = (fa[todo, 0], fb[todo, 0])
+                best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
+            out[c0:c1] = best
         return out
 
 

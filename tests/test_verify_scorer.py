@@ -109,8 +109,7 @@ def test_scores_equal_reference(
     d = basis.comps.shape[0] if basis.fitted else verify.GRAD_DIM
     per_key = 10 * d * 4
     keep_bytes = {"all": verify.FEATURE_BYTES, "none": 0, "part": 100 * per_key}[keep]
-    monkeypatch.setattr(verify, "_BLOCK_KEYS", 128)  # several blocks, some keys in two
-    monkeypatch.setattr(verify, "_CHUNK", 48)  # several chunks per block
+    monkeypatch.setattr(verify, "_CHUNK", 64)  # several blocks of pairs, some keys in two
     scorer = Scorer(grey, basis, keep_bytes=keep_bytes)
     got = scorer.scores(a, b, m, accept)
     assert np.abs(got - want).max() <= TOLERANCE
