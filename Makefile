@@ -9,7 +9,7 @@ ROOT   ?= data
 export PYTHONHASHSEED ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # ENGINE=ray runs every per-file stage on Ray Data; RAY_ADDRESS=ray://head:10001 (or auto) names
-# the cluster (README "Scaling out"). Passed to every cleaner command through the environment.
+# the cluster (docs/scaling.md). Passed to every cleaner command through the environment.
 ENGINE      ?=
 RAY_ADDRESS ?=
 ifneq ($(strip $(ENGINE)),)
@@ -20,7 +20,7 @@ export CLEANER_RAY_ADDRESS := $(RAY_ADDRESS)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu test lint bench
+.PHONY: help install install-gpu test lint docs bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,11 +44,16 @@ install-gpu: $(VENV)/.installed ## on a Linux GPU machine: TensorFlow with CUDA 
 test: $(VENV)/.installed ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-lint: $(VENV)/.installed ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
-	$(BIN)/ruff check cleaner tests bench
-	$(BIN)/ruff format --check cleaner tests bench
+lint: $(VENV)/.installed ## ruff, mypy, the import contracts (pyproject.toml [tool.importlinter]), the docs build
+	$(BIN)/ruff check cleaner tests bench docs
+	$(BIN)/ruff format --check cleaner tests bench docs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory docs
+
+# docs/_incoming/ (notes waiting to be folded into the pages) is excluded in mkdocs.yml
+docs: $(VENV)/.installed ## build the docs (mkdocs.yml) strictly into site/: a broken link or anchor fails
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: $(VENV)/.installed ## run every benchmark under bench/ (JSON lines on stdout)
 	@for b in bench/bench_*.py; do echo "# $$b" >&2; $(BIN)/python $$b || exit 1; done

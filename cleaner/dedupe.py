@@ -56,7 +56,7 @@ from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_score
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
-"""Hamming radius (bits of 64), chosen on faces140k with generated transforms (README,
+"""Hamming radius (bits of 64), chosen on faces140k with generated transforms (bench/README,
 bench/bench_dedupe_quality.py): recall 1.0 for half-size, JPEG q40, +30 % brightness and
 mirrors, about 0.95 for 5 % crops; the pixel check keeps precision at 1.0 there. A wider radius
 buys little crop recall for three times the candidates."""

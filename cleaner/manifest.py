@@ -61,7 +61,7 @@ STATUS_MEANINGS: dict[str, str] = {
     UNLISTABLE: "a folder (path ends with /) that cannot be listed (permissions): its files "
     "are not scanned",
 }
-"""Every status a manifest row can carry, with what it means (README and ``scan --help``)."""
+"""Every status a manifest row can carry, with what it means (docs/formats.md, ``scan --help``)."""
 
 SMALL_SCAN = 200
 """Fewer files to read than this: checked in this process unless ``workers`` is given."""

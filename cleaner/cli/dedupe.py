@@ -37,7 +37,7 @@ def dedupe(
             "-d",
             min=0,
             max=32,
-            help="Hamming radius in bits of 64 (default 10, measured on faces140k; see README).",
+            help="Hamming radius in bits of 64 (default 10, measured on faces140k: bench/README).",
         ),
     ] = None,
     apply: Annotated[

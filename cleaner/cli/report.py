@@ -101,4 +101,7 @@ def report(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report)
+    app.command(
+        "report",
+        short_help="One HTML page about ROOT: moves, reviews, duplicates, quarantine, training.",
+    )(report)

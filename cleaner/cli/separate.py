@@ -56,7 +56,7 @@ def separate(
         Rule,
         typer.Option(
             "--rule",
-            help="How the files' votes combine (see the README for each rule, exactly).",
+            help="How the files' votes combine (each rule, exactly: docs/commands/separate.md).",
             show_default=True,
         ),
     ] = DEFAULT_RULE,

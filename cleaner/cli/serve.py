@@ -99,4 +99,7 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    app.command(
+        "serve",
+        short_help="A local web app: upload an image for real/fake; review ROOT's latest plan.",
+    )(serve)

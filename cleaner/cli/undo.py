@@ -71,4 +71,7 @@ def undo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("undo")(undo)
+    app.command(
+        "undo",
+        short_help="Reverse an applied run: every moved file goes back to its original path.",
+    )(undo)

@@ -33,6 +33,6 @@ def share_gpus() -> int:
     if not found and os.path.exists("/dev/nvidia0"):
         log.warning(
             "an NVIDIA GPU is present but this TensorFlow cannot use it (the CPU build is "
-            "installed); for the GPU: make install-gpu (README 'Scaling out')"
+            "installed); for the GPU: make install-gpu (docs/scaling.md)"
         )
     return len(found)
