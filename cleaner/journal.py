@@ -184,6 +184,23 @@ _held: dict[str, tuple[int, int]] = {}
 descriptor of the same file would block ourselves)."""
 
 
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker of the process pool): close the inherited lock descriptors.
+
+    ``flock`` belongs to the open file, which a fork shares: a child that kept the descriptor
+    would hold ROOT's lock after its parent died (``kill -9`` during a scan), and every later
+    writer would be refused for a dead pid. Closing (never unlocking, which would release the
+    parent's lock too) leaves the lock to the parent alone."""
+    for fd, _ in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 @contextlib.contextmanager
 def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
     """Hold the write lock on ROOT (``R/.cleaner/lock``) for the block; re-entrant.

@@ -1,0 +1,123 @@
+"""Hostile inputs, round 3 (issue #26): no stuck lock, no network from data, no write over ROOT,
+whatever cleaner writes cleaner reads, damaged state is one line, links are rows, provenance by
+exact signature only, no blocking on a FIFO, state honours the umask.
+
+Each case goes through the CLI (or the Flask test client) and checks what a user sees and what
+is on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cleaner.cli import app
+from cleaner.engine import default_workers
+from tests.relabel_helpers import png_bytes, snapshot
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, [*args], catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def one_line_error(code: int, err: str, *words: str) -> None:
+    """Refused input: exit 1, one ``error:`` line on stderr, no traceback."""
+    assert code == 1, err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def put(root: Path, rel: str, data: bytes) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def tree(root: Path, *rels: str) -> Path:
+    for n, rel in enumerate(rels, 1):
+        put(root, rel, png_bytes(n))
+    return root
+
+
+# ------------------------------------------------------------------ 1: no stuck lock after kill -9
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir() or default_workers() < 2,
+    reason="needs Linux /proc and a process pool (2+ CPUs)",
+)
+def test_kill_during_the_scan_of_apply_leaves_no_worker_and_no_lock(tmp_path: Path) -> None:
+    root = tmp_path / "R"
+    for i in range(160):  # several scan batches (32 files each) per class
+        put(root, f"real_images/r{i:03d}.png", png_bytes(i))
+        put(root, f"fake_images/f{i:03d}.png", png_bytes(1000 + i))
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"real_images/r000.png": "real"}), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "cleaner", "separate", "--root", str(root), "-p", str(preds)]
+    proc = subprocess.Popen(
+        [*cmd, "--apply"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not kids and proc.poll() is None and time.monotonic() < deadline:
+            kids = _children(proc.pid)  # the scan's pool workers
+            time.sleep(0.002)
+        assert kids, "the scan finished before its pool could be seen; make the tree bigger"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        t0 = time.monotonic()
+        got = None
+        while time.monotonic() - t0 < 5:
+            code, _, err = cli("separate", "--root", str(root), "-p", str(preds), "--apply")
+            if "another cleaner command is writing" not in err:
+                got = time.monotonic() - t0
+                break
+            time.sleep(0.2)
+        assert got is not None, f"the lock was still held 5 s after kill -9: {err}"
+        assert code == 0, err
+        while any(_alive(k) for k in kids) and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert not [k for k in kids if _alive(k)], "workers of the killed command survive"
+    finally:
+        for k in kids:
+            with contextlib.suppress(OSError):
+                os.kill(k, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
