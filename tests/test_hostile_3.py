@@ -9,9 +9,11 @@ is on disk.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,11 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.engine import default_workers
-from tests.relabel_helpers import png_bytes, snapshot
+from tests.relabel_helpers import png_bytes
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -121,3 +124,60 @@ def test_kill_during_the_scan_of_apply_leaves_no_worker_and_no_lock(tmp_path: Pa
                 os.kill(k, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
+
+
+# ------------------------------------------------------------------ 2: no network from data
+
+
+def _jpeg_with_xmp(xmp: str, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (seed, 2, 3)).save(buf, "JPEG", xmp=xmp.encode())
+    return buf.getvalue()
+
+
+def _xmp_provenance(url: str) -> str:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        f'xmlns:dcterms="http://purl.org/dc/terms/" dcterms:provenance="{url}"/></rdf:RDF>'
+        "</x:xmpmeta>"
+    )
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[socket.socket, int]]:
+    """A local TCP port that records whether anyone connected (the 'remote' manifest host)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.setblocking(False)
+    try:
+        yield srv, srv.getsockname()[1]
+    finally:
+        srv.close()
+
+
+def test_audit_never_fetches_a_remote_manifest_named_by_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: tuple[socket.socket, int]
+) -> None:
+    srv, port = listener
+    root = tmp_path / "R"
+    for i, url in enumerate((f"http://127.0.0.1:{port}/m.c2pa", f"http://127.0.0.1:{port}/x")):
+        put(root, f"real_images/remote{i}.jpg", _jpeg_with_xmp(_xmp_provenance(url), i))
+    tree(root, "real_images/a.png", "fake_images/b.png", "fake_images/c.png")
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a network connection was opened while reading images")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    code, out, err = cli("audit", "--root", str(root), "--workers", "1", "--json")
+    with pytest.raises(BlockingIOError):  # the native c2pa reader did not connect either
+        srv.accept()
+    assert code == 0, err
+    prov = {e["path"]: e for e in json.loads(out)["provenance"]}
+    for i in (0, 1):
+        e = prov[f"real_images/remote{i}.jpg"]
+        assert e["strength"] == "info" and not e["contradicts"]
+        assert "remote manifest not fetched" in e["why"] and f":{port}/" in e["why"]

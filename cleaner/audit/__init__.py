@@ -185,7 +185,7 @@ def run_audit(
     """Audit ROOT and write ``R/.cleaner/audit.json`` (and ``out`` when given)."""
     rootp, files, read = read_all(root, workers=workers, progress=progress)
     props, shortcut = score(rootp, files)
-    evidence = [e for f in files if f.ok and (e := evidence_of(f.path, f.label, f.props))]
+    evidence = [e for f in files if f.ok for e in evidence_of(f.path, f.label, f.props)]
     hostile = [
         {"path": f.path, "label": f.label, "status": str(f.props.get("status")),
          "reason": str(f.props.get("reason", ""))}

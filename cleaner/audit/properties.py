@@ -7,6 +7,11 @@ ICC, EXIF camera make/model/software, PNG text chunks, XMP and a C2PA manifest (
 ``c2pa-python`` only when the bytes hold a C2PA JUMBF box). It never raises: a file that cannot
 be read gets a status and a reason, as in the manifest.
 
+It never goes on the network: a file may name a remote C2PA manifest (XMP
+``dcterms:provenance="http://..."``), which ``c2pa-python`` would fetch by default, a request
+to any host the file chooses. The reader's context turns remote fetches (and OCSP) off, and
+the reference is recorded as it is (``c2pa_remote``), never followed.
+
 Provenance is read here too, because it is the same metadata: a generator named by the file
 (Stable Diffusion WebUI's ``parameters`` text, ComfyUI's ``prompt``/``workflow``, a C2PA
 digital source type of trained algorithmic media, a Software tag naming a generator) and a
@@ -18,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -34,7 +40,7 @@ MAX_FILE_BYTES = images.MAX_FILE_BYTES
 Props = dict[str, Any]
 """One file's properties: JSON-able scalars and short lists (the cache stores them as they are)."""
 
-PROPS_VERSION = 2
+PROPS_VERSION = 3
 """Bumped when :func:`read_properties` changes what it records (the cache is then rebuilt)."""
 
 # ------------------------------------------------------------------------ JPEG quality
@@ -185,6 +191,9 @@ def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
     p["png_text"] = sorted(text)[:20]
     p.update(_c2pa(data, fmt) if b"c2pa" in head else {"c2pa": "", "c2pa_source": "",
                                                          "c2pa_generator": ""})  # fmt: skip
+    p["c2pa_remote"] = remote_manifest(head)
+    if p["c2pa_remote"] and not p["c2pa"]:
+        p["c2pa"] = REMOTE_NOT_FETCHED
     p["generator"] = _generator(text, p)
     return p
 
@@ -227,6 +236,38 @@ def _webui_comment(ex: Image.Exif) -> bool:
     return False
 
 
+C2PA_OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+"""``c2pa-python`` settings of every read: nothing named by a file is fetched (a remote
+manifest, a certificate's OCSP status); validation uses what the file holds."""
+
+REMOTE_NOT_FETCHED = "remote manifest not fetched"
+
+_REMOTE_RE = re.compile(
+    rb"dcterms:provenance\s*(?:=\s*[\"']|>)\s*([^\"'<\s]{1,500})", re.IGNORECASE
+)
+"""XMP's reference to a remote C2PA manifest (attribute or element form)."""
+
+_contexts: dict[int, Any] = {}
+"""pid -> this process's offline c2pa Context (a context does not survive a fork)."""
+
+
+def remote_manifest(head: bytes) -> str:
+    """The URL of a remote C2PA manifest the metadata names ('' if none); never fetched."""
+    m = _REMOTE_RE.search(head)
+    return m.group(1).decode("utf-8", "replace")[:200] if m else ""
+
+
+def _offline_context() -> Any:
+    import c2pa
+
+    ctx = _contexts.get(os.getpid())
+    if ctx is None:
+        ctx = c2pa.Context(c2pa.Settings.from_dict(C2PA_OFFLINE))
+        _contexts.clear()
+        _contexts[os.getpid()] = ctx
+    return ctx
+
+
 def _c2pa(data: bytes, fmt: str) -> Props:
     """The C2PA manifest's validation state, digital source type and claim generator
     (``c2pa-python``), read only when the bytes hold a C2PA JUMBF box."""
@@ -248,14 +289,15 @@ def _c2pa(data: bytes, fmt: str) -> Props:
 
         import c2pa
 
-        reader = c2pa.Reader.try_create(mime[fmt], io.BytesIO(data))
+        reader = c2pa.Reader.try_create(mime[fmt], io.BytesIO(data), context=_offline_context())
         if reader is None:
             return out
         with reader:
             manifest = reader.get_active_manifest() or {}
             out["c2pa"] = str(reader.get_validation_state() or "unknown")
     except Exception as e:  # a damaged manifest is recorded, never fatal
-        out["c2pa"] = f"unreadable ({type(e).__name__})"
+        remote = "remote" in str(e).lower()
+        out["c2pa"] = REMOTE_NOT_FETCHED if remote else f"unreadable ({type(e).__name__})"
         return out
     sources = re.findall(r'"digitalSourceType":\s*"([^"]+)"', json.dumps(manifest))
     out["c2pa_source"] = sources[-1].rsplit("/", 1)[-1] if sources else ""

@@ -141,7 +141,8 @@ def _print(result: AuditResult, extra: dict[str, Any]) -> None:
     console.print(table)
     console.print(s.verdict)
     proofs = [e for e in result.evidence if e.strength == "proof"]
-    weak = [e for e in result.evidence if e.strength != "proof"]
+    weak = [e for e in result.evidence if e.strength == "weak"]
+    info = [e for e in result.evidence if e.strength == "info"]
     contra = sum(1 for e in proofs if e.contradicts)
     console.print(
         f"provenance: {len(proofs)} files name a generator ({contra} of them in the real "
@@ -150,6 +151,8 @@ def _print(result: AuditResult, extra: dict[str, Any]) -> None:
     for e in proofs[:10]:
         if e.contradicts:
             console.print(f"  {e.path}: {e.why}")
+    for e in info[:10]:
+        console.print(f"  {e.path}: {e.why}")
     if result.hostile:
         console.print(f"{len(result.hostile)} files could not be audited:")
         for h in result.hostile[:20]:
