@@ -332,6 +332,88 @@ def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
     return base.joinpath(*parts)
 
 
+STATE_NAMES = frozenset(
+    {"manifest.csv", "lock", "journal", "plans", "review", "cache", "audit.json",
+     "audit_cache.json", "duplicates.json", "split.csv", "equalized.csv"}
+)  # fmt: skip
+"""Names cleaner keeps its state under in ``ROOT/.cleaner/`` (an output flag never names one)."""
+
+JSON_OUTPUT = (b"{", b"[")
+"""How the JSON files cleaner writes begin (see :func:`check_output`'s ``own``)."""
+
+
+def confine_output(
+    root: str | os.PathLike[str], out: str | os.PathLike[str], flag: str = "--out"
+) -> Path:
+    """Refuse an output path (a file or a folder cleaner would write) that lies where ROOT's
+    data or state is: ROOT itself, a class folder (any alias, present or not, or a symlink to
+    it), ``quarantine/`` and cleaner's own state names in ``.cleaner/``. The path is judged
+    with its symlinks resolved. Returns ``out``'s resolved path."""
+    rootp = _realpath(Path(root))
+    real = _realpath(Path(out))
+    if real == rootp or rootp.is_relative_to(real):
+        raise CleanerError(f"{flag} {str(out)!r} is ROOT {rootp} or holds it; name a file")
+    zones = [rootp / QUARANTINE_DIR]
+    zones += [rootp / n for aliases in CLASS_ALIASES.values() for n in aliases]
+    for z in list(zones):
+        if z.is_dir():
+            zones.append(_realpath(z))
+    for z in zones:
+        if real.is_relative_to(z):
+            raise CleanerError(
+                f"{flag} {str(out)!r} is inside {z.name}/ of ROOT {rootp}, a class or quarantine "
+                "folder whose files are the dataset; write it outside them (e.g. "
+                f"{rootp.parent / Path(out).name})"
+            )
+    if real.is_relative_to(rootp / STATE_DIR):
+        rel = real.relative_to(rootp / STATE_DIR).parts
+        if not rel or rel[0] in STATE_NAMES:
+            raise CleanerError(
+                f"{flag} {str(out)!r} names cleaner's own state in {rootp / STATE_DIR} "
+                f"({', '.join(sorted(STATE_NAMES))}); write it elsewhere"
+            )
+    return real
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    *,
+    flag: str = "--out",
+    root: str | os.PathLike[str] | None = None,
+    own: tuple[bytes, ...] = JSON_OUTPUT,
+) -> Path:
+    """THE check of a file path a user gives an output flag (``--out``, ``--predictions-out``),
+    run before any work: with ``root``, :func:`confine_output`; and never over a file cleaner
+    did not write. An existing path must be a regular file that is empty or begins like the
+    output (``own``: ``{``/``[`` for JSON, ``<`` for a page, ``PK`` for a model), so an image,
+    a CSV or any other user file is never replaced. Returns ``out`` as a Path."""
+    if root is not None:
+        confine_output(root, out, flag)
+    real = _realpath(Path(out))
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return Path(out)
+    except OSError as e:
+        raise CleanerError(f"{flag} {str(out)!r} cannot be checked: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CleanerError(f"{flag} {str(out)!r} is a folder; name a file in it")
+    if not stat.S_ISREG(st.st_mode):
+        raise CleanerError(f"{flag} {str(out)!r} is not a regular file; name a new file")
+    try:
+        with open(real, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CleanerError(f"{flag} {str(out)!r} cannot be read: {e.strerror or e}") from None
+    body = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head and not body.startswith(own):
+        raise CleanerError(
+            f"{flag} {str(out)!r} exists and is not a file cleaner writes there (it holds other "
+            "data, an image or a user's file), which cleaner never replaces; name a new file"
+        )
+    return Path(out)
+
+
 def check_relpath(relpath: str, *, backslash_is_separator: bool = True) -> PurePosixPath:
     """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
 

@@ -181,3 +181,74 @@ def test_audit_never_fetches_a_remote_manifest_named_by_a_file(
         e = prov[f"real_images/remote{i}.jpg"]
         assert e["strength"] == "info" and not e["contradicts"]
         assert "remote manifest not fetched" in e["why"] and f":{port}/" in e["why"]
+
+
+# ------------------------------------------------------------------ 3: no output over ROOT
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    return tree(tmp_path / "R", "real_images/a.png", "real_images/b.png", "fake_images/c.png")
+
+
+def _user_files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".cleaner" not in p.relative_to(root).parts
+    }
+
+
+def test_every_output_flag_refuses_roots_images_and_state(small: Path, tmp_path: Path) -> None:
+    code, _, err = cli("scan", "--root", str(small))
+    assert code == 0, err
+    state = small / ".cleaner"
+    state_before = {n: (state / n).read_bytes() for n in ("manifest.csv",)}
+    img = small / "real_images" / "a.png"
+    new_in_class = small / "fake_images" / "new.json"
+    before = _user_files(small)
+    r = str(small)
+    cases = [
+        (["audit", "--root", r, "--predictions-out", str(img)], "inside real_images/"),
+        (["audit", "--root", r, "--out", str(img)], "inside real_images/"),
+        (["audit", "--root", r, "--out", str(new_in_class)], "inside fake_images/"),
+        (["audit", "--root", r, "--predictions-out", str(state / "manifest.csv")], "state"),
+        (["audit", "--root", r, "--predictions-out", str(state / "lock")], "state"),
+        (["audit", "--root", r, "--out", str(state / "journal" / "x.json")], "state"),
+        (["predict", "--root", r, "--backbone", "spectrum", "--out", str(img)], "inside"),
+        (["train", "--root", r, "--backbone", "nope", "--out", str(small / "real" / "m.keras")],
+         "inside real/"),
+        (["report", "--root", r, "--out", str(small / "quarantine" / "r.html")], "quarantine"),
+    ]  # fmt: skip
+    for args, word in cases:
+        code, _, err = cli(*args)
+        one_line_error(code, err, word)
+    assert _user_files(small) == before
+    assert not new_in_class.exists() and not (small / "real").exists()
+    assert {n: (state / n).read_bytes() for n in state_before} == state_before
+    assert not (state / "lock").exists() or (state / "lock").read_bytes()[:1] != b"{"
+
+
+def test_an_output_flag_never_replaces_a_users_file_outside_root(
+    small: Path, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photos" / "1.png"
+    photo.parent.mkdir()
+    photo.write_bytes(png_bytes(99))
+    notes = tmp_path / "notes.json.txt"
+    notes.write_text("my notes\n")
+    for args in (
+        ["audit", "--root", str(small), "--predictions-out", str(photo)],
+        ["audit", "--root", str(small), "--out", str(notes)],
+        ["predict-dir", str(photo.parent), "--model", str(tmp_path / "m.keras"), "--out",
+         str(photo)],
+    ):  # fmt: skip
+        code, _, err = cli(*args)
+        one_line_error(code, err, "never replaces")
+    assert photo.read_bytes() == png_bytes(99) and notes.read_text() == "my notes\n"
+    # a file cleaner wrote before is replaced as always
+    out = tmp_path / "audit.json"
+    for _ in range(2):
+        code, _, err = cli("audit", "--root", str(small), "--out", str(out), "--workers", "1")
+        assert code == 0, err
+    assert json.loads(out.read_text())["format"] == "cleaner.audit.v1"

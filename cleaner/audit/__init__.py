@@ -23,7 +23,7 @@ import numpy as np
 from cleaner import engine, images
 from cleaner.audit import properties, scores, store
 from cleaner.audit.provenance import Evidence, evidence_of
-from cleaner.dataset import FileEntry, open_dataset
+from cleaner.dataset import FileEntry, check_output, open_dataset
 from cleaner.errors import CleanerError
 
 
@@ -175,6 +175,20 @@ def score(
     return props, scores.ShortcutScore(a, low, high, k, len(ok), line, flag, named)
 
 
+def check_outputs(
+    root: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    predictions_out: str | os.PathLike[str] | None = None,
+) -> None:
+    """``--out`` and ``--predictions-out``, checked before anything is read (never inside a
+    class, quarantine or state file of ROOT, never over a file cleaner did not write)."""
+    if out is not None:
+        check_output(out, flag="--out", root=root)
+    if predictions_out is not None:
+        check_output(predictions_out, flag="--predictions-out", root=root)
+
+
 def run_audit(
     root: str | os.PathLike[str],
     *,
@@ -183,6 +197,7 @@ def run_audit(
     out: str | os.PathLike[str] | None = None,
 ) -> AuditResult:
     """Audit ROOT and write ``R/.cleaner/audit.json`` (and ``out`` when given)."""
+    check_outputs(root, out=out)
     rootp, files, read = read_all(root, workers=workers, progress=progress)
     props, shortcut = score(rootp, files)
     evidence = [e for f in files if f.ok for e in evidence_of(f.path, f.label, f.props)]

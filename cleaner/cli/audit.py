@@ -95,7 +95,9 @@ def audit(
         cleaner demo /tmp/biased --bias format && cleaner audit --root /tmp/biased
     """
     use_engine(engine, ray_address)
-    from cleaner.audit import run_audit
+    from cleaner.audit import check_outputs, run_audit
+
+    check_outputs(root, out=out, predictions_out=predictions_out)
 
     progress = False if json_out else None
     result = run_audit(root, workers=workers, progress=progress, out=out)

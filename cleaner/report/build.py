@@ -24,7 +24,15 @@ from typing import Any
 import jinja2
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import LABELS, QUARANTINE_DIR, Dataset, check_relpath, open_dataset
+from cleaner.dataset import (
+    LABELS,
+    QUARANTINE_DIR,
+    Dataset,
+    check_output,
+    check_relpath,
+    confine_output,
+    open_dataset,
+)
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.report import state
@@ -540,14 +548,16 @@ def _check_out(ds: Dataset, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     if outp.is_dir():
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
     files_dir = outp.parent / f"{outp.stem}_files"
-    if files_dir.is_relative_to(rootp):
-        rel = files_dir.relative_to(rootp).as_posix()
-        if ds.label_of(rel) is not None or rel.split("/")[0] == QUARANTINE_DIR:
-            raise CleanerError(
-                f"--out {str(out)!r} is inside a class or quarantine folder of ROOT, where its "
-                f"thumbnails would be scanned as images; write it elsewhere (e.g. "
-                f"{rootp / '.cleaner' / 'report.html'})"
-            )
+    try:
+        confine_output(rootp, outp)
+        confine_output(rootp, files_dir)
+    except CleanerError:
+        raise CleanerError(
+            f"--out {str(out)!r} is inside a class or quarantine folder of ROOT (or names its "
+            "state), where its thumbnails would be scanned as images; write it elsewhere (e.g. "
+            f"{rootp / '.cleaner' / 'report.html'})"
+        ) from None
+    check_output(outp, own=(b"<",))
     return outp, files_dir
 
 
