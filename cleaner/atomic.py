@@ -49,19 +49,24 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, is_json: bool | None = None) -> None:
     """:func:`atomic_write` of a UTF-8 text.
 
     A file name that is not UTF-8 reaches Python as surrogate escapes, which UTF-8 cannot
-    encode. In a ``.json`` text they become JSON ``\\udcXX`` escapes (the file stays UTF-8 and
+    encode. In a JSON text they become JSON ``\\udcXX`` escapes (the file stays UTF-8 and
     ``json.loads`` gives back the same name: they can only sit inside JSON strings); in a page
     for people (``.html``, ``.md``) a visible ``\\udcff``; anywhere else (CSV) the name's own
-    bytes, read back with ``errors="surrogateescape"`` into the same name."""
+    bytes, read back with ``errors="surrogateescape"`` into the same name.
+
+    ``is_json``: the text is JSON whatever the file's suffix (a user's ``--out F.JSON`` or
+    ``preds.txt``); None: JSON when the suffix is ``.json`` (any case)."""
     errors = "strict"
+    if is_json is None:
+        is_json = path.suffix.lower() == ".json"
     if not text.isascii() and _SURROGATE.search(text):
-        if path.suffix == ".json":
+        if is_json:
             text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-        elif path.suffix in (".html", ".htm", ".md"):
+        elif path.suffix.lower() in (".html", ".htm", ".md"):
             errors = "backslashreplace"
         else:
             errors = "surrogateescape"

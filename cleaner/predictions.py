@@ -139,7 +139,7 @@ def write_predictions_v1(
         "predictions": out,
     }
     target = Path(path)
-    atomic_write_text(target, _dump_v1(doc))
+    atomic_write_text(target, _dump_v1(doc), is_json=True)
     return target
 
 

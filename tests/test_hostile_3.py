@@ -252,3 +252,38 @@ def test_an_output_flag_never_replaces_a_users_file_outside_root(
         code, _, err = cli("audit", "--root", str(small), "--out", str(out), "--workers", "1")
         assert code == 0, err
     assert json.loads(out.read_text())["format"] == "cleaner.audit.v1"
+
+
+# ------------------------------------------------------------------ 4: cleaner reads what it writes
+
+
+def _webui_png(seed: int) -> bytes:
+    """A PNG that names its generator (Stable Diffusion WebUI's ``parameters`` text)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a face\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (seed, 40, 90)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["P.JSON", "proofs.txt"])
+def test_predictions_with_a_non_utf8_name_are_utf8_and_read_back(
+    small: Path, tmp_path: Path, name: str
+) -> None:
+    raw = os.fsencode(small) + b"/real_images/gen\xff\xfe.png"
+    with open(raw, "wb") as f:
+        f.write(_webui_png(7))
+    preds = tmp_path / name
+    code, _, err = cli("audit", "--root", str(small), "--predictions-out", str(preds))
+    assert code == 0, err
+    text = preds.read_bytes().decode("utf-8")  # strict: the file is UTF-8
+    assert "\\udcff\\udcfe" in text
+    code, _, err = cli(
+        "separate", "--root", str(small), "-p", str(preds), "--apply", "--max-fraction", "1"
+    )
+    assert code == 0, err
+    assert not os.path.exists(raw)
+    with open(os.fsencode(small) + b"/fake_images/gen\xff\xfe.png", "rb") as f:
+        assert f.read() == _webui_png(7)

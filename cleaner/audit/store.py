@@ -37,7 +37,9 @@ def cache_path(root: str | os.PathLike[str]) -> Path:
 def write_audit(root: str | os.PathLike[str], doc: dict[str, Any], out: Path | None = None) -> Path:
     """Write the audit summary to ``R/.cleaner/audit.json`` (or ``out``) atomically."""
     target = out if out is not None else audit_path(root)
-    atomic_write_text(target, json.dumps({"format": AUDIT_FORMAT, **doc}, indent=1) + "\n")
+    atomic_write_text(
+        target, json.dumps({"format": AUDIT_FORMAT, **doc}, indent=1) + "\n", is_json=True
+    )
     return target
 
 
@@ -77,4 +79,4 @@ def read_cache(root: str | os.PathLike[str], version: int) -> Cache:
 def write_cache(root: str | os.PathLike[str], version: int, cache: Cache) -> None:
     props, seen = cache
     doc = {"format": CACHE_FORMAT, "version": version, "props": props, "paths": seen}
-    atomic_write_text(cache_path(root), json.dumps(doc, separators=(",", ":")) + "\n")
+    atomic_write_text(cache_path(root), json.dumps(doc, separators=(",", ":")) + "\n", is_json=True)

@@ -414,7 +414,7 @@ def predict_dir(
             }
         )
     target = Path(out)
-    atomic_write_text(target, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(target, json.dumps(result, indent=1) + "\n", is_json=True)
     n_fake = sum(1 for r in result if r["prediction"] == Label.FAKE)
     return PredictDirSummary(
         out=target,

@@ -31,7 +31,7 @@ def path(model: str | os.PathLike[str]) -> Path:
 
 def write(model: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
     p = path(model)
-    atomic_write_text(p, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(p, json.dumps(metrics, indent=2, sort_keys=False) + "\n", is_json=True)
     return p
 
 
