@@ -287,3 +287,80 @@ def test_predictions_with_a_non_utf8_name_are_utf8_and_read_back(
     assert not os.path.exists(raw)
     with open(os.fsencode(small) + b"/fake_images/gen\xff\xfe.png", "rb") as f:
         assert f.read() == _webui_png(7)
+
+
+# ------------------------------------------------------------------ 5: damaged audit state
+
+
+CACHE_DAMAGE = {
+    "width 0": lambda p: {**p, "width": 0},
+    "missing key": lambda p: {k: v for k, v in p.items() if k != "height"},
+    "abc": lambda p: {**p, "width": "abc"},
+    "1e400": lambda p: {**p, "bytes": float("inf")},
+    "NaN": lambda p: {**p, "height": float("nan")},
+    "wrong type": lambda p: {**p, "png_text": 5},
+    "bool size": lambda p: {**p, "width": True},
+    "not a dict": lambda p: "abc",
+}
+
+
+def _audited(root: Path) -> dict[str, dict[str, object]]:
+    code, out, err = cli("audit", "--root", str(root), "--workers", "1", "--json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    return {p["name"]: p for p in doc["properties"]} | {"_read": {"n": doc["read"]}}
+
+
+def test_damaged_audit_cache_entries_are_read_again(small: Path) -> None:
+    put(small, "fake_images/d.png", png_bytes(50))
+    fresh = _audited(small)
+    cache = small / ".cleaner" / "audit_cache.json"
+    good = json.loads(cache.read_text())
+    for case, damage in CACHE_DAMAGE.items():
+        doc = json.loads(json.dumps(good))
+        sha = next(iter(doc["props"]))
+        doc["props"][sha] = damage(doc["props"][sha])
+        cache.write_text(json.dumps(doc).replace("Infinity", "1e400"))
+        got = _audited(small)
+        assert got.pop("_read") == {"n": 1}, case  # that one file, read again
+        assert got == {k: v for k, v in fresh.items() if k != "_read"}, case
+    for text in ('{"format": "cleaner.audit-cache.v1", "version": 3, "props": {}, '
+                 '"paths": {"real_images/a.png": [1e400, "x", 3]}}', "[]", "abc"):  # fmt: skip
+        cache.write_text(text)
+        assert _audited(small)["_read"]["n"] >= 1
+
+
+AUDIT_DAMAGE = {
+    "not json": "{",
+    "shortcut a string": {"shortcut": "abc"},
+    "property without fields": {"properties": [{"name": 1}]},
+    "auc a word": {"shortcut": {"shortcut": True, "auc": "x", "named": ["format"]}},
+    "provenance of numbers": {"provenance": [1, 2]},
+}
+TRAIN_READS = {"not json", "shortcut a string", "auc a word"}
+
+
+@pytest.mark.parametrize("case", sorted(AUDIT_DAMAGE))
+def test_a_damaged_audit_json_is_a_warning_in_report_and_train(
+    small: Path, tmp_path: Path, case: str
+) -> None:
+    damage = AUDIT_DAMAGE[case]
+    p = small / ".cleaner" / "audit.json"
+    p.parent.mkdir(exist_ok=True)
+    text = (
+        damage if isinstance(damage, str) else json.dumps({"format": "cleaner.audit.v1", **damage})
+    )
+    p.write_text(text)
+    code, _, err = cli("report", "--root", str(small), "--out", str(tmp_path / "r.html"))
+    assert code == 0 and "Traceback" not in err, err
+    assert "warning:" in err and "audit.json" in err, err
+    assert (tmp_path / "r.html").is_file()
+    code, _, err = cli("train", "--root", str(small), "--out", str(tmp_path / "m.keras"),
+                       "--backbone", "no-such-backbone")  # fmt: skip
+    lines = [x for x in err.splitlines() if x.strip()]
+    if case in TRAIN_READS:  # train reads the shortcut only
+        assert lines[0].startswith("warning: ") and "audit.json" in lines[0], err
+        assert "ignored; training goes on" in lines[0]
+        lines = lines[1:]
+    one_line_error(code, "\n".join(lines), "no-such-backbone")  # training went on

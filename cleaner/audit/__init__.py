@@ -94,7 +94,11 @@ def read_all(
             continue
         stats[i] = _stat(e)
         hint = seen.get(e.relpath)
-        if hint is not None and hint[:2] == stats[i] and hint[2] in props:
+        if (
+            hint is not None
+            and hint[:2] == stats[i]
+            and properties.valid(props.get(hint[2]), hint[2])
+        ):
             got[i] = props[hint[2]]
         else:
             todo.append(i)
@@ -215,20 +219,27 @@ def run_audit(
 
 
 def shortcut_warning(root: str | os.PathLike[str]) -> str:
-    """One line for ``cleaner train`` when ROOT's last audit found a shortcut ('' otherwise,
-    also when there is no audit or it does not parse: a warning must never stop training)."""
+    """One line for ``cleaner train`` when ROOT's last audit found a shortcut, or when its
+    ``audit.json`` is damaged (then ignored: the audit is optional and a warning must never
+    stop training); '' when there is no audit or it found none."""
     try:
         doc = store.read_audit(root)
-    except CleanerError:
-        return ""
-    s = (doc or {}).get("shortcut") or {}
+        return _shortcut_line(root, doc or {})
+    except CleanerError as e:
+        return f"{e} (ignored; training goes on)"
+    except store.DAMAGE as e:
+        return f"{store.damaged(root, e)} (ignored; training goes on)"
+
+
+def _shortcut_line(root: str | os.PathLike[str], doc: dict[str, Any]) -> str:
+    s = doc.get("shortcut") or {}
     if not s.get("shortcut"):
         return ""
-    named = ", ".join(s.get("named") or []) or "several properties together"
+    named = ", ".join(str(n) for n in s.get("named") or []) or "several properties together"
     return (
-        f"the audit of {root} ({doc.get('generated', '?') if doc else '?'}) found a shortcut: "
-        f"AUC {s.get('auc', 0):.3f} [{s.get('low', 0):.3f}, {s.get('high', 0):.3f}] from the "
-        f"files' form alone ({named}); the detector may learn that instead of the pictures and "
-        f"fail elsewhere. See `cleaner audit --root {root}`; `--equalize OUT` writes a copy "
-        f"without it"
+        f"the audit of {root} ({doc.get('generated', '?')}) found a shortcut: "
+        f"AUC {float(s.get('auc', 0)):.3f} [{float(s.get('low', 0)):.3f}, "
+        f"{float(s.get('high', 0)):.3f}] from the files' form alone ({named}); the detector may "
+        f"learn that instead of the pictures and fail elsewhere. See `cleaner audit --root "
+        f"{root}`; `--equalize OUT` writes a copy without it"
     )

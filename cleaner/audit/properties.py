@@ -326,6 +326,43 @@ def _generator(text: dict[str, Any], p: Props) -> str:
     return ""
 
 
+_OK_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str, "reason": str, "sha256": str, "bytes": int, "format": str, "width": int,
+    "height": int, "mode": str, "alpha": bool, "jpeg_quality": int, "subsampling": str,
+    "progressive": bool, "icc": bool, "xmp": bool, "exif": bool, "camera": str, "software": str,
+    "webui_exif": bool, "png_text": list, "c2pa": str, "c2pa_source": str,
+    "c2pa_generator": str, "c2pa_remote": str, "generator": str,
+}  # fmt: skip
+"""The fields (and types) of a readable file's properties, as :func:`_properties` writes them."""
+_BAD_TYPES = {k: _OK_TYPES[k] for k in ("status", "reason", "sha256", "bytes", "format")}
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def _typed(v: Any, t: type | tuple[type, ...]) -> bool:
+    """``isinstance``, with bool never standing for int (``true`` is no width)."""
+    return isinstance(v, t) and (t is bool or not isinstance(v, bool))
+
+
+def valid(p: Any, sha: str) -> bool:
+    """Whether a cached entry is properties this module wrote for the bytes ``sha``: every
+    field present with its type, sizes positive, the quality in 0..100, the text chunks names.
+    A damaged cache entry (width 0, a key missing, 'abc', 1e400, NaN, a wrong type) is not, and
+    is read again from the file."""
+    if not isinstance(p, dict) or p.get("sha256") != sha or not _SHA.fullmatch(sha):
+        return False
+    want = _OK_TYPES if p.get("status") == images.OK else _BAD_TYPES
+    if not all(_typed(p.get(k), t) for k, t in want.items()) or p["bytes"] < 0:
+        return False
+    if want is _BAD_TYPES:
+        return True
+    return (
+        0 < p["width"] <= images.MAX_PIXELS
+        and 0 < p["height"] <= images.MAX_PIXELS
+        and 0 <= p["jpeg_quality"] <= 100
+        and all(isinstance(t, str) for t in p["png_text"])
+    )
+
+
 def read_batch(batch: Sequence[str]) -> list[Props]:
     """Pure batch function for the engine: absolute paths -> properties."""
     return [read_file(a) for a in batch]

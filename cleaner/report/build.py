@@ -411,7 +411,7 @@ def _audit(
     root: Path, r_arg: str, missing: dict[str, str], problems: dict[str, str]
 ) -> dict[str, Any] | None:
     """The audit section's data from ``audit.json`` (None: absent or unreadable)."""
-    from cleaner.audit.store import read_audit
+    from cleaner.audit.store import DAMAGE, damaged, read_audit
     from cleaner.report.audit import audit_view
 
     try:
@@ -419,10 +419,13 @@ def _audit(
     except CleanerError as e:
         problems["audit"] = str(e)
         doc = None
-    if doc is None:
-        missing["audit"] = f"cleaner audit {r_arg}"
-        return None
-    return audit_view(doc)
+    if doc is not None:
+        try:
+            return audit_view(doc)
+        except DAMAGE as e:  # a field of the wrong type: the section says so, the page is written
+            problems["audit"] = damaged(root, e)
+    missing["audit"] = f"cleaner audit {r_arg}"
+    return None
 
 
 def _report_text(report: Any) -> str:
