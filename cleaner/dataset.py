@@ -60,6 +60,9 @@ class FileEntry:
     """For a symlinked file whose target lies inside ROOT: the target, ROOT-relative."""
     problem: str = ""
     """Why this entry is a folder that could not be listed (``relpath`` ends with ``/``)."""
+    folder_link: bool = False
+    """A symlink to a folder inside ROOT that the walk does not enter (another class folder,
+    ``.cleaner/``, ``quarantine/``, or a folder holding this one); ``link_target`` names it."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +240,10 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
     Symlinked folders are followed only when they resolve inside ROOT, outside the other class
     folders and ROOT's ``.cleaner/`` and ``quarantine/``, and not to a folder that holds the
     class folder (a link to ROOT would list every class twice); each real folder is entered once
-    (symlink loops end). Symlinked files that lead outside are yielded with ``escapes_root=True``
-    so they can be reported, never read. Folders named ``.cleaner`` are skipped at any depth.
+    (symlink loops end). A linked folder not followed is yielded as one entry
+    (``folder_link=True``, its ``link_target``), so scan gives it a row. Symlinked files and
+    folders that lead outside are yielded with ``escapes_root=True`` so they can be reported,
+    never read. Folders named ``.cleaner`` are skipped at any depth.
     """
     root = _realpath(root)
     cut = len(str(root)) + 1
@@ -273,13 +278,14 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
             except OSError:
                 is_link, is_dir = True, False
             if is_link and not _inside(root, p):
-                if not is_dir:
-                    out.append(FileEntry(rel, label, p, escapes_root=True))
+                out.append(FileEntry(rel, label, p, escapes_root=True))  # a file or a folder
                 continue
             if is_dir:
                 if e.name == STATE_DIR:
                     continue
                 if is_link and not _may_enter(_realpath(p), zones, ancestors_of):
+                    target = to_relpath(root, _realpath(p)) or "."
+                    out.append(FileEntry(rel, label, p, link_target=target, folder_link=True))
                     continue
                 if not is_link and _realpath(p) in zones:
                     continue
@@ -464,6 +470,18 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if not Path(os.path.realpath(p)).is_relative_to(root):
         raise PathEscapeError(f"path {relpath!r} leads outside ROOT through a symlink")
     return p
+
+
+def linked_folder(root: str | os.PathLike[str], relpath: str) -> str | None:
+    """The first folder of ``relpath`` below its class folder that is a symlink (ROOT-relative),
+    or None. A file moved into or out of such a folder lands where the link leads (perhaps the
+    other class), not where the path says: the mover refuses such moves."""
+    parts = relpath.split("/")[:-1]
+    base = os.fspath(root)
+    for i in range(2, len(parts) + 1):
+        if os.path.islink(os.path.join(base, *parts[:i])):
+            return "/".join(parts[:i])
+    return None
 
 
 def to_relpath(root: Path, path: Path) -> str:

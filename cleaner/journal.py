@@ -44,7 +44,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from cleaner.atomic import fsync_dir
-from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside, state_path
+from cleaner.dataset import STATE_DIR, check_relpath, linked_folder, resolve_inside, state_path
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.state.runs import journal_dir, run_files, run_path
@@ -663,6 +663,15 @@ class _Confine:
         folder = rel.rpartition("/")[0]
         if folder and folder not in self.folders:
             resolve_inside(self.root, folder)
+            link = linked_folder(self.root, rel)
+            if link is not None:
+                target = os.path.relpath(os.path.realpath(os.path.join(self.root, link)), self.root)
+                raise PathEscapeError(
+                    f"{rel} lies in the linked folder {link} (a symlink to {target}); a file "
+                    "moved through a folder link lands where the link leads, not where the plan "
+                    "says, so cleaner never moves into or out of one: replace the link by a real "
+                    "folder, or move the file by hand"
+                )
             self.folders.add(folder)
         if os.path.islink(os.path.join(self.root, rel)):
             resolve_inside(self.root, rel)

@@ -9,6 +9,7 @@ is on disk.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.engine import default_workers
-from tests.relabel_helpers import png_bytes
+from tests.relabel_helpers import png_bytes, snapshot
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -364,3 +365,42 @@ def test_a_damaged_audit_json_is_a_warning_in_report_and_train(
         assert "ignored; training goes on" in lines[0]
         lines = lines[1:]
     one_line_error(code, "\n".join(lines), "no-such-backbone")  # training went on
+
+
+# ------------------------------------------------------------------ 6: folder links in a class
+
+
+def test_a_class_subfolder_linked_to_the_other_class_is_a_row_and_never_moved_through(
+    tmp_path: Path,
+) -> None:
+    root = tree(
+        tmp_path / "R",
+        "real_images/sub/y.png",
+        "real_images/sub2/z.png",
+        "real_images/other.png",
+        "elsewhere/w.png",
+        "fake_images/f.png",
+        "fake_images/g.png",
+    )
+    os.symlink("../real_images/sub2", root / "fake_images" / "sub")
+    os.symlink("../elsewhere", root / "real_images" / "linked")
+    code, out, err = cli("scan", "--root", str(root), "--json")
+    assert code == 0, err
+    rows = {r["path"]: r for r in csv.DictReader(open(root / ".cleaner" / "manifest.csv"))}
+    link = rows["fake_images/sub"]
+    assert link["status"] == "symlink" and link["target"] == "real_images/sub2", link
+    assert rows["real_images/linked/w.png"]["status"] == "ok"  # a link it may follow is followed
+    before = snapshot(root)
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"real_images/sub/y.png": "fake", "real_images/linked/w.png":
+                                 "fake"}))  # fmt: skip
+    code, out, err = cli(
+        "separate", "--root", str(root), "-p", str(preds), "--apply", "--max-fraction", "1",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert snapshot(root) == before  # nothing moved through a folder link
+    doc = json.loads(out)
+    assert doc.get("moved", 0) == 0, doc
+    text = json.dumps(doc)
+    assert "linked folder fake_images/sub" in text and "linked folder real_images/linked" in text

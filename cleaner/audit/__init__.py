@@ -92,6 +92,10 @@ def read_all(
         if e.escapes_root:
             got[i] = {"status": "outside-root", "reason": "symlink leading out of ROOT; not read"}
             continue
+        if e.folder_link:
+            why = f"symlink to the folder {e.link_target}/, not followed (its files count there)"
+            got[i] = {"status": "symlink", "reason": why}
+            continue
         stats[i] = _stat(e)
         hint = seen.get(e.relpath)
         if (
