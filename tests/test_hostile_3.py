@@ -384,9 +384,10 @@ def test_a_class_subfolder_linked_to_the_other_class_is_a_row_and_never_moved_th
     )
     os.symlink("../real_images/sub2", root / "fake_images" / "sub")
     os.symlink("../elsewhere", root / "real_images" / "linked")
-    code, out, err = cli("scan", "--root", str(root), "--json")
+    code, _, err = cli("scan", "--root", str(root), "--json")
     assert code == 0, err
-    rows = {r["path"]: r for r in csv.DictReader(open(root / ".cleaner" / "manifest.csv"))}
+    with open(root / ".cleaner" / "manifest.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
     link = rows["fake_images/sub"]
     assert link["status"] == "symlink" and link["target"] == "real_images/sub2", link
     assert rows["real_images/linked/w.png"]["status"] == "ok"  # a link it may follow is followed
