@@ -405,3 +405,96 @@ def test_a_class_subfolder_linked_to_the_other_class_is_a_row_and_never_moved_th
     assert doc.get("moved", 0) == 0, doc
     text = json.dumps(doc)
     assert "linked folder fake_images/sub" in text and "linked folder real_images/linked" in text
+
+
+# ------------------------------------------------------------------ 7: provenance by signature
+
+
+def _jpeg_software(software: str, camera: bool = False) -> bytes:
+    ex = Image.Exif()
+    ex[0x0131] = software
+    if camera:
+        ex[0x010F], ex[0x0110] = "NIKON CORPORATION", "NIKON D850"
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (len(software) * 5 % 255, 9, 9)).save(buf, "JPEG", exif=ex)
+    return buf.getvalue()
+
+
+def _png_text(key: str, value: str) -> bytes:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (len(key + value) % 255, 60, 9)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+COMFY_PROMPT = json.dumps({"3": {"class_type": "KSampler", "inputs": {"seed": 1}}})
+COMFY_WORKFLOW = json.dumps({"nodes": [{"id": 3, "type": "KSampler"}], "links": []})
+WEBUI = "a face\nNegative prompt: blur\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1"
+
+SIGNED: dict[str, bytes] = {  # each signature, as its software writes it
+    "exif-midjourney.jpg": _jpeg_software("Midjourney v6"),
+    "exif-firefly.jpg": _jpeg_software("Adobe Firefly"),
+    "exif-dalle.jpg": _jpeg_software("DALL·E 3"),
+    "exif-imagen.jpg": _jpeg_software("Google Imagen 3"),
+    "png-novelai.png": _png_text("Software", "NovelAI"),
+    "png-sdxl.png": _png_text("Software", "Stable Diffusion XL 1.0"),
+    "png-webui.png": _png_text("parameters", WEBUI),
+    "png-comfy-prompt.png": _png_text("prompt", COMFY_PROMPT),
+    "png-comfy-workflow.png": _png_text("workflow", COMFY_WORKFLOW),
+}
+LOOK_ALIKES: dict[str, bytes] = {  # real software and text that merely resembles one
+    "imagenomic.jpg": _jpeg_software("Imagenomic Portraiture 3.0", camera=True),
+    "visor.png": _png_text("Software", "Visor de imágenes de Windows"),
+    "editor-imagen.png": _png_text("Software", "Editor de imagen 2.1"),
+    "firefly-viewer.jpg": _jpeg_software("Firefly Photo Viewer 2"),
+    "unstable.jpg": _jpeg_software("Unstable Diffusion Labs"),
+    "photoshop.jpg": _jpeg_software("Adobe Photoshop 25.0 (Windows)"),
+    "flux.jpg": _jpeg_software("Flux 1.2 Photo Editor"),
+    "focus.jpg": _jpeg_software("Helicon Focus 8"),
+    "dalle-studio.jpg": _jpeg_software("Dalle Photo Studio"),
+    "params.png": _png_text("parameters", "exposure +0.3, contrast 10, Steps to reproduce"),
+    "prompt.png": _png_text("prompt", "a sunset over the sea"),
+    "workflow.png": _png_text("workflow", "{}"),
+    "workflow-text.png": _png_text("workflow", "Lightroom export workflow"),
+}
+
+
+def test_only_exact_signatures_are_proof_and_look_alikes_never_move(tmp_path: Path) -> None:
+    from tests.test_audit_provenance import c2pa_jpeg
+
+    root = tmp_path / "R"
+    for i in range(3):
+        put(root, f"fake_images/f{i}.png", png_bytes(500 + i))
+    for name, data in {**SIGNED, **LOOK_ALIKES}.items():
+        put(root, f"real_images/{name}", data)
+    put(root, "real_images/c2pa.jpg", c2pa_jpeg())
+    forged = bytearray(c2pa_jpeg())
+    forged[-20] ^= 0xFF  # the manifest no longer matches the pixels: Invalid
+    put(root, "real_images/c2pa-invalid.jpg", bytes(forged))
+    preds = tmp_path / "prov.json"
+    code, _, err = cli("audit", "--root", str(root), "--predictions-out", str(preds))
+    assert code == 0, err
+    proved = {e["path"].split("/", 1)[1] for e in json.loads(preds.read_text())["predictions"]}
+    assert proved == {*SIGNED, "c2pa.jpg"}
+    before = snapshot(root)
+    code, _, err = cli(
+        "separate", "--root", str(root), "-p", str(preds), "--apply", "--max-fraction", "1"
+    )
+    assert code == 0, err
+    for name in LOOK_ALIKES:
+        assert (root / "real_images" / name).is_file(), name  # a real photo stays real
+    assert {k for k in before if k.startswith("real_images/")} - {
+        k for k in snapshot(root) if k.startswith("real_images/")
+    } == {f"real_images/{n}" for n in proved}
+
+
+def test_the_signature_table_lists_each_kind_of_proof() -> None:
+    from cleaner.audit.properties import GENERATOR_NAMES, SIGNATURES, generator_in
+
+    assert {s.key for s in SIGNATURES} == {"webui", "comfyui", "c2pa", "software"}
+    for name in GENERATOR_NAMES:  # each name is found as itself, and never inside a word
+        assert generator_in(f"{name} 1.0") == name
+        assert generator_in(f"X{name.replace(' ', '')}Y") == ""

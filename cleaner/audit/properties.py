@@ -12,10 +12,10 @@ It never goes on the network: a file may name a remote C2PA manifest (XMP
 to any host the file chooses. The reader's context turns remote fetches (and OCSP) off, and
 the reference is recorded as it is (``c2pa_remote``), never followed.
 
-Provenance is read here too, because it is the same metadata: a generator named by the file
-(Stable Diffusion WebUI's ``parameters`` text, ComfyUI's ``prompt``/``workflow``, a C2PA
-digital source type of trained algorithmic media, a Software tag naming a generator) and a
-camera named by its EXIF.
+Provenance is read here too, because it is the same metadata: a generator named by the file,
+by one of the exact signatures of :data:`SIGNATURES` only (Stable Diffusion WebUI's
+``parameters``, a ComfyUI graph, a valid C2PA claim of trained algorithmic media, a known
+generator's name as whole words in Software), and a camera named by its EXIF.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ MAX_FILE_BYTES = images.MAX_FILE_BYTES
 Props = dict[str, Any]
 """One file's properties: JSON-able scalars and short lists (the cache stores them as they are)."""
 
-PROPS_VERSION = 3
+PROPS_VERSION = 4
 """Bumped when :func:`read_properties` changes what it records (the cache is then rebuilt)."""
 
 # ------------------------------------------------------------------------ JPEG quality
@@ -84,19 +85,62 @@ def _quality(luma: tuple[int, ...]) -> int:
 
 # ------------------------------------------------------------------------ provenance
 
-GENERATOR_WORDS = (
-    "stable diffusion", "stable-diffusion", "automatic1111", "comfyui", "invokeai", "fooocus",
-    "novelai", "midjourney", "dall-e", "dall·e", "dalle", "adobe firefly", "imagen",
-    "leonardo.ai", "dreamstudio", "nightcafe", "sdxl", "flux.1",
+
+@dataclass(frozen=True)
+class Signature:
+    """One exact, documented sign that a generator made the file (a hard label of fake)."""
+
+    key: str
+    where: str
+    """The metadata it is read from."""
+    rule: str
+    """What must hold, exactly (never a substring of free text)."""
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("webui", "PNG text chunk 'parameters', or EXIF UserComment (JPEG, WebP)",
+              "Stable Diffusion WebUI's generation parameters: a line 'Steps: <n>, Sampler: "
+              "<name>' (AUTOMATIC1111, Forge, SD.Next and Fooocus write this form)"),
+    Signature("comfyui", "PNG text chunk 'prompt' or 'workflow'",
+              "a ComfyUI graph: 'prompt' a JSON object of nodes, each with a 'class_type' "
+              "(and 'inputs'); 'workflow' a JSON object whose 'nodes' list holds nodes with a "
+              "'type'"),
+    Signature("c2pa", "a C2PA manifest (JUMBF), validated by c2pa-python offline",
+              "validation state Valid or Trusted, and a digital source type "
+              "trainedAlgorithmicMedia or compositeWithTrainedAlgorithmicMedia (IPTC)"),
+    Signature("software", "EXIF Software (0x0131) or PNG text chunk 'Software'",
+              "a generator of GENERATOR_NAMES as whole words, in order (case and punctuation "
+              "aside): 'Midjourney v6' names Midjourney, 'Imagenomic Portraiture' or 'Visor de "
+              "imágenes' name nothing"),
 )  # fmt: skip
-"""Words in a Software tag or a C2PA claim generator that name an image generator."""
-_GENERATOR_RE = re.compile("|".join(re.escape(w) for w in GENERATOR_WORDS), re.IGNORECASE)
+"""The only metadata that counts as proof of fake; anything else (an editor, a camera, a word
+inside a word) is no proof. README: "Provenance signatures"."""
+
+GENERATOR_NAMES: tuple[str, ...] = (
+    "Stable Diffusion", "AUTOMATIC1111", "ComfyUI", "InvokeAI", "Fooocus", "NovelAI",
+    "Midjourney", "DALL-E", "Adobe Firefly", "Google Imagen", "Leonardo.Ai",
+    "DreamStudio", "NightCafe", "SDXL",
+)  # fmt: skip
+"""Generators known to name themselves in a Software field, matched as whole words in order
+(``DALL·E`` is ``DALL-E``: punctuation aside). A name that is an ordinary word or a common
+product word alone (imagen, flux, firefly) is only listed with its maker's name."""
 
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 """C2PA/IPTC digital source types that say a model made (part of) the picture."""
 
-_WEBUI_KEYS = ("parameters",)
-_COMFY_KEYS = ("prompt", "workflow")
+C2PA_VALID = frozenset({"Valid", "Trusted"})
+"""c2pa-python validation states of a manifest whose claim can be taken as said."""
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.casefold()))
+
+
+_GENERATOR_WORDS = tuple((_words(n), n) for n in GENERATOR_NAMES)
+
+_WEBUI_LINE = re.compile(r"(?:^|\n)\s*Steps: \d+, Sampler: [^,\n]+")
 _IGNORED_INFO = frozenset(
     {"dpi", "gamma", "transparency", "icc_profile", "exif", "srgb", "aspect", "chromaticity",
      "XML:com.adobe.xmp", "xmp", "jfif", "jfif_version", "jfif_unit", "jfif_density",
@@ -108,9 +152,42 @@ _IGNORED_INFO = frozenset(
 
 
 def generator_in(text: str) -> str:
-    """The generator word found in ``text`` (lower-case), or ''."""
-    m = _GENERATOR_RE.search(text or "")
-    return m.group(0).lower() if m else ""
+    """The generator of :data:`GENERATOR_NAMES` that ``text`` names as whole words, or ''."""
+    words = _words(text or "")
+    for want, name in _GENERATOR_WORDS:
+        n = len(want)
+        if any(words[i : i + n] == want for i in range(len(words) - n + 1)):
+            return name
+    return ""
+
+
+def webui_parameters(text: str) -> bool:
+    """Stable Diffusion WebUI's parameters: a line ``Steps: <n>, Sampler: <name>``."""
+    return bool(_WEBUI_LINE.search(text or ""))
+
+
+def comfyui_graph(key: str, text: str) -> bool:
+    """A ComfyUI ``prompt`` (nodes with ``class_type``) or ``workflow`` (``nodes`` with
+    ``type``), parsed as JSON; anything else under those keys is no proof."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict) or not doc:
+        return False
+    if key == "prompt":
+        return all(
+            isinstance(n, dict)
+            and isinstance(n.get("class_type"), str)
+            and isinstance(n.get("inputs", {}), dict)
+            for n in doc.values()
+        )
+    nodes = doc.get("nodes")
+    return (
+        isinstance(nodes, list)
+        and bool(nodes)
+        and all(isinstance(n, dict) and isinstance(n.get("type"), str) for n in nodes)
+    )
 
 
 # ------------------------------------------------------------------------ reading
@@ -229,11 +306,8 @@ def _webui_comment(ex: Image.Exif) -> bool:
         return False
     data = raw.encode() if isinstance(raw, str) else raw
     body = data[8:] if data[:8] in (b"UNICODE\x00", b"ASCII\x00\x00\x00") else data
-    for enc in ("utf-16-be", "utf-16-le", "utf-8"):
-        text = body.decode(enc, errors="ignore")
-        if "Steps:" in text and "Sampler:" in text:
-            return True
-    return False
+    return any(webui_parameters(body.decode(enc, errors="ignore"))
+               for enc in ("utf-16-be", "utf-16-le", "utf-8"))  # fmt: skip
 
 
 C2PA_OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
@@ -308,21 +382,21 @@ def _c2pa(data: bytes, fmt: str) -> Props:
 
 
 def _generator(text: dict[str, Any], p: Props) -> str:
-    """What in the metadata says a generator made the file ('' if nothing)."""
-    if any(k in text for k in _WEBUI_KEYS):
+    """Which of :data:`SIGNATURES` the metadata shows ('' if none)."""
+    if webui_parameters(str(text.get("parameters", ""))):
         return "PNG text 'parameters' (Stable Diffusion WebUI)"
-    if any(k in text for k in _COMFY_KEYS):
-        return "PNG text 'prompt'/'workflow' (ComfyUI)"
+    for key in ("prompt", "workflow"):
+        if key in text and comfyui_graph(key, str(text[key])):
+            return f"PNG text '{key}' holds a ComfyUI graph"
     if p["webui_exif"]:
         return "EXIF UserComment holds generation parameters (Stable Diffusion WebUI)"
-    if p["c2pa_source"] in AI_SOURCE_TYPES:
-        return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa'] or 'unknown'} manifest)"
-    word = generator_in(p["software"])
-    if word:
-        return f"EXIF Software names a generator ({p['software']})"
-    word = generator_in(str(text.get("Software", "")))
-    if word:
-        return f"PNG text Software names a generator ({text['Software']})"[:120]
+    if p["c2pa_source"] in AI_SOURCE_TYPES and p["c2pa"] in C2PA_VALID:
+        return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa']} manifest)"
+    for where, value in (("EXIF Software", p["software"]),
+                         ("PNG text Software", str(text.get("Software", "")))):  # fmt: skip
+        name = generator_in(value)
+        if name:
+            return f"{where} names the generator {name} ({value})"[:120]
     return ""
 
 

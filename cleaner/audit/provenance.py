@@ -1,9 +1,11 @@
 """Metadata that settles a label, as one more voter for ``cleaner separate``.
 
-- **Proof of fake**: the file names its generator (WebUI ``parameters``, ComfyUI ``prompt`` /
-  ``workflow``, a C2PA digital source type of trained algorithmic media, a Software tag naming
-  a generator). A claim of machine generation is against the interest of anyone passing a fake
-  off as real, so it counts whatever the C2PA validation state (which is recorded).
+- **Proof of fake**: one of the exact, documented signatures of
+  :data:`cleaner.audit.properties.SIGNATURES`: WebUI ``parameters`` (a ``Steps: N, Sampler:``
+  line), a ComfyUI ``prompt`` / ``workflow`` graph, a C2PA manifest that validates with a
+  digital source type of trained algorithmic media, a Software field naming a known generator
+  as whole words. Never a substring: "Imagenomic Portraiture" is not Imagen, and a manifest
+  that does not validate may have been pasted onto a real photo.
 - **Weak evidence of real**: camera EXIF (make/model). It is copied by editors and scrapers and
   forged in one line, so it is listed, never written as a vote: it never moves a file alone.
 - **Information**: a remote C2PA manifest the file names (XMP ``dcterms:provenance``). It is

@@ -77,9 +77,11 @@ def audit(
     shortcut (AUC >= 0.7) and which properties make it. Writes ROOT/.cleaner/audit.json, which
     `cleaner report` shows and `cleaner train` warns from. Broken files are listed, never fatal.
 
-    Provenance: metadata that names a generator (WebUI `parameters`, ComfyUI `prompt` /
-    `workflow`, C2PA trainedAlgorithmicMedia, a generator in Software) is proof of fake;
-    camera EXIF is weak evidence of real and never written as a vote.
+    Provenance: only exact signatures are proof of fake (a WebUI `parameters` line 'Steps: N,
+    Sampler: ...', a ComfyUI `prompt` / `workflow` graph, a C2PA manifest that validates with
+    trainedAlgorithmicMedia, a known generator named as whole words in Software), never a
+    substring; camera EXIF is weak evidence of real and never written as a vote. A remote
+    manifest named by a file is listed, never fetched.
 
     Examples:
 
