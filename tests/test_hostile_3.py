@@ -498,3 +498,24 @@ def test_the_signature_table_lists_each_kind_of_proof() -> None:
     for name in GENERATOR_NAMES:  # each name is found as itself, and never inside a word
         assert generator_in(f"{name} 1.0") == name
         assert generator_in(f"X{name.replace(' ', '')}Y") == ""
+
+
+# ------------------------------------------------------------------ 8: a FIFO is not a file
+
+
+def test_predictions_that_are_a_fifo_or_a_folder_are_refused_at_once(
+    small: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "preds.json"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for path in (fifo, tmp_path):
+        try:
+            r = subprocess.run(
+                [sys.executable, "-m", "cleaner", "separate", "--root", str(small), "-p",
+                 str(path)],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"separate -p {path} blocked (no writer on the FIFO)")
+        one_line_error(r.returncode, r.stderr, "not a regular file")
