@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,13 +27,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _new_temp(path: Path) -> Path:
+    """A new, empty temporary file beside ``path``, created with mode 0666 less the umask (as
+    any file a user's program creates; ``mkstemp`` would make it 0600 whatever the umask, and
+    the state a team shares, or an equalized dataset, would be readable by its owner only)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` fills a temporary file in ``path``'s folder; it is fsync'd, renamed over
-    ``path`` and the folder fsync'd. On any failure the temporary file is removed."""
+    ``path`` and the folder fsync'd. On any failure the temporary file is removed. The file's
+    mode is 0666 less the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temp(path)
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -974,16 +974,22 @@ _RETRY = ("is occupied by another file", "appeared meanwhile")
 """Why-texts of an undo move that another undo move of the same run may have unblocked."""
 
 
+def _moved_nothing(r: RunInfo) -> bool:
+    """A finished run whose every move was skipped (an accept the mover refused, a plan whose
+    files all changed): there is nothing to undo, so it is never "the last run" of undo."""
+    return r.finished and r.moved == 0
+
+
 def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
     applied = [r for r in runs if r.kind == "apply"]
     undone = {r.undoes for r in runs if r.kind == "undo" and r.finished and r.complete}
     if run_id is None:
-        todo = [r for r in applied if r.run_id not in undone]
+        todo = [r for r in applied if r.run_id not in undone and not _moved_nothing(r)]
         if not todo:
             raise CleanerError(
                 f"no applied run to undo under {root}: "
                 + (
-                    f"all {len(applied)} applied runs are undone already"
+                    f"all {len(applied)} applied runs are undone already or moved no file"
                     if applied
                     else "nothing has been applied there yet"
                 )
@@ -997,6 +1003,8 @@ def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
         raise CleanerError(
             f"run {run_id!r} is itself an undo (of {named[0].undoes}); name an applied run"
         )
+    if _moved_nothing(named[0]):
+        raise CleanerError(f"run {run_id!r} moved no file; there is nothing to undo")
     return named[0]
 
 

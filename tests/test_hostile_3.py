@@ -13,10 +13,12 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -519,3 +521,132 @@ def test_predictions_that_are_a_fifo_or_a_folder_are_refused_at_once(
         except subprocess.TimeoutExpired:
             pytest.fail(f"separate -p {path} blocked (no writer on the FIFO)")
         one_line_error(r.returncode, r.stderr, "not a regular file")
+
+
+# ------------------------------------------------------------------ 9: smaller ones
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _square_png(side: int, seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (seed % 256, (seed * 7) % 256, 50)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_state_and_equalized_files_honour_the_umask_and_size_is_the_median(
+    tmp_path: Path, umask_022: None
+) -> None:
+    root = tmp_path / "R"
+    put(root, "real_images/tiny.png", _square_png(1, 0))  # a few tiny images set nothing
+    put(root, "fake_images/tiny.png", _square_png(2, 0))
+    for i in range(5):
+        put(root, f"real_images/r{i}.png", _square_png(64, 1 + i))
+        put(root, f"fake_images/f{i}.png", _square_png(64, 100 + i))
+    code, _, err = cli("scan", "--root", str(root))
+    assert code == 0, err
+    out = tmp_path / "EQ"
+    code, stdout, err = cli(
+        "audit", "--root", str(root), "--equalize", str(out), "--workers", "1", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["equalized"]["side"] == 64
+    made = [
+        root / ".cleaner" / "manifest.csv",
+        root / ".cleaner" / "audit.json",
+        root / ".cleaner" / "audit_cache.json",
+        *sorted((out / "real_images").iterdir()),
+        out / ".cleaner" / "equalized.csv",
+    ]
+    assert len(made) > 5
+    for p in made:
+        assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
+
+
+def test_equalize_out_is_checked_before_the_audit_reads_a_file(small: Path) -> None:
+    for bad in (small / "inside", small):
+        code, _, err = cli("audit", "--root", str(small), "--equalize", str(bad))
+        one_line_error(code, err, "--equalize")
+        assert not (small / ".cleaner" / "audit.json").exists()  # the audit never ran
+    code, _, err = cli(
+        "audit", "--root", str(small), "--equalize", str(small.parent / "EQ"),
+        "--equalize-quality", "0",
+    )  # fmt: skip
+    one_line_error(code, err, "--equalize-quality")
+    assert not (small / ".cleaner" / "audit.json").exists()
+
+
+def test_serve_bounds_the_memory_of_uploads_in_flight(tmp_path: Path) -> None:
+    """Uploads each costing more than half the budget never decode together, and the budget's
+    reserved bytes never pass it (a count of slots alone let two run at once)."""
+    from cleaner.web import create_app
+    from cleaner.web.budget import upload_cost
+
+    side = 2000  # 4 megapixels, a few KB of PNG
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 10, 10)).save(buf, "PNG")
+    data = buf.getvalue()
+    cost = upload_cost(len(data), side * side)
+    app = create_app(tmp_path, predictor=lambda im: 0.5, decode_budget_mb=1.5 * cost / 2**20)
+    budget = app.extensions["cleaner"]["decode_budget"]
+    active, most, seen = [0], [0], []
+    guard = threading.Lock()
+    overlap = threading.Event()
+
+    def predictor(im: Image.Image) -> float:
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            seen.append(budget.used)
+            if active[0] > 1:
+                overlap.set()
+        overlap.wait(0.3)  # long enough for another upload to get in, if it could
+        with guard:
+            active[0] -= 1
+        return 0.5
+
+    app.extensions["cleaner"]["predictor"] = predictor
+    codes: list[int] = []
+
+    def upload() -> None:
+        r = app.test_client().post(
+            "/predict?format=json", data={"image": (io.BytesIO(data), "big.png")}
+        )
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [200] * 4
+    assert most[0] == 1, "two uploads costing more than half the budget decoded at once"
+    assert max(seen) <= budget.total and budget.peak <= budget.total
+    assert budget.used == 0  # every reservation given back
+
+
+def test_an_accept_the_mover_refuses_leaves_no_run_for_undo(tmp_path: Path) -> None:
+    from cleaner.web import create_app
+    from tests.report_helpers import make_state_dataset
+
+    ds = make_state_dataset(tmp_path)
+    c = create_app(ds.root, predictor=lambda im: 0.5).test_client()
+    html = c.get("/review").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    src = ds.root / "real_images" / "r4.jpg"
+    src.write_bytes(src.read_bytes() + b"\x00")  # changed since the plan: the mover skips it
+    r = c.post(f"/review/{ds.plan_id}/r0/accept?format=json",
+               data={"csrf_token": token.group(1)})  # fmt: skip
+    assert r.status_code == 409 and "changed since it was planned" in r.get_json()["error"]
+    before = snapshot(ds.root)
+    code, _, err = cli("undo", "--root", str(ds.root))
+    one_line_error(code, err, "no applied run to undo")
+    assert snapshot(ds.root) == before

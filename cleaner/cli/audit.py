@@ -45,7 +45,8 @@ def audit(
         int | None,
         typer.Option(
             "--equalize-size",
-            help="Side of the equalized squares (default: 10th percentile of the short sides).",
+            help="Side of the equalized squares (default: the median of the short sides, at "
+            "least 16).",
         ),
     ] = None,
     equalize_quality: Annotated[
@@ -100,6 +101,10 @@ def audit(
     from cleaner.audit import check_outputs, run_audit
 
     check_outputs(root, out=out, predictions_out=predictions_out)
+    if equalize_out is not None:
+        from cleaner.audit.equalize import check_args
+
+        check_args(root, equalize_out, side=equalize_size, quality=equalize_quality)
 
     progress = False if json_out else None
     result = run_audit(root, workers=workers, progress=progress, out=out)
