@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleaner.choices import Label
-from cleaner.dataset import JSON_OUTPUT, LABELS, check_output, open_dataset
+from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.models import frozen_head as FH
 from cleaner.models.inputs import CROPS
@@ -744,8 +744,7 @@ def _check(cfg: TrainConfig) -> Path:
         raise CleanerError("--epochs and --head-epochs must be 0 or more")
     if cfg.head not in ("logreg", "dense"):
         raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
-    check_output(out, root=cfg.root, own=(b"PK",))  # a .keras file is a zip
-    check_output(metrics_file.path(out), root=cfg.root, own=JSON_OUTPUT)
+    metrics_file.check_outputs(out, cfg.root)
     return out
 
 
