@@ -338,23 +338,24 @@ def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
     return base.joinpath(*parts)
 
 
-STATE_NAMES = frozenset(
-    {"manifest.csv", "lock", "journal", "plans", "review", "cache", "audit.json",
-     "audit_cache.json", "duplicates.json", "split.csv", "equalized.csv"}
-)  # fmt: skip
-"""Names cleaner keeps its state under in ``ROOT/.cleaner/`` (an output flag never names one)."""
-
 JSON_OUTPUT = (b"{", b"[")
 """How the JSON files cleaner writes begin (see :func:`check_output`'s ``own``)."""
 
 
 def confine_output(
-    root: str | os.PathLike[str], out: str | os.PathLike[str], flag: str = "--out"
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    flag: str = "--out",
+    *,
+    replaceable: tuple[str, ...] = (),
 ) -> Path:
     """Refuse an output path (a file or a folder cleaner would write) that lies where ROOT's
     data or state is: ROOT itself, a class folder (any alias, present or not, or a symlink to
-    it), ``quarantine/`` and cleaner's own state names in ``.cleaner/``. The path is judged
-    with its symlinks resolved. Returns ``out``'s resolved path."""
+    it), ``quarantine/``, and cleaner's state in ``.cleaner/``: a sub-folder of it (journal,
+    plans, caches) or an existing entry, unless its name ends with one of ``replaceable`` (an
+    earlier output of the same kind: a report page, a model; no state file is named so). A
+    new name directly in ``.cleaner/`` is allowed. The path is judged with its symlinks
+    resolved. Returns ``out``'s resolved path."""
     rootp = _realpath(Path(root))
     real = _realpath(Path(out))
     if real == rootp or rootp.is_relative_to(real):
@@ -371,12 +372,14 @@ def confine_output(
                 "folder whose files are the dataset; write it outside them (e.g. "
                 f"{rootp.parent / Path(out).name})"
             )
-    if real.is_relative_to(rootp / STATE_DIR):
-        rel = real.relative_to(rootp / STATE_DIR).parts
-        if not rel or rel[0] in STATE_NAMES:
+    state = rootp / STATE_DIR
+    if real.is_relative_to(state):
+        rel = real.relative_to(state).parts
+        taken = os.path.lexists(real) and not real.name.endswith(replaceable or ("\0",))
+        if len(rel) != 1 or taken:
             raise CleanerError(
-                f"{flag} {str(out)!r} names cleaner's own state in {rootp / STATE_DIR} "
-                f"({', '.join(sorted(STATE_NAMES))}); write it elsewhere"
+                f"{flag} {str(out)!r} is cleaner's own state in {state} (its files and folders "
+                "are the manifest, lock, journal, plans and caches); write it elsewhere"
             )
     return real
 
@@ -387,6 +390,7 @@ def check_output(
     flag: str = "--out",
     root: str | os.PathLike[str] | None = None,
     own: tuple[bytes, ...] = JSON_OUTPUT,
+    replaceable: tuple[str, ...] = (),
 ) -> Path:
     """THE check of a file path a user gives an output flag (``--out``, ``--predictions-out``),
     run before any work: with ``root``, :func:`confine_output`; and never over a file cleaner
@@ -394,7 +398,7 @@ def check_output(
     output (``own``: ``{``/``[`` for JSON, ``<`` for a page, ``PK`` for a model), so an image,
     a CSV or any other user file is never replaced. Returns ``out`` as a Path."""
     if root is not None:
-        confine_output(root, out, flag)
+        confine_output(root, out, flag, replaceable=replaceable)
     real = _realpath(Path(out))
     try:
         st = os.stat(real)

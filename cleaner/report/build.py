@@ -552,8 +552,8 @@ def _check_out(ds: Dataset, out: str | os.PathLike[str]) -> tuple[Path, Path]:
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
     files_dir = outp.parent / f"{outp.stem}_files"
     try:
-        confine_output(rootp, outp)
-        confine_output(rootp, files_dir)
+        confine_output(rootp, outp, replaceable=(".html", ".htm"))
+        confine_output(rootp, files_dir, replaceable=("_files",))
     except CleanerError:
         raise CleanerError(
             f"--out {str(out)!r} is inside a class or quarantine folder of ROOT (or names its "

@@ -21,12 +21,13 @@ from cleaner.state import load_json
 from cleaner.state import split as split_file
 
 FIX = "rerun `cleaner train`"
+SUFFIX = ".metrics.json"
 
 
 def path(model: str | os.PathLike[str]) -> Path:
     """``M.metrics.json`` beside ``M.keras`` (``a.b.keras`` -> ``a.b.metrics.json``)."""
     m = Path(model)
-    return m.with_name(m.stem + ".metrics.json")
+    return m.with_name(m.stem + SUFFIX)
 
 
 MODEL_OUTPUT = (b"PK",)
@@ -37,8 +38,8 @@ def check_outputs(model: str | os.PathLike[str], root: str | os.PathLike[str]) -
     """``train --out M.keras``: M and ``M.metrics.json`` (plots and checkpoints go beside them)
     never inside ROOT's class, quarantine or state paths, never over a file cleaner did not
     write (:func:`cleaner.dataset.check_output`)."""
-    check_output(model, root=root, own=MODEL_OUTPUT)
-    check_output(path(model), root=root, own=JSON_OUTPUT)
+    check_output(model, root=root, own=MODEL_OUTPUT, replaceable=(".keras",))
+    check_output(path(model), root=root, own=JSON_OUTPUT, replaceable=(SUFFIX,))
 
 
 def write(model: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
