@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,13 +27,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _new_temp(path: Path) -> Path:
+    """A new, empty temporary file beside ``path``, created with mode 0666 less the umask (as
+    any file a user's program creates; ``mkstemp`` would make it 0600 whatever the umask, and
+    the state a team shares, or an equalized dataset, would be readable by its owner only)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` fills a temporary file in ``path``'s folder; it is fsync'd, renamed over
-    ``path`` and the folder fsync'd. On any failure the temporary file is removed."""
+    ``path`` and the folder fsync'd. On any failure the temporary file is removed. The file's
+    mode is 0666 less the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temp(path)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -49,19 +63,24 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, is_json: bool | None = None) -> None:
     """:func:`atomic_write` of a UTF-8 text.
 
     A file name that is not UTF-8 reaches Python as surrogate escapes, which UTF-8 cannot
-    encode. In a ``.json`` text they become JSON ``\\udcXX`` escapes (the file stays UTF-8 and
+    encode. In a JSON text they become JSON ``\\udcXX`` escapes (the file stays UTF-8 and
     ``json.loads`` gives back the same name: they can only sit inside JSON strings); in a page
     for people (``.html``, ``.md``) a visible ``\\udcff``; anywhere else (CSV) the name's own
-    bytes, read back with ``errors="surrogateescape"`` into the same name."""
+    bytes, read back with ``errors="surrogateescape"`` into the same name.
+
+    ``is_json``: the text is JSON whatever the file's suffix (a user's ``--out F.JSON`` or
+    ``preds.txt``); None: JSON when the suffix is ``.json`` (any case)."""
     errors = "strict"
+    if is_json is None:
+        is_json = path.suffix.lower() == ".json"
     if not text.isascii() and _SURROGATE.search(text):
-        if path.suffix == ".json":
+        if is_json:
             text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-        elif path.suffix in (".html", ".htm", ".md"):
+        elif path.suffix.lower() in (".html", ".htm", ".md"):
             errors = "backslashreplace"
         else:
             errors = "surrogateescape"

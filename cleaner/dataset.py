@@ -60,6 +60,9 @@ class FileEntry:
     """For a symlinked file whose target lies inside ROOT: the target, ROOT-relative."""
     problem: str = ""
     """Why this entry is a folder that could not be listed (``relpath`` ends with ``/``)."""
+    folder_link: bool = False
+    """A symlink to a folder inside ROOT that the walk does not enter (another class folder,
+    ``.cleaner/``, ``quarantine/``, or a folder holding this one); ``link_target`` names it."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +240,10 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
     Symlinked folders are followed only when they resolve inside ROOT, outside the other class
     folders and ROOT's ``.cleaner/`` and ``quarantine/``, and not to a folder that holds the
     class folder (a link to ROOT would list every class twice); each real folder is entered once
-    (symlink loops end). Symlinked files that lead outside are yielded with ``escapes_root=True``
-    so they can be reported, never read. Folders named ``.cleaner`` are skipped at any depth.
+    (symlink loops end). A linked folder not followed is yielded as one entry
+    (``folder_link=True``, its ``link_target``), so scan gives it a row. Symlinked files and
+    folders that lead outside are yielded with ``escapes_root=True`` so they can be reported,
+    never read. Folders named ``.cleaner`` are skipped at any depth.
     """
     root = _realpath(root)
     cut = len(str(root)) + 1
@@ -273,13 +278,14 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
             except OSError:
                 is_link, is_dir = True, False
             if is_link and not _inside(root, p):
-                if not is_dir:
-                    out.append(FileEntry(rel, label, p, escapes_root=True))
+                out.append(FileEntry(rel, label, p, escapes_root=True))  # a file or a folder
                 continue
             if is_dir:
                 if e.name == STATE_DIR:
                     continue
                 if is_link and not _may_enter(_realpath(p), zones, ancestors_of):
+                    target = to_relpath(root, _realpath(p)) or "."
+                    out.append(FileEntry(rel, label, p, link_target=target, folder_link=True))
                     continue
                 if not is_link and _realpath(p) in zones:
                     continue
@@ -332,6 +338,92 @@ def state_path(root: str | os.PathLike[str], *parts: str) -> Path:
     return base.joinpath(*parts)
 
 
+JSON_OUTPUT = (b"{", b"[")
+"""How the JSON files cleaner writes begin (see :func:`check_output`'s ``own``)."""
+
+
+def confine_output(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    flag: str = "--out",
+    *,
+    replaceable: tuple[str, ...] = (),
+) -> Path:
+    """Refuse an output path (a file or a folder cleaner would write) that lies where ROOT's
+    data or state is: ROOT itself, a class folder (any alias, present or not, or a symlink to
+    it), ``quarantine/``, and cleaner's state in ``.cleaner/``: a sub-folder of it (journal,
+    plans, caches) or an existing entry, unless its name ends with one of ``replaceable`` (an
+    earlier output of the same kind: a report page, a model; no state file is named so). A
+    new name directly in ``.cleaner/`` is allowed. The path is judged with its symlinks
+    resolved. Returns ``out``'s resolved path."""
+    rootp = _realpath(Path(root))
+    real = _realpath(Path(out))
+    if real == rootp or rootp.is_relative_to(real):
+        raise CleanerError(f"{flag} {str(out)!r} is ROOT {rootp} or holds it; name a file")
+    zones = [rootp / QUARANTINE_DIR]
+    zones += [rootp / n for aliases in CLASS_ALIASES.values() for n in aliases]
+    for z in list(zones):
+        if z.is_dir():
+            zones.append(_realpath(z))
+    for z in zones:
+        if real.is_relative_to(z):
+            raise CleanerError(
+                f"{flag} {str(out)!r} is inside {z.name}/ of ROOT {rootp}, a class or quarantine "
+                "folder whose files are the dataset; write it outside them (e.g. "
+                f"{rootp.parent / Path(out).name})"
+            )
+    state = rootp / STATE_DIR
+    if real.is_relative_to(state):
+        rel = real.relative_to(state).parts
+        taken = os.path.lexists(real) and not real.name.endswith(replaceable or ("\0",))
+        if len(rel) != 1 or taken:
+            raise CleanerError(
+                f"{flag} {str(out)!r} is cleaner's own state in {state} (its files and folders "
+                "are the manifest, lock, journal, plans and caches); write it elsewhere"
+            )
+    return real
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    *,
+    flag: str = "--out",
+    root: str | os.PathLike[str] | None = None,
+    own: tuple[bytes, ...] = JSON_OUTPUT,
+    replaceable: tuple[str, ...] = (),
+) -> Path:
+    """THE check of a file path a user gives an output flag (``--out``, ``--predictions-out``),
+    run before any work: with ``root``, :func:`confine_output`; and never over a file cleaner
+    did not write. An existing path must be a regular file that is empty or begins like the
+    output (``own``: ``{``/``[`` for JSON, ``<`` for a page, ``PK`` for a model), so an image,
+    a CSV or any other user file is never replaced. Returns ``out`` as a Path."""
+    if root is not None:
+        confine_output(root, out, flag, replaceable=replaceable)
+    real = _realpath(Path(out))
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return Path(out)
+    except OSError as e:
+        raise CleanerError(f"{flag} {str(out)!r} cannot be checked: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CleanerError(f"{flag} {str(out)!r} is a folder; name a file in it")
+    if not stat.S_ISREG(st.st_mode):
+        raise CleanerError(f"{flag} {str(out)!r} is not a regular file; name a new file")
+    try:
+        with open(real, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CleanerError(f"{flag} {str(out)!r} cannot be read: {e.strerror or e}") from None
+    body = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head and not body.startswith(own):
+        raise CleanerError(
+            f"{flag} {str(out)!r} exists and is not a file cleaner writes there (it holds other "
+            "data, an image or a user's file), which cleaner never replaces; name a new file"
+        )
+    return Path(out)
+
+
 def check_relpath(relpath: str, *, backslash_is_separator: bool = True) -> PurePosixPath:
     """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
 
@@ -382,6 +474,18 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if not Path(os.path.realpath(p)).is_relative_to(root):
         raise PathEscapeError(f"path {relpath!r} leads outside ROOT through a symlink")
     return p
+
+
+def linked_folder(root: str | os.PathLike[str], relpath: str) -> str | None:
+    """The first folder of ``relpath`` below its class folder that is a symlink (ROOT-relative),
+    or None. A file moved into or out of such a folder lands where the link leads (perhaps the
+    other class), not where the path says: the mover refuses such moves."""
+    parts = relpath.split("/")[:-1]
+    base = os.fspath(root)
+    for i in range(2, len(parts) + 1):
+        if os.path.islink(os.path.join(base, *parts[:i])):
+            return "/".join(parts[:i])
+    return None
 
 
 def to_relpath(root: Path, path: Path) -> str:

@@ -44,7 +44,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from cleaner.atomic import fsync_dir
-from cleaner.dataset import STATE_DIR, check_relpath, resolve_inside, state_path
+from cleaner.dataset import STATE_DIR, check_relpath, linked_folder, resolve_inside, state_path
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.state.runs import journal_dir, run_files, run_path
@@ -182,6 +182,23 @@ def state_dir(root: str | os.PathLike[str]) -> Path:
 _held: dict[str, tuple[int, int]] = {}
 """realpath(root) -> (fd, depth): the lock is re-entrant within a process (flock on a second
 descriptor of the same file would block ourselves)."""
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker of the process pool): close the inherited lock descriptors.
+
+    ``flock`` belongs to the open file, which a fork shares: a child that kept the descriptor
+    would hold ROOT's lock after its parent died (``kill -9`` during a scan), and every later
+    writer would be refused for a dead pid. Closing (never unlocking, which would release the
+    parent's lock too) leaves the lock to the parent alone."""
+    for fd, _ in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 @contextlib.contextmanager
@@ -646,6 +663,15 @@ class _Confine:
         folder = rel.rpartition("/")[0]
         if folder and folder not in self.folders:
             resolve_inside(self.root, folder)
+            link = linked_folder(self.root, rel)
+            if link is not None:
+                target = os.path.relpath(os.path.realpath(os.path.join(self.root, link)), self.root)
+                raise PathEscapeError(
+                    f"{rel} lies in the linked folder {link} (a symlink to {target}); a file "
+                    "moved through a folder link lands where the link leads, not where the plan "
+                    "says, so cleaner never moves into or out of one: replace the link by a real "
+                    "folder, or move the file by hand"
+                )
             self.folders.add(folder)
         if os.path.islink(os.path.join(self.root, rel)):
             resolve_inside(self.root, rel)
@@ -948,16 +974,22 @@ _RETRY = ("is occupied by another file", "appeared meanwhile")
 """Why-texts of an undo move that another undo move of the same run may have unblocked."""
 
 
+def _moved_nothing(r: RunInfo) -> bool:
+    """A finished run whose every move was skipped (an accept the mover refused, a plan whose
+    files all changed): there is nothing to undo, so it is never "the last run" of undo."""
+    return r.finished and r.moved == 0
+
+
 def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
     applied = [r for r in runs if r.kind == "apply"]
     undone = {r.undoes for r in runs if r.kind == "undo" and r.finished and r.complete}
     if run_id is None:
-        todo = [r for r in applied if r.run_id not in undone]
+        todo = [r for r in applied if r.run_id not in undone and not _moved_nothing(r)]
         if not todo:
             raise CleanerError(
                 f"no applied run to undo under {root}: "
                 + (
-                    f"all {len(applied)} applied runs are undone already"
+                    f"all {len(applied)} applied runs are undone already or moved no file"
                     if applied
                     else "nothing has been applied there yet"
                 )
@@ -971,6 +1003,8 @@ def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
         raise CleanerError(
             f"run {run_id!r} is itself an undo (of {named[0].undoes}); name an applied run"
         )
+    if _moved_nothing(named[0]):
+        raise CleanerError(f"run {run_id!r} moved no file; there is nothing to undo")
     return named[0]
 
 

@@ -224,6 +224,15 @@ def scan(
                 format="", status=UNLISTABLE, reason=entry.problem,
             )  # fmt: skip
             continue
+        if entry.folder_link:
+            rows[entry.relpath] = ManifestRow(
+                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+                format="", status=SYMLINK, target=entry.link_target or "",
+                reason=f"symlink to the folder {entry.link_target}/, which is another class "
+                "folder, cleaner's state or quarantine, or holds this folder: not followed "
+                "(its files count where they are), and no file is moved into or out of it",
+            )  # fmt: skip
+            continue
         if entry.link_target is not None and entry.link_target in files:
             rows[entry.relpath] = ManifestRow(
                 path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
@@ -232,7 +241,7 @@ def scan(
             )  # fmt: skip
             continue
         if entry.escapes_root:
-            target = _readlink(entry.abspath)
+            target = _readlink(entry.abspath) + ("/" if entry.abspath.is_dir() else "")
             rows[entry.relpath] = ManifestRow(
                 path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
                 format="", status=OUTSIDE_ROOT,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -73,8 +74,18 @@ def _parse_int(s: str) -> int:
 
 
 def _read_capped(p: Path) -> bytes:
-    """The file's bytes, refusing more than :data:`MAX_BYTES` (devices and pipes included)."""
-    with open(p, "rb") as f:
+    """The file's bytes, refusing more than :data:`MAX_BYTES` and anything but a regular file.
+
+    Opened without blocking (``O_NONBLOCK``: a FIFO with no writer would wait forever) and
+    checked on the open descriptor (``fstat``), so the file read is the file checked."""
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PredictionsError(
+            f"predictions file {p} is not a regular file (a FIFO, device, socket or folder); "
+            "write the predictions to a file and pass its path"
+        )
+    with open(fd, "rb") as f:
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise PredictionsError(
@@ -139,7 +150,7 @@ def write_predictions_v1(
         "predictions": out,
     }
     target = Path(path)
-    atomic_write_text(target, _dump_v1(doc))
+    atomic_write_text(target, _dump_v1(doc), is_json=True)
     return target
 
 

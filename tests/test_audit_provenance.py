@@ -127,7 +127,11 @@ def test_c2pa_manifest_is_read_with_its_validation_state() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("prompt", '{"3": {"class_type": "KSampler"}}'), ("workflow", "{}")]
+    ("key", "value"),
+    [
+        ("prompt", '{"3": {"class_type": "KSampler"}}'),
+        ("workflow", '{"nodes": [{"id": 3, "type": "KSampler"}], "links": []}'),
+    ],
 )
 def test_comfyui_chunks_are_proof(key: str, value: str) -> None:
     info = PngInfo()

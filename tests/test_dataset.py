@@ -113,7 +113,15 @@ def test_walk_survives_loops_and_never_leaves_root(tmp_path: Path) -> None:
         "real_images/loops/loop_b.jpg",
         "fake_images/b.jpg",
         "fake_images/shared/s.jpg",
+        # folder links not entered are entries too (scan gives them a row), never walked
+        "real_images/outdir",
+        "real_images/to_root",
+        "real_images/to_fake",
     }
+    assert entries["real_images/outdir"].escapes_root
+    assert entries["real_images/to_fake"].folder_link
+    assert entries["real_images/to_fake"].link_target == "fake_images"
+    assert entries["real_images/to_root"].folder_link
     assert entries["real_images/out.jpg"].escapes_root
     assert not entries["real_images/a.jpg"].escapes_root
     assert not entries["real_images/loops/loop_a.jpg"].escapes_root

@@ -23,7 +23,7 @@ import numpy as np
 from cleaner import engine, images
 from cleaner.audit import properties, scores, store
 from cleaner.audit.provenance import Evidence, evidence_of
-from cleaner.dataset import FileEntry, open_dataset
+from cleaner.dataset import FileEntry, check_output, open_dataset
 from cleaner.errors import CleanerError
 
 
@@ -92,9 +92,17 @@ def read_all(
         if e.escapes_root:
             got[i] = {"status": "outside-root", "reason": "symlink leading out of ROOT; not read"}
             continue
+        if e.folder_link:
+            why = f"symlink to the folder {e.link_target}/, not followed (its files count there)"
+            got[i] = {"status": "symlink", "reason": why}
+            continue
         stats[i] = _stat(e)
         hint = seen.get(e.relpath)
-        if hint is not None and hint[:2] == stats[i] and hint[2] in props:
+        if (
+            hint is not None
+            and hint[:2] == stats[i]
+            and properties.valid(props.get(hint[2]), hint[2])
+        ):
             got[i] = props[hint[2]]
         else:
             todo.append(i)
@@ -175,6 +183,20 @@ def score(
     return props, scores.ShortcutScore(a, low, high, k, len(ok), line, flag, named)
 
 
+def check_outputs(
+    root: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    predictions_out: str | os.PathLike[str] | None = None,
+) -> None:
+    """``--out`` and ``--predictions-out``, checked before anything is read (never inside a
+    class, quarantine or state file of ROOT, never over a file cleaner did not write)."""
+    if out is not None:
+        check_output(out, flag="--out", root=root)
+    if predictions_out is not None:
+        check_output(predictions_out, flag="--predictions-out", root=root)
+
+
 def run_audit(
     root: str | os.PathLike[str],
     *,
@@ -183,9 +205,10 @@ def run_audit(
     out: str | os.PathLike[str] | None = None,
 ) -> AuditResult:
     """Audit ROOT and write ``R/.cleaner/audit.json`` (and ``out`` when given)."""
+    check_outputs(root, out=out)
     rootp, files, read = read_all(root, workers=workers, progress=progress)
     props, shortcut = score(rootp, files)
-    evidence = [e for f in files if f.ok and (e := evidence_of(f.path, f.label, f.props))]
+    evidence = [e for f in files if f.ok for e in evidence_of(f.path, f.label, f.props)]
     hostile = [
         {"path": f.path, "label": f.label, "status": str(f.props.get("status")),
          "reason": str(f.props.get("reason", ""))}
@@ -200,20 +223,27 @@ def run_audit(
 
 
 def shortcut_warning(root: str | os.PathLike[str]) -> str:
-    """One line for ``cleaner train`` when ROOT's last audit found a shortcut ('' otherwise,
-    also when there is no audit or it does not parse: a warning must never stop training)."""
+    """One line for ``cleaner train`` when ROOT's last audit found a shortcut, or when its
+    ``audit.json`` is damaged (then ignored: the audit is optional and a warning must never
+    stop training); '' when there is no audit or it found none."""
     try:
         doc = store.read_audit(root)
-    except CleanerError:
-        return ""
-    s = (doc or {}).get("shortcut") or {}
+        return _shortcut_line(root, doc or {})
+    except CleanerError as e:
+        return f"{e} (ignored; training goes on)"
+    except store.DAMAGE as e:
+        return f"{store.damaged(root, e)} (ignored; training goes on)"
+
+
+def _shortcut_line(root: str | os.PathLike[str], doc: dict[str, Any]) -> str:
+    s = doc.get("shortcut") or {}
     if not s.get("shortcut"):
         return ""
-    named = ", ".join(s.get("named") or []) or "several properties together"
+    named = ", ".join(str(n) for n in s.get("named") or []) or "several properties together"
     return (
-        f"the audit of {root} ({doc.get('generated', '?') if doc else '?'}) found a shortcut: "
-        f"AUC {s.get('auc', 0):.3f} [{s.get('low', 0):.3f}, {s.get('high', 0):.3f}] from the "
-        f"files' form alone ({named}); the detector may learn that instead of the pictures and "
-        f"fail elsewhere. See `cleaner audit --root {root}`; `--equalize OUT` writes a copy "
-        f"without it"
+        f"the audit of {root} ({doc.get('generated', '?')}) found a shortcut: "
+        f"AUC {float(s.get('auc', 0)):.3f} [{float(s.get('low', 0)):.3f}, "
+        f"{float(s.get('high', 0)):.3f}] from the files' form alone ({named}); the detector may "
+        f"learn that instead of the pictures and fail elsewhere. See `cleaner audit --root "
+        f"{root}`; `--equalize OUT` writes a copy without it"
     )

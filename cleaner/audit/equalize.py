@@ -48,10 +48,27 @@ class EqualizeResult:
 
 
 def default_side(files: Sequence[FileAudit]) -> int:
-    """The 10th percentile of the short sides (at most a tenth of the images are enlarged),
-    at least 16 px."""
+    """The median of the short sides, at least 16 px: half the images are shrunk, half
+    enlarged, and a few tiny (or huge) files cannot drag the size for everyone (a low
+    percentile let one 1x1 image equalize a whole folder to 16 px)."""
     shorts = [min(int(f.props["width"]), int(f.props["height"])) for f in files if f.ok]
-    return max(16, int(np.percentile(shorts, 10))) if shorts else 256
+    return max(16, int(np.median(shorts))) if shorts else 256
+
+
+def check_args(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    side: int | None = None,
+    quality: int = DEFAULT_QUALITY,
+) -> Path:
+    """``--equalize OUT`` and its options, checked before the audit reads a file; returns OUT
+    resolved."""
+    if not 1 <= quality <= 100:
+        raise CleanerError(f"--equalize-quality {quality} must be in 1..100")
+    if side is not None and side < 16:
+        raise CleanerError(f"--equalize-size {side} is too small; use at least 16 px")
+    return _check_out(Path(os.path.realpath(root)), Path(out))
 
 
 def _check_out(root: Path, out: Path) -> Path:
@@ -116,11 +133,7 @@ def equalize(
     progress: bool | None = None,
 ) -> EqualizeResult:
     """Write the equalized copy of ``files`` (ROOT's audit) into ``out``."""
-    if not 1 <= quality <= 100:
-        raise CleanerError(f"--equalize-quality {quality} must be in 1..100")
-    if side is not None and side < 16:
-        raise CleanerError(f"--equalize-size {side} is too small; use at least 16 px")
-    outp = _check_out(root, Path(out))
+    outp = check_args(root, out, side=side, quality=quality)
     ok = [f for f in files if f.ok]
     side = side or default_side(ok)
     jobs: list[Job] = []

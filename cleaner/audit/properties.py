@@ -7,10 +7,15 @@ ICC, EXIF camera make/model/software, PNG text chunks, XMP and a C2PA manifest (
 ``c2pa-python`` only when the bytes hold a C2PA JUMBF box). It never raises: a file that cannot
 be read gets a status and a reason, as in the manifest.
 
-Provenance is read here too, because it is the same metadata: a generator named by the file
-(Stable Diffusion WebUI's ``parameters`` text, ComfyUI's ``prompt``/``workflow``, a C2PA
-digital source type of trained algorithmic media, a Software tag naming a generator) and a
-camera named by its EXIF.
+It never goes on the network: a file may name a remote C2PA manifest (XMP
+``dcterms:provenance="http://..."``), which ``c2pa-python`` would fetch by default, a request
+to any host the file chooses. The reader's context turns remote fetches (and OCSP) off, and
+the reference is recorded as it is (``c2pa_remote``), never followed.
+
+Provenance is read here too, because it is the same metadata: a generator named by the file,
+by one of the exact signatures of :data:`SIGNATURES` only (Stable Diffusion WebUI's
+``parameters``, a ComfyUI graph, a valid C2PA claim of trained algorithmic media, a known
+generator's name as whole words in Software), and a camera named by its EXIF.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +41,7 @@ MAX_FILE_BYTES = images.MAX_FILE_BYTES
 Props = dict[str, Any]
 """One file's properties: JSON-able scalars and short lists (the cache stores them as they are)."""
 
-PROPS_VERSION = 2
+PROPS_VERSION = 4
 """Bumped when :func:`read_properties` changes what it records (the cache is then rebuilt)."""
 
 # ------------------------------------------------------------------------ JPEG quality
@@ -78,19 +85,62 @@ def _quality(luma: tuple[int, ...]) -> int:
 
 # ------------------------------------------------------------------------ provenance
 
-GENERATOR_WORDS = (
-    "stable diffusion", "stable-diffusion", "automatic1111", "comfyui", "invokeai", "fooocus",
-    "novelai", "midjourney", "dall-e", "dall·e", "dalle", "adobe firefly", "imagen",
-    "leonardo.ai", "dreamstudio", "nightcafe", "sdxl", "flux.1",
+
+@dataclass(frozen=True)
+class Signature:
+    """One exact, documented sign that a generator made the file (a hard label of fake)."""
+
+    key: str
+    where: str
+    """The metadata it is read from."""
+    rule: str
+    """What must hold, exactly (never a substring of free text)."""
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("webui", "PNG text chunk 'parameters', or EXIF UserComment (JPEG, WebP)",
+              "Stable Diffusion WebUI's generation parameters: a line 'Steps: <n>, Sampler: "
+              "<name>' (AUTOMATIC1111, Forge, SD.Next and Fooocus write this form)"),
+    Signature("comfyui", "PNG text chunk 'prompt' or 'workflow'",
+              "a ComfyUI graph: 'prompt' a JSON object of nodes, each with a 'class_type' "
+              "(and 'inputs'); 'workflow' a JSON object whose 'nodes' list holds nodes with a "
+              "'type'"),
+    Signature("c2pa", "a C2PA manifest (JUMBF), validated by c2pa-python offline",
+              "validation state Valid or Trusted, and a digital source type "
+              "trainedAlgorithmicMedia or compositeWithTrainedAlgorithmicMedia (IPTC)"),
+    Signature("software", "EXIF Software (0x0131) or PNG text chunk 'Software'",
+              "a generator of GENERATOR_NAMES as whole words, in order (case and punctuation "
+              "aside): 'Midjourney v6' names Midjourney, 'Imagenomic Portraiture' or 'Visor de "
+              "imágenes' name nothing"),
 )  # fmt: skip
-"""Words in a Software tag or a C2PA claim generator that name an image generator."""
-_GENERATOR_RE = re.compile("|".join(re.escape(w) for w in GENERATOR_WORDS), re.IGNORECASE)
+"""The only metadata that counts as proof of fake; anything else (an editor, a camera, a word
+inside a word) is no proof. README: "Provenance signatures"."""
+
+GENERATOR_NAMES: tuple[str, ...] = (
+    "Stable Diffusion", "AUTOMATIC1111", "ComfyUI", "InvokeAI", "Fooocus", "NovelAI",
+    "Midjourney", "DALL-E", "Adobe Firefly", "Google Imagen", "Leonardo.Ai",
+    "DreamStudio", "NightCafe", "SDXL",
+)  # fmt: skip
+"""Generators known to name themselves in a Software field, matched as whole words in order
+(``DALL·E`` is ``DALL-E``: punctuation aside). A name that is an ordinary word or a common
+product word alone (imagen, flux, firefly) is only listed with its maker's name."""
 
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 """C2PA/IPTC digital source types that say a model made (part of) the picture."""
 
-_WEBUI_KEYS = ("parameters",)
-_COMFY_KEYS = ("prompt", "workflow")
+C2PA_VALID = frozenset({"Valid", "Trusted"})
+"""c2pa-python validation states of a manifest whose claim can be taken as said."""
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.casefold()))
+
+
+_GENERATOR_WORDS = tuple((_words(n), n) for n in GENERATOR_NAMES)
+
+_WEBUI_LINE = re.compile(r"(?:^|\n)\s*Steps: \d+, Sampler: [^,\n]+")
 _IGNORED_INFO = frozenset(
     {"dpi", "gamma", "transparency", "icc_profile", "exif", "srgb", "aspect", "chromaticity",
      "XML:com.adobe.xmp", "xmp", "jfif", "jfif_version", "jfif_unit", "jfif_density",
@@ -102,9 +152,42 @@ _IGNORED_INFO = frozenset(
 
 
 def generator_in(text: str) -> str:
-    """The generator word found in ``text`` (lower-case), or ''."""
-    m = _GENERATOR_RE.search(text or "")
-    return m.group(0).lower() if m else ""
+    """The generator of :data:`GENERATOR_NAMES` that ``text`` names as whole words, or ''."""
+    words = _words(text or "")
+    for want, name in _GENERATOR_WORDS:
+        n = len(want)
+        if any(words[i : i + n] == want for i in range(len(words) - n + 1)):
+            return name
+    return ""
+
+
+def webui_parameters(text: str) -> bool:
+    """Stable Diffusion WebUI's parameters: a line ``Steps: <n>, Sampler: <name>``."""
+    return bool(_WEBUI_LINE.search(text or ""))
+
+
+def comfyui_graph(key: str, text: str) -> bool:
+    """A ComfyUI ``prompt`` (nodes with ``class_type``) or ``workflow`` (``nodes`` with
+    ``type``), parsed as JSON; anything else under those keys is no proof."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict) or not doc:
+        return False
+    if key == "prompt":
+        return all(
+            isinstance(n, dict)
+            and isinstance(n.get("class_type"), str)
+            and isinstance(n.get("inputs", {}), dict)
+            for n in doc.values()
+        )
+    nodes = doc.get("nodes")
+    return (
+        isinstance(nodes, list)
+        and bool(nodes)
+        and all(isinstance(n, dict) and isinstance(n.get("type"), str) for n in nodes)
+    )
 
 
 # ------------------------------------------------------------------------ reading
@@ -185,6 +268,9 @@ def _properties(im: Image.Image, data: bytes, sha: str) -> Props:
     p["png_text"] = sorted(text)[:20]
     p.update(_c2pa(data, fmt) if b"c2pa" in head else {"c2pa": "", "c2pa_source": "",
                                                          "c2pa_generator": ""})  # fmt: skip
+    p["c2pa_remote"] = remote_manifest(head)
+    if p["c2pa_remote"] and not p["c2pa"]:
+        p["c2pa"] = REMOTE_NOT_FETCHED
     p["generator"] = _generator(text, p)
     return p
 
@@ -220,11 +306,40 @@ def _webui_comment(ex: Image.Exif) -> bool:
         return False
     data = raw.encode() if isinstance(raw, str) else raw
     body = data[8:] if data[:8] in (b"UNICODE\x00", b"ASCII\x00\x00\x00") else data
-    for enc in ("utf-16-be", "utf-16-le", "utf-8"):
-        text = body.decode(enc, errors="ignore")
-        if "Steps:" in text and "Sampler:" in text:
-            return True
-    return False
+    return any(webui_parameters(body.decode(enc, errors="ignore"))
+               for enc in ("utf-16-be", "utf-16-le", "utf-8"))  # fmt: skip
+
+
+C2PA_OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+"""``c2pa-python`` settings of every read: nothing named by a file is fetched (a remote
+manifest, a certificate's OCSP status); validation uses what the file holds."""
+
+REMOTE_NOT_FETCHED = "remote manifest not fetched"
+
+_REMOTE_RE = re.compile(
+    rb"dcterms:provenance\s*(?:=\s*[\"']|>)\s*([^\"'<\s]{1,500})", re.IGNORECASE
+)
+"""XMP's reference to a remote C2PA manifest (attribute or element form)."""
+
+_contexts: dict[int, Any] = {}
+"""pid -> this process's offline c2pa Context (a context does not survive a fork)."""
+
+
+def remote_manifest(head: bytes) -> str:
+    """The URL of a remote C2PA manifest the metadata names ('' if none); never fetched."""
+    m = _REMOTE_RE.search(head)
+    return m.group(1).decode("utf-8", "replace")[:200] if m else ""
+
+
+def _offline_context() -> Any:
+    import c2pa
+
+    ctx = _contexts.get(os.getpid())
+    if ctx is None:
+        ctx = c2pa.Context(c2pa.Settings.from_dict(C2PA_OFFLINE))
+        _contexts.clear()
+        _contexts[os.getpid()] = ctx
+    return ctx
 
 
 def _c2pa(data: bytes, fmt: str) -> Props:
@@ -248,14 +363,15 @@ def _c2pa(data: bytes, fmt: str) -> Props:
 
         import c2pa
 
-        reader = c2pa.Reader.try_create(mime[fmt], io.BytesIO(data))
+        reader = c2pa.Reader.try_create(mime[fmt], io.BytesIO(data), context=_offline_context())
         if reader is None:
             return out
         with reader:
             manifest = reader.get_active_manifest() or {}
             out["c2pa"] = str(reader.get_validation_state() or "unknown")
     except Exception as e:  # a damaged manifest is recorded, never fatal
-        out["c2pa"] = f"unreadable ({type(e).__name__})"
+        remote = "remote" in str(e).lower()
+        out["c2pa"] = REMOTE_NOT_FETCHED if remote else f"unreadable ({type(e).__name__})"
         return out
     sources = re.findall(r'"digitalSourceType":\s*"([^"]+)"', json.dumps(manifest))
     out["c2pa_source"] = sources[-1].rsplit("/", 1)[-1] if sources else ""
@@ -266,22 +382,59 @@ def _c2pa(data: bytes, fmt: str) -> Props:
 
 
 def _generator(text: dict[str, Any], p: Props) -> str:
-    """What in the metadata says a generator made the file ('' if nothing)."""
-    if any(k in text for k in _WEBUI_KEYS):
+    """Which of :data:`SIGNATURES` the metadata shows ('' if none)."""
+    if webui_parameters(str(text.get("parameters", ""))):
         return "PNG text 'parameters' (Stable Diffusion WebUI)"
-    if any(k in text for k in _COMFY_KEYS):
-        return "PNG text 'prompt'/'workflow' (ComfyUI)"
+    for key in ("prompt", "workflow"):
+        if key in text and comfyui_graph(key, str(text[key])):
+            return f"PNG text '{key}' holds a ComfyUI graph"
     if p["webui_exif"]:
         return "EXIF UserComment holds generation parameters (Stable Diffusion WebUI)"
-    if p["c2pa_source"] in AI_SOURCE_TYPES:
-        return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa'] or 'unknown'} manifest)"
-    word = generator_in(p["software"])
-    if word:
-        return f"EXIF Software names a generator ({p['software']})"
-    word = generator_in(str(text.get("Software", "")))
-    if word:
-        return f"PNG text Software names a generator ({text['Software']})"[:120]
+    if p["c2pa_source"] in AI_SOURCE_TYPES and p["c2pa"] in C2PA_VALID:
+        return f"C2PA digital source type {p['c2pa_source']} ({p['c2pa']} manifest)"
+    for where, value in (("EXIF Software", p["software"]),
+                         ("PNG text Software", str(text.get("Software", "")))):  # fmt: skip
+        name = generator_in(value)
+        if name:
+            return f"{where} names the generator {name} ({value})"[:120]
     return ""
+
+
+_OK_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str, "reason": str, "sha256": str, "bytes": int, "format": str, "width": int,
+    "height": int, "mode": str, "alpha": bool, "jpeg_quality": int, "subsampling": str,
+    "progressive": bool, "icc": bool, "xmp": bool, "exif": bool, "camera": str, "software": str,
+    "webui_exif": bool, "png_text": list, "c2pa": str, "c2pa_source": str,
+    "c2pa_generator": str, "c2pa_remote": str, "generator": str,
+}  # fmt: skip
+"""The fields (and types) of a readable file's properties, as :func:`_properties` writes them."""
+_BAD_TYPES = {k: _OK_TYPES[k] for k in ("status", "reason", "sha256", "bytes", "format")}
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def _typed(v: Any, t: type | tuple[type, ...]) -> bool:
+    """``isinstance``, with bool never standing for int (``true`` is no width)."""
+    return isinstance(v, t) and (t is bool or not isinstance(v, bool))
+
+
+def valid(p: Any, sha: str) -> bool:
+    """Whether a cached entry is properties this module wrote for the bytes ``sha``: every
+    field present with its type, sizes positive, the quality in 0..100, the text chunks names.
+    A damaged cache entry (width 0, a key missing, 'abc', 1e400, NaN, a wrong type) is not, and
+    is read again from the file."""
+    if not isinstance(p, dict) or p.get("sha256") != sha or not _SHA.fullmatch(sha):
+        return False
+    want = _OK_TYPES if p.get("status") == images.OK else _BAD_TYPES
+    if not all(_typed(p.get(k), t) for k, t in want.items()) or p["bytes"] < 0:
+        return False
+    if want is _BAD_TYPES:
+        return True
+    return (
+        0 < p["width"] <= images.MAX_PIXELS
+        and 0 < p["height"] <= images.MAX_PIXELS
+        and 0 <= p["jpeg_quality"] <= 100
+        and all(isinstance(t, str) for t in p["png_text"])
+    )
 
 
 def read_batch(batch: Sequence[str]) -> list[Props]:

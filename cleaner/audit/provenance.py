@@ -1,11 +1,16 @@
 """Metadata that settles a label, as one more voter for ``cleaner separate``.
 
-- **Proof of fake**: the file names its generator (WebUI ``parameters``, ComfyUI ``prompt`` /
-  ``workflow``, a C2PA digital source type of trained algorithmic media, a Software tag naming
-  a generator). A claim of machine generation is against the interest of anyone passing a fake
-  off as real, so it counts whatever the C2PA validation state (which is recorded).
+- **Proof of fake**: one of the exact, documented signatures of
+  :data:`cleaner.audit.properties.SIGNATURES`: WebUI ``parameters`` (a ``Steps: N, Sampler:``
+  line), a ComfyUI ``prompt`` / ``workflow`` graph, a C2PA manifest that validates with a
+  digital source type of trained algorithmic media, a Software field naming a known generator
+  as whole words. Never a substring: "Imagenomic Portraiture" is not Imagen, and a manifest
+  that does not validate may have been pasted onto a real photo.
 - **Weak evidence of real**: camera EXIF (make/model). It is copied by editors and scrapers and
   forged in one line, so it is listed, never written as a vote: it never moves a file alone.
+- **Information**: a remote C2PA manifest the file names (XMP ``dcterms:provenance``). It is
+  never fetched (no network because of a file's contents), so it proves nothing; it is listed
+  as "remote manifest not fetched" with its URL, for a user who wants to check it by hand.
 
 The predictions file holds hard labels for proof only (``prob_fake`` 1.0) and no entry for
 anything else, so consensus rules, the review list and the journal apply as for any model.
@@ -19,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cleaner.audit.properties import REMOTE_NOT_FETCHED
 from cleaner.predictions import write_predictions_v1
 
-PROOF, WEAK = "proof", "weak"
+PROOF, WEAK, INFO = "proof", "weak", "info"
 MODEL_NAME = "cleaner-audit-provenance"
 
 
@@ -32,25 +38,30 @@ class Evidence:
     """The folder's class."""
     sha256: str
     says: str
-    """``fake`` or ``real``."""
+    """``fake`` or ``real`` ('' for :data:`INFO`)."""
     strength: str
-    """:data:`PROOF` or :data:`WEAK`."""
+    """:data:`PROOF`, :data:`WEAK` or :data:`INFO`."""
     why: str
 
     @property
     def contradicts(self) -> bool:
         """The evidence disagrees with the folder."""
-        return self.says != self.label
+        return self.strength != INFO and self.says != self.label
 
 
-def evidence_of(path: str, label: str, props: dict[str, Any]) -> Evidence | None:
-    """What one file's metadata says about its class, or None."""
+def evidence_of(path: str, label: str, props: dict[str, Any]) -> list[Evidence]:
+    """What one file's metadata says about its class: the proof or the weak evidence (at most
+    one of them), and the remote manifest it names, if any."""
     sha = str(props.get("sha256", ""))
+    out: list[Evidence] = []
     if props.get("generator"):
-        return Evidence(path, label, sha, "fake", PROOF, str(props["generator"]))
-    if props.get("camera"):
-        return Evidence(path, label, sha, "real", WEAK, f"camera EXIF: {props['camera']}")
-    return None
+        out.append(Evidence(path, label, sha, "fake", PROOF, str(props["generator"])))
+    elif props.get("camera"):
+        out.append(Evidence(path, label, sha, "real", WEAK, f"camera EXIF: {props['camera']}"))
+    if props.get("c2pa_remote"):
+        why = f"{REMOTE_NOT_FETCHED}: {props['c2pa_remote']} (named by the file's XMP)"
+        out.append(Evidence(path, label, sha, "", INFO, why))
+    return out
 
 
 def write_provenance(path: str | os.PathLike[str], evidence: Sequence[Evidence]) -> Path:

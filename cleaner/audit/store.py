@@ -37,7 +37,9 @@ def cache_path(root: str | os.PathLike[str]) -> Path:
 def write_audit(root: str | os.PathLike[str], doc: dict[str, Any], out: Path | None = None) -> Path:
     """Write the audit summary to ``R/.cleaner/audit.json`` (or ``out``) atomically."""
     target = out if out is not None else audit_path(root)
-    atomic_write_text(target, json.dumps({"format": AUDIT_FORMAT, **doc}, indent=1) + "\n")
+    atomic_write_text(
+        target, json.dumps({"format": AUDIT_FORMAT, **doc}, indent=1) + "\n", is_json=True
+    )
     return target
 
 
@@ -52,7 +54,25 @@ def read_audit(root: str | os.PathLike[str]) -> dict[str, Any] | None:
         raise CleanerError(f"{p} does not parse ({e}); run `cleaner audit` again") from e
     if not isinstance(doc, dict) or doc.get("format") != AUDIT_FORMAT:
         raise CleanerError(f"{p} is not a {AUDIT_FORMAT} file; run `cleaner audit` again")
+    for key, kind in (("shortcut", dict), ("properties", list), ("provenance", list),
+                      ("hostile", list)):  # fmt: skip
+        if not isinstance(doc.get(key, kind()), kind):
+            raise CleanerError(
+                f"{p} is damaged ({key!r} is not a {kind.__name__}); run `cleaner audit` again"
+            )
     return doc
+
+
+DAMAGE = (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError)
+"""What a damaged ``audit.json`` (a field missing or of the wrong type) raises in a reader."""
+
+
+def damaged(root: str | os.PathLike[str], error: BaseException) -> str:
+    """The line for an ``audit.json`` whose fields a reader could not use."""
+    return (
+        f"{audit_path(root)} is damaged ({type(error).__name__}: {error}); "
+        "run `cleaner audit` again"
+    )[:400]
 
 
 Cache = tuple[dict[str, dict[str, Any]], dict[str, tuple[int, int, str]]]
@@ -61,20 +81,31 @@ Cache = tuple[dict[str, dict[str, Any]], dict[str, tuple[int, int, str]]]
 
 def read_cache(root: str | os.PathLike[str], version: int) -> Cache:
     """The cache, or empty when it is absent, damaged or of another version (a cache is only
-    a shortcut: it is rebuilt, never trusted blindly)."""
+    a shortcut: it is rebuilt, never trusted blindly). A damaged path entry is dropped alone
+    (its file is read again); the properties are checked by their reader
+    (:func:`cleaner.audit.properties.valid`) before use."""
     p = cache_path(root)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
         if doc.get("format") != CACHE_FORMAT or doc.get("version") != version:
             return {}, {}
         props = {str(k): v for k, v in doc["props"].items() if isinstance(v, dict)}
-        seen = {str(k): (int(v[0]), int(v[1]), str(v[2])) for k, v in doc["paths"].items()}
-    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        paths = doc["paths"].items()
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return {}, {}
+    seen: dict[str, tuple[int, int, str]] = {}
+    for k, v in paths:
+        if (
+            isinstance(v, list)
+            and len(v) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in v[:2])
+            and isinstance(v[2], str)
+        ):
+            seen[str(k)] = (v[0], v[1], v[2])
     return props, seen
 
 
 def write_cache(root: str | os.PathLike[str], version: int, cache: Cache) -> None:
     props, seen = cache
     doc = {"format": CACHE_FORMAT, "version": version, "props": props, "paths": seen}
-    atomic_write_text(cache_path(root), json.dumps(doc, separators=(",", ":")) + "\n")
+    atomic_write_text(cache_path(root), json.dumps(doc, separators=(",", ":")) + "\n", is_json=True)

@@ -45,7 +45,8 @@ def audit(
         int | None,
         typer.Option(
             "--equalize-size",
-            help="Side of the equalized squares (default: 10th percentile of the short sides).",
+            help="Side of the equalized squares (default: the median of the short sides, at "
+            "least 16).",
         ),
     ] = None,
     equalize_quality: Annotated[
@@ -77,9 +78,11 @@ def audit(
     shortcut (AUC >= 0.7) and which properties make it. Writes ROOT/.cleaner/audit.json, which
     `cleaner report` shows and `cleaner train` warns from. Broken files are listed, never fatal.
 
-    Provenance: metadata that names a generator (WebUI `parameters`, ComfyUI `prompt` /
-    `workflow`, C2PA trainedAlgorithmicMedia, a generator in Software) is proof of fake;
-    camera EXIF is weak evidence of real and never written as a vote.
+    Provenance: only exact signatures are proof of fake (a WebUI `parameters` line 'Steps: N,
+    Sampler: ...', a ComfyUI `prompt` / `workflow` graph, a C2PA manifest that validates with
+    trainedAlgorithmicMedia, a known generator named as whole words in Software), never a
+    substring; camera EXIF is weak evidence of real and never written as a vote. A remote
+    manifest named by a file is listed, never fetched.
 
     Examples:
 
@@ -95,7 +98,13 @@ def audit(
         cleaner demo /tmp/biased --bias format && cleaner audit --root /tmp/biased
     """
     use_engine(engine, ray_address)
-    from cleaner.audit import run_audit
+    from cleaner.audit import check_outputs, run_audit
+
+    check_outputs(root, out=out, predictions_out=predictions_out)
+    if equalize_out is not None:
+        from cleaner.audit.equalize import check_args
+
+        check_args(root, equalize_out, side=equalize_size, quality=equalize_quality)
 
     progress = False if json_out else None
     result = run_audit(root, workers=workers, progress=progress, out=out)
@@ -141,7 +150,8 @@ def _print(result: AuditResult, extra: dict[str, Any]) -> None:
     console.print(table)
     console.print(s.verdict)
     proofs = [e for e in result.evidence if e.strength == "proof"]
-    weak = [e for e in result.evidence if e.strength != "proof"]
+    weak = [e for e in result.evidence if e.strength == "weak"]
+    info = [e for e in result.evidence if e.strength == "info"]
     contra = sum(1 for e in proofs if e.contradicts)
     console.print(
         f"provenance: {len(proofs)} files name a generator ({contra} of them in the real "
@@ -150,6 +160,8 @@ def _print(result: AuditResult, extra: dict[str, Any]) -> None:
     for e in proofs[:10]:
         if e.contradicts:
             console.print(f"  {e.path}: {e.why}")
+    for e in info[:10]:
+        console.print(f"  {e.path}: {e.why}")
     if result.hostile:
         console.print(f"{len(result.hostile)} files could not be audited:")
         for h in result.hostile[:20]:

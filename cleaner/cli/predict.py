@@ -26,6 +26,7 @@ from cleaner.cli._common import (
     use_engine,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
+from cleaner.dataset import check_output
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
@@ -184,6 +185,7 @@ def predict(
         raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
+    check_output(out, root=root)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models import predict as stage
 
@@ -291,6 +293,7 @@ def predict_dir(
         cleaner predict-dir test_images -m models/detector.keras --json | jq .skipped
     """
     use_engine(engine, ray_address)
+    check_output(out)  # before TensorFlow loads
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

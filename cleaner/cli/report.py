@@ -17,6 +17,7 @@ from cleaner.cli._common import (
     cli_errors,
     console,
     emit_json,
+    err_console,
     use_engine,
 )
 
@@ -91,8 +92,11 @@ def report(
     table.add_column("state")
     for sid, title in SECTIONS:
         miss = result.missing.get(sid)
-        table.add_row(title, str(result.counts.get(sid, 0)), f"run: {miss}" if miss else "ok")
+        state = f"run: {miss}" if miss else "damaged: see below" if sid in result.problems else "ok"
+        table.add_row(title, str(result.counts.get(sid, 0)), state)
     console.print(table)
+    for problem in result.problems.values():
+        err_console.print(f"warning: {problem}", soft_wrap=True)
     console.print(
         f"thumbnails: {result.thumbs_made} made, {result.thumbs_cached} cached, "
         f"{result.thumbs_failed} could not be made -> {result.files_dir}"

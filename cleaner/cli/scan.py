@@ -138,7 +138,7 @@ def _print_quarantine(q: QuarantineResult) -> None:
     run = q.applied
     console.print(
         f"moved {len(run.moved)}, skipped {len(run.skipped)} (run {run.run_id}); "
-        f"undo with: cleaner undo --run {run.run_id}"
+        + (f"undo with: cleaner undo --run {run.run_id}" if run.moved else "nothing to undo")
     )
     for r in run.skipped:
         console.print(f"  skipped {r.src}: {r.why}")

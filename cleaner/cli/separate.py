@@ -207,10 +207,12 @@ def _print(result: SeparateResult, apply: bool) -> None:
     if not run.results:
         console.print("nothing to move: the tree is unchanged")
         return
-    console.print(
-        f"moved {len(run.moved)} files (run {run.run_id}); undo with: cleaner undo --root "
-        f"{plan['root']} --run {run.run_id}"
+    undo_hint = (
+        f"undo with: cleaner undo --root {plan['root']} --run {run.run_id}"
+        if run.moved
+        else "nothing to undo"
     )
+    console.print(f"moved {len(run.moved)} files (run {run.run_id}); {undo_hint}")
     for r in run.skipped:
         err_console.print(f"skipped {r.src}: {r.why}")
 

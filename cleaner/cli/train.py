@@ -118,10 +118,12 @@ def train(
     """
     use_engine(engine, ray_address)
     from cleaner.audit import shortcut_warning
+    from cleaner.state.metrics import check_outputs
 
     warning = shortcut_warning(root)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
+    check_outputs(out, root)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train

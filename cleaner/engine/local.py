@@ -11,6 +11,8 @@ import multiprocessing
 import multiprocessing.context
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +39,40 @@ def _mp_context() -> multiprocessing.context.BaseContext | None:
     if any(m in sys.modules for m in ("tensorflow", "torch", "jax")):
         return multiprocessing.get_context("forkserver")
     return None
+
+
+WATCH_PARENT_S = 0.2
+"""How often a pool worker checks that the process that started it is still alive."""
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit (at once, no cleanup) when the parent process is gone."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_PARENT_S)
+    os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
+    """Each pool worker dies with the process that started it.
+
+    A worker blocked on the pool's queue never sees its parent die (it holds the queue's write
+    end itself), so after ``kill -9`` of a command the workers would live on, reading files for
+    nobody. A daemon thread watches the parent pid and exits the worker when it changes (the
+    worker was re-parented); a parent already gone before this ran is caught the same way."""
+    ppid = os.getppid()
+    if parent and ppid != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers die with this process (see :func:`_worker_init`)."""
+    ctx = _mp_context()
+    # forked workers' parent is this process; forkserver's are children of the fork server
+    parent = os.getpid() if ctx is None else 0
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(parent,)
+    )
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -80,7 +116,7 @@ def map_batches(
         next_submit = next_yield = 0
         while next_yield < len(batches):
             pending: dict[int, Future[list[R]]] = {}
-            pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
+            pool = _pool(n_workers)
             try:
                 while next_yield < len(batches):
                     while next_submit < len(batches) and len(pending) < 2 * n_workers:
@@ -114,7 +150,7 @@ def _isolated(
 ) -> list[R]:
     """``fn(batch)`` in a fresh one-worker process, bisected until the item that kills the
     worker is alone (its result is ``on_crash``)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context()) as pool:
+    with _pool(1) as pool:
         try:
             return pool.submit(fn, batch).result()
         except BrokenProcessPool as e:

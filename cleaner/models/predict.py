@@ -25,6 +25,7 @@ import numpy as np
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
+from cleaner.dataset import check_output
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 
@@ -85,6 +86,7 @@ def predict_with_model(
     from cleaner.models.saved import load_detector, load_model
     from cleaner.predictions import write_predictions_v1
 
+    check_output(out, root=root)
     t0 = time.perf_counter()
     rows = ok_rows(root)
     mp = Path(model_path)
@@ -185,6 +187,7 @@ def predict_out_of_fold(
     mode = _head_features_mode(head_features)
     if pca_dim < 1:
         raise CleanerError(f"--pca-dim {pca_dim}: give 1 or more")
+    check_output(out, root=root)
     t0 = time.perf_counter()
     bb = get_backbone(backbone)
     w = weights or bb.default_weights
@@ -379,6 +382,7 @@ def predict_dir(
     d = Path(directory)
     if not d.is_dir():
         raise CleanerError(f"{d} is not a folder; pass the folder of images to label")
+    check_output(out)
     names = sorted(
         (e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")),
         key=numeric_key,
@@ -410,7 +414,7 @@ def predict_dir(
             }
         )
     target = Path(out)
-    atomic_write_text(target, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(target, json.dumps(result, indent=1) + "\n", is_json=True)
     n_fake = sum(1 for r in result if r["prediction"] == Label.FAKE)
     return PredictDirSummary(
         out=target,

@@ -744,6 +744,7 @@ def _check(cfg: TrainConfig) -> Path:
         raise CleanerError("--epochs and --head-epochs must be 0 or more")
     if cfg.head not in ("logreg", "dense"):
         raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
+    metrics_file.check_outputs(out, cfg.root)
     return out
 
 

@@ -24,7 +24,15 @@ from typing import Any
 import jinja2
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import LABELS, QUARANTINE_DIR, Dataset, check_relpath, open_dataset
+from cleaner.dataset import (
+    LABELS,
+    QUARANTINE_DIR,
+    Dataset,
+    check_output,
+    check_relpath,
+    confine_output,
+    open_dataset,
+)
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.report import state
@@ -403,7 +411,7 @@ def _audit(
     root: Path, r_arg: str, missing: dict[str, str], problems: dict[str, str]
 ) -> dict[str, Any] | None:
     """The audit section's data from ``audit.json`` (None: absent or unreadable)."""
-    from cleaner.audit.store import read_audit
+    from cleaner.audit.store import DAMAGE, damaged, read_audit
     from cleaner.report.audit import audit_view
 
     try:
@@ -411,10 +419,13 @@ def _audit(
     except CleanerError as e:
         problems["audit"] = str(e)
         doc = None
-    if doc is None:
-        missing["audit"] = f"cleaner audit {r_arg}"
-        return None
-    return audit_view(doc)
+    if doc is not None:
+        try:
+            return audit_view(doc)
+        except DAMAGE as e:  # a field of the wrong type: the section says so, the page is written
+            problems["audit"] = damaged(root, e)
+    missing["audit"] = f"cleaner audit {r_arg}"
+    return None
 
 
 def _report_text(report: Any) -> str:
@@ -540,14 +551,16 @@ def _check_out(ds: Dataset, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     if outp.is_dir():
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
     files_dir = outp.parent / f"{outp.stem}_files"
-    if files_dir.is_relative_to(rootp):
-        rel = files_dir.relative_to(rootp).as_posix()
-        if ds.label_of(rel) is not None or rel.split("/")[0] == QUARANTINE_DIR:
-            raise CleanerError(
-                f"--out {str(out)!r} is inside a class or quarantine folder of ROOT, where its "
-                f"thumbnails would be scanned as images; write it elsewhere (e.g. "
-                f"{rootp / '.cleaner' / 'report.html'})"
-            )
+    try:
+        confine_output(rootp, outp, replaceable=(".html", ".htm"))
+        confine_output(rootp, files_dir, replaceable=("_files",))
+    except CleanerError:
+        raise CleanerError(
+            f"--out {str(out)!r} is inside a class or quarantine folder of ROOT (or names its "
+            "state), where its thumbnails would be scanned as images; write it elsewhere (e.g. "
+            f"{rootp / '.cleaner' / 'report.html'})"
+        ) from None
+    check_output(outp, own=(b"<",))
     return outp, files_dir
 
 

@@ -105,7 +105,7 @@ def write(root: str | os.PathLike[str], doc: Mapping[str, Any]) -> Path:
     p = path(root)
     text = json.dumps({"format": FORMAT, **doc}, indent=1) + "\n"
     try:
-        atomic_write_text(p, text)
+        atomic_write_text(p, text, is_json=True)
     except OSError as e:
         raise CleanerError(f"cannot write {p} ({e.strerror or e}); make {p.parent} writable") from e
     return p

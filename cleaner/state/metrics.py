@@ -15,23 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import JSON_OUTPUT, STATE_DIR, check_output
 from cleaner.errors import CleanerError
 from cleaner.state import load_json
 from cleaner.state import split as split_file
 
 FIX = "rerun `cleaner train`"
+SUFFIX = ".metrics.json"
 
 
 def path(model: str | os.PathLike[str]) -> Path:
     """``M.metrics.json`` beside ``M.keras`` (``a.b.keras`` -> ``a.b.metrics.json``)."""
     m = Path(model)
-    return m.with_name(m.stem + ".metrics.json")
+    return m.with_name(m.stem + SUFFIX)
+
+
+MODEL_OUTPUT = (b"PK",)
+"""How a ``.keras`` model begins (a zip)."""
+
+
+def check_outputs(model: str | os.PathLike[str], root: str | os.PathLike[str]) -> None:
+    """``train --out M.keras``: M and ``M.metrics.json`` (plots and checkpoints go beside them)
+    never inside ROOT's class, quarantine or state paths, never over a file cleaner did not
+    write (:func:`cleaner.dataset.check_output`)."""
+    check_output(model, root=root, own=MODEL_OUTPUT, replaceable=(".keras",))
+    check_output(path(model), root=root, own=JSON_OUTPUT, replaceable=(SUFFIX,))
 
 
 def write(model: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
     p = path(model)
-    atomic_write_text(p, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(p, json.dumps(metrics, indent=2, sort_keys=False) + "\n", is_json=True)
     return p
 
 

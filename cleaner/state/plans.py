@@ -46,7 +46,7 @@ def plan_relpath(path: Path) -> str:
 def write(root: str | os.PathLike[str], plan: Mapping[str, Any]) -> Path:
     """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
     path = plan_path(root, str(plan["run_id"]))
-    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n", is_json=True)
     return path
 
 
@@ -259,5 +259,7 @@ def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
 def write_decisions(root: Path, run_id: str, items: Mapping[str, Mapping[str, Any]]) -> Path:
     """Atomically rewrite the decisions file of a plan."""
     p = decisions_path(root, run_id)
-    atomic_write_text(p, json.dumps({"run_id": run_id, "items": items}, indent=1, sort_keys=True))
+    atomic_write_text(
+        p, json.dumps({"run_id": run_id, "items": items}, indent=1, sort_keys=True), is_json=True
+    )
     return p

@@ -13,8 +13,10 @@ Safety, because this app can move files:
   constant time); a request without it is refused;
 - uploads are limited in size (``MAX_CONTENT_LENGTH``) and in what they may cost to decode
   (:func:`cleaner.images.upload_pixel_budget`: pixels bounded by the file's bytes, checked from
-  the header before anything is decoded; at most :data:`DECODE_SLOTS` decodes at once), and are
-  decoded only through :mod:`cleaner.images`; anything else gets one clear message;
+  the header before anything is decoded; at most :data:`DECODE_SLOTS` decodes at once, and
+  the bytes of bodies and decodes in flight bounded by :mod:`cleaner.web.budget`, so forty
+  large uploads at once wait their turn instead of growing the server), and are decoded only
+  through :mod:`cleaner.images`; anything else gets one clear message;
 - a request a browser sends on behalf of another site (``Sec-Fetch-Site`` cross-site or
   same-site, or an ``Origin`` that is not this app) is refused on every endpoint, ``/predict``
   included; ``curl`` and scripts, which send neither, keep working.
@@ -56,6 +58,7 @@ from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.state import plans as plans_file
+from cleaner.web.budget import DEFAULT_BUDGET_MB, DecodeBudget, upload_cost
 from cleaner.web.predictor import KerasPredictor, Predictor
 
 DEFAULT_MAX_UPLOAD_MB = 20
@@ -69,6 +72,17 @@ DECODE_SLOTS = 2
 """Uploads decoded at once: with the pixel budget, bounds the app's decode memory."""
 _ITEM_ID = re.compile(r"^[mr][0-9]{1,9}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _upload_size(stream: Any) -> int:
+    """The upload's bytes without reading them (Werkzeug spools a large one to disk)."""
+    try:
+        here = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(here)
+        return max(0, int(end) - int(here))
+    except (OSError, AttributeError, ValueError):
+        return int(current_app.config["MAX_CONTENT_LENGTH"] or 0)
 
 
 def _wants_json() -> bool:
@@ -236,13 +250,16 @@ def predict() -> Any:
     f = request.files.get("image")
     if f is None or not f.filename:
         return error(400, "choose an image file to upload (form field 'image')")
-    data = f.read()
     t0 = time.perf_counter()
     predict_fn = _ext()["predictor"]
-    with _ext()["decode_slots"]:
+    size = _upload_size(f.stream)
+    # the body is read, and decoded, only within this request's share of the memory budget
+    with _ext()["decode_budget"].hold(upload_cost(size)) as share, _ext()["decode_slots"]:
+        data = f.read()
         try:
             budget = images.upload_pixel_budget(len(data))
             width, height = images.header_size(data, max_pixels=budget)
+            share.shrink(upload_cost(len(data), width * height))
             im = images.load_rgb(data, max_side=VIEW_SIDE, max_pixels=budget)
         except images.ImageError as e:
             return error(400, f"{f.filename!s} is not an image cleaner can read ({e.reason})")
@@ -457,12 +474,14 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     secret_key: bytes | None = None,
     trusted_hosts: Collection[str] | None = LOOPBACK_NAMES,
+    decode_budget_mb: float = DEFAULT_BUDGET_MB,
 ) -> Flask:
     """The app for dataset ``root``. ``predictor`` (an RGB image -> prob_fake) replaces the
     model, for tests and other front ends; else ``model_path`` is loaded on the first upload.
     ``trusted_hosts``: the host names the browser may use, so a page of another site that
     re-points its name at 127.0.0.1 (DNS rebinding) is refused; None accepts any (``--host
-    0.0.0.0``)."""
+    0.0.0.0``). ``decode_budget_mb``: upload bodies and decodes in flight, all requests
+    together (:mod:`cleaner.web.budget`)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -481,6 +500,7 @@ def create_app(
         "thumbs": _ThumbCache(),
         "lock": threading.Lock(),
         "decode_slots": threading.BoundedSemaphore(DECODE_SLOTS),
+        "decode_budget": DecodeBudget(int(decode_budget_mb * 1024 * 1024)),
         "trusted": {h.lower() for h in trusted_hosts} if trusted_hosts is not None else None,
     }
     app.jinja_env.globals["csrf_token"] = csrf_token
