@@ -21,8 +21,9 @@ How a pair becomes a duplicate:
 5. A match across the classes is a **pair** when the fake differs from the real photo by a
    local change (:mod:`cleaner.pairs`): listed under ``pairs``, never grouped, never moved.
    Otherwise it is a **label conflict**: its group gets ``conflict: true``, is listed under
-   ``review`` and is never quarantined automatically. A group whose members sit in different splits (train/val/test
-   sub-folders, or ``R/.cleaner/split.csv`` from ``cleaner train``) is **leakage**.
+   ``review`` and is never quarantined automatically. A group whose members sit in different
+   splits (train/val/test sub-folders, or ``R/.cleaner/split.csv`` from ``cleaner train``) is
+   **leakage**.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from cleaner.dataset import QUARANTINE_DIR, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.guard import fraction_guard
 from cleaner.hashindex import hamming, iter_pairs
-from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.hashing import (
     CROP_KEEP,
     HASH_SIDE,
@@ -53,6 +53,7 @@ from cleaner.hashing import (
     pixel_digests,
     resample_matrix,
 )
+from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import split as split_file
 from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_scores

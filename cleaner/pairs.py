@@ -12,14 +12,15 @@ classes is one of two things:
   listed (``pairs`` in ``duplicates.json``) and kept in one fold and one split.
 
 How a cross-class match is told apart (:func:`measure`): both images are decoded at ``SIDE`` px
-grey, aligned as the verifier aligns a candidate (the real one mirrored or not, and the best of
+RGB and aligned as the verifier aligns a candidate (the real one mirrored or not, and the best of
 the ``CROP_KEEP`` windows of either image on a ``GRID`` x ``GRID`` grid, by the correlation of
-their gradients), blurred a little, their intensities matched by rank (any monotone change of
-brightness or contrast), and the squared difference averaged over ``PATCH`` px patches. A
-re-encoding, resize or crop spreads its residual over the image: the strongest patch stays
-within a few tens of times the median patch. A pasted eye, nose or mouth puts it in one region:
-hundreds to thousands of times the median. ``peak`` is that ratio; ``PEAK`` the decision (fitted
-on generated composites and copies: see its docstring and bench/README.md, issue 30).
+their grey gradients); each channel's intensities are matched by rank (any monotone change of
+brightness or contrast, clipped highlights included), the difference is blurred a little and its
+energy averaged over ``PATCH`` px patches. A re-encoding, resize or crop spreads its residual
+over the image: the strongest patch stays within about ten times the median patch. A pasted eye,
+nose or mouth puts it in one region: tens to thousands of times the median. ``peak`` is that
+ratio; ``PEAK`` the decision (fitted on generated composites and copies: see its docstring and
+bench/README.md, issue 30).
 """
 
 from __future__ import annotations
@@ -42,19 +43,24 @@ SIDE = 64
 8-30 px here, several patches; JPEG blocks and resampling are below it."""
 GRID = 9
 """Window offsets per axis (as the verifier's fine grid: 0, 1/8, ..., all of the margin)."""
-PATCH = 8
-"""Side of a patch (px at ``SIDE``); patches overlap by half."""
+PATCH = 12
+"""Side of a patch (px at ``SIDE``); patches overlap by half. Measured with ``BLUR`` 1 on
+faces140k (bench/bench_pairs.py --statistic, JPEG 40 at 128 px composites): 8 px let
+brightened copies reach 190 and composites fall to 23; 12 px: 54 and 15; 16 px: 36 and 9
+(and the global copies' maximum from 36 / 14 / 11)."""
 BLUR = 1.0
 """Gaussian blur (px at ``SIDE``) before the difference: a sub-pixel misalignment of a cropped
 copy otherwise leaves its residual along every edge."""
 FLOOR = 1.0 / 12.0
 """The smallest median patch residual the ratio divides by: the variance of 8-bit rounding (a
 byte copy has residual 0 everywhere and is no pair)."""
-PEAK = 50.0
-"""Strongest patch residual over the median patch, from which a cross-class match is a pair.
-Fitted on faces140k (bench/bench_pairs.py): copies across the classes reached at most 3.6 (JPEG
-60), 2.6 (half size), 20 (5 % crop), 127 (brightened 1.3x, its clipped highlights are local);
-composites at least 335 (JPEG 90) and 66 (JPEG 40 at 128 px). See bench/README.md, issue 30."""
+PEAK = 28.0
+"""Strongest patch residual over the median patch, from which a cross-class match is a pair:
+twice the most any whole-image change reached on faces140k (14: JPEG 30/60, half size, 64 px, 5 %
+crops, mirrors, blur, on two draws), fitted there with ``bench/bench_pairs.py --statistic``;
+composites saved at JPEG 90 scored 137 and more, at JPEG 40 and 128 px 15 and more (about 1 in
+10 below ``PEAK``); brightened copies whose highlights clip reached 54 (1 in 20 above ``PEAK``).
+See bench/README.md, issue 30."""
 _STEP = 2
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.models import folds
-from cleaner.pairs import PEAK, image_of, locality, align
+from cleaner.pairs import PEAK, align, image_of, locality
 from cleaner.split import dataset_samples, make_split
 from tests.dedupe_helpers import picture
 from tests.pairs_helpers import Truth, build, composite, jpeg_bytes
@@ -84,7 +84,7 @@ def test_pairs_kept_conflicts_reviewed_copies_quarantined(deduped: tuple) -> Non
 
 
 def test_pairs_share_a_fold_and_a_split(deduped: tuple) -> None:
-    root, truth, _, _ = deduped
+    root = deduped[0]
     samples = dataset_samples(root)
     paths = [s.path for s in samples]
     shas = [s.sha256 for s in samples]
@@ -141,3 +141,23 @@ def test_local_change_measured_global_change_not() -> None:
     assert peak(reopen(jpeg_bytes(src, 60))) < PEAK
     assert peak(src.resize((80, 80), Image.Resampling.LANCZOS)) < PEAK
     assert peak(src.crop((4, 4, 156, 156))) < PEAK
+
+
+def test_serve_shows_conflicts_side_by_side(deduped: tuple) -> None:
+    from cleaner.web import create_app
+
+    root, truth, _, doc = deduped
+    c = create_app(root, predictor=lambda im: 0.5).test_client()  # type: ignore[arg-type]
+    r = c.get("/conflicts")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    conflicts = [g for g in doc["groups"] if g["conflict"]]
+    assert html.count('class="box conflict"') == len(conflicts) == len(truth.conflicts)
+    for real, fake in truth.conflicts:
+        assert real in html and fake in html
+    for p in doc["pairs"]:  # a pair is no conflict
+        assert p["fake"] not in html
+    img = c.get("/conflict-thumb/0/1")
+    assert img.status_code == 200 and img.mimetype == "image/jpeg"
+    assert c.get("/conflict-thumb/0/9").status_code == 404
+    assert c.get(f"/conflict-thumb/{len(conflicts)}/0").status_code == 404

@@ -77,7 +77,8 @@ def dedupe(
     copy has the most pixels, then the largest file, then the first path. A fake that is a real
     photo with a local change (a pasted or inpainted region) is a pair: both kept, listed under
     `pairs`, kept in one fold and split. The same picture in both classes is a label conflict:
-    listed for review, never moved. A group spanning train/val/test is split leakage. Without --apply nothing moves; with --apply the other copies go to
+    listed for review, never moved. A group spanning train/val/test is split leakage. Without
+    --apply nothing moves; with --apply the other copies of a same-class group go to
     quarantine/duplicates/<their path>, and `cleaner undo` brings them back. Hashes are cached
     by sha256 under ROOT/.cleaner/cache/, so a rerun only hashes new files.
 

@@ -321,7 +321,8 @@ def _source_pairs(dup: Mapping[str, Any], page: _Page) -> list[dict[str, Any]]:
     for p in (dup.get("pairs") or [])[:PAIRS_SHOWN]:
         if not isinstance(p, Mapping) or not p.get("real") or not p.get("fake"):
             continue
-        item: dict[str, Any] = {k: p.get(k) for k in ("real", "fake", "score", "peak", "box", "share")}
+        keys = ("real", "fake", "score", "peak", "box", "share")
+        item: dict[str, Any] = {k: p.get(k) for k in keys}
         real, fake = ({"path": str(p["real"])}, {"path": str(p["fake"])})
         page.th.attach(real, str(p.get("real_sha256") or ""), real["path"])
         page.th.attach(fake, str(p.get("fake_sha256") or ""), fake["path"])
