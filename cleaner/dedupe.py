@@ -733,6 +733,12 @@ def find_duplicates(
     # a fake beside the real photo it was made from is a pair, not a duplicate (cleaner.pairs)
     dup, found_pairs, _ = split_cross(rootp, ver.a, ver.b, ver.score, rows_of)
     linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
+    # a composite whose pasted part cost it the acceptance is still one: everything else agrees
+    rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
+    rs = np.array([r[2] for r in ver.review], dtype=np.float64)
+    still, near_pairs, _ = split_cross(rootp, rv[:, 0], rv[:, 1], rs, rows_of)
+    found_pairs = sorted(found_pairs + near_pairs, key=lambda p: (p.fake, p.real))
+    review = [r for r, k in zip(ver.review, still.tolist(), strict=True) if k]
     grouped = {k for k, ms in linked for k in (k, *ms)}
     clusters: list[tuple[list[Any], dict[str, float]]] = []
     for k, ms in linked:
@@ -810,7 +816,7 @@ def find_duplicates(
         confirmed=int(ver.a.size) + int((rep_of != np.arange(rep_of.size)).sum()),
         seconds=time.perf_counter() - t0,
         calibration=ver.calibration,
-        review_pairs=_review_pairs(ver.review, rows_of),
+        review_pairs=_review_pairs(review, rows_of),
         totals=dict(totals),
         pairs=found_pairs,
     )
