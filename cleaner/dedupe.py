@@ -686,6 +686,21 @@ def direct_groups(
     return out
 
 
+def source_pairs(
+    root: Path, ver: Verified, rows_of: list[list[Any]]
+) -> tuple[np.ndarray, list[Pair], list[tuple[int, int, float]]]:
+    """A fake beside the real photo it was made from is a pair, not a duplicate
+    (:mod:`cleaner.pairs`): which accepted matches stay duplicates, the pairs, and the review
+    pairs left. A cross-class review pair (just below the acceptance) with a local change is a
+    pair too: a pasted part can cost a composite the whole-image score while all else agrees."""
+    dup, found = split_cross(root, ver.a, ver.b, ver.score, rows_of)
+    rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
+    rs = np.array([r[2] for r in ver.review], dtype=np.float64)
+    still, near = split_cross(root, rv[:, 0], rv[:, 1], rs, rows_of)
+    review = [r for r, k in zip(ver.review, still.tolist(), strict=True) if k]
+    return dup, sorted(found + near, key=lambda p: (p.fake, p.real)), review
+
+
 def find_duplicates(
     root: str | os.PathLike[str],
     rows: Sequence[Any],
@@ -730,15 +745,8 @@ def find_duplicates(
     order = sorted(
         (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
     )
-    # a fake beside the real photo it was made from is a pair, not a duplicate (cleaner.pairs)
-    dup, found_pairs, _ = split_cross(rootp, ver.a, ver.b, ver.score, rows_of)
+    dup, found_pairs, review = source_pairs(rootp, ver, rows_of)
     linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
-    # a composite whose pasted part cost it the acceptance is still one: everything else agrees
-    rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
-    rs = np.array([r[2] for r in ver.review], dtype=np.float64)
-    still, near_pairs, _ = split_cross(rootp, rv[:, 0], rv[:, 1], rs, rows_of)
-    found_pairs = sorted(found_pairs + near_pairs, key=lambda p: (p.fake, p.real))
-    review = [r for r, k in zip(ver.review, still.tolist(), strict=True) if k]
     grouped = {k for k, ms in linked for k in (k, *ms)}
     clusters: list[tuple[list[Any], dict[str, float]]] = []
     for k, ms in linked:

@@ -297,15 +297,13 @@ def split_cross(
     b: np.ndarray,
     score: np.ndarray,
     rows_of: list[list[Any]],
-) -> tuple[np.ndarray, list[Pair], dict[tuple[str, str], float]]:
-    """Of the accepted matches ``(a[i], b[i])`` between nodes (``rows_of[k]``: the manifest
-    rows of node ``k``, best first), those between a real and a fake node with a local change
-    (:func:`measure`) are pairs. Returns which matches stay duplicates (everything else), the
-    pairs, and the peak of every cross-class match that is no pair (path of the real, path of
-    the fake -> peak)."""
+) -> tuple[np.ndarray, list[Pair]]:
+    """Of the matches ``(a[i], b[i])`` between nodes (``rows_of[k]``: the manifest rows of node
+    ``k``, best first), those between a real and a fake node with a local change
+    (:func:`measure`) are pairs. Returns which matches are no pair (duplicates or conflicts, as
+    before) and the pairs."""
     keep = np.ones(a.size, dtype=bool)
     found: list[Pair] = []
-    peaks: dict[tuple[str, str], float] = {}
     for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
         lx = {str(r.label) for r in rows_of[x]}
         ly = {str(r.label) for r in rows_of[y]}
@@ -314,12 +312,8 @@ def split_cross(
         rx, ry = rows_of[x][0], rows_of[y][0]
         real, fake = (rx, ry) if lx == {Label.REAL} else (ry, rx)
         loc = measure(root / real.path, root / fake.path)
-        if loc is None:
-            continue
-        if loc.local:
+        if loc is not None and loc.local:
             keep[i] = False
             found.append(Pair(real.path, fake.path, real.sha256, fake.sha256, float(score[i]), loc))
-        else:
-            peaks[(real.path, fake.path)] = loc.peak
     found.sort(key=lambda p: (p.fake, p.real))
-    return keep, found, peaks
+    return keep, found
