@@ -161,3 +161,24 @@ def test_serve_shows_conflicts_side_by_side(deduped: tuple) -> None:
     assert img.status_code == 200 and img.mimetype == "image/jpeg"
     assert c.get("/conflict-thumb/0/9").status_code == 404
     assert c.get(f"/conflict-thumb/{len(conflicts)}/0").status_code == 404
+
+
+def test_duplicates_file_pairs_read_kept_and_checked(tmp_path: Path) -> None:
+    from cleaner.errors import CleanerError
+    from cleaner.state import duplicates
+
+    doc = {"method": "phash", "max_distance": 10, "groups": []}
+    duplicates.write(tmp_path, doc)  # an older file: no pairs
+    got = duplicates.read(tmp_path)
+    assert got is not None and got.pairs == () and duplicates.member_keys(tmp_path) == []
+    pair = {"real": "real_images/a.jpg", "fake": "fake_images/b.jpg", "real_sha256": "aa",
+            "fake_sha256": "bb", "box": [1, 2, 3, 4], "future_key": 7}  # fmt: skip
+    duplicates.write(tmp_path, {**doc, "pairs": [pair]})
+    got = duplicates.read(tmp_path)
+    assert got is not None and got.pairs[0].raw["future_key"] == 7
+    assert duplicates.member_keys(tmp_path) == [
+        [("real_images/a.jpg", "aa"), ("fake_images/b.jpg", "bb")]
+    ]
+    duplicates.write(tmp_path, {**doc, "pairs": {"real": "x"}})
+    with pytest.raises(CleanerError, match="'pairs' is not a list"):
+        duplicates.read(tmp_path)
