@@ -687,16 +687,22 @@ def direct_groups(
 
 
 def source_pairs(
-    root: Path, ver: Verified, rows_of: list[list[Any]]
+    root: Path,
+    ver: Verified,
+    rows_of: list[list[Any]],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, list[Pair], list[tuple[int, int, float]]]:
     """A fake beside the real photo it was made from is a pair, not a duplicate
     (:mod:`cleaner.pairs`): which accepted matches stay duplicates, the pairs, and the review
     pairs left. A cross-class review pair (just below the acceptance) with a local change is a
     pair too: a pasted part can cost a composite the whole-image score while all else agrees."""
-    dup, found = split_cross(root, ver.a, ver.b, ver.score, rows_of)
+    run = functools.partial(split_cross, root, rows_of=rows_of, workers=workers, progress=progress)
+    dup, found = run(ver.a, ver.b, ver.score)
     rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
     rs = np.array([r[2] for r in ver.review], dtype=np.float64)
-    still, near = split_cross(root, rv[:, 0], rv[:, 1], rs, rows_of)
+    still, near = run(rv[:, 0], rv[:, 1], rs)
     review = [r for r, k in zip(ver.review, still.tolist(), strict=True) if k]
     return dup, sorted(found + near, key=lambda p: (p.fake, p.real)), review
 
@@ -745,7 +751,7 @@ def find_duplicates(
     order = sorted(
         (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
     )
-    dup, found_pairs, review = source_pairs(rootp, ver, rows_of)
+    dup, found_pairs, review = source_pairs(rootp, ver, rows_of, workers=workers, progress=progress)
     linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
     grouped = {k for k, ms in linked for k in (k, *ms)}
     clusters: list[tuple[list[Any], dict[str, float]]] = []

@@ -26,6 +26,7 @@ bench/README.md, issue 30).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from cleaner.choices import Label
+from cleaner.engine import map_batches
 from cleaner.hashing import CROP_KEEP, resample_matrix
 from cleaner.images import ImageError, load_rgb
 
@@ -291,27 +293,47 @@ CONFLICT_WHY = (
 )
 
 
+MEASURE_BATCH = 32
+"""Cross-class matches measured per task (each decodes two images: about 60 ms of CPU)."""
+
+
+def _measure_batch(batch: Sequence[tuple[str, str]]) -> list[Locality | None]:
+    """Pure batch function for :func:`cleaner.engine.map_batches`."""
+    return [measure(real, fake) for real, fake in batch]
+
+
 def split_cross(
     root: Path,
     a: np.ndarray,
     b: np.ndarray,
     score: np.ndarray,
     rows_of: list[list[Any]],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, list[Pair]]:
     """Of the matches ``(a[i], b[i])`` between nodes (``rows_of[k]``: the manifest rows of node
     ``k``, best first), those between a real and a fake node with a local change
-    (:func:`measure`) are pairs. Returns which matches are no pair (duplicates or conflicts, as
-    before) and the pairs."""
-    keep = np.ones(a.size, dtype=bool)
-    found: list[Pair] = []
+    (:func:`measure`, on the engine) are pairs. Returns which matches are no pair (duplicates or
+    conflicts, as before) and the pairs."""
+    cross: list[tuple[int, Any, Any]] = []
     for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
         lx = {str(r.label) for r in rows_of[x]}
         ly = {str(r.label) for r in rows_of[y]}
         if not rows_of[x] or not rows_of[y] or len(lx | ly) != 2 or len(lx) != 1:
             continue
         rx, ry = rows_of[x][0], rows_of[y][0]
-        real, fake = (rx, ry) if lx == {Label.REAL} else (ry, rx)
-        loc = measure(root / real.path, root / fake.path)
+        cross.append((i, *((rx, ry) if lx == {Label.REAL} else (ry, rx))))
+    items = [(str(root / real.path), str(root / fake.path)) for _, real, fake in cross]
+    locs: list[Locality | None] = []
+    for part in map_batches(
+        _measure_batch, items, batch_size=MEASURE_BATCH, workers=workers, desc="pairs",
+        progress=progress,
+    ):  # fmt: skip
+        locs.extend(part)
+    keep = np.ones(a.size, dtype=bool)
+    found: list[Pair] = []
+    for (i, real, fake), loc in zip(cross, locs, strict=True):
         if loc is not None and loc.local:
             keep[i] = False
             found.append(Pair(real.path, fake.path, real.sha256, fake.sha256, float(score[i]), loc))
