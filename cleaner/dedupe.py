@@ -18,9 +18,12 @@ How a pair becomes a duplicate:
 4. **Groups** by union-find over the confirmed pairs; the kept copy is the one with the most
    pixels, then the largest file, then the first path. Exact pixel digests (full decode) are
    computed for group members only, to tell byte-different but pixel-identical copies apart.
-5. A group whose members sit in different classes is a **label conflict**: ``conflict: true``
-   and listed under ``review``. A group whose members sit in different splits (train/val/test
-   sub-folders, or ``R/.cleaner/split.csv`` from ``cleaner train``) is **leakage**.
+5. A match across the classes is a **pair** when the fake differs from the real photo by a
+   local change (:mod:`cleaner.pairs`): listed under ``pairs``, never grouped, never moved.
+   Otherwise it is a **label conflict**: its group gets ``conflict: true``, is listed under
+   ``review`` and is never quarantined automatically. A group whose members sit in different
+   splits (train/val/test sub-folders, or ``R/.cleaner/split.csv`` from ``cleaner train``) is
+   **leakage**.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from cleaner.hashing import (
     pixel_digests,
     resample_matrix,
 )
+from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import split as split_file
 from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_scores
@@ -197,6 +201,18 @@ class DedupeResult:
     totals: dict[str, int] = field(default_factory=dict)
     """Files per class (the guard's denominators)."""
     guard: dict[str, Any] = field(default_factory=dict)
+    pairs: list[Pair] = field(default_factory=list)
+    """Cross-class matches with a local change: a fake and the real photo it was made from
+    (:mod:`cleaner.pairs`), kept, never grouped."""
+
+    @property
+    def paired_fakes(self) -> int:
+        return len({p.fake for p in self.pairs})
+
+    @property
+    def paired_line(self) -> str:
+        fakes = self.totals.get("fake", 0)
+        return f"{self.paired_fakes} of {fakes} fakes are paired with a real photo"
 
     @property
     def redundant(self) -> int:
@@ -259,6 +275,7 @@ class DedupeResult:
                 if not g.conflict
             ],
             "review_pairs": self.review_pairs,
+            "pairs": [p.to_json() for p in self.pairs],
             "calibration": self.calibration.to_json() if self.calibration else None,
             "expected_false_pairs": round(self.expected_false_pairs, 4),
             "guard": self.guard,
@@ -282,6 +299,9 @@ class DedupeResult:
                 "review_groups": len(self.review_groups),
                 "review_pairs": len(self.review_pairs),
                 "conflicts": len(self.conflicts),
+                "pairs": len(self.pairs),
+                "paired_fakes": self.paired_fakes,
+                "fakes": self.totals.get("fake", 0),
                 "leaking_groups": len(self.leakage),
                 "matches": self.matches(),
             },
@@ -308,6 +328,10 @@ class DedupeResult:
             "weak_evidence": self.weak_evidence,
             "guard": self.guard,
             "conflicts": len(self.conflicts),
+            "pairs": len(self.pairs),
+            "paired_fakes": self.paired_fakes,
+            "fakes": self.totals.get("fake", 0),
+            "paired": self.paired_line,
             "leaking_groups": len(self.leakage),
             "matches": self.matches(),
             "applied": self.applied,
@@ -662,6 +686,27 @@ def direct_groups(
     return out
 
 
+def source_pairs(
+    root: Path,
+    ver: Verified,
+    rows_of: list[list[Any]],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, list[Pair], list[tuple[int, int, float]]]:
+    """A fake beside the real photo it was made from is a pair, not a duplicate
+    (:mod:`cleaner.pairs`): which accepted matches stay duplicates, the pairs, and the review
+    pairs left. A cross-class review pair (just below the acceptance) with a local change is a
+    pair too: a pasted part can cost a composite the whole-image score while all else agrees."""
+    run = functools.partial(split_cross, root, rows_of=rows_of, workers=workers, progress=progress)
+    dup, found = run(ver.a, ver.b, ver.score)
+    rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
+    rs = np.array([r[2] for r in ver.review], dtype=np.float64)
+    still, near = run(rv[:, 0], rv[:, 1], rs)
+    review = [r for r, k in zip(ver.review, still.tolist(), strict=True) if k]
+    return dup, sorted(found + near, key=lambda p: (p.fake, p.real)), review
+
+
 def find_duplicates(
     root: str | os.PathLike[str],
     rows: Sequence[Any],
@@ -706,7 +751,8 @@ def find_duplicates(
     order = sorted(
         (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
     )
-    linked = direct_groups(reps.size, ver.a, ver.b, ver.score, order)
+    dup, found_pairs, review = source_pairs(rootp, ver, rows_of, workers=workers, progress=progress)
+    linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
     grouped = {k for k, ms in linked for k in (k, *ms)}
     clusters: list[tuple[list[Any], dict[str, float]]] = []
     for k, ms in linked:
@@ -761,6 +807,8 @@ def find_duplicates(
             f"{len(members) - 1} copies matched to one image, more than {MAX_GROUP}: "
             "implausible, look before quarantining"
             if len(members) - 1 > MAX_GROUP
+            else CONFLICT_WHY
+            if len({m.label for m in members}) > 1
             else ""
         )
         groups.append(Group(0, kept.path, members, why))
@@ -782,8 +830,9 @@ def find_duplicates(
         confirmed=int(ver.a.size) + int((rep_of != np.arange(rep_of.size)).sum()),
         seconds=time.perf_counter() - t0,
         calibration=ver.calibration,
-        review_pairs=_review_pairs(ver.review, rows_of),
+        review_pairs=_review_pairs(review, rows_of),
         totals=dict(totals),
+        pairs=found_pairs,
     )
 
 

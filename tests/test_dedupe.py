@@ -161,18 +161,20 @@ def test_apply_rerun_finds_nothing_and_undo_restores(dataset: tuple[Path, set]) 
     root, truth = dataset
     before = tree(root)
     summary = run("--root", str(root), "--apply", "--max-fraction", "1")
-    assert summary["moved"] == len(truth) and summary["run_id"]
+    # the cross-class copy is a label conflict: listed for review, never moved
+    assert summary["moved"] == len(truth) - 1 and summary["run_id"]
     doc = json.loads((root / ".cleaner/duplicates.json").read_text())
     for g in doc["groups"]:
         assert (root / g["kept"]).exists()
         for m in g["members"]:
             if m["path"] != g["kept"]:
-                assert not (root / m["path"]).exists()
-                assert (root / "quarantine/duplicates" / m["path"]).exists()
+                assert (root / m["path"]).exists() == g["conflict"]
+                assert (root / "quarantine/duplicates" / m["path"]).exists() != g["conflict"]
     after = tree(root)
     assert sorted(after.values()) == sorted(before.values())  # nothing lost
     again = run("--root", str(root))
-    assert again["groups"] == 0 and again["hashed"] == 0
+    assert again["groups"] == again["conflicts"] == 1 and again["hashed"] == 0
+    assert again["to_quarantine"] == 0
     res = runner.invoke(app, ["undo", "--root", str(root)])
     assert res.exit_code == 0, res.output
     assert tree(root) == before

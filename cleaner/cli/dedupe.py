@@ -74,9 +74,11 @@ def dedupe(
     random pairs (expected false pairs reported). A copy joins a group only by matching the kept
     copy directly; groups of more than 20 copies and pairs just short of the threshold are
     listed for review and never moved. The kept
-    copy has the most pixels, then the largest file, then the first path. A group spanning
-    both classes is a label conflict (listed for review); a group spanning train/val/test is
-    split leakage. Without --apply nothing moves; with --apply the other copies go to
+    copy has the most pixels, then the largest file, then the first path. A fake that is a real
+    photo with a local change (a pasted or inpainted region) is a pair: both kept, listed under
+    `pairs`, kept in one fold and split. The same picture in both classes is a label conflict:
+    listed for review, never moved. A group spanning train/val/test is split leakage. Without
+    --apply nothing moves; with --apply the other copies of a same-class group go to
     quarantine/duplicates/<their path>, and `cleaner undo` brings them back. Hashes are cached
     by sha256 under ROOT/.cleaner/cache/, so a rerun only hashes new files.
 
@@ -117,7 +119,7 @@ def dedupe(
     table.add_row("duplicate groups", str(s["groups"]))
     table.add_row("redundant copies", str(s["redundant"]))
     table.add_row("  to quarantine (not held for review)", str(s["to_quarantine"]))
-    table.add_row("groups held for review (> 20 copies)", str(s["review_groups"]))
+    table.add_row("groups held for review (conflicts, > 20 copies)", str(s["review_groups"]))
     table.add_row("pairs just below the threshold (review)", str(s["review_pairs"]))
     if s["threshold"] is not None:
         table.add_row("verification threshold (calibrated)", f"{s['threshold']:.3f}")
@@ -127,6 +129,7 @@ def dedupe(
     table.add_row(
         "label conflicts (review)", str(s["conflicts"]), style="bold" if s["conflicts"] else None
     )
+    table.add_row("pairs (a fake beside its real source: kept)", str(s["pairs"]))
     table.add_row("groups across splits", str(s["leaking_groups"]))
     if s["unreadable"]:
         table.add_row("not decodable at hashing", str(s["unreadable"]))
@@ -149,6 +152,7 @@ def dedupe(
             )
         console.print(gt)
     console.print(f"groups written to {result.output}")
+    console.print(s["paired"])
     if result.weak_evidence:
         err_console.print(
             "warning: copies and other images are hard to tell apart in this dataset (calibrated "

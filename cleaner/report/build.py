@@ -54,6 +54,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("review", "Review list"),
     ("duplicates", "Duplicate groups"),
     ("conflicts", "Label conflicts"),
+    ("pairs", "Fakes beside their real source"),
     ("leakage", "Split leakage"),
     ("quarantine", "Quarantined files"),
     ("unreadable", "Unreadable files"),
@@ -313,6 +314,34 @@ def _groups(
     return groups
 
 
+PAIRS_SHOWN = 200
+"""Pairs shown with their difference map (each decodes both images once)."""
+
+
+def _source_pairs(dup: Mapping[str, Any], page: _Page) -> list[dict[str, Any]]:
+    """``pairs`` of duplicates.json (a fake and the real photo it was made from), each with
+    both thumbnails and the difference map after alignment (a PNG data URL)."""
+    import base64
+
+    from cleaner.pairs import diff_png, measure
+
+    out: list[dict[str, Any]] = []
+    for p in (dup.get("pairs") or [])[:PAIRS_SHOWN]:
+        if not isinstance(p, Mapping) or not p.get("real") or not p.get("fake"):
+            continue
+        keys = ("real", "fake", "score", "peak", "box", "share")
+        item: dict[str, Any] = {k: p.get(k) for k in keys}
+        real, fake = ({"path": str(p["real"])}, {"path": str(p["fake"])})
+        page.th.attach(real, str(p.get("real_sha256") or ""), real["path"])
+        page.th.attach(fake, str(p.get("fake_sha256") or ""), fake["path"])
+        item["real_item"], item["fake_item"] = real, fake
+        loc = measure(page.root / real["path"], page.root / fake["path"])
+        if loc is not None:
+            item["diff"] = "data:image/png;base64," + base64.b64encode(diff_png(loc)).decode()
+        out.append(item)
+    return out
+
+
 def _review_pairs(
     dup: Mapping[str, Any], labels: Mapping[str, str], th: _Thumbs
 ) -> list[dict[str, Any]]:
@@ -529,6 +558,7 @@ def build_report(
         "review": len(ctx["review"]),
         "duplicates": len(ctx["groups"]),
         "conflicts": len(ctx["conflicts"]),
+        "pairs": ctx["pairs_total"],
         "leakage": len(ctx["leaks"]),
         "quarantine": len(ctx["quarantine"]),
         "unreadable": len(ctx["unreadable"]),
@@ -653,6 +683,10 @@ def _section_duplicates(page: _Page, labels: Mapping[str, str]) -> None:
     ctx["groups"] = groups
     ctx["dup_files"] = sum(len(g["members"]) for g in groups)
     ctx["conflicts"] = [g for g in groups if g["conflict"]]
+    ctx["pairs"] = _source_pairs(dup or {}, page) if dup is not None else []
+    ctx["pairs_total"] = len(dup.get("pairs") or []) if dup is not None else 0
+    if dup is None:
+        page.missing["pairs"] = f"cleaner dedupe {r_arg}"
     ctx["leaks"] = [g for g in groups if g["leak"]]
     ctx["has_split"] = split is not None
 

@@ -2,7 +2,8 @@
 
 The contract's keys (``method``, ``max_distance``, ``groups`` of ``kept``, ``conflict`` and
 ``members`` with ``path``, ``label``, ``sha256``, ``distance``) are read into frozen dataclasses;
-every other key (statistics, review, leakage, whatever a later version adds) is kept in ``raw``
+``pairs`` (``real``, ``fake``, their ``real_sha256``/``fake_sha256``) are read too; every other
+key (statistics, review, leakage, whatever a later version adds) is kept in ``raw``
 untouched, so a reader never drops what it does not know. Also here: the one union-find over
 duplicate groups, used by dedupe (pairs -> groups), the folds and the train split (groups ->
 one id per image).
@@ -53,11 +54,29 @@ class DuplicateGroup:
 
 
 @dataclass(frozen=True)
+class SourcePair:
+    """A fake and the real photo it was made from (``pairs``): not duplicates, but one fold and
+    one split, like a group."""
+
+    real: str
+    fake: str
+    real_sha256: str = ""
+    fake_sha256: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(path, sha256) of the real and the fake."""
+        return [(self.real, self.real_sha256), (self.fake, self.fake_sha256)]
+
+
+@dataclass(frozen=True)
 class Duplicates:
     method: str
     max_distance: int
     groups: tuple[DuplicateGroup, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    pairs: tuple[SourcePair, ...] = ()
+    """A file without ``pairs`` (older cleaner) has none."""
 
 
 def _member(m: Any) -> DuplicateMember:
@@ -79,6 +98,16 @@ def _group(g: Any) -> DuplicateGroup:
     )
 
 
+def _pair(p: Any) -> SourcePair:
+    return SourcePair(
+        real=str(p["real"]),
+        fake=str(p["fake"]),
+        real_sha256=str(p.get("real_sha256") or ""),
+        fake_sha256=str(p.get("fake_sha256") or ""),
+        raw=dict(p),
+    )
+
+
 def read(root: str | os.PathLike[str]) -> Duplicates | None:
     """The file's groups; None when there is none. A damaged file is an error naming it
     (silently ignoring it would let duplicates leak across folds and splits)."""
@@ -90,11 +119,15 @@ def read(root: str | os.PathLike[str]) -> Duplicates | None:
         if not isinstance(doc.get("groups", []), list):
             raise TypeError("'groups' is not a list")
         groups = tuple(_group(g) for g in doc.get("groups", []) if isinstance(g, Mapping))
+        if not isinstance(doc.get("pairs", []), list):
+            raise TypeError("'pairs' is not a list")
+        pairs = tuple(_pair(p) for p in doc.get("pairs", []) if isinstance(p, Mapping))
         return Duplicates(
             method=str(doc.get("method", "")),
             max_distance=int(doc.get("max_distance") or 0),
             groups=groups,
             raw=dict(doc),
+            pairs=pairs,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CleanerError(f"{p} is not a valid duplicates file ({e}); {FIX}") from e
@@ -157,7 +190,10 @@ def group_index(
 
 
 def member_keys(root: str | os.PathLike[str] | None) -> list[list[tuple[str, str]]]:
-    """Every group of ``R/.cleaner/duplicates.json`` as (path, sha256) lists; ``[]`` without
-    the file (or without a ROOT)."""
+    """Every group of ``R/.cleaner/duplicates.json`` as (path, sha256) lists, and every pair
+    (a fake and its real source: the real half must not let a model see the fake's content
+    from the other side of a fold or split); ``[]`` without the file (or without a ROOT)."""
     doc = read(root) if root is not None else None
-    return [g.keys() for g in doc.groups] if doc is not None else []
+    if doc is None:
+        return []
+    return [g.keys() for g in doc.groups] + [p.keys() for p in doc.pairs]

@@ -57,6 +57,7 @@ from cleaner import images
 from cleaner.choices import Label
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
+from cleaner.state import duplicates as duplicates_file
 from cleaner.state import plans as plans_file
 from cleaner.web.budget import DEFAULT_BUDGET_MB, DecodeBudget, upload_cost
 from cleaner.web.predictor import KerasPredictor, Predictor
@@ -332,6 +333,52 @@ def review() -> Any:
         pages=pages,
         show=show,
     )
+
+
+# ------------------------------------------------------------ label conflicts (dedupe)
+
+
+def _conflict_groups() -> tuple[list[duplicates_file.DuplicateGroup], str | None]:
+    """The conflict groups of ``duplicates.json`` (the same picture in both classes), and a
+    problem line when the file is missing or damaged."""
+    try:
+        doc = duplicates_file.read(_root())
+    except CleanerError as e:
+        return [], str(e)
+    if doc is None:
+        return [], f"no duplicates file yet: run `cleaner dedupe --root {_root()}` first"
+    return [g for g in doc.groups if g.conflict], None
+
+
+@bp.get("/conflicts")
+def conflicts() -> Any:
+    """Label conflicts side by side (read only: dedupe never moves them; settle one by moving
+    the file with the wrong label, e.g. ``cleaner separate`` or by hand, then dedupe again)."""
+    groups, problem = _conflict_groups()
+    return render_template(
+        "conflicts.html", root=str(_root()), groups=list(enumerate(groups))[:REVIEW_PAGE],
+        n_groups=len(groups), problem=problem,
+    )  # fmt: skip
+
+
+@bp.get("/conflict-thumb/<int:group>/<int:member>")
+def conflict_thumb(group: int, member: int) -> Any:
+    groups, _ = _conflict_groups()
+    if not 0 <= group < len(groups) or not 0 <= member < len(groups[group].members):
+        abort(404, f"no conflict member {group}/{member}")
+    rel = groups[group].members[member].path
+    try:
+        p = resolve_inside(_root(), rel)
+        data = _ext()["thumbs"].get(p)
+    except PathEscapeError:
+        abort(404, f"{rel} is not inside ROOT")
+    except OSError:
+        abort(404, f"{rel} is no longer in ROOT")
+    except images.ImageError as e:
+        abort(404, f"{rel}: {e.reason}")
+    resp = Response(data, mimetype="image/jpeg")
+    resp.headers["Cache-Control"] = "private, max-age=60"
+    return resp
 
 
 def _current_path(plan: plans_file.Plan, it: plans_file.PlanItem) -> Path | None:
