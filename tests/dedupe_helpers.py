@@ -49,7 +49,7 @@ def save_jpeg(im: Image.Image, path: Path, quality: int = 92) -> Path:
     return path
 
 
-def lookalike(im: Image.Image, seed: int, amp: float = 1.0, cells: int = 24) -> Image.Image:
+def lookalike(im: Image.Image, seed: int, amp: float = 1.5, cells: int = 24) -> Image.Image:
     """``im`` with a faint fine texture of its own (``cells`` x ``cells`` random values,
     bicubic-upsampled, ``amp`` grey levels): two of these from different seeds are two distinct
     pictures alike in everything but detail, as StyleGAN look-alikes are (same pose, light and
