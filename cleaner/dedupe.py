@@ -617,8 +617,10 @@ def _evidence(
 
 
 def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
-    """Accept the candidate pairs whose verification score (:mod:`cleaner.verify`) reaches the
-    threshold calibrated on this table's own random pairs; identical grey images always pass.
+    """Accept the candidate pairs whose evidence (:meth:`cleaner.verify.Scorer.evidence`: the
+    verification score, below ``FINE_UNTIL`` also the fine band's agreement) reaches the
+    threshold calibrated on this table's own random pairs and hard null (nearest neighbours);
+    identical grey images always pass.
     The pairs two accepted matches apart (:func:`two_hop`) are verified too, and counted among
     the pairs tested by the calibration."""
     t0 = time.perf_counter()
