@@ -77,8 +77,13 @@ one picture agree there as well as overall; two similar faces (same pose, light 
 StyleGAN look-alikes) agree in the leading components and part there. Measured on faces140k's
 1,100 fakes with planted copies (bench/README, issue 25): look-alikes 0.31-0.83 there for an
 overall 0.73-0.90; resized, JPEG q30-40, blurred, mirrored, brightened and 5 % cropped copies
->= 0.91. A pair's evidence is the lower of its score and this agreement (below
-``FINE_UNTIL``)."""
+>= 0.91. A pair's evidence is the lower of its score and this agreement plus ``FINE_SLACK``
+(below ``FINE_UNTIL``)."""
+FINE_SLACK = 0.03
+"""Added to the fine band's agreement before it is compared (measured on the two benches'
+pairs: on the masked portraits the copy pairs refused only by the fine band went from 33 to 17
+with 0.03 and to 9 with 0.05; on faces140k's fakes 0.03 let no more look-alikes through at the
+0.8 floor and 0.05 two more pairs of one face from two seeds)."""
 FINE_UNTIL = 0.9
 """Scores from which the fine band is not asked (the test is for pairs near the floor): the
 look-alikes measured scored up to 0.83 on faces140k's fakes (and 0.898 for one face from two
@@ -394,17 +399,17 @@ class Scorer:
     def evidence(
         self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray, score: np.ndarray, least: float
     ) -> np.ndarray:
-        """The acceptance's evidence for pairs already scored: ``min(score, fine agreement)``
-        for those scoring from ``least`` up to ``FINE_UNTIL``, the score itself elsewhere
-        (below: it cannot pass; above: no look-alike measured there) and wherever the dataset
-        is too small for a basis (no fine band to read)."""
+        """The acceptance's evidence for pairs already scored: ``min(score, fine agreement +
+        FINE_SLACK)`` for those scoring from ``least`` up to ``FINE_UNTIL``, the score itself
+        elsewhere (below: it cannot pass; above: no look-alike measured there) and wherever the
+        dataset is too small for a basis (no fine band to read)."""
         out = np.asarray(score, dtype=np.float64).copy()
         if not self.basis.fitted:
             return out
         todo = np.flatnonzero((out >= least) & (out < FINE_UNTIL))
         if todo.size:
             f = self.fine_agreement(a[todo], b[todo], mirror[todo])
-            out[todo] = np.minimum(out[todo], f)
+            out[todo] = np.minimum(out[todo], f + FINE_SLACK)
         return out
 
 
