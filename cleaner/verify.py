@@ -605,7 +605,7 @@ def calibrate(
         expected_false_pairs=max(e_random, e_hard),
         null_pairs=int(null.size),
         null_q99=float(np.tanh(tail.zq)) if null.size else 0.0,
-        weak=t > WEAK_ABOVE or max(e_random, e_hard) > target,
+        weak=t > WEAK_ABOVE or e_hard > target,
         expected_false_pairs_random=e_random,
         hard_null_pairs=int(hard.evidence.size) if hard is not None else 0,
         expected_false_pairs_hard=e_hard,
