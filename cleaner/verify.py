@@ -75,8 +75,9 @@ FINE_FROM_COMPONENT = 96
 """The fine band: the residual's components from this one on (of ``BAND``). Two renderings of
 one picture agree there as well as overall; two similar faces (same pose, light and background:
 StyleGAN look-alikes) agree in the leading components and part there. Measured on faces140k's
-1,100 fakes with planted copies (bench/README, issue 25): look-alikes 0.31-0.83 there for an
-overall 0.73-0.90; resized, JPEG q30-40, blurred, mirrored, brightened and 5 % cropped copies
+1,100 fakes with planted copies (bench/README, issue 25): its look-alikes that reach the floor
+(pairs of one face from two seeds, and their copies) 0.31-0.83 there for an overall 0.73-0.90,
+other faces <= 0.62; resized, JPEG q30-40, blurred, mirrored, brightened and 5 % cropped copies
 >= 0.91. A pair's evidence is the lower of its score and this agreement plus ``FINE_SLACK``
 (below ``FINE_UNTIL``)."""
 FINE_SLACK = 0.03
