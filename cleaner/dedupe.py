@@ -56,7 +56,7 @@ from cleaner.hashing import (
 from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import split as split_file
-from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, null_scores
+from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, hard_null, null_scores
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
@@ -629,9 +629,22 @@ def _same_grey(grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _evidence(
+    scorer: Scorer, a: np.ndarray, b: np.ndarray, mirror: np.ndarray, v: np.ndarray, least: float
+) -> np.ndarray:
+    """:meth:`Scorer.evidence` of the pairs scoring at least ``least``; identical images (score
+    1 unmirrored) keep 1."""
+    out = v.copy()
+    todo = np.flatnonzero(v < 1.0)
+    out[todo] = scorer.evidence(a[todo], b[todo], mirror[todo], v[todo], least)
+    return out
+
+
 def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Verified:
-    """Accept the candidate pairs whose verification score (:mod:`cleaner.verify`) reaches the
-    threshold calibrated on this table's own random pairs; identical grey images always pass.
+    """Accept the candidate pairs whose evidence (:meth:`cleaner.verify.Scorer.evidence`: the
+    verification score, below ``FINE_UNTIL`` also the fine band's agreement) reaches the
+    threshold calibrated on this table's own random pairs and hard null (nearest neighbours);
+    identical grey images always pass.
     The pairs two accepted matches apart (:func:`two_hop`) are verified too, and counted among
     the pairs tested by the calibration."""
     t0 = time.perf_counter()
@@ -639,20 +652,23 @@ def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Veri
     ga, gb, gm = pairs.a[gate], pairs.b[gate], pairs.mirror[gate]
     scorer = Scorer(table.grey, fit_basis(table.grey))
     null = null_scores(scorer)
-    first = calibrate(null, int(gate.size))
+    hard = hard_null(scorer)
+    first = calibrate(null, int(gate.size), hard=hard)
     t1 = time.perf_counter()
     v = scorer.scores(ga, gb, gm, first.threshold)
     same = _same_grey(table.grey, ga, gb)
     v[same & ~gm] = 1.0
-    ok = v >= first.threshold
+    ok = _evidence(scorer, ga, gb, gm, v, first.threshold) >= first.threshold
     tested = set(zip(ga.tolist(), gb.tolist(), strict=True))
     ha, hb, hm = two_hop(ga[ok], gb[ok], gm[ok], tested)
-    cal = calibrate(null, int(gate.size + ha.size))
+    cal = calibrate(null, int(gate.size + ha.size), hard=hard)
     ga, gb, gm = np.concatenate([ga, ha]), np.concatenate([gb, hb]), np.concatenate([gm, hm])
     v = np.concatenate([v, scorer.scores(ha, hb, hm, cal.threshold)])
     # a score that stopped at the first threshold is a lower bound: finish it at the final one
     short = np.flatnonzero((v >= first.threshold) & (v < cal.threshold) & (v < 1.0))
     v[short] = scorer.scores(ga[short], gb[short], gm[short], cal.threshold)
+    # the decision reads the evidence: the score, unless the fine band agrees less
+    v = _evidence(scorer, ga, gb, gm, v, cal.review_from)
     t2 = time.perf_counter()
     ok = v >= cal.threshold
     near = np.flatnonzero(~ok & (v >= cal.review_from))

@@ -47,3 +47,16 @@ def save_jpeg(im: Image.Image, path: Path, quality: int = 92) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, format="JPEG", quality=quality)
     return path
+
+
+def lookalike(im: Image.Image, seed: int, amp: float = 1.5, cells: int = 24) -> Image.Image:
+    """``im`` with a faint fine texture of its own (``cells`` x ``cells`` random values,
+    bicubic-upsampled, ``amp`` grey levels): two of these from different seeds are two distinct
+    pictures alike in everything but detail, as StyleGAN look-alikes are (same pose, light and
+    background)."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(0.0, 1.0, (cells, cells)).astype(np.float32)
+    w, h = im.size
+    n = np.asarray(Image.fromarray(g, "F").resize((w, h), Image.Resampling.BICUBIC))
+    arr = np.asarray(im, dtype=np.float32) + amp * n[:, :, None]
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")

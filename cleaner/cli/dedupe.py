@@ -70,16 +70,17 @@ def dedupe(
     Exact copies (same bytes, or same decoded pixels) and near copies (resized, recompressed,
     brightened, mirrored, cropped by a few percent) are grouped. Each candidate pair within
     --max-distance bits is confirmed by an independent check of the aligned pixels, with what
-    this dataset's images share removed, against a threshold calibrated on the dataset's own
-    random pairs (expected false pairs reported). A copy joins a group only by matching the kept
-    copy directly; groups of more than 20 copies and pairs just short of the threshold are
-    listed for review and never moved. The kept
-    copy has the most pixels, then the largest file, then the first path. A fake that is a real
-    photo with a local change (a pasted or inpainted region) is a pair: both kept, listed under
-    `pairs`, kept in one fold and split. The same picture in both classes is a label conflict:
-    listed for review, never moved. A group spanning train/val/test is split leakage. Without
-    --apply nothing moves; with --apply the other copies of a same-class group go to
-    quarantine/duplicates/<their path>, and `cleaner undo` brings them back. Hashes are cached
+    this dataset's images share removed (below 0.9 its fine detail must agree too: look-alikes
+    are not copies), against a threshold calibrated on the dataset's own random pairs and its
+    nearest non-copy neighbours (expected false pairs reported). A copy joins a group only by
+    matching the kept copy directly; groups of more than 20 copies and pairs just short of the
+    threshold are listed for review and never moved. The kept copy has the most pixels, then
+    the largest file, then the first path. A fake that is a real photo with a local change (a
+    pasted or inpainted region) is a pair: both kept, listed under `pairs`, kept in one fold and
+    split. The same picture in both classes is a label conflict: listed for review, never moved.
+    A group spanning train/val/test is split leakage. Without --apply nothing moves; with
+    --apply the other copies of a same-class group go to quarantine/duplicates/<their path>, and
+    `cleaner undo` brings them back. Hashes are cached
     by sha256 under ROOT/.cleaner/cache/, so a rerun only hashes new files.
 
     Examples:
