@@ -156,6 +156,10 @@ def test_review_list_ranked_by_probability_of_being_misfiled_within_the_budget(
     assert r.exit_code == 0, r.output
     blob = re.search(r'id="data-review"[^>]*>(.*?)</script>', out_html.read_text(), re.S)
     assert blob is not None
+    page = " ".join(out_html.read_text().split())
+    assert (
+        "Check of the estimate" in page and "passed" in page and "Likeliest misfiled first" in page
+    )
     assert [it["path"] for it in json.loads(blob.group(1))] == order
     # a budget is a count of files
     r = runner.invoke(
