@@ -41,6 +41,8 @@ class ReviewList:
     budget: int
     expected_unlisted: float | None
     """Expected misfiled files among the covered files neither moved nor candidates."""
+    by_probability: bool = True
+    """Ordered by the noise model's probability (False: by the mean probability)."""
 
     @property
     def listed(self) -> list[Ranked]:
@@ -63,9 +65,7 @@ class ReviewList:
             "budget": self.budget,
             "candidates": len(self.order),
             "listed": len(self.listed),
-            "order": "p_misfiled"
-            if self.order and self.order[0].p_misfiled is not None
-            else "mean_prob_other",
+            "order": "p_misfiled" if self.by_probability else "mean_prob_other",
             "expected_misfiled_listed": expected(self.listed),
             "expected_misfiled_below": expected(self.below),
             "expected_misfiled_unlisted": None
@@ -98,4 +98,4 @@ def rank(
             r.path,
         )
 
-    return ReviewList(sorted(ranked, key=key), budget, expected_unlisted)
+    return ReviewList(sorted(ranked, key=key), budget, expected_unlisted, p_misfiled is not None)
