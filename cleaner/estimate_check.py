@@ -109,6 +109,8 @@ def check(
     in the user's run (``z``, ``in_fake``, ``noise``: :class:`cleaner.consensus.SelfTest`'s)."""
     y = np.asarray(in_fake, bool)
     sw = np.asarray(planted.swapped, bool)
+    if len(sw) != len(y) or len(planted.prob_fake) != len(y):
+        return unavailable("the planted run does not cover the same images as the votes")
     if not sw.any():
         return unavailable("the planted run swapped no image (too few per folder)")
     y2 = y ^ sw

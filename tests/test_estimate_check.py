@@ -85,10 +85,12 @@ def voters(d: Path, planted: str, *, doubt: bool = True) -> list[str]:
 
 
 def separate(d: Path, files: list[str], *args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    plans = d / "R" / ".cleaner" / "plans"
+    before = set(plans.glob("*.json"))
     r = runner.invoke(app, ["separate", "--root", str(d / "R"), "-p", *files, *args])
     assert r.exit_code == 0, r.output
-    plans = sorted((d / "R" / ".cleaner" / "plans").glob("*.json"))
-    return json.loads(plans[-1].read_text()), r.stdout
+    (new,) = set(plans.glob("*.json")) - before  # run ids of one second sort at random
+    return json.loads(new.read_text()), r.stdout
 
 
 @pytest.mark.parametrize("planted", ["memorised", "none"])
