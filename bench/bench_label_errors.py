@@ -32,7 +32,16 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-FACES = REPO.parent / "shared" / "data" / "faces140k"
+FACES = (
+    next(
+        (p for p in (REPO.parent / "shared", REPO.parents[1] / "shared") if p.is_dir()),
+        REPO.parent / "shared",
+    )
+    / "data"
+    / "faces140k"
+)
+"""faces140k beside the checkout (main) or beside the worktrees (/work/wt/NAME); --faces
+names another copy with the same real/fake folders (bench/degrade_faces.py makes one)."""
 
 
 def cleaner(*args: str) -> dict:  # type: ignore[type-arg]
@@ -47,7 +56,7 @@ def cleaner(*args: str) -> dict:  # type: ignore[type-arg]
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def make_work(work: Path, n: int, seed: int) -> list[dict[str, str]]:
+def make_work(work: Path, n: int, seed: int, faces: Path = FACES) -> list[dict[str, str]]:
     """WORK/{real_images,fake_images} with 10% of each class flipped; the flips list."""
     marker = work / "flips.json"
     if marker.is_file():
@@ -58,13 +67,13 @@ def make_work(work: Path, n: int, seed: int) -> list[dict[str, str]]:
     rng = random.Random(seed)
     flips: list[dict[str, str]] = []
     for label, other in (("real", "fake"), ("fake", "real")):
-        names = sorted(os.listdir(FACES / label))[:n]
+        names = sorted(os.listdir(faces / label))[:n]
         flipped = set(rng.sample(names, round(0.1 * len(names))))
         for name in names:
             to = other if name in flipped else label
             dst = work / f"{to}_images" / f"{label}_{name}"
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(FACES / label / name, dst)
+            shutil.copyfile(faces / label / name, dst)
             if name in flipped:
                 flips.append({"path": f"{to}_images/{label}_{name}", "true_label": label})
     marker.write_text(json.dumps({"n": n, "seed": seed, "flips": flips}, indent=1))
@@ -167,14 +176,15 @@ def main() -> None:
     ap.add_argument("--finetune-size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--faces", type=Path, default=FACES, help="the real/fake folders to use")
     args = ap.parse_args()
-    if not FACES.is_dir():
-        print(json.dumps({"bench": "label_errors", "skipped": f"{FACES} not found"}))
+    if not args.faces.is_dir():
+        print(json.dumps({"bench": "label_errors", "skipped": f"{args.faces} not found"}))
         return
     n = 1100 if args.full else args.n
     work = args.work or Path(tempfile.gettempdir()) / f"cleaner-bench-labels-{n}-{args.seed}"
     t0 = time.perf_counter()
-    flips = make_work(work, n, args.seed)
+    flips = make_work(work, n, args.seed, args.faces)
     truth = {f["path"] for f in flips}
     cleaner("scan", "--root", str(work))
     preds_dir = work / "preds"

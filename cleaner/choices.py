@@ -50,6 +50,17 @@ class HeadKind(StrEnum):
     LOGREG_CV = "logreg-cv"
 
 
+class CheckOutcome(StrEnum):
+    """What the check of the move-precision estimate found (:mod:`cleaner.estimate_check`)."""
+
+    PASSED = "passed"
+    """The noise model recovered the planted swaps: the estimate stands."""
+    FAILED = "failed"
+    """It did not: no threshold is vouched for, nothing moves by a target precision."""
+    UNAVAILABLE = "unavailable"
+    """No planted run to check with: nothing is vouched for either."""
+
+
 def values(choice: type[StrEnum]) -> tuple[str, ...]:
     """The plain strings of an enum's members, in order (for messages and old callers)."""
     return tuple(m.value for m in choice)

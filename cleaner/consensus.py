@@ -35,6 +35,7 @@ import numpy as np
 from cleaner.choices import Label, Rule, values
 from cleaner.dataset import other_label
 from cleaner.errors import CleanerError
+from cleaner.estimate_check import Check, PlantedRun, check, unavailable
 from cleaner.noise import MoveEstimate, NoiseModel, estimate, fit, folder_noise, score
 
 RULES: tuple[str, ...] = values(Rule)
@@ -269,6 +270,11 @@ class Choice:
     tried: list[Tried]
     decisions: list[Decision]
     """At the chosen threshold; when none, at the floor with every move turned into review."""
+    p_misfiled: dict[str, float] | None
+    """Path -> the noise model's posterior of sitting in the wrong folder (the review order);
+    None when the check did not vouch for the model."""
+    check: Check
+    """The check of the estimate on the planted run (:mod:`cleaner.estimate_check`)."""
 
     def at(self, threshold: float | None) -> Tried | None:
         return next((t for t in self.tried if t.threshold == threshold), None)
@@ -287,11 +293,17 @@ class SelfTest:
         self.rule = rule
         self.flags = _confident_flags(self.covered) if rule == "confident" and self.covered else []
         z = np.array([score([e.prob_fake for e in im.evidence]) for im in self.covered])
+        self.z = z
         self.in_fake = np.array([im.label == "fake" for im in self.covered], dtype=bool)
         self.model = fit(z, self.in_fake)
         self.noise = folder_noise(self.model, z, self.in_fake)
         self.m = _matrix(self.covered)
         self.m_swapped = _matrix([_swapped(im) for im in self.covered])
+
+    def p_misfiled(self) -> dict[str, float]:
+        """Path -> the noise model's posterior that the image sits in the wrong folder."""
+        post = self.model.p_wrong_folder(self.z, self.in_fake)
+        return {im.path: float(p) for im, p in zip(self.covered, post, strict=True)}
 
     def _swapped_moves(self, c: float) -> np.ndarray:
         """Which images the rule would move at ``c`` if each sat alone in the other folder (the
@@ -310,25 +322,39 @@ class SelfTest:
         return estimate(moved, self._swapped_moves(c), self.in_fake, self.noise)
 
 
+def checked(st: SelfTest, planted: PlantedRun | None, missing: str = "") -> Check:
+    """The check of ``st``'s estimate on the planted run (unavailable without one: ``missing``
+    says why)."""
+    if planted is None:
+        return unavailable(missing or "the predictions files have no planted run")
+    return check(st.z, st.in_fake, st.noise, planted)
+
+
 def choose(
     images: Sequence[ImageVotes],
     *,
     rule: str = DEFAULT_RULE,
     target: float = DEFAULT_TARGET_PRECISION,
     floor: float = DEFAULT_FLOOR,
+    planted: PlantedRun | None = None,
+    missing: str = "",
 ) -> Choice:
     """The lowest threshold from ``floor`` up at which the estimated precision of the rule's
-    moves reaches ``target``, and the decisions there. When none does, nothing moves: the
+    moves reaches ``target``, and the decisions there. When none does, or the check of the
+    estimate on the ``planted`` run fails (:mod:`cleaner.estimate_check`), nothing moves: the
     floor's would-be moves go to the review list."""
     check_params(rule, floor)
     check_target(target)
     st = SelfTest(images, rule)
+    chk = checked(st, planted, missing)
     tried = [Tried(t, st.at(t)) for t in sorted({floor, *(t for t in THRESHOLDS if t > floor)})]
     chosen = next(
         (
             t.threshold
             for t in tried
-            if t.estimate.precision is not None and t.estimate.precision >= target - 1e-12
+            if chk.vouched
+            and t.estimate.precision is not None
+            and t.estimate.precision >= target - 1e-12
         ),
         None,
     )
@@ -336,8 +362,11 @@ def choose(
     if chosen is None:
         best = max((t.estimate.precision or 0.0 for t in tried), default=0.0)
         why = f"no threshold's moves reach the estimated precision {target:g} (best {best:.2f})"
+        if not chk.vouched:
+            why = chk.line()
         decisions = [_to_review(d, why) if d.action == MOVE else d for d in decisions]
-    return Choice(target, chosen, st.model, st.noise, tried, decisions)
+    p_mis = st.p_misfiled() if chk.vouched else None
+    return Choice(target, chosen, st.model, st.noise, tried, decisions, p_mis, chk)
 
 
 def _to_review(d: Decision, why: str) -> Decision:

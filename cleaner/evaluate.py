@@ -94,10 +94,13 @@ def _estimated(plans: list[dict[str, Any]], moves: int) -> dict[str, Any] | None
     ests = [p["estimate"] for p in plans if p.get("estimate")]
     if not ests:
         return None
+    # a plan whose estimate the check did not vouch for states no wrong moves: nothing is
+    # estimated then (not "none wrong")
+    unvouched = any(e.get("expected_wrong_moves") is None for e in ests)
     wrong = sum(float(e.get("expected_wrong_moves") or 0.0) for e in ests)
     return {
-        "precision": 1 - wrong / moves if moves else None,
-        "expected_wrong_moves": round(wrong, 1),
+        "precision": 1 - wrong / moves if moves and not unvouched else None,
+        "expected_wrong_moves": None if unvouched else round(wrong, 1),
         "recall": ests[0].get("estimated_recall") if len(ests) == 1 else None,
         "noise_rate": ests[0].get("estimated_noise_rate"),
         "target_precision": plans[0].get("target_precision"),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cleaner.choices import Label
 from cleaner.consensus import (
     DEFAULT_FLOOR,
@@ -34,11 +36,13 @@ from cleaner.consensus import (
     SelfTest,
     check_params,
     check_target,
+    checked,
     choose,
     decide,
 )
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.estimate_check import Check, PlantedRun
 from cleaner.guard import fraction_guard
 from cleaner.journal import (
     AppliedRun,
@@ -54,6 +58,8 @@ from cleaner.journal import (
 from cleaner.journal import undo as journal_undo
 from cleaner.noise import MoveEstimate
 from cleaner.predictions import MatchResult, match_entries, read_predictions
+from cleaner.review import DEFAULT_REVIEW_BUDGET, Ranked, ReviewList
+from cleaner.review import rank as review_rank
 from cleaner.state import plans as plans_file
 from cleaner.state.plans import PLAN_FORMAT
 from cleaner.state.runs import run_relpath
@@ -99,6 +105,7 @@ class SeparateResult:
             "applied": p["applied"],
             "moves": len(p["moves"]),
             "review": len(p["review"]),
+            "review_budget": p.get("review_budget"),
         }
         if self.applied is not None:
             out["moved"] = len(self.applied.moved)
@@ -153,6 +160,7 @@ def build_plan(
     min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
     target_precision: float = DEFAULT_TARGET_PRECISION,
+    review_budget: int = DEFAULT_REVIEW_BUDGET,
     run_id: str | None = None,
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], list[MatchResult], list[str], list[Move]]:
@@ -171,6 +179,7 @@ def build_plan(
     check_target(target_precision)
     if not 0.0 < max_fraction <= 1.0:
         raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.15")
+    check_budget(review_budget)
     if not prediction_files:
         raise CleanerError("no predictions file given; pass --predictions F1.json [F2.json ...]")
     ds = open_dataset(root)
@@ -230,19 +239,31 @@ def build_plan(
         floor = _floor(min_confidence, target_precision)
     choice: Choice | None = None
     est: MoveEstimate | None = None
+    chk: Check | None = None
+    p_mis: dict[str, float] | None = None
+    planted, missing = planted_run(images, matches)
     if target_precision and images:
-        choice = choose(images, rule=rule, target=target_precision, floor=floor)
+        choice = choose(
+            images, rule=rule, target=target_precision, floor=floor, planted=planted,
+            missing=missing,
+        )  # fmt: skip
         decisions = choice.decisions
         tried = choice.at(choice.threshold)
         est = tried.estimate if tried is not None else None
+        p_mis, chk = choice.p_misfiled, choice.check
     else:
         decisions = decide(images, rule=rule, min_confidence=floor)
         if levels >= MIN_LEVELS:  # hard labels get no estimate (see MIN_LEVELS)
-            est = SelfTest(images, rule).of(decisions, floor)
+            st = SelfTest(images, rule)
+            est = st.of(decisions, floor)
+            chk = checked(st, planted, missing)
+            p_mis = st.p_misfiled() if chk.vouched else None
     rid = run_id or new_run_id()
     plan_path = plans_dir(ds.root) / f"{rid}.json"
     move_ds = [d for d in decisions if d.action == MOVE]
-    review = [d for d in decisions if d.action == REVIEW]
+    review_list = _review_list(decisions, p_mis, review_budget)
+    by_path = {d.path: d for d in decisions}
+    review = [by_path[r.path] for r in review_list.listed]
     moves = [
         Move(
             src=d.path,
@@ -262,7 +283,7 @@ def build_plan(
         "min_confidence": floor,
         "target_precision": target_precision or None,
         "threshold": floor if choice is None else choice.threshold,
-        "estimate": _estimate_doc(est, choice),
+        "estimate": _estimate_doc(est, choice, chk),
         "max_fraction": max_fraction,
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
@@ -274,19 +295,54 @@ def build_plan(
                 for a, b in ((Label.REAL, Label.FAKE), (Label.FAKE, Label.REAL))
             },
             "review": len(review),
+            "review_candidates": len(review_list.order),
         },
+        "review_budget": review_list.summary(),
         "guard": _guard(move_ds, totals, max_fraction, plan_path),
         "warnings": warnings,
         "applied": False,
         "moves": [_decision_record(d, mv.dst) for d, mv in zip(move_ds, moves, strict=True)],
-        "review": [_decision_record(d, None) for d in review],
+        "review": [
+            _decision_record(d, None) | _rank_fields(r, k)
+            for k, (d, r) in enumerate(zip(review, review_list.listed, strict=True), start=1)
+        ],
+        "review_below_budget": [
+            {"path": r.path} | _rank_fields(r, k)
+            for k, r in enumerate(review_list.below, start=len(review) + 1)
+        ],
     }
     return plan, matches, warnings, moves
+
+
+def _review_list(
+    decisions: Sequence[Decision], p_mis: dict[str, float] | None, budget: int
+) -> ReviewList:
+    """The review candidates ranked by their probability of being misfiled (:mod:`cleaner.
+    review`), with the misfiled files expected among the rest (neither moved nor candidates)."""
+    cands = [(d.path, d.mean_other) for d in decisions if d.action == REVIEW]
+    rest = None
+    if p_mis is not None:
+        rest = sum(p_mis[d.path] for d in decisions if d.action not in (MOVE, REVIEW))
+    return review_rank(cands, p_mis, budget, expected_unlisted=rest)
+
+
+def _rank_fields(r: Ranked, k: int) -> dict[str, Any]:
+    p = None if r.p_misfiled is None else round(r.p_misfiled, 4)
+    return {"rank": k, "p_misfiled": p}
 
 
 MIN_LEVELS = 20
 """Fewer distinct probability tuples than this and the estimate is not attempted: a noise
 model cannot tell label noise from a flat calibration on two or three values."""
+
+
+def check_budget(budget: int) -> None:
+    """A review budget is a number of files, 0 or more."""
+    if budget < 0:
+        raise CleanerError(
+            f"--review-budget {budget}: give the number of files to list for review (0 or "
+            f"more; default {DEFAULT_REVIEW_BUDGET})"
+        )
 
 
 def _floor(min_confidence: float | None, target_precision: float) -> float:
@@ -296,17 +352,26 @@ def _floor(min_confidence: float | None, target_precision: float) -> float:
     return DEFAULT_FLOOR if target_precision else DEFAULT_MIN_CONFIDENCE
 
 
-def _estimate_doc(est: MoveEstimate | None, choice: Choice | None) -> dict[str, Any]:
+def _estimate_doc(
+    est: MoveEstimate | None, choice: Choice | None, chk: Check | None
+) -> dict[str, Any]:
     """The plan's ``estimate`` (:mod:`cleaner.noise`): what the self-test expects of the plan's
-    moves, with a target precision also the model and every threshold tried. When no threshold
-    reaches the target nothing moves: the estimate is of those zero moves."""
+    moves, with a target precision also the model and every threshold tried, and the check of
+    the estimate (:mod:`cleaner.estimate_check`). When no threshold reaches the target nothing
+    moves: the estimate is of those zero moves. When the check does not vouch for the model,
+    no precision is estimated (null); the model's own figure is kept as ``unchecked_precision``."""
     if est is None and choice is None:
         return {}
     if est is None and choice is not None:  # nothing moves; the noise is still estimated
         noise = choice.tried[0].estimate.noise_rate if choice.tried else 0.0
         est = MoveEstimate(0, None, 0.0, 0.0, noise)
     assert est is not None
-    doc: dict[str, Any] = {k: v for k, v in est.as_dict().items() if k != "moves"}
+    vouched = chk is None or chk.vouched
+    doc: dict[str, Any] = {
+        k: v for k, v in _vouched(est.as_dict(), vouched).items() if k != "moves"
+    }
+    if chk is not None:
+        doc["check"] = chk.as_dict()
     if choice is not None:
         doc["model"] = choice.model.as_dict()
         doc["noise_by_folder"] = {
@@ -315,9 +380,51 @@ def _estimate_doc(est: MoveEstimate | None, choice: Choice | None) -> dict[str, 
         }
         doc["reached"] = choice.threshold is not None
         doc["thresholds"] = [
-            {"threshold": t.threshold, **t.estimate.as_dict()} for t in choice.tried
+            {"threshold": t.threshold, **_vouched(t.estimate.as_dict(), vouched)}
+            for t in choice.tried
         ]
     return doc
+
+
+def _vouched(d: dict[str, Any], vouched: bool) -> dict[str, Any]:
+    """An estimate's figures as the plan states them: unchanged when the check vouched for
+    the model; otherwise no precision, recall or wrong moves (the model's precision kept as
+    ``unchecked_precision``)."""
+    if vouched:
+        return d
+    return d | {
+        "estimated_precision": None,
+        "estimated_recall": None,
+        "expected_wrong_moves": None,
+        "unchecked_precision": d["estimated_precision"],
+    }
+
+
+def planted_run(
+    images: Sequence[ImageVotes], matches: Sequence[MatchResult]
+) -> tuple[PlantedRun | None, str]:
+    """Every covered image's planted run from its files (:mod:`cleaner.models.planted`), or
+    None and why there is none: a file without one, or files that swapped different images."""
+    by_name = {m.file.name: m for m in matches}
+    probs: list[tuple[float, ...]] = []
+    swapped: list[bool] = []
+    for im in images:
+        runs = [by_name[e.file].planted.get(im.path) for e in im.evidence]
+        for e, r in zip(im.evidence, runs, strict=True):
+            if r is None:
+                return None, (
+                    f"{e.file} has no planted run for {im.path}: write it with this version's "
+                    "`cleaner predict` (its planted run), or use --target-precision 0"
+                )
+        flags = {bool(r[1]) for r in runs if r is not None}
+        if len(flags) > 1:
+            return None, (
+                f"the predictions files' planted runs swapped {im.path} in one and not in "
+                "another: predict them again with the same version of cleaner"
+            )
+        probs.append(tuple(r[0] for r in runs if r is not None))
+        swapped.append(flags.pop() if flags else False)
+    return PlantedRun(probs, np.array(swapped, bool)), ""
 
 
 def _now() -> str:
@@ -344,6 +451,7 @@ def separate(
     min_confidence: float | None = None,
     max_fraction: float = DEFAULT_MAX_FRACTION,
     target_precision: float = DEFAULT_TARGET_PRECISION,
+    review_budget: int = DEFAULT_REVIEW_BUDGET,
     apply: bool = False,
     progress: bool | None = None,
 ) -> SeparateResult:
@@ -356,6 +464,7 @@ def separate(
     # a bad flag is answered before the dataset is read
     check_params(rule, _floor(min_confidence, target_precision))
     check_target(target_precision)
+    check_budget(review_budget)
     ds = open_dataset(root)
     lock = write_lock(ds.root) if apply else contextlib.nullcontext()
     with lock:
@@ -367,6 +476,7 @@ def separate(
             min_confidence=min_confidence,
             max_fraction=max_fraction,
             target_precision=target_precision,
+            review_budget=review_budget,
             progress=progress,
         )
         if not apply and pending_recovery(ds.root):

@@ -180,6 +180,11 @@ class Entry:
     hard: bool = False
     """The file gave a class, not a probability."""
     index: int | None = None
+    planted_prob: float | None = None
+    """``planted_prob_fake``: its probability in ``cleaner predict``'s planted run
+    (:mod:`cleaner.models.planted`), None when the file has none."""
+    planted: bool = False
+    """The planted run swapped its label."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +397,15 @@ def _read_v1(r: _Reader, doc: dict[str, Any]) -> PredictionsFile:
         label = item.get("label")
         if label is not None and label not in CLASSES:
             raise r.fail(where, f"unknown class {label!r}", "use 'real' or 'fake'")
-        r.add(where, Entry(str(key), path, r.sha(where, item.get("sha256")), prob))
+        pp = item.get("planted_prob_fake")
+        planted = None if pp is None else r.prob(where, pp)
+        sha = r.sha(where, item.get("sha256"))
+        r.add(
+            where,
+            Entry(
+                str(key), path, sha, prob, planted_prob=planted, planted=item.get("planted") is True
+            ),
+        )
     return PredictionsFile(r.path, FORMAT_V1, dict(model), oof, r.entries)
 
 
@@ -537,6 +550,9 @@ class MatchResult:
     file: PredictionsFile
     probs: dict[str, float] = field(default_factory=dict)
     """Dataset path -> prob_fake."""
+    planted: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    """Dataset path -> (planted_prob_fake, swapped in the planted run), for the entries that
+    have one."""
     matched: int = 0
     unmatched: int = 0
     """Entries naming no file under ROOT (deleted, renamed, another dataset)."""
@@ -644,5 +660,7 @@ def match_entries(pf: PredictionsFile, rows: Sequence[FileRow]) -> MatchResult:
             continue
         by_file[row.path] = e
         res.probs[row.path] = e.prob_fake
+        if e.planted_prob is not None:
+            res.planted[row.path] = (e.planted_prob, e.planted)
         res.matched += 1
     return res

@@ -8,7 +8,9 @@
 # threshold (from MIN_CONFIDENCE up, default 0.7) at which the moves' precision, estimated on
 # this dataset by `cleaner separate`, reaches TARGET_PRECISION (0.9); when none does nothing
 # moves and the candidates are listed for review. TARGET_PRECISION=0 gives the fixed
-# MIN_CONFIDENCE threshold instead (bench/README "Move precision, estimated").
+# MIN_CONFIDENCE threshold instead (bench/README "Move precision, estimated"). The estimate is
+# checked on predict's planted run every time: when the check fails nothing moves by the target.
+# The review list keeps the REVIEW_BUDGET (200) files likeliest to be misfiled.
 #
 # Stages are file targets under $(ROOT)/.cleaner/ and re-run only when their inputs changed:
 # `cleaner scan` runs every time (incremental, cheap) and rewrites the content stamp
@@ -25,6 +27,7 @@ FOLDS         ?= 5
 PREDICT_ARGS  ?=
 RULE          ?= mean
 TARGET_PRECISION ?= 0.9
+REVIEW_BUDGET ?= 200
 MIN_CONFIDENCE ?=
 SEPARATE_ARGS ?=
 DEDUPE_METHOD ?= phash
@@ -66,10 +69,10 @@ $(PREDS_DIR)/%.json: $(STAMPS)/dataset $(STAMPS)/dedupe-plan $(STAMPS)/params-pr
 	$(CLEANER) predict --root $(ROOT) --backbone $* --folds $(FOLDS) $(PREDICT_ARGS) $(PREDICT_ARGS_$*) --out $@
 
 $(STAMPS)/params-separate: FORCE
-	@$(STATE_PY) params $@ $(RULE) $(TARGET_PRECISION) $(MIN_CONFIDENCE) $(SEPARATE_ARGS) $(PRED_FILES)
+	@$(STATE_PY) params $@ $(RULE) $(TARGET_PRECISION) $(REVIEW_BUDGET) $(MIN_CONFIDENCE) $(SEPARATE_ARGS) $(PRED_FILES)
 
 $(STAMPS)/separate: $(PRED_FILES) $(STAMPS)/params-separate
-	$(CLEANER) separate --root $(ROOT) --predictions $(PRED_FILES) --rule $(RULE) --target-precision $(TARGET_PRECISION) $(if $(MIN_CONFIDENCE),--min-confidence $(MIN_CONFIDENCE)) $(SEPARATE_ARGS) --apply
+	$(CLEANER) separate --root $(ROOT) --predictions $(PRED_FILES) --rule $(RULE) --target-precision $(TARGET_PRECISION) --review-budget $(REVIEW_BUDGET) $(if $(MIN_CONFIDENCE),--min-confidence $(MIN_CONFIDENCE)) $(SEPARATE_ARGS) --apply
 	@touch $@
 
 $(STAMPS)/params-dedupe: FORCE

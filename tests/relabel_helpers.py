@@ -87,12 +87,24 @@ def write_v1(
     *,
     out_of_fold: bool = True,
     name: str = "m",
+    planted: Mapping[str, float] | None = None,
 ) -> Path:
-    """A cleaner.predictions.v1 file for ``probs`` (path -> prob_fake)."""
-    entries = [
+    """A cleaner.predictions.v1 file for ``probs`` (path -> prob_fake); with ``planted``
+    (path -> prob_fake), a planted run as ``cleaner predict`` writes one: each entry's
+    ``planted_prob_fake``, and ``planted: true`` on the images its planted run swaps
+    (:func:`cleaner.models.planted.planted_mask`)."""
+    from cleaner.models.planted import planted_mask
+
+    entries: list[dict[str, Any]] = [
         {"path": p, "sha256": sha_of(root, p), "label": labels[p], "prob_fake": v}
         for p, v in probs.items()
     ]
+    if planted is not None:
+        swap = planted_mask([e["label"] == "fake" for e in entries], [e["sha256"] for e in entries])
+        for e, sw in zip(entries, swap, strict=True):
+            e["planted_prob_fake"] = planted[e["path"]]
+            if sw:
+                e["planted"] = True
     return write_predictions_v1(
         path, model={"name": name, "backbone": "test"}, entries=entries, out_of_fold=out_of_fold
     )

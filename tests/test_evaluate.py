@@ -31,7 +31,7 @@ def test_label_error_row_shows_estimated_against_found(tmp_path: Path) -> None:
     for r in rows:
         sign = 1.0 if errors.get(r.path, r.label) == "fake" else -1.0
         probs[r.path] = float(1 / (1 + np.exp(-(sign * 3.0 + rng.normal(0, 1.5)))))
-    f = write_v1(tmp_path / "v.json", root, probs, labels)
+    f = write_v1(tmp_path / "v.json", root, probs, labels, planted=probs)
     res = runner.invoke(
         app, ["separate", "--root", str(root), "-p", str(f), "--apply", "--max-fraction", "0.3"]
     )

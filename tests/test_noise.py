@@ -21,6 +21,8 @@ from cleaner.consensus import (
     decide,
     moved_mask,
 )
+from cleaner.estimate_check import PlantedRun
+from cleaner.models.planted import planted_mask
 from cleaner.noise import fit, folder_noise, score, wilson_low
 
 
@@ -91,11 +93,22 @@ def votes(z: np.ndarray, in_fake: np.ndarray, files: int = 2, seed: int = 0) -> 
     return out
 
 
+def same_run(images: list[ImageVotes]) -> PlantedRun:
+    """The planted run of voters whose probabilities do not follow the labels they were
+    given (what strong heads on good features do): the same probabilities, 10% swapped."""
+    y = [im.label == "fake" for im in images]
+    swapped = planted_mask(y, [im.sha256 for im in images])
+    return PlantedRun([tuple(e.prob_fake for e in im.evidence) for im in images], swapped)
+
+
 def test_choose_reaches_the_target_or_moves_nothing() -> None:
     z, in_fake, wrong = planted(3, 2000, sep=3.0)
     images = votes(z, in_fake)
     truth = {f"i{i}" for i in np.flatnonzero(wrong)}
-    lo, hi = choose(images, rule="mean", target=0.75), choose(images, rule="mean", target=0.9)
+    run = same_run(images)
+    lo = choose(images, rule="mean", target=0.75, planted=run)
+    hi = choose(images, rule="mean", target=0.9, planted=run)
+    assert lo.check.vouched and hi.check.vouched
     assert lo.threshold is not None and hi.threshold is not None
     assert lo.threshold <= hi.threshold  # a higher target never needs a lower threshold
     for ch, target in ((lo, 0.75), (hi, 0.9)):
@@ -106,10 +119,14 @@ def test_choose_reaches_the_target_or_moves_nothing() -> None:
     # voters that know nothing: no threshold reaches 0.9, nothing moves, candidates to review
     rng = np.random.default_rng(4)
     weak = votes(rng.normal(0, 1.5, 600), rng.random(600) < 0.5, seed=1)
-    ch = choose(weak, rule="mean", target=0.9)
+    ch = choose(weak, rule="mean", target=0.9, planted=same_run(weak))
     assert ch.threshold is None
     assert not any(d.action == MOVE for d in ch.decisions)
-    assert any("no threshold" in d.why for d in ch.decisions)
+    assert any("cannot vouch" in d.why or "no threshold" in d.why for d in ch.decisions)
+    # no planted run to check with: nothing is vouched for, even on strong voters
+    unchecked = choose(images, rule="mean", target=0.75)
+    assert unchecked.threshold is None and not unchecked.check.vouched
+    assert not any(d.action == MOVE for d in unchecked.decisions)
 
 
 PROB = st.floats(0.0, 1.0)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cleaner.cli import app
 from cleaner.hashing import file_sha256
+from cleaner.models.planted import planted_mask
 from cleaner.predictions import FORMAT_V1, read_predictions
 from tests.models_helpers import colour_model, make_image, make_root
 
@@ -88,6 +89,15 @@ def test_predict_out_of_fold_with_a_backbone(
     assert summary["computed"] == 16
     assert doc["model"]["mirror_augment"] is False
     assert len(doc["model"]["pruned"]) == 4 and doc["model"]["head_c"] > 0
+    # the planted run for separate's check: every image's probability, 10% of each folder
+    # swapped (1 of 8), chosen by content, so every voter swaps the same images
+    assert all(0 <= e["planted_prob_fake"] <= 1 for e in doc["predictions"])
+    swapped = [e for e in doc["predictions"] if e.get("planted")]
+    assert sorted(e["label"] for e in swapped) == ["fake", "real"]
+    assert doc["model"]["planted"]["swapped"] == 2
+    shas = [e["sha256"] for e in doc["predictions"]]
+    labels = [e["label"] == "fake" for e in doc["predictions"]]
+    assert [e.get("planted", False) for e in doc["predictions"]] == list(planted_mask(labels, shas))
     # a second run reads the embedding cache: the backbone runs on nothing
     code, stdout, _ = _run(
         "predict",

@@ -132,6 +132,16 @@ def predict(
     ] = 1,
     head_features: HeadFeaturesOption = HeadFeatures.AUTO,
     pca_dim: PcaDimOption = DIM,
+    planted: Annotated[
+        bool,
+        typer.Option(
+            "--planted/--no-planted",
+            help="Frozen heads: fit them once more with 10% of each folder's labels swapped in "
+            "memory; `separate` checks its estimate of the move precision on those known "
+            "swaps (2x the head time, no backbone run). --no-planted: separate's check "
+            "refuses every threshold for this file.",
+        ),
+    ] = True,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
@@ -220,6 +230,7 @@ def predict(
                 repeats=repeats,
                 head_features=head_features.value,
                 pca_dim=pca_dim,
+                planted=planted and not finetune,
                 progress=bar,
                 log=None if json_out else err_console.print,
             )
@@ -249,6 +260,11 @@ def predict(
             )
         if s.model.get("pruned"):
             table.add_row("pruned per fold (label issues)", " ".join(map(str, s.model["pruned"])))
+        pl = s.model.get("planted")
+        if isinstance(pl, dict):
+            table.add_row(
+                "planted run (separate's check)", f"{pl['swapped']} swapped, {pl['seconds']:g} s"
+            )
     if s.auc is not None:
         table.add_row("AUC vs folder labels", f"{s.auc:.3f}")
     if s.accuracy is not None:

@@ -25,9 +25,11 @@ from cleaner.consensus import (
     DEFAULT_TARGET_PRECISION,
 )
 from cleaner.errors import CleanerError
+from cleaner.estimate_check import REFUSAL
 from cleaner.plans import DEFAULT_MAX_FRACTION, SeparateResult
 from cleaner.plans import separate as run_separate
 from cleaner.predictions import FORMAT_V1
+from cleaner.review import DEFAULT_REVIEW_BUDGET
 
 
 @cli_errors
@@ -89,6 +91,16 @@ def separate(
             show_default=True,
         ),
     ] = DEFAULT_MAX_FRACTION,
+    review_budget: Annotated[
+        int,
+        typer.Option(
+            "--review-budget",
+            help="List at most this many files for review, the likeliest to be misfiled "
+            "first; the plan says how many misfiled files the list and the rest are expected "
+            "to hold.",
+            show_default=True,
+        ),
+    ] = DEFAULT_REVIEW_BUDGET,
     apply: Annotated[
         bool, typer.Option("--apply", help="Move the files (default: dry run, plan only).")
     ] = False,
@@ -132,6 +144,7 @@ def separate(
         min_confidence=min_confidence,
         max_fraction=max_fraction,
         target_precision=target_precision,
+        review_budget=review_budget,
         apply=apply,
         progress=False if json_out else None,
     )
@@ -186,6 +199,7 @@ def _print(result: SeparateResult, apply: bool) -> None:
         )
     if len(plan["review"]) > 5:
         console.print(f"  ... and {len(plan['review']) - 5} more for review in the plan file")
+    _print_budget(plan)
     _print_estimate(plan)
     console.print(
         f"{len(moves)} to move, {c['review']} for review, {c['covered']} images covered; "
@@ -215,6 +229,25 @@ def _print(result: SeparateResult, apply: bool) -> None:
     console.print(f"moved {len(run.moved)} files (run {run.run_id}); {undo_hint}")
     for r in run.skipped:
         err_console.print(f"skipped {r.src}: {r.why}")
+
+
+def _print_budget(plan: dict[str, Any]) -> None:
+    """One line: the review list against its budget, and the misfiled files expected in it,
+    below it and among the files nobody is asked to look at."""
+    b = plan.get("review_budget") or {}
+    if not b or not b.get("candidates"):
+        return
+    line = (
+        f"review: the {b['listed']} likeliest misfiled of {b['candidates']} candidates "
+        f"(--review-budget {b['budget']})"
+    )
+    if b.get("expected_misfiled_listed") is not None:
+        line += (
+            f"; expected misfiled: {b['expected_misfiled_listed']:.0f} in the list, "
+            f"{b['expected_misfiled_below']:.0f} in the candidates below it, "
+            f"{b['expected_misfiled_unlisted']:.0f} among the other files"
+        )
+    console.print(line)
 
 
 def _threshold_title(plan: dict[str, Any]) -> str:
@@ -247,21 +280,37 @@ def _print_estimate(plan: dict[str, Any]) -> None:
                 str(r["moves"]),
                 _pct(r["estimated_precision"]),
                 _pct(r["estimated_recall"]),
-                f"{r['expected_wrong_moves']:.0f}",
+                _count(r["expected_wrong_moves"]),
             )
         console.print(t)
     n = sum(plan["counts"]["moves"].values())
     line = (
         f"estimate: noise rate {_pct(est['estimated_noise_rate'])}; the plan's {n} moves "
-        f"{_pct(est['estimated_precision'])} right (about {est['expected_wrong_moves']:.0f} "
+        f"{_pct(est['estimated_precision'])} right (about {_count(est['expected_wrong_moves'])} "
         f"wrong), recall {_pct(est['estimated_recall'])}"
     )
-    if plan.get("target_precision") and plan.get("threshold") is None:
+    chk = est.get("check") or {}
+    if chk:
+        console.print(_check_line(chk))
+    if chk and chk["outcome"] != "passed":
+        line += "; nothing is estimated or moved by a target precision (the check above)"
+    elif plan.get("target_precision") and plan.get("threshold") is None:
         line += (
             f"; no threshold reaches the target precision {plan['target_precision']:g}: "
             "nothing moves, candidates are in the review list"
         )
     console.print(line)
+
+
+def _count(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _check_line(chk: dict[str, Any]) -> str:
+    """The check of the estimate (:mod:`cleaner.estimate_check`) in one line."""
+    if chk["outcome"] == "passed":
+        return f"check of the estimate: passed, {chk['why']}"
+    return f"check of the estimate: {chk['outcome']}, {REFUSAL}: {chk['why']}"
 
 
 def _near(rows: list[dict[str, Any]], chosen: float | None) -> list[dict[str, Any]]:

@@ -158,6 +158,7 @@ def predict_out_of_fold(
     repeats: int = 1,
     head_features: str = "auto",
     pca_dim: int = 1024,
+    planted: bool = True,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
@@ -170,12 +171,15 @@ def predict_out_of_fold(
     :func:`cleaner.models.folds.repeated_frozen_oof`); ``head_features`` (``auto``, ``full``
     or ``pca``, :class:`cleaner.models.projection.HeadFeatures`) and ``pca_dim``: what the
     heads train on, the full features or a projection of ``pca_dim`` components streamed
-    from the cache (:func:`cleaner.models.embeddings.embed_for_heads`)."""
+    from the cache (:func:`cleaner.models.embeddings.embed_for_heads`); ``planted``: the
+    frozen heads run a second time with a sample of labels swapped in memory, for
+    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`)."""
     from cleaner.manifest import ok_rows
     from cleaner.models import folds as F
     from cleaner.models.backbones import get_backbone
     from cleaner.models.embeddings import EmbeddingSpec, embed_for_heads
     from cleaner.models.inputs import check_crop
+    from cleaner.models.planted import PLANT_SHARE, PlantedRun, planted_run
     from cleaner.predictions import write_predictions_v1
 
     if repeats < 1:
@@ -207,6 +211,7 @@ def predict_out_of_fold(
     spec = EmbeddingSpec(bb, w, size, c)
     computed = cached = 0
     projection = None
+    plant: PlantedRun | None = None
     if finetune:
         res = F.finetune_oof(
             [base / r.path for r in rows],
@@ -244,21 +249,20 @@ def predict_out_of_fold(
             m = embed_for_heads(root, items, spec.mirrored(), projection=projection, **kw)
             computed, cached = computed + m.computed, cached + m.cached
             mirror_features = m.features
-        res = F.repeated_frozen_oof(
-            emb.features,
-            y,
-            fold_sets,
-            head=head,
-            c=bb.head_c,
-            ok=emb.ok,
-            mirror=mirror_features,
-            prune=prune,
-            groups=groups,
-            seed=seed,
-            regions=bb.regions,
-            standardised=projection is not None,
-            log=log,
-        )
+        heads: dict[str, Any] = {
+            "head": head, "c": bb.head_c, "ok": emb.ok, "mirror": mirror_features,
+            "prune": prune, "groups": groups, "seed": seed, "regions": bb.regions,
+            "standardised": projection is not None,
+        }  # fmt: skip
+        res = F.repeated_frozen_oof(emb.features, y, fold_sets, log=log, **heads)
+        if planted:
+            if log is not None:
+                log(f"planted run (separate's check): the heads again, {PLANT_SHARE:.0%} swapped")
+            plant = planted_run(
+                lambda yp: F.repeated_frozen_oof(emb.features, yp, fold_sets, **heads).prob_fake,
+                y,
+                [r.sha256 for r in rows],
+            )
     entries, failed = [], []
     for i, r in enumerate(rows):
         p = res.prob_fake[i]
@@ -274,6 +278,10 @@ def predict_out_of_fold(
         }
         if res.repeat_folds is not None:
             entry["folds"] = [int(f) for f in res.repeat_folds[:, i]]
+        if plant is not None and np.isfinite(plant.prob_fake[i]):
+            entry["planted_prob_fake"] = round(float(plant.prob_fake[i]), 6)
+            if plant.swapped[i]:
+                entry["planted"] = True
         entries.append(entry)
     times = f"-x{repeats}" if repeats > 1 else ""
     info = {
@@ -295,6 +303,8 @@ def predict_out_of_fold(
         if bb.regions > 1:
             info["regions"] = bb.regions
         info["head_features"] = "full" if projection is None else projection.info()
+        if plant is not None:
+            info["planted"] = plant.info()
     path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
     yy = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
     auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))

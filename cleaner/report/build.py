@@ -220,7 +220,7 @@ def _plan_items(
     moves: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
     for items, out, default in ((plan.moves, moves, "proposed"), (plan.review, review, "review")):
-        for it in sorted(items, key=lambda i: (-i.confidence, i.path)):
+        for it in plans_file.review_order(items):
             d = decisions.get(it.item_id, {})
             status = str(d.get("decision") or default)
             if it.kind == "move" and plan.applied and not d:

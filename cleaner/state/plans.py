@@ -98,6 +98,9 @@ class PlanItem:
     """Mean probability of ``to_label`` over the evidence (or the plan's own figure)."""
     moved: bool | None = None
     """After ``separate --apply``: whether this move happened (None before, or unknown)."""
+    rank: int | None = None
+    """A review item's place in the plan's review order (1: likeliest misfiled), when the plan
+    ranks its review list (``separate --review-budget``)."""
 
 
 @dataclass
@@ -160,6 +163,19 @@ def _item(kind: str, i: int, raw: Mapping[str, Any]) -> PlanItem:
         why=str(raw.get("why") or raw.get("why_not") or raw.get("reason") or ""),
         confidence=float(conf) if isinstance(conf, (int, float)) else confidence_of(to_label, ev),
         moved=raw.get("moved") if isinstance(raw.get("moved"), bool) else None,
+        rank=rank
+        if isinstance(rank := raw.get("rank"), int) and not isinstance(rank, bool)
+        else None,
+    )
+
+
+def review_order(items: Iterable[PlanItem]) -> list[PlanItem]:
+    """Items in the order a person should look at them: the plan's rank (likeliest misfiled
+    first, :mod:`cleaner.review`) where it has one, then (older plans) the highest mean
+    probability of the other class; the report and ``cleaner serve``'s queue both use it."""
+    return sorted(
+        items,
+        key=lambda i: (i.rank is None, i.rank if i.rank is not None else 0, -i.confidence, i.path),
     )
 
 

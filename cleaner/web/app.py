@@ -309,7 +309,7 @@ def review() -> Any:
         )  # fmt: skip
     plan = plans[-1]
     decisions = plans_file.read_decisions(_root(), plan.run_id)
-    items = sorted(plan.review, key=lambda i: (-i.confidence, i.path)) + sorted(
+    items = plans_file.review_order(plan.review) + sorted(
         plan.moves, key=lambda i: (-i.confidence, i.path)
     )
     show = request.args.get("show", "open")
