@@ -116,7 +116,7 @@ def _gpus() -> int:
 def interpreter_class() -> Any:
     """The TensorFlow Lite interpreter class (LiteRT's, else TensorFlow's), or None."""
     with contextlib.suppress(ImportError):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
 
         return Interpreter
     try:
