@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--backbones", default="efficientnet-lite0,efficientnet-lite2-gram")
     ap.add_argument("--data", type=Path, default=FACES)
+    ap.add_argument("--first", choices=("keras", "fast"), default="keras", help="round 0's first")
     args = ap.parse_args()
 
     from cleaner.models import quiet_tensorflow
@@ -154,7 +155,9 @@ def main() -> None:
         cpu_ms: dict[str, list[float]] = {"keras": [], "fast": []}
         feats: dict[str, np.ndarray] = {}
         for r in range(args.rounds):
-            order = ("keras", "fast") if r % 2 == 0 else ("fast", "keras")
+            order = (
+                ("keras", "fast") if (r % 2 == 0) == (args.first == "keras") else ("fast", "keras")
+            )
             for rt in order:
                 res = run(spec, paths, rt, args.batch)
                 feats.setdefault(rt, res.pop("_features"))
