@@ -37,6 +37,7 @@ FAST = sorted(n for n, b in BACKBONES.items() if b.fast)
 def _runtime_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     """--runtime through CliRunner sets this process's choice: undo it after each test."""
     monkeypatch.setattr(RT, "_chosen", None)
+    monkeypatch.setattr(RT, "_warned", False)
     monkeypatch.delenv(RT.RUNTIME_ENV, raising=False)
 
 
@@ -126,6 +127,7 @@ def test_without_an_interpreter_it_falls_back_to_keras_with_one_line(
     monkeypatch.setattr(RT, "interpreter_class", lambda: None)
     with caplog.at_level(logging.WARNING, logger="cleaner"):
         assert RT.resolve(RT.Runtime.FAST) is RT.Runtime.KERAS
+        assert RT.resolve(RT.Runtime.FAST) is RT.Runtime.KERAS  # said once, not twice
     assert [r.getMessage() for r in caplog.records] == [
         "no TensorFlow Lite interpreter is importable: running on Keras"
     ]

@@ -67,6 +67,7 @@ class Runtime(StrEnum):
 
 
 _chosen: Runtime | None = None
+_warned = False
 
 
 def configure(runtime: Runtime | str | None) -> None:
@@ -100,8 +101,10 @@ def resolve(runtime: Runtime | None = None) -> Runtime:
     if want is Runtime.AUTO and _gpus():
         return Runtime.KERAS
     if interpreter_class() is None:
-        if want is Runtime.FAST:
+        global _warned
+        if want is Runtime.FAST and not _warned:  # one line per process
             log.warning("no TensorFlow Lite interpreter is importable: running on Keras")
+            _warned = True
         return Runtime.KERAS
     return Runtime.FAST
 
