@@ -11,7 +11,8 @@ import pytest
 
 from cleaner.hashing import file_sha256
 from cleaner.models import embeddings as E
-from cleaner.models.backbones import Backbone, get_backbone
+from cleaner.models import runtime as RT
+from cleaner.models.backbones import get_backbone
 from tests.models_helpers import make_image, make_root
 
 
@@ -22,22 +23,23 @@ def _items(root: Path) -> list[tuple[Path, str]]:
 
 @pytest.fixture()
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Counts backbone runs (compute_features) and network builds (Backbone.build)."""
+    """Counts backbone runs (compute_features) and networks made for them (runtime.load: a
+    Keras build, or the fast runtime's converted model)."""
     calls = {"compute": 0, "images": 0, "build": 0}
     real_compute = E.compute_features
-    real_build = Backbone.build
+    real_load = RT.load
 
     def compute(spec: E.EmbeddingSpec, paths: list[Path], **kw: object) -> object:
         calls["compute"] += 1
         calls["images"] += len(paths)
         return real_compute(spec, paths, **kw)  # type: ignore[arg-type]
 
-    def build(self: Backbone, *a: object, **kw: object) -> object:
+    def load(*a: object, **kw: object) -> object:
         calls["build"] += 1
-        return real_build(self, *a, **kw)  # type: ignore[arg-type]
+        return real_load(*a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(E, "compute_features", compute)
-    monkeypatch.setattr(Backbone, "build", build)
+    monkeypatch.setattr(RT, "load", load)
     return calls
 
 

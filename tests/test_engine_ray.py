@@ -175,6 +175,36 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
         assert abs(outs["ray"][sha] - p) <= 1e-4
 
 
+def test_ray_actors_run_the_runtime_the_driver_was_asked_for(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's --runtime travels to the actors (each resolves it: an ``auto`` actor with
+    a GPU would run Keras); on either runtime the actors' features are the local engine's."""
+    from cleaner.engine import using
+    from cleaner.models import embeddings as E
+    from cleaner.models import runtime as RT
+    from cleaner.models.backbones import get_backbone
+
+    root = make_root(tmp_path / "root", n_per_class=6)
+    items = [(str(p), f"{i:064x}") for i, p in enumerate(sorted(root.rglob("*.png")))]
+    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
+    asked: list[RT.Runtime] = []
+    real_map = E.map_with_model
+
+    def map_with_model(make: Any, *a: Any, **kw: Any) -> Any:
+        asked.append(make.args[2])  # what the actors' embedder is given: the driver's choice
+        return real_map(make, *a, **kw)
+
+    monkeypatch.setattr(E, "map_with_model", map_with_model)
+    for runtime in (RT.Runtime.FAST, RT.Runtime.KERAS):
+        monkeypatch.setattr(RT, "_chosen", runtime)
+        want = E.embed(None, items, spec, batch_size=4)
+        with using("ray"):
+            got = E.embed(None, items, spec, batch_size=4)
+        np.testing.assert_allclose(got.features, want.features, atol=1e-6, rtol=0)
+    assert asked == [RT.Runtime.FAST, RT.Runtime.KERAS]
+
+
 def _batch_seen(batch: Sequence[int]) -> list[tuple[int, int, int]]:
     """Each item with the first item and the length of the batch it came in."""
     return [(x, batch[0], len(batch)) for x in batch]

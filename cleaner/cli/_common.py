@@ -15,6 +15,8 @@ from rich.console import Console
 
 from cleaner.engine import ADDRESS_ENV, ENGINE_ENV, Engine, configure
 from cleaner.errors import CleanerError
+from cleaner.models.runtime import RUNTIME_ENV, Runtime
+from cleaner.models.runtime import configure as configure_runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +56,23 @@ RayAddressOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+RuntimeOption = Annotated[
+    Runtime | None,
+    typer.Option(
+        "--runtime",
+        help="How the frozen backbone runs: fast (TensorFlow Lite with XNNPACK, converted once "
+        "per backbone), keras, or auto (fast on a machine without a GPU). Default: "
+        f"${RUNTIME_ENV} or auto.",
+        show_default=False,
+    ),
+]
+
+
+def use_runtime(runtime: Runtime | None) -> None:
+    """Apply ``--runtime`` (None: the environment's) for this command."""
+    configure_runtime(runtime)
 
 
 def use_engine(engine: Engine | None, ray_address: str | None) -> None:

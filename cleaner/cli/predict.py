@@ -18,12 +18,14 @@ from cleaner.cli._common import (
     JsonOption,
     RayAddressOption,
     RootOption,
+    RuntimeOption,
     cli_errors,
     console,
     emit_json,
     err_console,
     fail,
     use_engine,
+    use_runtime,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
 from cleaner.dataset import check_output
@@ -142,6 +144,7 @@ def predict(
             "refuses every threshold for this file.",
         ),
     ] = True,
+    runtime: RuntimeOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
@@ -189,6 +192,7 @@ def predict(
             --pca-dim 1024 --out preds/lite2-gram.json
     """
     use_engine(engine, ray_address)
+    use_runtime(runtime)
     if (model is None) == (backbone is None):
         raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
     if model is not None and (folds is not None or finetune or weights is not None or repeats > 1):

@@ -15,10 +15,12 @@ from cleaner.cli._common import (
     JsonOption,
     RayAddressOption,
     RootOption,
+    RuntimeOption,
     cli_errors,
     console,
     emit_json,
     use_engine,
+    use_runtime,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
 from cleaner.models import quiet_tensorflow
@@ -91,6 +93,7 @@ def train(
     ] = None,
     head_features: HeadFeaturesOption = HeadFeatures.AUTO,
     pca_dim: PcaDimOption = DIM,
+    runtime: RuntimeOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     json_out: JsonOption = False,
@@ -117,6 +120,7 @@ def train(
     size, compression, metadata or names), a warning on stderr says so before training.
     """
     use_engine(engine, ray_address)
+    use_runtime(runtime)
     from cleaner.audit import shortcut_warning
     from cleaner.state.metrics import check_outputs
 

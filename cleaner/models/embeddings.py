@@ -37,6 +37,7 @@ from cleaner.dataset import state_path
 from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, map_with_model
 from cleaner.errors import CleanerError
 from cleaner.models import projection as P
+from cleaner.models import runtime as RT
 from cleaner.models.backbones import Backbone
 from cleaner.models.inputs import Row, numpy_batches, predict_paths
 from cleaner.models.projection import HeadFeatures, choose_head_features
@@ -183,7 +184,8 @@ def compute_features(
     model: Any = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Run the backbone over ``paths`` (no cache): ``(features, errors)``; ``model``: the
-    backbone's network, already built (else it is built here)."""
+    backbone's network, already built (else it is built here, on the runtime
+    :func:`cleaner.models.runtime.resolve` picks)."""
     bb = spec.backbone
     if bb.numpy_features is not None:
         feats: list[np.ndarray] = []
@@ -198,7 +200,7 @@ def compute_features(
                 progress(len(b.errors))
         out = np.concatenate(feats) if feats else np.zeros((0, 1), np.float32)
         return out.astype(np.float32), errors
-    model = bb.build(spec.weights, spec.image_size) if model is None else model
+    model = _network(spec, RT.resolve()) if model is None else model
     return predict_paths(
         model,
         paths,
@@ -210,14 +212,20 @@ def compute_features(
     )
 
 
+def _network(spec: EmbeddingSpec, runtime: RT.Runtime) -> Any:
+    """The backbone's feature extractor on ``runtime`` (see :mod:`cleaner.models.runtime`)."""
+    return RT.load(spec.backbone, spec.weights, spec.image_size, runtime)
+
+
 def embedder(
-    spec: EmbeddingSpec, batch_size: int
+    spec: EmbeddingSpec, batch_size: int, runtime: RT.Runtime = RT.Runtime.AUTO
 ) -> Callable[[Sequence[str | os.PathLike[str]]], list[Row]]:
     """Built once per worker of :func:`cleaner.engine.map_with_model`: the backbone's network
-    (none for a numpy backbone) and a pure batch function, paths -> a feature row and an error
-    per image (:func:`compute_features` over that batch)."""
+    (none for a numpy backbone) on the runtime the driver was asked for (``runtime``, resolved
+    here: an ``auto`` actor with a GPU runs Keras) and a pure batch function, paths -> a
+    feature row and an error per image (:func:`compute_features` over that batch)."""
     bb = spec.backbone
-    model = bb.build(spec.weights, spec.image_size) if bb.numpy_features is None else None
+    model = _network(spec, RT.resolve(runtime)) if bb.numpy_features is None else None
 
     def run(paths: Sequence[str | os.PathLike[str]]) -> list[Row]:
         feats, errs = compute_features(spec, paths, batch_size=batch_size, model=model)
@@ -237,7 +245,7 @@ def _computed(
     becomes one shard): in this process on the local engine, on an actor pool on Ray."""
     if current().kind is Engine.RAY:
         rows: list[Row] = []
-        make = functools.partial(embedder, spec, batch_size)
+        make = functools.partial(embedder, spec, batch_size, RT.requested())
         call = batch_size * MODEL_CALL_BATCHES
         for out in map_with_model(make, paths, batch_size=call, progress=progress):
             rows.extend(out)
@@ -250,7 +258,7 @@ def _computed(
     model = None
     for at in range(0, len(paths), SHARD_IMAGES):
         if model is None and spec.backbone.numpy_features is None:
-            model = spec.backbone.build(spec.weights, spec.image_size)
+            model = _network(spec, RT.resolve())
         yield compute_features(
             spec,
             paths[at : at + SHARD_IMAGES],
