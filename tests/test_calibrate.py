@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
-from cleaner.models.calibrate import fit_threshold
+from cleaner.models.calibrate import best_cut, fit_threshold
 from tests.models_helpers import colour_model
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def test_calibrate_moves_the_threshold_not_the_probabilities(tmp_path: Path, mod
     res = runner.invoke(app, ["predict-dir", str(tmp_path / "target"), "-m", str(model),
                               "--out", str(out), "--calibrate", str(labels)])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "set from 20 labelled images" in res.stdout
+    assert "threshold" in res.stdout and "labelled images" in res.stdout
     cal_rows = json.loads(out.read_text())
     assert [r["prob_fake"] for r in cal_rows] == [r["prob_fake"] for r in rows]
     unlabelled = [r for r in cal_rows if r["image"] not in labelled]
@@ -90,11 +90,16 @@ def test_calibrate_refuses_too_few_or_bad_labels(tmp_path: Path, model: Path) ->
     assert not (tmp_path / "p.json").exists()
 
 
-def test_fit_threshold_takes_the_middle_of_the_best() -> None:
-    p = [0.1, 0.2, 0.6, 0.7, 0.8, 0.9]
-    y = [False, False, False, True, True, True]
-    t, acc = fit_threshold(p, y)
-    assert acc == 1.0 and 0.6 < t <= 0.7
-    # a wide plateau: every cut between 0.3 and 0.9 is perfect; the middle one is taken
-    t, acc = fit_threshold([0.01, 0.02, 0.3, 0.4, 0.5, 0.6, 0.9, 0.95], [False] * 6 + [True] * 2)
+def test_fit_threshold_rules() -> None:
+    rng = np.random.default_rng(0)
+    # logits: reals around 1, fakes around 3 (all above 0.5): Platt's cut falls between
+    z = np.concatenate([rng.normal(1, 0.5, 40), rng.normal(3, 0.5, 40)])
+    y = np.array([False] * 40 + [True] * 40)
+    t, acc, rule = fit_threshold(1 / (1 + np.exp(-z)), y)
+    assert rule == "platt" and 0.75 < t < 0.92 and acc > 0.9
+    # ranked backwards: the best cut instead, and the rule says so
+    t, acc, rule = fit_threshold(1 / (1 + np.exp(z)), y)
+    assert rule.startswith("best cut") and acc >= 0.5
+    # the best cut of a wide plateau is its middle
+    t, acc = best_cut([0.01, 0.02, 0.3, 0.4, 0.5, 0.6, 0.9, 0.95], [False] * 6 + [True] * 2)
     assert acc == 1.0 and 0.6 < t < 0.9

@@ -277,7 +277,7 @@ def predict_dir(
             "--calibrate",
             metavar="LABELS.json",
             help='Labels of some images of DIR ([{"image": "1.png", "label": "fake"}, ...]; a '
-            "few dozen): the threshold that labels them best replaces 0.5 for every "
+            "few dozen): a threshold fitted on them (Platt scaling) replaces 0.5 for every "
             "prediction; prob_fake is unchanged.",
         ),
     ] = None,
@@ -293,7 +293,8 @@ def predict_dir(
 
     On images of another source than the training data the ranking (prob_fake) holds better
     than the 0.5 threshold: --calibrate LABELS.json, with a few dozen labelled images of DIR,
-    sets the threshold there (the one that labels them best) and says how many it used.
+    sets the threshold there (Platt scaling: where a logistic fit of their labels on the
+    model's logit crosses 0.5) and says how many it used.
 
     Examples:
 
@@ -326,7 +327,8 @@ def predict_dir(
     cal = s.calibration
     if cal is not None:
         console.print(
-            f"threshold {cal.threshold:.4f} (instead of 0.5) set from {cal.used} labelled images "
+            f"threshold {cal.threshold:.4f} (instead of 0.5; {cal.rule}) set from {cal.used} "
+            "labelled images "
             f"({cal.real} real, {cal.fake} fake): accuracy on them {cal.accuracy:.3f} "
             f"(in-sample) against {cal.accuracy_at_half:.3f} at 0.5"
             + (f"; {cal.ignored} labels named no predicted image" if cal.ignored else "")
