@@ -693,8 +693,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     ckpt.unlink(missing_ok=True)
 
     prob, y_test, test, val, test_seconds = _test(cfg, net.model, data, size, crop, val_seq)
-    laundered = _launder(cfg, ds.root, bb, net, data, weights_name, size, crop, test, phases, say)
-    by_source = _by_source(cfg, ds.root, bb, net, data, weights_name, size, crop, phases, say)
+    away = _away(cfg, ds.root, bb, net, data, weights_name, size, crop, test, phases, say)
     _save(net.model, out)
     metrics: dict[str, Any] = {
         "format": "cleaner.metrics.v1",
@@ -724,8 +723,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
         "confusion_matrix": test["confusion_matrix"],
         "classification_report": test["classification_report"],
-        **({"launder": laundered} if laundered is not None else {}),
-        **({"by_source": by_source} if by_source is not None else {}),
+        **away,
         "history": history,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -1032,6 +1030,31 @@ def _test(
     test = classification_metrics(y_test, prob)
     val = classification_metrics(data.y["val"][val_idx], val_prob)
     return prob, y_test, test, val, test_seconds
+
+
+def _away(
+    cfg: TrainConfig,
+    root: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    crop: str,
+    test: dict[str, Any],
+    phases: Mapping[str, Mapping[str, Any]],
+    say: Reporter,
+) -> dict[str, Any]:
+    """How the model holds away from its own test split, for the metrics: ``launder``
+    (``--launder``) and ``by_source`` (``--by-source``), each only when asked for."""
+    out: dict[str, Any] = {}
+    laundered = _launder(cfg, root, bb, net, data, weights_name, size, crop, test, phases, say)
+    if laundered is not None:
+        out["launder"] = laundered
+    by_source = _by_source(cfg, root, bb, net, data, weights_name, size, crop, phases, say)
+    if by_source is not None:
+        out["by_source"] = by_source
+    return out
 
 
 def _launder(
