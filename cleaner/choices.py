@@ -61,6 +61,30 @@ class CheckOutcome(StrEnum):
     """No planted run to check with: nothing is vouched for either."""
 
 
+class Augment(StrEnum):
+    """Training augmentation of ``cleaner train --augment`` (:mod:`cleaner.models.augment`):
+    none, the fine-tuning crops (random crop, flip, small rotation, brightness/contrast), or
+    robust (blur, JPEG and rescale as images travel, on top of the crops; K extra views for a
+    head on frozen features)."""
+
+    NONE = "none"
+    CROPS = "crops"
+    ROBUST = "robust"
+
+
+class Launder(StrEnum):
+    """The ways an image is re-encoded on its travels (:mod:`cleaner.models.launder`), each a
+    condition of the laundering evaluation."""
+
+    JPEG90 = "jpeg90"
+    JPEG75 = "jpeg75"
+    JPEG50 = "jpeg50"
+    HALF = "resize0.5"
+    BLUR1 = "blur1"
+    PNG_AS_JPEG = "png-as-jpeg"
+    CHAIN = "chain"
+
+
 def values(choice: type[StrEnum]) -> tuple[str, ...]:
     """The plain strings of an enum's members, in order (for messages and old callers)."""
     return tuple(m.value for m in choice)

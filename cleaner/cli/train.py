@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
+from cleaner.choices import Augment
 from cleaner.cli._common import (
     DEFAULT_ROOT,
     EngineOption,
@@ -75,8 +77,54 @@ def train(
         ),
     ] = "auto",
     augment: Annotated[
-        bool, typer.Option("--augment/--no-augment", help="Augment training crops.")
-    ] = True,
+        Augment,
+        typer.Option(
+            "--augment",
+            help="none; crops (fine-tuning's random crops, flips, rotations, brightness); "
+            "robust (those on blurred, JPEG re-encoded, rescaled images; a head on frozen "
+            "features also trains on --robust-views such views of each image, cached). A bare "
+            "--augment means robust.",
+        ),
+    ] = Augment.ROBUST,
+    no_augment: Annotated[
+        bool, typer.Option("--no-augment", help="Same as --augment none.")
+    ] = False,
+    robust_views: Annotated[
+        int,
+        typer.Option(
+            "--robust-views",
+            min=0,
+            help="--augment robust with a head on frozen features: robust views per training "
+            "image (K), embedded once and cached.",
+        ),
+    ] = 2,
+    robust_p: Annotated[
+        float | None,
+        typer.Option(
+            "--robust-p",
+            min=0.0,
+            max=1.0,
+            hidden=True,
+            help="Probability of the blur and of the JPEG step of a robust view (default 0.5).",
+        ),
+    ] = None,
+    launder: Annotated[
+        bool,
+        typer.Option(
+            "--launder",
+            help="Also score the model on its test split re-encoded as images travel (JPEG "
+            "90/75/50, 0.5x, blur, PNG saved as JPEG, a chain): M.metrics.json's launder.",
+        ),
+    ] = False,
+    by_source: Annotated[
+        bool,
+        typer.Option(
+            "--by-source",
+            help="Also report, per source (sub-folders of the class folders, else the files' "
+            "format and size), the AUC of a head on frozen features that never saw it: "
+            "M.metrics.json's by_source.",
+        ),
+    ] = False,
     crop: Annotated[
         CropPolicy | None,
         typer.Option(
@@ -129,8 +177,11 @@ def train(
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     check_outputs(out, root)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
+    from cleaner.models.augment import DEFAULT, Robust
     from cleaner.models.train import TrainConfig
     from cleaner.models.train import train as run_train
+
+    robust = DEFAULT if robust_p is None else Robust(robust_p, robust_p, DEFAULT.rescale_p)
 
     cfg = TrainConfig(
         root=root,
@@ -147,7 +198,11 @@ def train(
         fine_tune_lr=fine_tune_lr,
         patience=patience,
         precision=precision,
-        augment=augment,
+        augment=Augment.NONE if no_augment else augment,
+        robust=robust,
+        head_views=robust_views,
+        launder=launder,
+        by_source=by_source,
         resplit=resplit,
         crop=crop,
         max_train=max_train,
@@ -168,12 +223,67 @@ def train(
     t.add_row("confusion (real->real, real->fake)", f"{cm[0][0]}, {cm[0][1]}")
     t.add_row("confusion (fake->real, fake->fake)", f"{cm[1][0]}, {cm[1][1]}")
     t.add_row("epochs", ", ".join(f"{k} {v}" for k, v in m["epochs"].items()) or "0")
+    t.add_row("augmentation", m["augmentation"]["mode"])
     t.add_row("time", f"{m['time']['total_seconds']:.0f}s")
     t.add_row("backbone / weights / size", f"{m['backbone']} / {m['weights']} / {m['image_size']}")
     console.print(t)
+    if "launder" in m:
+        _print_launder(m["launder"])
+    if "by_source" in m:
+        _print_by_source(m["by_source"])
     console.print(f"wrote {result.model_path}, {result.metrics_path}")
     console.print("plots: " + ", ".join(str(p) for p in result.plots))
 
 
+def _print_launder(rec: dict[str, Any]) -> None:
+    t = Table(title="test split laundered (re-encoded as images travel)")
+    for col in ("condition", "accuracy", "roc_auc", "AUC lost"):
+        t.add_column(col, justify="left" if col == "condition" else "right")
+    clean = rec["clean"]
+    t.add_row("as is", f"{clean['accuracy']:.4f}", _num(clean["roc_auc"]), "")
+    for name, row in rec["conditions"].items():
+        t.add_row(name, f"{row['accuracy']:.4f}", _num(row["roc_auc"]), _num(row["auc_drop"]))
+    console.print(t)
+    if rec["worst"] is not None:
+        console.print(
+            f"worst condition: {rec['worst']['condition']} (AUC {rec['worst']['roc_auc']:.4f})"
+        )
+
+
+def _print_by_source(rec: dict[str, Any]) -> None:
+    if "sources" not in rec:
+        console.print(f"by source: {rec.get('skipped')}")
+        return
+    t = Table(title=f"leave one source out (sources from {rec['sources_from']})")
+    for col in ("source", "left out", "test images", "roc_auc", "seen roc_auc", ""):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for r in rec["sources"]:
+        if "skipped" in r:
+            t.add_row(r["source"], "", str(r["test_images"]), "", "", r["skipped"])
+            continue
+        flag = "FAILS" if r["fails"] else ""
+        t.add_row(r["source"], str(r["train_left_out"]), str(r["test_images"]),
+                  _num(r["roc_auc"]), _num(r["seen_roc_auc"]), flag)  # fmt: skip
+    console.print(t)
+    if rec["failed"]:
+        console.print(f"the model fails on: {', '.join(rec['failed'])} (AUC < {rec['fail_below']})")
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+class _TrainCommand(TyperCommand):
+    """``--augment`` took no value before it took a mode: a bare one (last, or followed by
+    another option) still parses, as ``--augment robust``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click Context
+        fixed = list(args)
+        for i, a in enumerate(fixed):
+            if a == "--augment" and (i + 1 == len(fixed) or fixed[i + 1].startswith("-")):
+                fixed[i] = f"--augment={Augment.ROBUST.value}"
+        return super().parse_args(ctx, fixed)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", cls=_TrainCommand)(train)

@@ -53,6 +53,9 @@ class EmbeddingSpec:
     image_size: int
     crop: str
     mirror: bool = False
+    view: str = ""
+    """A view of the image (:mod:`cleaner.models.views`: a robust training view, a laundering
+    condition); ``""``: the image as it is."""
 
     @property
     def weights_id(self) -> str:
@@ -61,11 +64,16 @@ class EmbeddingSpec:
     @property
     def preprocessing(self) -> str:
         key = self.backbone.preprocessing_key(self.image_size, self.crop)
-        return key + "|mirror" if self.mirror else key
+        key = key + "|mirror" if self.mirror else key
+        return key + f"|view={self.view}" if self.view else key
 
     def mirrored(self) -> EmbeddingSpec:
         """The same features of the left-right mirrored images."""
         return dataclasses.replace(self, mirror=True)
+
+    def viewed(self, view: str) -> EmbeddingSpec:
+        """The same features of the images under ``view``."""
+        return dataclasses.replace(self, view=view)
 
     @property
     def key(self) -> str:
@@ -191,7 +199,12 @@ def compute_features(
         feats: list[np.ndarray] = []
         errors: list[str] = []
         batches = numpy_batches(
-            paths, spec.image_size, crop=spec.crop, batch_size=batch_size, mirror=spec.mirror
+            paths,
+            spec.image_size,
+            crop=spec.crop,
+            batch_size=batch_size,
+            mirror=spec.mirror,
+            view=spec.view,
         )
         for b in batches:
             feats.append(bb.numpy_features(b.images))
@@ -209,6 +222,7 @@ def compute_features(
         batch_size=batch_size,
         progress=progress,
         mirror=spec.mirror,
+        view=spec.view,
     )
 
 
@@ -240,9 +254,11 @@ def _computed(
     *,
     batch_size: int,
     progress: Callable[[int], None] | None,
+    model: Any = None,
 ) -> Iterator[tuple[np.ndarray, list[str]]]:
     """``(features, errors)`` of ``paths`` in order, :data:`SHARD_IMAGES` at a time (each
-    becomes one shard): in this process on the local engine, on an actor pool on Ray."""
+    becomes one shard): in this process on the local engine, on an actor pool on Ray.
+    ``model``: the backbone's network, already built (local engine; else built here)."""
     if current().kind is Engine.RAY:
         rows: list[Row] = []
         make = functools.partial(embedder, spec, batch_size, RT.requested())
@@ -255,7 +271,6 @@ def _computed(
         if rows:
             yield _stacked(rows)
         return
-    model = None
     for at in range(0, len(paths), SHARD_IMAGES):
         if model is None and spec.backbone.numpy_features is None:
             model = _network(spec, RT.resolve())
@@ -281,6 +296,7 @@ def _compute_missing(
     *,
     batch_size: int,
     progress: Callable[[int], None] | None,
+    model: Any = None,
 ) -> Iterator[tuple[Sequence[str], np.ndarray, list[str]]]:
     """Compute the features of the sha256s ``todo`` (each read from its first item's path),
     :data:`SHARD_IMAGES` at a time, writing each shard's decoded rows to ``directory`` (None:
@@ -288,7 +304,8 @@ def _compute_missing(
     feature reaches the cache, for :func:`embed` and :func:`fill_cache` alike."""
     at = 0
     paths = [items[rows_of[s][0]][0] for s in todo]
-    for feats, errs in _computed(spec, paths, batch_size=batch_size, progress=progress):
+    computed = _computed(spec, paths, batch_size=batch_size, progress=progress, model=model)
+    for feats, errs in computed:
         piece = todo[at : at + len(errs)]
         at += len(errs)
         good = [i for i, err in enumerate(errs) if not err]
@@ -304,10 +321,11 @@ def embed(
     *,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    model: Any = None,
 ) -> Embeddings:
     """Features for ``items`` (``(path to read, sha256)`` pairs), from the cache under ROOT
     where present, computing (once per distinct sha256) and caching the rest. ``root=None``
-    turns the cache off."""
+    turns the cache off; ``model``: the backbone's network when the caller has it built."""
     t0 = time.perf_counter()
     directory = cache_root(root) / spec.key if root is not None else None
     rows_of = _rows_by_sha([sha for _, sha in items])
@@ -316,8 +334,9 @@ def embed(
     todo = [s for s in rows_of if s not in ok]
     new_errors: dict[str, str] = {}
     for piece, feats, errs in _compute_missing(
-        directory, spec, items, rows_of, todo, batch_size=batch_size, progress=progress
-    ):
+        directory, spec, items, rows_of, todo, batch_size=batch_size, progress=progress,
+        model=model,
+    ):  # fmt: skip
         if out is None:
             out = np.zeros((len(items), feats.shape[1]), np.float32)
         for i, s in enumerate(piece):

@@ -78,6 +78,13 @@ class HeadInputs:
     cached: int
     failed: list[int]
     """Positions (into train + val items) whose features could not be computed."""
+    train_image: np.ndarray | None = None
+    """Per row of ``train``, its image's position in the training split; None when the rows
+    are the images' own (extra views of them add rows, :mod:`cleaner.models.head_views`)."""
+
+    def train_images(self) -> np.ndarray:
+        """The training split position of each training row (for its label and weight)."""
+        return self.train if self.train_image is None else self.train_image
 
     @property
     def width(self) -> int:

@@ -75,12 +75,19 @@ def check_crop(crop: str) -> str:
 
 
 def load_one(
-    path: str | os.PathLike[str], size: int, crop: str, *, mirror: bool = False
+    path: str | os.PathLike[str], size: int, crop: str, *, mirror: bool = False, view: str = ""
 ) -> tuple[np.ndarray, str]:
-    """``(S, S, 3) uint8`` pixels (left-right mirrored if ``mirror``) and ``""``; or zeros and
-    the reason it failed."""
+    """``(S, S, 3) uint8`` pixels (left-right mirrored if ``mirror``; of the image under
+    ``view``, :mod:`cleaner.models.views`, when one is named) and ``""``; or zeros and the
+    reason it failed."""
     try:
-        arr = load_array(path, size, crop=check_crop(crop))
+        if view:
+            from cleaner.models.views import view_source
+
+            source: str | os.PathLike[str] | bytes = view_source(path, view, size)
+        else:
+            source = path
+        arr = load_array(source, size, crop=check_crop(crop))
         return (np.ascontiguousarray(arr[:, ::-1]) if mirror else arr), ""
     except ImageError as e:
         return np.zeros((size, size, 3), np.uint8), f"{e.status}: {e.reason}"
@@ -109,6 +116,7 @@ def numpy_batches(
     batch_size: int = 64,
     threads: int | None = None,
     mirror: bool = False,
+    view: str = "",
 ) -> Iterator[Batch]:
     """Decoded batches in input order, a few in flight at a time (no TensorFlow); ``mirror``:
     every image left-right mirrored (the augmented view the frozen heads also train on)."""
@@ -117,7 +125,7 @@ def numpy_batches(
 
     def load(start: int) -> Batch:
         chunk = paths[start : start + batch_size]
-        loaded = [load_one(p, size, crop, mirror=mirror) for p in chunk]
+        loaded = [load_one(p, size, crop, mirror=mirror, view=view) for p in chunk]
         images = np.stack([a for a, _ in loaded]) if loaded else np.zeros((0, size, size, 3))
         return Batch(start, images.astype(np.uint8), [e for _, e in loaded])
 
@@ -177,6 +185,7 @@ def predict_paths(
     progress: Any = None,
     mirror: bool = False,
     factory: Callable[[], Any] | None = None,
+    view: str = "",
 ) -> tuple[np.ndarray, list[str]]:
     """Run a Keras model over images; ``(outputs, errors)`` with one row and one error string
     (``""`` when fine) per path.
@@ -191,14 +200,14 @@ def predict_paths(
     ``model.predict`` on tensors already in memory (bench/bench_predict.py), with less machinery;
     ``tf_dataset`` stays the pipeline for training, where shuffling and augmentation live."""
     if factory is not None and current().kind is Engine.RAY:
-        runner = functools.partial(model_runner, factory, size, crop, mirror, batch_size)
+        runner = functools.partial(model_runner, factory, size, crop, mirror, batch_size, view)
         call = batch_size * MODEL_CALL_BATCHES
         results = map_with_model(runner, paths, batch_size=call, progress=progress)
         return _stack_rows([r for b in results for r in b])
     outs: list[np.ndarray] = []
     errors: list[str] = []
     batches = numpy_batches(
-        paths, size, crop=crop, batch_size=batch_size, threads=threads, mirror=mirror
+        paths, size, crop=crop, batch_size=batch_size, threads=threads, mirror=mirror, view=view
     )
     for b in batches:
         y = np.asarray(model.predict_on_batch(b.images.astype(np.float32)))
@@ -215,7 +224,7 @@ Row = tuple[np.ndarray, str]
 
 
 def model_runner(
-    factory: Callable[[], Any], size: int, crop: str, mirror: bool, batch_size: int
+    factory: Callable[[], Any], size: int, crop: str, mirror: bool, batch_size: int, view: str = ""
 ) -> Callable[[Sequence[str | os.PathLike[str]]], list[Row]]:
     """Built once per worker of :func:`cleaner.engine.map_with_model`: the model from
     ``factory()``, and a pure batch function running :func:`predict_paths` over a batch of
@@ -223,7 +232,9 @@ def model_runner(
     model = factory()
 
     def run(paths: Sequence[str | os.PathLike[str]]) -> list[Row]:
-        y, errs = predict_paths(model, paths, size, crop=crop, batch_size=batch_size, mirror=mirror)
+        y, errs = predict_paths(
+            model, paths, size, crop=crop, batch_size=batch_size, mirror=mirror, view=view
+        )
         return list(zip(y, errs, strict=True))
 
     return run

@@ -28,6 +28,8 @@ from cleaner.choices import Label
 from cleaner.dataset import check_output
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
+from cleaner.models.calibrate import Calibration, read_labels
+from cleaner.models.calibrate import calibrate as fit_calibration
 
 Progress = Callable[[int], None] | None
 
@@ -364,11 +366,15 @@ class PredictDirSummary:
     fake: int
     real: int
     seconds: float
+    threshold: float = 0.5
+    """The prob_fake at and above which ``prediction`` is fake (``--calibrate`` moves it)."""
+    calibration: Calibration | None = None
 
     def summary(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["skipped"] = [{"image": n, "reason": r} for n, r in self.skipped]
+        d["calibration"] = None if self.calibration is None else self.calibration.summary()
         return d
 
 
@@ -381,10 +387,13 @@ def predict_dir(
     crop: str | None = None,
     batch_size: int = 32,
     threshold: float = 0.5,
+    calibrate: str | os.PathLike[str] | None = None,
     progress: Progress = None,
 ) -> PredictDirSummary:
     """Label every file of ``directory`` (not recursive, hidden files skipped) with a saved
-    model; the contract's ``predictions.json``: a list in numeric order of file names."""
+    model; the contract's ``predictions.json``: a list in numeric order of file names.
+    ``calibrate``: a labels file of some of those images; the threshold that labels them best
+    replaces ``threshold`` (:mod:`cleaner.models.calibrate`); prob_fake is unchanged."""
     from cleaner.models.inputs import predict_paths
     from cleaner.models.saved import load_detector, load_model
 
@@ -393,6 +402,7 @@ def predict_dir(
     if not d.is_dir():
         raise CleanerError(f"{d} is not a folder; pass the folder of images to label")
     check_output(out)
+    labels = read_labels(calibrate) if calibrate is not None else None
     names = sorted(
         (e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")),
         key=numeric_key,
@@ -408,21 +418,23 @@ def predict_dir(
         factory=functools.partial(load_model, Path(model_path)),  # Ray actors load their own
     )
     probs = det.prob_fake(outs) if names else np.zeros(0)
-    result: list[dict[str, Any]] = []
-    skipped: list[tuple[str, str]] = []
-    for pos, (n, p, e) in enumerate(zip(names, probs, errors, strict=True), start=1):
-        if e:
-            skipped.append((n, e))
-            continue
-        pf = round(float(np.clip(p, 0, 1)), 6)
-        result.append(
-            {
-                "index": name_index(n, pos),
-                "image": n,
-                "prediction": Label.FAKE if pf >= threshold else Label.REAL,
-                "prob_fake": pf,
-            }
-        )
+    kept = [(pos, n, round(float(np.clip(p, 0, 1)), 6)) for pos, (n, p, e)
+            in enumerate(zip(names, probs, errors, strict=True), start=1) if not e]  # fmt: skip
+    skipped = [(n, e) for n, e in zip(names, errors, strict=True) if e]
+    cal = None
+    if labels is not None:
+        cal = fit_calibration([n for _, n, _ in kept], [pf for *_, pf in kept], labels,
+                              str(calibrate))  # fmt: skip
+        threshold = cal.threshold
+    result = [
+        {
+            "index": name_index(n, pos),
+            "image": n,
+            "prediction": Label.FAKE if pf >= threshold else Label.REAL,
+            "prob_fake": pf,
+        }
+        for pos, n, pf in kept
+    ]
     target = Path(out)
     atomic_write_text(target, json.dumps(result, indent=1) + "\n", is_json=True)
     n_fake = sum(1 for r in result if r["prediction"] == Label.FAKE)
@@ -434,4 +446,6 @@ def predict_dir(
         fake=n_fake,
         real=len(result) - n_fake,
         seconds=time.perf_counter() - t0,
+        threshold=threshold,
+        calibration=cal,
     )

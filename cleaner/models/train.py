@@ -48,9 +48,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cleaner.choices import Label
+from cleaner.choices import Augment, Label
 from cleaner.dataset import LABELS, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.models import augment as AUG
 from cleaner.models import frozen_head as FH
 from cleaner.models.inputs import CROPS
 from cleaner.split import (
@@ -181,7 +182,18 @@ class TrainConfig:
     resplit: bool = False
     crop: str | None = None
     """``center`` (native-resolution crops) or ``resize`` (whole image); None = the backbone's."""
-    augment: bool = True
+    augment: str | bool = "robust"
+    """``none``, ``crops`` (fine-tuning's random crops, flips, rotations, brightness) or
+    ``robust`` (those on blurred, JPEG re-encoded, rescaled images; a head on frozen features
+    also trains on ``head_views`` robust views of each image): :mod:`cleaner.models.augment`.
+    True and False (the old yes/no) are ``crops`` and ``none``."""
+    robust: AUG.Robust = AUG.DEFAULT
+    head_views: int = AUG.HEAD_VIEWS
+    by_source: bool = False
+    """Also report leave-one-source-out AUCs (:mod:`cleaner.models.sources`)."""
+    launder: bool = False
+    """Also score the final model on its test split under each laundering condition
+    (:mod:`cleaner.models.launder`)."""
     workers: int | None = None
     max_train: int | None = None
     """Use at most this many training images (benchmarks); None = all."""
@@ -303,6 +315,7 @@ class _Batches:
         seed: int,
         do_augment: bool,
         unreadable: Unreadable,
+        robust: AUG.Robust | None = None,
         weights: np.ndarray | None = None,
         workers: int | None = None,
     ) -> Any:
@@ -333,7 +346,10 @@ class _Batches:
                     unreadable.add(paths[j])
                     return None
                 if do_augment:
-                    return augment(arr, size, np.random.default_rng((seed, self.epoch, int(j))))
+                    rng = np.random.default_rng((seed, self.epoch, int(j)))
+                    if robust is not None:
+                        arr = _fit_up(AUG.robust_array(arr, rng, robust), size)
+                    return augment(arr, size, rng)
                 return center_crop(arr, size)
 
             def batch(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -677,6 +693,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
     ckpt.unlink(missing_ok=True)
 
     prob, y_test, test, val, test_seconds = _test(cfg, net.model, data, size, crop, val_seq)
+    away = _away(cfg, ds.root, bb, net, data, weights_name, size, crop, test, phases, say)
     _save(net.model, out)
     metrics: dict[str, Any] = {
         "format": "cleaner.metrics.v1",
@@ -692,7 +709,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         "mode": "scratch" if net.scratch else "transfer",
         "split": _split_summary(ds.root, data),
         "class_weight": data.class_weight,
-        "augmentation": cfg.augment,
+        "augmentation": AUG.record(cfg.augment, cfg.robust),
         "data_digest": data_digest(data.rows),
         "unreadable": data.unreadable.summary(),
         "epochs": {k: v["epochs"] for k, v in phases.items()},
@@ -706,6 +723,7 @@ def train(cfg: TrainConfig, *, report: Reporter | None = None) -> TrainResult:
         **{k: test[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
         "confusion_matrix": test["confusion_matrix"],
         "classification_report": test["classification_report"],
+        **away,
         "history": history,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -728,7 +746,8 @@ def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int, crop: str) ->
         batch_size=cfg.batch_size,
         train=train,
         seed=cfg.seed,
-        do_augment=cfg.augment if train else False,
+        do_augment=train and AUG.mode(cfg.augment) is not Augment.NONE,
+        robust=cfg.robust if AUG.mode(cfg.augment) is Augment.ROBUST else None,
         unreadable=data.unreadable,
         weights=data.sample_w if train else None,
         workers=cfg.workers,
@@ -857,6 +876,14 @@ def _head_phase(
         batch_size=max(8, cfg.batch_size),
     )  # fmt: skip
     n_tr = len(items["train"])
+    views: dict[str, Any] | None = None
+    if AUG.mode(cfg.augment) is Augment.ROBUST:
+        from cleaner.models.head_views import add_views
+
+        inputs, views = add_views(
+            root, items["train"], spec, inputs, views=cfg.head_views, robust=cfg.robust,
+            batch_size=max(8, cfg.batch_size), model=net.backbone,
+        )  # fmt: skip
     for k in inputs.failed:  # no features: the image no longer decodes
         data.unreadable.add(data.paths["train"][k] if k < n_tr else data.paths["val"][k - n_tr])
     t_feat = time.perf_counter() - t0
@@ -874,6 +901,8 @@ def _head_phase(
     )
     if inputs.projection is not None:
         phase["projection"] = inputs.projection.info()
+    if views is not None:
+        phase["robust_views"] = views
     return phase
 
 
@@ -890,9 +919,9 @@ def head_phase_on(
     """The head fitted on ``inputs`` (the rows whose features exist) and written into
     ``net.feat_norm`` and ``net.head``; ``data`` needs ``y`` and ``sample_w`` (the bench
     passes its own)."""
-    y_tr = data.y["train"][inputs.train]
+    y_tr = data.y["train"][inputs.train_images()]
     y_va = data.y["val"][inputs.val - len(data.y["train"])]
-    w_tr = None if data.sample_w is None else data.sample_w[inputs.train]
+    w_tr = None if data.sample_w is None else data.sample_w[inputs.train_images()]
     if cfg.head == "logreg":
         return _fit_logreg_head(inputs, y_tr, y_va, w_tr, c, net.feat_norm, net.head, say)
     return _fit_dense_head(
@@ -1002,6 +1031,94 @@ def _test(
     test = classification_metrics(y_test, prob)
     val = classification_metrics(data.y["val"][val_idx], val_prob)
     return prob, y_test, test, val, test_seconds
+
+
+def _away(
+    cfg: TrainConfig,
+    root: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    crop: str,
+    test: dict[str, Any],
+    phases: Mapping[str, Mapping[str, Any]],
+    say: Reporter,
+) -> dict[str, Any]:
+    """How the model holds away from its own test split, for the metrics: ``launder``
+    (``--launder``) and ``by_source`` (``--by-source``), each only when asked for."""
+    out: dict[str, Any] = {}
+    laundered = _launder(cfg, root, bb, net, data, weights_name, size, crop, test, phases, say)
+    if laundered is not None:
+        out["launder"] = laundered
+    by_source = _by_source(cfg, root, bb, net, data, weights_name, size, crop, phases, say)
+    if by_source is not None:
+        out["by_source"] = by_source
+    return out
+
+
+def _launder(
+    cfg: TrainConfig,
+    root: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    crop: str,
+    test: dict[str, Any],
+    phases: Mapping[str, Mapping[str, Any]],
+    say: Reporter,
+) -> dict[str, Any] | None:
+    """``--launder``: the test split under each laundering condition (None without it)."""
+    if not cfg.launder:
+        return None
+    from cleaner.models import launder_eval
+
+    frozen = not net.scratch and not any(
+        k in phases and not phases[k].get("kept_head_only") for k in ("fine-tune", "scratch")
+    )
+    items = [(p, r.sha256) for p, r in zip(data.paths["test"], data.kept["test"], strict=True)]
+    return launder_eval.evaluate(
+        root, items, data.y["test"], net, bb, weights_name, size, crop, test,
+        frozen=frozen, batch_size=max(8, cfg.batch_size), say=say,
+    )  # fmt: skip
+
+
+def _by_source(
+    cfg: TrainConfig,
+    root: Path,
+    bb: Any,
+    net: _Net,
+    data: _Data,
+    weights_name: str,
+    size: int,
+    crop: str,
+    phases: Mapping[str, Any],
+    say: Reporter,
+) -> dict[str, Any] | None:
+    """``--by-source``: leave-one-source-out heads on the frozen features (None without it)."""
+    if not cfg.by_source:
+        return None
+    if net.scratch:
+        return {"skipped": "--weights none: no pretrained features to fit heads on"}
+    from cleaner.models.embeddings import EmbeddingSpec, embed
+    from cleaner.models.folds import HEAD_C
+    from cleaner.models.sources import leave_one_source_out
+
+    spec = EmbeddingSpec(bb, weights_name, size, crop)
+    rows = data.kept["train"] + data.kept["test"]
+
+    def embed_rows(rs: Sequence[SplitRow]) -> tuple[np.ndarray, np.ndarray]:
+        e = embed(root, [(str(root / r.path), r.sha256) for r in rs], spec,
+                  batch_size=max(8, cfg.batch_size), model=net.backbone)  # fmt: skip
+        return e.features, e.ok
+
+    return leave_one_source_out(
+        root, rows, embed_rows, regions=bb.regions, c=HEAD_C if bb.head_c is None else bb.head_c,
+        fine_tuned=any(k in phases for k in ("fine-tune", "scratch")), say=say,
+    )  # fmt: skip
 
 
 def _save(model: Any, out: Path) -> None:

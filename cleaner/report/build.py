@@ -35,7 +35,7 @@ from cleaner.dataset import (
 )
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
-from cleaner.report import state
+from cleaner.report import robustness, state
 from cleaner.report.thumbs import ThumbJob, make_thumbs, thumb_dir, thumb_name
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import metrics as metrics_file
@@ -374,7 +374,8 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
     m = metrics_file.read_metrics(metrics_path)
     scalars: list[tuple[str, str]] = []
     skip = {"confusion_matrix", "confusion_labels", "classification_report", "plots", "versions",
-            "history", "phases", "format", "output", "preprocessing"}  # fmt: skip
+            "history", "phases", "format", "output", "preprocessing", "launder",
+            "by_source"}  # fmt: skip
     if isinstance(m.get("accuracy"), (int, float)):
         skip.add("test")  # its headline figures are repeated at the top level
 
@@ -433,6 +434,7 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
         "report": report if isinstance(report, str) else _report_text(report),
         "plots": plots,
         "versions": sorted((str(k), str(v)) for k, v in versions.items()),
+        "tables": robustness.tables(m),
     }
 
 
