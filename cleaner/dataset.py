@@ -34,6 +34,10 @@ CLASS_ALIASES: dict[str, tuple[str, ...]] = {
 
 STATE_DIR = ".cleaner"
 QUARANTINE_DIR = "quarantine"
+OUTPUTS_DIR = "preds"
+"""``.cleaner/preds/``: where ``make clean-data`` keeps the predictions files it writes (its
+``PREDS_DIR``). No state module writes there: an output flag may name a file in it (a new one,
+or an earlier output of the same kind, which :func:`check_output` tells by its first bytes)."""
 RESERVED_TOP = frozenset({STATE_DIR, QUARANTINE_DIR})
 
 
@@ -354,7 +358,8 @@ def confine_output(
     it), ``quarantine/``, and cleaner's state in ``.cleaner/``: a sub-folder of it (journal,
     plans, caches) or an existing entry, unless its name ends with one of ``replaceable`` (an
     earlier output of the same kind: a report page, a model; no state file is named so). A
-    new name directly in ``.cleaner/`` is allowed. The path is judged with its symlinks
+    new name directly in ``.cleaner/``, and a file in ``.cleaner/preds/`` (:data:`OUTPUTS_DIR`),
+    are allowed. The path is judged with its symlinks
     resolved. Returns ``out``'s resolved path."""
     rootp = _realpath(Path(root))
     real = _realpath(Path(out))
@@ -375,6 +380,8 @@ def confine_output(
     state = rootp / STATE_DIR
     if real.is_relative_to(state):
         rel = real.relative_to(state).parts
+        if len(rel) == 2 and rel[0] == OUTPUTS_DIR:
+            return real
         taken = os.path.lexists(real) and not real.name.endswith(replaceable or ("\0",))
         if len(rel) != 1 or taken:
             raise CleanerError(

@@ -258,6 +258,24 @@ def test_an_output_flag_never_replaces_a_users_file_outside_root(
     assert json.loads(out.read_text())["format"] == "cleaner.audit.v1"
 
 
+def test_predictions_in_the_pipelines_folder_are_written_and_rewritten(small: Path) -> None:
+    """make clean-data keeps its predictions in ROOT/.cleaner/preds/ (PREDS_DIR): an output there
+    is allowed, a rerun replaces its own earlier file, and a user's file there is still kept."""
+    preds_dir = small / ".cleaner" / "preds"
+    out = preds_dir / "audit-votes.json"
+    for _ in range(2):
+        code, _, err = cli("audit", "--root", str(small), "--predictions-out", str(out))
+        assert code == 0, err
+        assert out.is_file()
+    mine = preds_dir / "notes.txt"
+    mine.write_text("my notes\n")
+    code, _, err = cli("audit", "--root", str(small), "--predictions-out", str(mine))
+    one_line_error(code, err, "never replaces")
+    assert mine.read_text() == "my notes\n"
+    code, _, err = cli("audit", "--root", str(small), "--out", str(preds_dir / "a" / "b.json"))
+    one_line_error(code, err, "state")
+
+
 # ------------------------------------------------------------------ 4: cleaner reads what it writes
 
 

@@ -223,7 +223,8 @@ def test_fixed_choices_are_usage_errors(
     assert all(f"'{c}'" in said for c in choices)
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not out.exists()
-    helptext = " ".join(runner.invoke(app, ["predict", "--help"]).output.split())
+    wide = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}  # a metavar is not wrapped mid-word
+    helptext = " ".join(runner.invoke(app, ["predict", "--help"], env=wide).output.split())
     assert "|".join(choices) in helptext
 
 
