@@ -19,7 +19,6 @@ The probabilities and K the defaults use, and what they were measured worth: ben
 
 from __future__ import annotations
 
-import io
 import zlib
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from PIL import Image, ImageFilter
 
 from cleaner.choices import Augment
 from cleaner.errors import CleanerError
+from cleaner.models.launder import jpeg
 
 VIEW_PREFIX = "robust"
 
@@ -89,11 +89,7 @@ def robust_image(im: Image.Image, rng: np.random.Generator, p: Robust = DEFAULT)
     if do_blur and sigma > 0:
         im = im.filter(ImageFilter.GaussianBlur(radius=sigma))
     if do_jpeg:
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        im = Image.open(buf)
-        im.load()
+        return jpeg(im, quality)
     return im.convert("RGB")
 
 

@@ -41,7 +41,9 @@ DESCRIBED = {
 }
 
 
-def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+def jpeg(im: Image.Image, quality: int) -> Image.Image:
+    """``im`` saved as a JPEG of ``quality`` and decoded again (RGB): the one re-encoding that
+    the laundering conditions and the robust training views share."""
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
@@ -67,18 +69,18 @@ def _scaled(im: Image.Image, k: float) -> Image.Image:
 def launder_image(im: Image.Image, condition: Launder) -> Image.Image:
     """``im`` (RGB) as it comes out of ``condition``."""
     if condition is Launder.JPEG90:
-        return _jpeg(im, 90)
+        return jpeg(im, 90)
     if condition is Launder.JPEG75:
-        return _jpeg(im, 75)
+        return jpeg(im, 75)
     if condition is Launder.JPEG50:
-        return _jpeg(im, 50)
+        return jpeg(im, 50)
     if condition is Launder.HALF:
         return _scaled(im, 0.5)
     if condition is Launder.BLUR1:
         return im.filter(ImageFilter.GaussianBlur(radius=1.0))
     if condition is Launder.PNG_AS_JPEG:
-        return _jpeg(_png(im), 95)
-    return _jpeg(_scaled(im, 0.5), 50)  # chain
+        return jpeg(_png(im), 95)
+    return jpeg(_scaled(im, 0.5), 50)  # chain
 
 
 def view_name(condition: Launder) -> str:
