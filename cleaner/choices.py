@@ -70,6 +70,10 @@ class Augment(StrEnum):
     NONE = "none"
     CROPS = "crops"
     ROBUST = "robust"
+    AUTO = "auto"
+    """The default: robust views for a head on frozen features (where they were measured to
+    help), the crops alone for fine-tuning (robust crops cost `make demo`'s 64 px fine-tuned
+    detector 0.09 test AUC: bench/README.md, issue 28)."""
 
 
 class Launder(StrEnum):

@@ -32,7 +32,8 @@ def _train(root: Path, out: Path, *extra: str) -> dict:  # type: ignore[type-arg
 def test_robust_head_views_are_cached_and_launder_scores_every_condition(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "ds", 14, size=40)
     m = _train(root, tmp_path / "a.keras", *LITE, "--launder", "--robust-views", "2")
-    assert m["augmentation"]["mode"] == "robust" and m["augmentation"]["robust"]["jpeg_p"] == 0.5
+    # the default (auto): a head on frozen features trains on robust views too
+    assert m["augmentation"]["mode"] == "auto" and m["augmentation"]["robust"]["jpeg_p"] == 0.5
     views = m["phases"]["head"]["robust_views"]
     n_train = m["split"]["train"]["images"]
     assert views["views"] == 2 and views["computed"] == 2 * n_train and views["cached"] == 0
@@ -89,7 +90,7 @@ def test_augment_modes_and_the_old_flags(tmp_path: Path, monkeypatch: pytest.Mon
     root = make_dataset(tmp_path / "ds", 2, size=16)
     base = ["train", "--root", str(root), "--out", str(tmp_path / "m.keras")]
     for extra, want in (
-        ([], "robust"),
+        ([], "auto"),
         (["--no-augment"], "none"),
         (["--augment", "crops"], "crops"),
         (["--augment"], "robust"),  # bare, last, as typed before
@@ -108,7 +109,7 @@ def test_fine_tuned_model_is_laundered_through_the_model(tmp_path: Path) -> None
     root = make_dataset(tmp_path / "ds", 12, size=40)
     m = _train(root, tmp_path / "s.keras", "--backbone", "simple-cnn", "--weights", "none",
                "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--launder")  # fmt: skip
-    assert m["augmentation"]["mode"] == "robust" and m["launder"]["features_from"] == "model"
+    assert m["augmentation"]["mode"] == "auto" and m["launder"]["features_from"] == "model"
     assert set(m["launder"]["conditions"]) == {c.value for c in Launder}
 
 

@@ -82,10 +82,11 @@ def train(
             "--augment",
             help="none; crops (fine-tuning's random crops, flips, rotations, brightness); "
             "robust (those on blurred, JPEG re-encoded, rescaled images; a head on frozen "
-            "features also trains on --robust-views such views of each image, cached). A bare "
+            "features also trains on --robust-views such views of each image, cached); auto "
+            "(robust views for a head on frozen features, crops for fine-tuning). A bare "
             "--augment means robust.",
         ),
-    ] = Augment.ROBUST,
+    ] = Augment.AUTO,
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Same as --augment none.")
     ] = False,

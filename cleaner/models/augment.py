@@ -74,6 +74,10 @@ HEAD_VIEWS = 2
 """K: robust views per training image for a head on frozen features (beside the clean one)."""
 
 
+HEAD_ROBUST = (Augment.ROBUST, Augment.AUTO)
+"""The modes whose head on frozen features trains on robust views too."""
+
+
 def robust_image(im: Image.Image, rng: np.random.Generator, p: Robust = DEFAULT) -> Image.Image:
     """One robust view of an RGB image: rescaled, blurred, JPEG re-encoded, each with its
     probability (three draws of ``rng`` always made, so the steps' draws do not shift)."""
@@ -132,4 +136,4 @@ def mode(value: str | bool) -> Augment:
 def record(value: str | bool, p: Robust = DEFAULT) -> dict[str, object]:
     """What the metrics file says of the augmentation."""
     m = mode(value)
-    return {"mode": m.value, **({"robust": p.info()} if m is Augment.ROBUST else {})}
+    return {"mode": m.value, **({"robust": p.info()} if m in HEAD_ROBUST else {})}

@@ -182,10 +182,11 @@ class TrainConfig:
     resplit: bool = False
     crop: str | None = None
     """``center`` (native-resolution crops) or ``resize`` (whole image); None = the backbone's."""
-    augment: str | bool = "robust"
+    augment: str | bool = "auto"
     """``none``, ``crops`` (fine-tuning's random crops, flips, rotations, brightness) or
     ``robust`` (those on blurred, JPEG re-encoded, rescaled images; a head on frozen features
-    also trains on ``head_views`` robust views of each image): :mod:`cleaner.models.augment`.
+    also trains on ``head_views`` robust views of each image), or ``auto`` (robust views for a
+    head on frozen features, crops for fine-tuning): :mod:`cleaner.models.augment`.
     True and False (the old yes/no) are ``crops`` and ``none``."""
     robust: AUG.Robust = AUG.DEFAULT
     head_views: int = AUG.HEAD_VIEWS
@@ -747,7 +748,7 @@ def _sequence(cfg: TrainConfig, data: _Data, part: str, size: int, crop: str) ->
         train=train,
         seed=cfg.seed,
         do_augment=train and AUG.mode(cfg.augment) is not Augment.NONE,
-        robust=cfg.robust if AUG.mode(cfg.augment) is Augment.ROBUST else None,
+        robust=cfg.robust if AUG.mode(cfg.augment) is Augment.ROBUST else None,  # auto: crops
         unreadable=data.unreadable,
         weights=data.sample_w if train else None,
         workers=cfg.workers,
@@ -877,7 +878,7 @@ def _head_phase(
     )  # fmt: skip
     n_tr = len(items["train"])
     views: dict[str, Any] | None = None
-    if AUG.mode(cfg.augment) is Augment.ROBUST:
+    if AUG.mode(cfg.augment) in AUG.HEAD_ROBUST:
         from cleaner.models.head_views import add_views
 
         inputs, views = add_views(
