@@ -14,16 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-REPO = Path(__file__).resolve().parents[1]
-FACES = (
-    next(
-        (p for p in (REPO.parent / "shared", REPO.parents[1] / "shared") if p.is_dir()),
-        REPO.parent / "shared",
-    )
-    / "data"
-    / "faces140k"
-)
-"""faces140k beside the checkout (main) or beside the worktrees (/work/wt/NAME)."""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_label_errors import FACES  # one place finds faces140k for the benches
+
 SIZE = 96
 QUALITY = (30, 50)
 BLUR = 1.0
