@@ -25,42 +25,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cleaner.cli import app
 from cleaner.engine import default_workers
+from tests.hostile_helpers import cli, one_line_error, put, tree
 from tests.relabel_helpers import png_bytes, snapshot
 
-runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    r = runner.invoke(app, [*args], catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
-
-
-def one_line_error(code: int, err: str, *words: str) -> None:
-    """Refused input: exit 1, one ``error:`` line on stderr, no traceback."""
-    assert code == 1, err
-    assert "Traceback" not in err
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-def put(root: Path, rel: str, data: bytes) -> Path:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return p
-
-
-def tree(root: Path, *rels: str) -> Path:
-    for n, rel in enumerate(rels, 1):
-        put(root, rel, png_bytes(n))
-    return root
 
 
 # ------------------------------------------------------------------ 1: no stuck lock after kill -9
