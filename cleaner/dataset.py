@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from cleaner.choices import Label, values
 from cleaner.errors import CleanerError, DatasetError, PathEscapeError
@@ -70,8 +71,16 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A ROOT folder and the class folders found in it."""
+class Workspace:
+    """ROOT, opened once per command: the handle every step below the CLI takes.
+
+    Why one handle: ROOT used to be a bare path that every layer re-opened (three opens and two
+    crash recoveries in one ``separate --apply``). The CLI opens it once with :meth:`open`
+    (resolve, refuse a symlinked ``.cleaner``, find the class folders); the steps read what they
+    need from it, and :attr:`memo` keeps what one command has already read (the scan's rows,
+    whether the journal was recovered) so no step reads it twice. Every state write still
+    re-checks ``.cleaner`` (:meth:`state_path`), so a folder swapped mid-run is refused.
+    """
 
     root: Path
     """Absolute, resolved."""
@@ -80,6 +89,30 @@ class Dataset:
     outside_links: tuple[str, ...] = ()
     """Class-folder names that are symlinks leading out of ROOT: not used (confinement), and
     reported so a user who linked a big folder in learns why it is not scanned."""
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What this command has read or done once: ``rows`` (the scan's manifest rows), and
+    ``recovered`` (the :class:`~cleaner.journal.RecoveryReport` of the one recovery)."""
+
+    def __fspath__(self) -> str:
+        """A workspace is its ROOT folder to ``os.fspath`` and to path functions."""
+        return str(self.root)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, require_classes: bool = True) -> Workspace:
+        """Open ROOT; see :func:`open_dataset`."""
+        return open_dataset(root, require_classes=require_classes)
+
+    def state_path(self, *parts: str) -> Path:
+        """``ROOT/.cleaner/<parts...>``, re-checked on every call (see :func:`state_path`)."""
+        return state_path(self.root, *parts)
+
+    def to_relpath(self, path: Path) -> str:
+        """``path`` (inside ROOT) as a ROOT-relative ``/`` path."""
+        return to_relpath(self.root, path)
+
+    def linked_folder(self, relpath: str) -> str | None:
+        """See :func:`linked_folder`."""
+        return linked_folder(self.root, relpath)
 
     @property
     def state_dir(self) -> Path:
@@ -148,7 +181,7 @@ def find_class_dirs(root: Path) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) -> Dataset:
+def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) -> Workspace:
     """Open ROOT. Raises :class:`DatasetError` (one clear line) when it is missing, or when
     ``require_classes`` and it holds no class folder."""
     p = Path(root)
@@ -182,7 +215,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             f"no class folder under {str(root)!r}; expected {names} (or an alias: "
             f"{'/'.join(CLASS_ALIASES[Label.REAL][1:])}, {'/'.join(CLASS_ALIASES[Label.FAKE][1:])})"
         )
-    return Dataset(root=p, class_dirs=class_dirs, outside_links=outside)
+    return Workspace(root=p, class_dirs=class_dirs, outside_links=outside)
 
 
 def _refuse_aliased_classes(root: Path, class_dirs: dict[str, tuple[str, ...]]) -> None:

@@ -44,7 +44,14 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from cleaner.atomic import fsync_dir
-from cleaner.dataset import STATE_DIR, check_relpath, linked_folder, resolve_inside, state_path
+from cleaner.dataset import (
+    STATE_DIR,
+    Workspace,
+    check_relpath,
+    linked_folder,
+    resolve_inside,
+    state_path,
+)
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.state.runs import journal_dir, run_files, run_path
@@ -260,6 +267,23 @@ def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(ws: Workspace) -> Iterator[RecoveryReport]:
+    """Hold ROOT's write lock for the block; recover a crashed run once per command.
+
+    Why once: every writing step used to take the lock and run recovery itself (twice in one
+    ``separate --apply``). The first ``writing`` on a workspace recovers and yields its report;
+    a later one (same command, lock re-entered) yields an empty report.
+    """
+    with write_lock(ws.root):
+        if "recovered" in ws.memo:
+            yield RecoveryReport()
+            return
+        rep = recover(ws.root)
+        ws.memo["recovered"] = rep
+        yield rep
 
 
 # --------------------------------------------------------------------------- no-clobber move

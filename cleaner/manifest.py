@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cleaner import images
-from cleaner.dataset import LABELS, Dataset, FileEntry, open_dataset
+from cleaner.dataset import LABELS, FileEntry, Workspace, open_dataset
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
@@ -211,7 +211,7 @@ def scan(
     Raises :class:`~cleaner.errors.DatasetError` when ROOT is missing or holds no class folder.
     """
     t0 = time.perf_counter()
-    ds: Dataset = open_dataset(root)
+    ds: Workspace = open_dataset(root)
     previous = _previous(ds.root)
     rows: dict[str, ManifestRow] = {}
     todo: list[FileEntry] = []

@@ -27,7 +27,7 @@ from cleaner.atomic import atomic_write_text
 from cleaner.dataset import (
     LABELS,
     QUARANTINE_DIR,
-    Dataset,
+    Workspace,
     check_output,
     check_relpath,
     confine_output,
@@ -572,7 +572,7 @@ def build_report(
     return result
 
 
-def _check_out(ds: Dataset, out: str | os.PathLike[str]) -> tuple[Path, Path]:
+def _check_out(ds: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The page's path and its files folder: an ``.html`` path, not a folder, and not inside a
     class or quarantine folder (its thumbnails would be scanned as images)."""
     rootp = ds.root
