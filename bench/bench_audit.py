@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from cleaner.audit import read_all, score
+from cleaner.dataset import Workspace
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
 
@@ -82,13 +83,14 @@ def measure(root: Path, workers: int | None) -> dict[str, object]:
     n_peer = peer_loop(root)
     peer_s = time.perf_counter() - t
     t = time.perf_counter()
-    rootp, files, read = read_all(root, workers=workers, progress=False)
+    ws = Workspace.open(root)
+    files, read = read_all(ws, workers=workers, progress=False)
     read_s = time.perf_counter() - t
     t = time.perf_counter()
-    _, shortcut = score(rootp, files)
+    _, shortcut = score(ws, files)
     score_s = time.perf_counter() - t
     t = time.perf_counter()
-    _, again, reread = read_all(root, workers=workers, progress=False)
+    again, reread = read_all(Workspace.open(root), workers=workers, progress=False)
     cached_s = time.perf_counter() - t
     n = len(files)
     assert n == n_peer == len(again) and read == n and reread == 0, (n, n_peer, read, reread)

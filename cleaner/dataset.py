@@ -102,17 +102,30 @@ class Workspace:
         """Open ROOT; see :func:`open_dataset`."""
         return open_dataset(root, require_classes=require_classes)
 
+    @classmethod
+    def of(cls, where: Workspace | str | os.PathLike[str]) -> Workspace:
+        """``where`` itself when it is an open workspace, else ROOT opened: the package's
+        entry points (``scan``, ``dedupe``, ``run_audit``...) take either, so a script may pass
+        a path while the CLI passes the workspace it opened once."""
+        return where if isinstance(where, Workspace) else open_dataset(where)
+
     def state_path(self, *parts: str) -> Path:
         """``ROOT/.cleaner/<parts...>``, re-checked on every call (see :func:`state_path`)."""
         return state_path(self.root, *parts)
 
     def to_relpath(self, path: Path) -> str:
         """``path`` (inside ROOT) as a ROOT-relative ``/`` path."""
-        return to_relpath(self.root, path)
+        return Path(path).relative_to(self.root).as_posix()
 
     def linked_folder(self, relpath: str) -> str | None:
-        """See :func:`linked_folder`."""
-        return linked_folder(self.root, relpath)
+        """The first folder of ``relpath`` below its class folder that is a symlink
+        (ROOT-relative), or None. A file moved into or out of such a folder lands where the link
+        leads (perhaps the other class), not where the path says: the mover refuses such moves."""
+        parts = relpath.split("/")[:-1]
+        for i in range(2, len(parts) + 1):
+            if os.path.islink(os.path.join(self.root, *parts[:i])):
+                return "/".join(parts[:i])
+        return None
 
     @property
     def state_dir(self) -> Path:
@@ -159,7 +172,7 @@ class Workspace:
         """Every file below the class folders, sorted, see :func:`walk_class_dir`."""
         for label in LABELS:
             for d in self.class_dirs.get(label, ()):
-                yield from walk_class_dir(self.root, d, label)
+                yield from walk_class_dir(self, d, label)
 
 
 def find_class_dirs(root: Path) -> dict[str, tuple[str, ...]]:
@@ -271,8 +284,8 @@ def _may_enter(target: Path, zones: list[Path], ancestors_of: list[Path]) -> boo
     return not any(a.is_relative_to(target) for a in ancestors_of)
 
 
-def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry]:
-    """Files below ``root/class_dir``, sorted by path, without ever leaving ROOT.
+def walk_class_dir(ws: Workspace, class_dir: str, label: str) -> Iterator[FileEntry]:
+    """Files below ``ROOT/class_dir``, sorted by path, without ever leaving ROOT.
 
     Symlinked folders are followed only when they resolve inside ROOT, outside the other class
     folders and ROOT's ``.cleaner/`` and ``quarantine/``, and not to a folder that holds the
@@ -282,7 +295,7 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
     folders that lead outside are yielded with ``escapes_root=True`` so they can be reported,
     never read. Folders named ``.cleaner`` are skipped at any depth.
     """
-    root = _realpath(root)
+    root = _realpath(ws.root)
     cut = len(str(root)) + 1
     start = root / class_dir
     zones, ancestors_of = _no_go_zones(root, class_dir)
@@ -321,7 +334,7 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
                 if e.name == STATE_DIR:
                     continue
                 if is_link and not _may_enter(_realpath(p), zones, ancestors_of):
-                    target = to_relpath(root, _realpath(p)) or "."
+                    target = _realpath(p).relative_to(root).as_posix() or "."
                     out.append(FileEntry(rel, label, p, link_target=target, folder_link=True))
                     continue
                 if not is_link and _realpath(p) in zones:
@@ -330,7 +343,7 @@ def walk_class_dir(root: Path, class_dir: str, label: str) -> Iterator[FileEntry
             elif is_link and not p.exists():
                 out.append(FileEntry(rel, label, p, escapes_root=False))  # dangling: reported
             elif is_link:
-                target = to_relpath(root, _realpath(p))
+                target = _realpath(p).relative_to(root).as_posix()
                 out.append(FileEntry(rel, label, p, link_target=target))
             else:
                 out.append(FileEntry(rel, label, p))
@@ -380,7 +393,7 @@ JSON_OUTPUT = (b"{", b"[")
 
 
 def confine_output(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     out: str | os.PathLike[str],
     flag: str = "--out",
     *,
@@ -394,7 +407,7 @@ def confine_output(
     new name directly in ``.cleaner/``, and a file in ``.cleaner/preds/`` (:data:`OUTPUTS_DIR`),
     are allowed. The path is judged with its symlinks
     resolved. Returns ``out``'s resolved path."""
-    rootp = _realpath(Path(root))
+    rootp = ws.root
     real = _realpath(Path(out))
     if real == rootp or rootp.is_relative_to(real):
         raise CleanerError(f"{flag} {str(out)!r} is ROOT {rootp} or holds it; name a file")
@@ -428,17 +441,17 @@ def check_output(
     out: str | os.PathLike[str],
     *,
     flag: str = "--out",
-    root: str | os.PathLike[str] | None = None,
+    ws: Workspace | None = None,
     own: tuple[bytes, ...] = JSON_OUTPUT,
     replaceable: tuple[str, ...] = (),
 ) -> Path:
     """THE check of a file path a user gives an output flag (``--out``, ``--predictions-out``),
-    run before any work: with ``root``, :func:`confine_output`; and never over a file cleaner
+    run before any work: with ``ws``, :func:`confine_output`; and never over a file cleaner
     did not write. An existing path must be a regular file that is empty or begins like the
     output (``own``: ``{``/``[`` for JSON, ``<`` for a page, ``PK`` for a model), so an image,
     a CSV or any other user file is never replaced. Returns ``out`` as a Path."""
-    if root is not None:
-        confine_output(root, out, flag, replaceable=replaceable)
+    if ws is not None:
+        confine_output(ws, out, flag, replaceable=replaceable)
     real = _realpath(Path(out))
     try:
         st = os.stat(real)
@@ -514,20 +527,3 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if not Path(os.path.realpath(p)).is_relative_to(root):
         raise PathEscapeError(f"path {relpath!r} leads outside ROOT through a symlink")
     return p
-
-
-def linked_folder(root: str | os.PathLike[str], relpath: str) -> str | None:
-    """The first folder of ``relpath`` below its class folder that is a symlink (ROOT-relative),
-    or None. A file moved into or out of such a folder lands where the link leads (perhaps the
-    other class), not where the path says: the mover refuses such moves."""
-    parts = relpath.split("/")[:-1]
-    base = os.fspath(root)
-    for i in range(2, len(parts) + 1):
-        if os.path.islink(os.path.join(base, *parts[:i])):
-            return "/".join(parts[:i])
-    return None
-
-
-def to_relpath(root: Path, path: Path) -> str:
-    """ROOT-relative ``/`` path of an absolute path inside ROOT."""
-    return Path(path).relative_to(root).as_posix()

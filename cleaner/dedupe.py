@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.dataset import QUARANTINE_DIR, open_dataset
+from cleaner.dataset import QUARANTINE_DIR, Workspace
 from cleaner.errors import CleanerError
 from cleaner.guard import fraction_guard
 from cleaner.hashindex import hamming, iter_pairs
@@ -915,7 +915,7 @@ def check_guard(result: DedupeResult, max_fraction: float) -> dict[str, Any]:
 
 
 def dedupe(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     *,
     method: str = DEFAULT_METHOD,
     max_distance: int | None = None,
@@ -934,10 +934,10 @@ def dedupe(
 
     if not 0.0 < max_fraction <= 1.0:
         raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.1")
-    open_dataset(root)  # a clear error for a missing root or one without class folders
-    rows = ok_rows(root, workers=workers, progress=progress)
+    ws = Workspace.of(ws)
+    rows = ok_rows(ws, workers=workers, progress=progress)
     result = find_duplicates(
-        root,
+        ws.root,
         rows,
         method=method,
         max_distance=DEFAULT_MAX_DISTANCE if max_distance is None else max_distance,
@@ -963,7 +963,7 @@ def dedupe(
             )
             for g, m in result.quarantine
         ]
-        applied = apply_moves(root, moves, command="dedupe", progress=progress)
+        applied = apply_moves(ws, moves, command="dedupe", progress=progress)
         result.applied = True
         result.run_id = applied.run_id
         result.moved = len(applied.moved)

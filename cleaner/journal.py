@@ -48,7 +48,6 @@ from cleaner.dataset import (
     STATE_DIR,
     Workspace,
     check_relpath,
-    linked_folder,
     resolve_inside,
     state_path,
 )
@@ -687,7 +686,7 @@ class _Confine:
         folder = rel.rpartition("/")[0]
         if folder and folder not in self.folders:
             resolve_inside(self.root, folder)
-            link = linked_folder(self.root, rel)
+            link = Workspace(self.root).linked_folder(rel)
             if link is not None:
                 target = os.path.relpath(os.path.realpath(os.path.join(self.root, link)), self.root)
                 raise PathEscapeError(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cleaner import images
-from cleaner.dataset import LABELS, FileEntry, Workspace, open_dataset
+from cleaner.dataset import LABELS, FileEntry, Workspace
 from cleaner.engine import map_batches
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
@@ -184,10 +184,10 @@ def _row(entry: FileEntry, fields_: tuple[object, ...], target: str = "") -> Man
     )
 
 
-def _previous(root: Path) -> dict[str, ManifestRow]:
+def _previous(ws: Workspace) -> dict[str, ManifestRow]:
     """Rows of the last manifest by path; empty when there is none or it does not parse."""
     try:
-        return {r.path: r for r in read_rows(manifest_path(root))}
+        return {r.path: r for r in read_rows(manifest_path(ws))}
     except (OSError, ValueError, KeyError, CleanerError):
         return {}
 
@@ -198,8 +198,52 @@ _RETRY = frozenset({images.UNREADABLE, NOT_A_FILE})
 _NOT_READ = frozenset({OUTSIDE_ROOT, SYMLINK, UNLISTABLE})
 
 
+def _unread_row(entry: FileEntry, files: set[str]) -> ManifestRow | None:
+    """The row of an entry that is never read (a folder that cannot be listed, a link), or
+    None for a file to read."""
+
+    def row(status: str, reason: str, target: str = "") -> ManifestRow:
+        return ManifestRow(
+            path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
+            format="", status=status, target=target, reason=reason,
+        )  # fmt: skip
+
+    if entry.problem:
+        return row(UNLISTABLE, entry.problem)
+    if entry.folder_link:
+        return row(
+            SYMLINK,
+            f"symlink to the folder {entry.link_target}/, which is another class "
+            "folder, cleaner's state or quarantine, or holds this folder: not followed "
+            "(its files count where they are), and no file is moved into or out of it",
+            entry.link_target or "",
+        )
+    if entry.link_target is not None and entry.link_target in files:
+        return row(
+            SYMLINK,
+            f"symlink to {entry.link_target}: the same image, used under that name",
+            entry.link_target,
+        )
+    if entry.escapes_root:
+        target = _readlink(entry.abspath) + ("/" if entry.abspath.is_dir() else "")
+        return row(OUTSIDE_ROOT, f"symlink to {target} (outside ROOT): not followed")
+    return None
+
+
+def _unchanged(entry: FileEntry, old: ManifestRow | None) -> bool:
+    """The file's size, mtime and class are those of its previous row (and that row is not
+    worth a retry): the row is reused without reading the file."""
+    if old is None or old.status in _RETRY:
+        return False
+    try:
+        st = entry.abspath.stat()
+    except OSError:
+        return False
+    return st.st_size == old.bytes and st.st_mtime_ns == old.mtime_ns and old.label == entry.label
+
+
 def scan(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     *,
     workers: int | None = None,
     progress: bool | None = None,
@@ -207,66 +251,53 @@ def scan(
 ) -> ScanResult:
     """Scan ROOT's class folders and write ``ROOT/.cleaner/manifest.csv``.
 
-    Incremental: a file whose size and mtime match its previous row is not read again.
-    Raises :class:`~cleaner.errors.DatasetError` when ROOT is missing or holds no class folder.
+    Incremental: a file whose size and mtime match its previous row is not read again. The
+    rows are kept on the workspace (``ws.memo["rows"]``): the steps after the scan in the same
+    command read them there, not from the file again.
     """
     t0 = time.perf_counter()
-    ds: Workspace = open_dataset(root)
-    previous = _previous(ds.root)
+    ws = Workspace.of(ws)
+    previous = _previous(ws)
     rows: dict[str, ManifestRow] = {}
     todo: list[FileEntry] = []
-    entries = list(ds.walk())
+    entries = list(ws.walk())
     files = {e.relpath for e in entries if e.link_target is None and not e.problem}
     for entry in entries:
-        if entry.problem:
-            rows[entry.relpath] = ManifestRow(
-                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
-                format="", status=UNLISTABLE, reason=entry.problem,
-            )  # fmt: skip
-            continue
-        if entry.folder_link:
-            rows[entry.relpath] = ManifestRow(
-                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
-                format="", status=SYMLINK, target=entry.link_target or "",
-                reason=f"symlink to the folder {entry.link_target}/, which is another class "
-                "folder, cleaner's state or quarantine, or holds this folder: not followed "
-                "(its files count where they are), and no file is moved into or out of it",
-            )  # fmt: skip
-            continue
-        if entry.link_target is not None and entry.link_target in files:
-            rows[entry.relpath] = ManifestRow(
-                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
-                format="", status=SYMLINK, target=entry.link_target,
-                reason=f"symlink to {entry.link_target}: the same image, used under that name",
-            )  # fmt: skip
-            continue
-        if entry.escapes_root:
-            target = _readlink(entry.abspath) + ("/" if entry.abspath.is_dir() else "")
-            rows[entry.relpath] = ManifestRow(
-                path=entry.relpath, label=entry.label, sha256="", bytes=0, width=0, height=0,
-                format="", status=OUTSIDE_ROOT,
-                reason=f"symlink to {target} (outside ROOT): not followed",
-            )  # fmt: skip
-            continue
+        fixed = _unread_row(entry, files)
         old = previous.get(entry.relpath)
-        if old is not None and old.status not in _RETRY:
-            try:
-                st = entry.abspath.stat()
-            except OSError:
-                st = None
-            if (
-                st is not None
-                and st.st_size == old.bytes
-                and st.st_mtime_ns == old.mtime_ns
-                and old.label == entry.label
-            ):
-                rows[entry.relpath] = old
-                continue
-        todo.append(entry)
+        if fixed is not None:
+            rows[entry.relpath] = fixed
+        elif old is not None and _unchanged(entry, old):
+            rows[entry.relpath] = old
+        else:
+            todo.append(entry)
     reused = len(rows) - sum(1 for r in rows.values() if r.status in _NOT_READ)
+    rows.update(_read_rows(todo, workers=workers, progress=progress, batch_size=batch_size))
+    ordered = [rows[k] for k in sorted(rows)]
+    path = manifest_path(ws)
+    if todo or len(ordered) != len(previous) or ordered != [previous.get(r.path) for r in ordered]:
+        write_manifest(ws.root, ordered)
+    ws.memo["rows"] = ordered
+    return ScanResult(
+        root=ws.root,
+        manifest_path=path,
+        rows=ordered,
+        read=len(todo),
+        reused=reused,
+        seconds=time.perf_counter() - t0,
+        class_dirs=dict(ws.class_dirs),
+        outside_links=ws.outside_links,
+    )
+
+
+def _read_rows(
+    todo: list[FileEntry], *, workers: int | None, progress: bool | None, batch_size: int
+) -> dict[str, ManifestRow]:
+    """Read (decode, hash) the files to scan, in parallel batches."""
     items = [(str(e.abspath), e.relpath) for e in todo]
     if workers is None and len(items) < SMALL_SCAN:
         workers = 1  # starting a pool costs more than decoding a few hundred files
+    rows: dict[str, ManifestRow] = {}
     done = 0
     for out in map_batches(
         check_batch,
@@ -281,20 +312,7 @@ def scan(
             entry = todo[done]
             rows[entry.relpath] = _row(entry, fields_, entry.link_target or "")
             done += 1
-    ordered = [rows[k] for k in sorted(rows)]
-    path = manifest_path(ds.root)
-    if todo or len(ordered) != len(previous) or ordered != [previous.get(r.path) for r in ordered]:
-        write_manifest(ds.root, ordered)
-    return ScanResult(
-        root=ds.root,
-        manifest_path=path,
-        rows=ordered,
-        read=len(todo),
-        reused=reused,
-        seconds=time.perf_counter() - t0,
-        class_dirs=dict(ds.class_dirs),
-        outside_links=ds.outside_links,
-    )
+    return rows
 
 
 def _readlink(p: Path) -> str:
@@ -305,7 +323,7 @@ def _readlink(p: Path) -> str:
 
 
 def ok_rows(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     *,
     rescan: bool = True,
     workers: int | None = None,
@@ -314,9 +332,16 @@ def ok_rows(
     """The files every stage works on: rows with status ``ok``, sorted by path.
 
     ``rescan=True`` (the default) first runs an incremental :func:`scan`, so the list matches the
-    disk (cheap when nothing changed); ``rescan=False`` trusts the manifest as written.
+    disk (cheap when nothing changed); ``rescan=False`` trusts the manifest as written. Either
+    way, rows this command's scan already produced are reused.
     """
-    rows = scan(root, workers=workers, progress=progress).rows if rescan else read_manifest(root)
+    ws = Workspace.of(ws)
+    if "rows" in ws.memo:  # this command has scanned already
+        rows = ws.memo["rows"]
+    elif rescan:
+        rows = scan(ws, workers=workers, progress=progress).rows
+    else:
+        rows = read_manifest(ws)
     return [r for r in rows if r.ok]
 
 
@@ -368,7 +393,7 @@ class QuarantineResult:
 
 
 def quarantine_unreadable(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     rows: Sequence[ManifestRow],
     *,
     apply: bool = False,
@@ -382,6 +407,6 @@ def quarantine_unreadable(
     moves = quarantine_moves(rows)
     if not apply or not moves:
         return QuarantineResult(moves=moves)
-    run = apply_moves(root, moves, command="scan --quarantine --apply", progress=progress)
-    scan(root, progress=progress)
+    run = apply_moves(ws, moves, command="scan --quarantine --apply", progress=progress)
+    scan(ws, progress=progress)
     return QuarantineResult(moves=moves, applied=run)

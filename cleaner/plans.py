@@ -40,7 +40,7 @@ from cleaner.consensus import (
     choose,
     decide,
 )
-from cleaner.dataset import LABELS, open_dataset
+from cleaner.dataset import LABELS, Workspace, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.estimate_check import Check, PlantedRun
 from cleaner.guard import fraction_guard
@@ -61,6 +61,7 @@ from cleaner.predictions import MatchResult, match_entries, read_predictions
 from cleaner.review import DEFAULT_REVIEW_BUDGET, Ranked, ReviewList
 from cleaner.review import rank as review_rank
 from cleaner.state import plans as plans_file
+from cleaner.state.manifest import ManifestRow
 from cleaner.state.plans import PLAN_FORMAT
 from cleaner.state.runs import run_relpath
 
@@ -153,7 +154,7 @@ def _guard(
 
 
 def build_plan(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
@@ -182,7 +183,48 @@ def build_plan(
     check_budget(review_budget)
     if not prediction_files:
         raise CleanerError("no predictions file given; pass --predictions F1.json [F2.json ...]")
-    ds = open_dataset(root)
+    files, warnings = _unique_files(prediction_files)
+    pfs = [read_predictions(f, root=ws.root) for f in files]
+    rows = ok_rows(ws, progress=progress)
+    matches = [match_entries(pf, rows) for pf in pfs]
+    warnings += _match_warnings(matches, len(rows), ws.root)
+    images = _votes(rows, matches)
+    levels = len({tuple(e.prob_fake for e in im.evidence) for im in images})
+    if target_precision and images and levels < MIN_LEVELS:
+        warnings.append(
+            f"the predictions give {levels} distinct probabilities (hard labels?): the move "
+            "precision cannot be estimated from them, so the fixed --min-confidence "
+            f"{_floor(min_confidence, 0.0):g} applies instead of --target-precision"
+        )
+        target_precision = 0.0
+        floor = _floor(min_confidence, target_precision)
+    outcome = _decide(images, matches, rule, target_precision, floor, levels)
+    rid = run_id or new_run_id()
+    move_ds = [d for d in outcome.decisions if d.action == MOVE]
+    moves = [
+        Move(
+            src=d.path,
+            dst=ws.moved_path(d.path, d.to_label),
+            sha256=d.sha256,
+            reason=f"{d.from_label}->{d.to_label}",
+        )
+        for d in move_ds
+    ]
+    totals: dict[str, int] = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
+    settings = {
+        "rule": rule, "min_confidence": floor, "target_precision": target_precision or None,
+        "max_fraction": max_fraction,
+    }  # fmt: skip
+    plan = _plan_doc(
+        ws, rid, settings, outcome, moves, totals, matches, images, warnings, review_budget
+    )
+    return plan, matches, warnings, moves
+
+
+def _unique_files(
+    prediction_files: Sequence[str | os.PathLike[str]],
+) -> tuple[list[Path], list[str]]:
+    """The predictions files, each once (by real path), and a warning for each repeat."""
     warnings: list[str] = []
     seen: set[str] = set()
     files: list[Path] = []
@@ -193,9 +235,12 @@ def build_plan(
             continue
         seen.add(key)
         files.append(Path(f))
-    pfs = [read_predictions(f, root=ds.root) for f in files]
-    rows = ok_rows(ds.root, progress=progress)
-    matches = [match_entries(pf, rows) for pf in pfs]
+    return files, warnings
+
+
+def _match_warnings(matches: Sequence[MatchResult], n_rows: int, root: Path) -> list[str]:
+    """What a user should know about each predictions file before trusting its votes."""
+    warnings: list[str] = []
     for m in matches:
         pf = m.file
         if pf.out_of_fold is False:
@@ -215,7 +260,7 @@ def build_plan(
             )
         if pf.entries and not m.matched:
             warnings.append(
-                f"{pf.name} matched none of the {len(rows)} files under {ds.root} "
+                f"{pf.name} matched none of the {n_rows} files under {root} "
                 f"({len(pf.entries)} entries): is it for another dataset?"
             )
         elif m.unmatched + m.stale + m.ambiguous:
@@ -223,68 +268,90 @@ def build_plan(
                 f"{pf.name}: {m.unmatched} entries match no file, {m.stale} changed since "
                 f"predicted, {m.ambiguous} ambiguous (not used)"
             )
+    return warnings
+
+
+def _votes(rows: Sequence[ManifestRow], matches: Sequence[MatchResult]) -> list[ImageVotes]:
+    """Each file with at least one vote, and its votes."""
     images = []
     for row in rows:
         ev = tuple(Evidence(m.file.name, m.probs[row.path]) for m in matches if row.path in m.probs)
         if ev:
             images.append(ImageVotes(row.path, row.sha256, row.label, ev))
-    levels = len({tuple(e.prob_fake for e in im.evidence) for im in images})
-    if target_precision and images and levels < MIN_LEVELS:
-        warnings.append(
-            f"the predictions give {levels} distinct probabilities (hard labels?): the move "
-            "precision cannot be estimated from them, so the fixed --min-confidence "
-            f"{_floor(min_confidence, 0.0):g} applies instead of --target-precision"
-        )
-        target_precision = 0.0
-        floor = _floor(min_confidence, target_precision)
+    return images
+
+
+@dataclass
+class _Outcome:
+    """The rule's decisions and what the voters' evidence can vouch for."""
+
+    decisions: list[Decision]
     choice: Choice | None = None
-    est: MoveEstimate | None = None
-    chk: Check | None = None
-    p_mis: dict[str, float] | None = None
+    estimate: MoveEstimate | None = None
+    check: Check | None = None
+    p_misfiled: dict[str, float] | None = None
+
+
+def _decide(
+    images: list[ImageVotes],
+    matches: Sequence[MatchResult],
+    rule: str,
+    target_precision: float,
+    floor: float,
+    levels: int,
+) -> _Outcome:
+    """The decisions: at the lowest threshold whose estimated precision reaches the target
+    (checked on the planted run), or at the fixed floor with the estimate only reported."""
     planted, missing = planted_run(images, matches)
     if target_precision and images:
         choice = choose(
             images, rule=rule, target=target_precision, floor=floor, planted=planted,
             missing=missing,
         )  # fmt: skip
-        decisions = choice.decisions
         tried = choice.at(choice.threshold)
-        est = tried.estimate if tried is not None else None
-        p_mis, chk = choice.p_misfiled, choice.check
-    else:
-        decisions = decide(images, rule=rule, min_confidence=floor)
-        if levels >= MIN_LEVELS:  # hard labels get no estimate (see MIN_LEVELS)
-            st = SelfTest(images, rule)
-            est = st.of(decisions, floor)
-            chk = checked(st, planted, missing)
-            p_mis = st.p_misfiled() if chk.vouched else None
-    rid = run_id or new_run_id()
-    plan_path = plans_dir(ds.root) / f"{rid}.json"
-    move_ds = [d for d in decisions if d.action == MOVE]
-    review_list = _review_list(decisions, p_mis, review_budget)
-    by_path = {d.path: d for d in decisions}
+        return _Outcome(
+            list(choice.decisions), choice, tried.estimate if tried is not None else None,
+            choice.check, choice.p_misfiled,
+        )  # fmt: skip
+    out = _Outcome(list(decide(images, rule=rule, min_confidence=floor)))
+    if levels >= MIN_LEVELS:  # hard labels get no estimate (see MIN_LEVELS)
+        st = SelfTest(images, rule)
+        out.estimate = st.of(out.decisions, floor)
+        out.check = checked(st, planted, missing)
+        out.p_misfiled = st.p_misfiled() if out.check.vouched else None
+    return out
+
+
+def _plan_doc(
+    ws: Workspace,
+    rid: str,
+    settings: dict[str, Any],
+    outcome: _Outcome,
+    moves: list[Move],
+    totals: dict[str, int],
+    matches: Sequence[MatchResult],
+    images: Sequence[ImageVotes],
+    warnings: list[str],
+    review_budget: int,
+) -> dict[str, Any]:
+    """The plan document (``cleaner.plan.v1``) as :func:`separate` writes it."""
+    choice = outcome.choice
+    plan_path = plans_file.plan_path(ws, rid)
+    move_ds = [d for d in outcome.decisions if d.action == MOVE]
+    review_list = _review_list(outcome.decisions, outcome.p_misfiled, review_budget)
+    by_path = {d.path: d for d in outcome.decisions}
     review = [by_path[r.path] for r in review_list.listed]
-    moves = [
-        Move(
-            src=d.path,
-            dst=ds.moved_path(d.path, d.to_label),
-            sha256=d.sha256,
-            reason=f"{d.from_label}->{d.to_label}",
-        )
-        for d in move_ds
-    ]
-    totals: dict[str, int] = {label: sum(1 for r in rows if r.label == label) for label in LABELS}
-    plan: dict[str, Any] = {
+    return {
         "format": PLAN_FORMAT,
         "run_id": rid,
         "created": _now(),
-        "root": str(ds.root),
-        "rule": rule,
-        "min_confidence": floor,
-        "target_precision": target_precision or None,
-        "threshold": floor if choice is None else choice.threshold,
-        "estimate": _estimate_doc(est, choice, chk),
-        "max_fraction": max_fraction,
+        "root": str(ws.root),
+        "rule": settings["rule"],
+        "min_confidence": settings["min_confidence"],
+        "target_precision": settings["target_precision"],
+        "threshold": settings["min_confidence"] if choice is None else choice.threshold,
+        "estimate": _estimate_doc(outcome.estimate, choice, outcome.check),
+        "max_fraction": settings["max_fraction"],
         "prediction_files": [m.file.name for m in matches],
         "predictions": [{**m.summary(), "model": m.file.model} for m in matches],
         "counts": {
@@ -298,7 +365,7 @@ def build_plan(
             "review_candidates": len(review_list.order),
         },
         "review_budget": review_list.summary(),
-        "guard": _guard(move_ds, totals, max_fraction, plan_path),
+        "guard": _guard(move_ds, totals, settings["max_fraction"], plan_path),
         "warnings": warnings,
         "applied": False,
         "moves": [_decision_record(d, mv.dst) for d, mv in zip(move_ds, moves, strict=True)],
@@ -311,7 +378,6 @@ def build_plan(
             for k, r in enumerate(review_list.below, start=len(review) + 1)
         ],
     }
-    return plan, matches, warnings, moves
 
 
 def _review_list(
@@ -470,7 +536,7 @@ def separate(
     with lock:
         recovery = recover(ds.root) if apply else RecoveryReport()
         plan, matches, warnings, moves = build_plan(
-            ds.root,
+            ds,
             prediction_files,
             rule=rule,
             min_confidence=min_confidence,

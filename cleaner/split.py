@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleaner.dataset import LABELS
+from cleaner.dataset import LABELS, Workspace
 from cleaner.errors import CleanerError
 from cleaner.state import duplicates
 from cleaner.state import split as split_file
@@ -88,7 +88,7 @@ def _assign_groups(
 
 
 def make_split(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     samples: Sequence[Sample],
     *,
     seed: int = 0,
@@ -96,9 +96,9 @@ def make_split(
 ) -> tuple[list[SplitRow], bool]:
     """The split of ``samples``, reusing ``R/.cleaner/split.csv`` unless ``resplit``; written
     back (paths and labels brought up to date). Returns (rows, reused)."""
-    gid = group_ids(samples, duplicate_groups(root))
+    gid = group_ids(samples, duplicate_groups(ws))
     previous: dict[str, str] = {}
-    for r in (None if resplit else split_file.read(root)) or ():
+    for r in (None if resplit else split_file.read(ws)) or ():
         if r.split in SPLITS and r.sha256:
             previous[r.sha256] = r.split
     groups: dict[str, list[Sample]] = defaultdict(list)
@@ -126,15 +126,15 @@ def make_split(
         ),
         key=lambda r: r.path,
     )
-    split_file.write(root, rows)
+    split_file.write(ws, rows)
     return rows, reused
 
 
-def dataset_samples(root: str | os.PathLike[str]) -> list[Sample]:
+def dataset_samples(ws: Workspace) -> list[Sample]:
     """The readable images of ROOT (an incremental scan first, so the list is current)."""
     from cleaner.manifest import ok_rows
 
-    rows = ok_rows(root)
+    rows = ok_rows(ws)
     return [Sample(r.path, r.sha256, r.label) for r in rows if r.label in LABELS]
 
 

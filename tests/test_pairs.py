@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.dataset import Workspace
 from cleaner.models import folds
 from cleaner.pairs import PEAK, align, image_of, locality
 from cleaner.split import dataset_samples, make_split
@@ -85,7 +86,7 @@ def test_pairs_kept_conflicts_reviewed_copies_quarantined(deduped: tuple) -> Non
 
 def test_pairs_share_a_fold_and_a_split(deduped: tuple) -> None:
     root = deduped[0]
-    samples = dataset_samples(root)
+    samples = dataset_samples(Workspace.open(root))
     paths = [s.path for s in samples]
     shas = [s.sha256 for s in samples]
     gid = folds.group_ids(paths, shas, folds.duplicate_groups(root))
@@ -101,7 +102,7 @@ def test_pairs_share_a_fold_and_a_split(deduped: tuple) -> None:
     # without the pairs, the ids are the images' own: the pairs are what joins them
     alone = folds.group_ids(paths, shas, [])
     assert all(alone[at[r]] != alone[at[f]] for r, f in listed)
-    rows, _ = make_split(root, samples, resplit=True)
+    rows, _ = make_split(Workspace.open(root), samples, resplit=True)
     split = {r.path: r.split for r in rows}
     assert len(set(split.values())) > 1
     for real, fake in listed:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.dataset import Workspace
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 from cleaner.split import dataset_samples, make_split, read_split
@@ -73,7 +74,7 @@ def test_split_is_stratified_grouped_and_reused(tmp_path: Path) -> None:
     # a near-duplicate group of four different files (two of them with exact copies)
     group = [f"real_images/real_{i:03d}.png" for i in (0, 1, 10, 11)]
     _write_duplicates(root, [group])
-    rows, reused = make_split(root, dataset_samples(root), seed=3)
+    rows, reused = make_split(Workspace.open(root), dataset_samples(Workspace.open(root)), seed=3)
     assert not reused
     split_of = {r.path: r.split for r in rows}
     # the group and every byte-identical copy share one split and one group id
@@ -97,7 +98,9 @@ def test_split_is_stratified_grouped_and_reused(tmp_path: Path) -> None:
     (root / "fake_images" / Path(moved.path).name).parent.mkdir(exist_ok=True)
     shutil.move(root / moved.path, root / "fake_images" / Path(moved.path).name)
     shutil.copy(root / "real_images/real_000.png", root / "fake_images/new_copy.png")
-    rows2, reused2 = make_split(root, dataset_samples(root), seed=99)  # another seed: ignored
+    rows2, reused2 = make_split(
+        Workspace.open(root), dataset_samples(Workspace.open(root)), seed=99
+    )  # another seed: ignored
     assert reused2
     by_sha = {r.sha256: r for r in rows2}
     for r in rows:
@@ -114,10 +117,12 @@ def test_split_is_reproducible_from_the_seed(tmp_path: Path) -> None:
     a = make_dataset(tmp_path / "a", 20, size=24, seed=5)
     b = tmp_path / "b"
     shutil.copytree(a, b)
-    rows_a, _ = make_split(a, dataset_samples(a), seed=7)
-    rows_b, _ = make_split(b, dataset_samples(b), seed=7)
+    rows_a, _ = make_split(Workspace.open(a), dataset_samples(Workspace.open(a)), seed=7)
+    rows_b, _ = make_split(Workspace.open(b), dataset_samples(Workspace.open(b)), seed=7)
     assert [(r.path, r.split) for r in rows_a] == [(r.path, r.split) for r in rows_b]
-    rows_c, _ = make_split(b, dataset_samples(b), seed=8, resplit=True)
+    rows_c, _ = make_split(
+        Workspace.open(b), dataset_samples(Workspace.open(b)), seed=8, resplit=True
+    )
     assert [r.split for r in rows_c] != [r.split for r in rows_a]
 
 
@@ -126,7 +131,7 @@ def test_a_broken_duplicates_file_is_refused_with_the_fix(tmp_path: Path) -> Non
     (root / ".cleaner").mkdir()
     (root / ".cleaner" / "duplicates.json").write_text("{not json")
     with pytest.raises(CleanerError, match=r"duplicates\.json"):
-        make_split(root, dataset_samples(root))
+        make_split(Workspace.open(root), dataset_samples(Workspace.open(root)))
 
 
 def test_train_cli_writes_model_metrics_and_plots(tmp_path: Path) -> None:

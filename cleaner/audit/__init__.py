@@ -23,7 +23,7 @@ import numpy as np
 from cleaner import engine, images
 from cleaner.audit import properties, scores, store
 from cleaner.audit.provenance import Evidence, evidence_of
-from cleaner.dataset import FileEntry, check_output, open_dataset
+from cleaner.dataset import FileEntry, Workspace, check_output
 from cleaner.errors import CleanerError
 
 
@@ -78,13 +78,12 @@ def _stat(e: FileEntry) -> tuple[int, int]:
 
 
 def read_all(
-    root: str | os.PathLike[str], *, workers: int | None = None, progress: bool | None = None
-) -> tuple[Path, list[FileAudit], int]:
+    ds: Workspace, *, workers: int | None = None, progress: bool | None = None
+) -> tuple[list[FileAudit], int]:
     """Every file's properties (unchanged files from the cache, the rest read in parallel);
-    returns (root, files, how many were read)."""
-    ds = open_dataset(root)
+    returns (files, how many were read)."""
     entries = list(ds.walk())
-    props, seen = store.read_cache(ds.root, properties.PROPS_VERSION)
+    props, seen = store.read_cache(ds, properties.PROPS_VERSION)
     got: dict[int, dict[str, Any]] = {}
     todo: list[int] = []
     stats: dict[int, tuple[int, int]] = {}
@@ -123,9 +122,9 @@ def read_all(
         }
         live = {sha for *_, sha in new_seen.values()}  # files gone since: dropped, not kept
         kept = {sha: p for sha, p in props.items() if sha in live}
-        store.write_cache(ds.root, properties.PROPS_VERSION, (kept, new_seen))
+        store.write_cache(ds, properties.PROPS_VERSION, (kept, new_seen))
     files = [FileAudit(e.relpath, e.label, got[i]) for i, e in enumerate(entries)]
-    return ds.root, files, len(todo)
+    return files, len(todo)
 
 
 def property_table(files: list[FileAudit]) -> dict[str, list[Any]]:
@@ -149,25 +148,23 @@ def property_table(files: list[FileAudit]) -> dict[str, list[Any]]:
     return t
 
 
-def _folds(root: Path, ok: list[FileAudit], y: np.ndarray) -> np.ndarray | None:
+def _folds(ws: Workspace, ok: list[FileAudit], y: np.ndarray) -> np.ndarray | None:
     """Grouped, stratified folds (duplicates.json groups kept whole), or None if too few."""
     from cleaner.models.folds import assign_folds, duplicate_groups, group_ids
 
-    groups = group_ids(
-        [f.path for f in ok], [f.props["sha256"] for f in ok], duplicate_groups(root)
-    )
+    groups = group_ids([f.path for f in ok], [f.props["sha256"] for f in ok], duplicate_groups(ws))
     per_class = min(len(np.unique(groups[y == c])) for c in (0, 1))
     k = min(scores.FOLDS, per_class)
     return assign_folds(y, groups, k) if k >= 2 else None
 
 
 def score(
-    root: Path, files: list[FileAudit]
+    ws: Workspace, files: list[FileAudit]
 ) -> tuple[list[scores.PropertyScore], scores.ShortcutScore]:
     """Per-property scores and the out-of-fold shortcut classifier over the ok files."""
     ok = [f for f in files if f.ok]
     y = np.array([1 if f.label == "fake" else 0 for f in ok], dtype=np.int64)
-    folds = _folds(root, ok, y) if len(ok) else None
+    folds = _folds(ws, ok, y) if len(ok) else None
     if folds is None:
         line = "too few files to audit: need at least 2 readable images (or groups) per class"
         return [], scores.ShortcutScore(0.5, 0.5, 0.5, 0, len(ok), line, False, [])
@@ -184,7 +181,7 @@ def score(
 
 
 def check_outputs(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     *,
     out: str | os.PathLike[str] | None = None,
     predictions_out: str | os.PathLike[str] | None = None,
@@ -192,58 +189,60 @@ def check_outputs(
     """``--out`` and ``--predictions-out``, checked before anything is read (never inside a
     class, quarantine or state file of ROOT, never over a file cleaner did not write)."""
     if out is not None:
-        check_output(out, flag="--out", root=root)
+        check_output(out, flag="--out", ws=ws)
     if predictions_out is not None:
-        check_output(predictions_out, flag="--predictions-out", root=root)
+        check_output(predictions_out, flag="--predictions-out", ws=ws)
 
 
 def run_audit(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     *,
     workers: int | None = None,
     progress: bool | None = None,
     out: str | os.PathLike[str] | None = None,
 ) -> AuditResult:
     """Audit ROOT and write ``R/.cleaner/audit.json`` (and ``out`` when given)."""
-    check_outputs(root, out=out)
-    rootp, files, read = read_all(root, workers=workers, progress=progress)
-    props, shortcut = score(rootp, files)
+    ws = Workspace.of(ws)
+    check_outputs(ws, out=out)
+    files, read = read_all(ws, workers=workers, progress=progress)
+    props, shortcut = score(ws, files)
     evidence = [e for f in files if f.ok for e in evidence_of(f.path, f.label, f.props)]
     hostile = [
         {"path": f.path, "label": f.label, "status": str(f.props.get("status")),
          "reason": str(f.props.get("reason", ""))}
         for f in files if not f.ok
     ]  # fmt: skip
-    result = AuditResult(rootp, files, props, shortcut, evidence, read, None, hostile)
+    result = AuditResult(ws.root, files, props, shortcut, evidence, read, None, hostile)
     doc = result.summary()
-    result.audit_json = store.write_audit(rootp, doc)
+    result.audit_json = store.write_audit(ws, doc)
     if out is not None:
-        store.write_audit(rootp, doc, Path(out))
+        store.write_audit(ws, doc, Path(out))
     return result
 
 
-def shortcut_warning(root: str | os.PathLike[str]) -> str:
+def shortcut_warning(ws: Workspace | str | os.PathLike[str]) -> str:
     """One line for ``cleaner train`` when ROOT's last audit found a shortcut, or when its
     ``audit.json`` is damaged (then ignored: the audit is optional and a warning must never
     stop training); '' when there is no audit or it found none."""
     try:
-        doc = store.read_audit(root)
-        return _shortcut_line(root, doc or {})
+        ws = Workspace.of(ws)
+        doc = store.read_audit(ws)
+        return _shortcut_line(ws.root, doc or {})
     except CleanerError as e:
         return f"{e} (ignored; training goes on)"
     except store.DAMAGE as e:
-        return f"{store.damaged(root, e)} (ignored; training goes on)"
+        return f"{store.damaged(ws, e)} (ignored; training goes on)"
 
 
-def _shortcut_line(root: str | os.PathLike[str], doc: dict[str, Any]) -> str:
+def _shortcut_line(root_shown: Path, doc: dict[str, Any]) -> str:
     s = doc.get("shortcut") or {}
     if not s.get("shortcut"):
         return ""
     named = ", ".join(str(n) for n in s.get("named") or []) or "several properties together"
     return (
-        f"the audit of {root} ({doc.get('generated', '?')}) found a shortcut: "
+        f"the audit of {root_shown} ({doc.get('generated', '?')}) found a shortcut: "
         f"AUC {float(s.get('auc', 0)):.3f} [{float(s.get('low', 0)):.3f}, "
         f"{float(s.get('high', 0)):.3f}] from the files' form alone ({named}); the detector may "
         f"learn that instead of the pictures and fail elsewhere. See `cleaner audit --root "
-        f"{root}`; `--equalize OUT` writes a copy without it"
+        f"{root_shown}`; `--equalize OUT` writes a copy without it"
     )

@@ -29,7 +29,7 @@ from PIL import Image
 from cleaner import engine, images
 from cleaner.atomic import atomic_write, atomic_write_text
 from cleaner.audit import FileAudit
-from cleaner.dataset import state_path
+from cleaner.dataset import Workspace, state_path
 from cleaner.errors import CleanerError
 
 EQUALIZED_CSV = "equalized.csv"
@@ -56,7 +56,7 @@ def default_side(files: Sequence[FileAudit]) -> int:
 
 
 def check_args(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     out: str | os.PathLike[str],
     *,
     side: int | None = None,
@@ -68,10 +68,11 @@ def check_args(
         raise CleanerError(f"--equalize-quality {quality} must be in 1..100")
     if side is not None and side < 16:
         raise CleanerError(f"--equalize-size {side} is too small; use at least 16 px")
-    return _check_out(Path(os.path.realpath(root)), Path(out))
+    return _check_out(ws, Path(out))
 
 
-def _check_out(root: Path, out: Path) -> Path:
+def _check_out(ws: Workspace, out: Path) -> Path:
+    root = ws.root
     out = out.resolve()
     if out == root or out.is_relative_to(root):
         raise CleanerError(
@@ -123,7 +124,7 @@ def _write_new(path: Path, data: bytes) -> None:
 
 
 def equalize(
-    root: Path,
+    ws: Workspace,
     files: Sequence[FileAudit],
     out: str | os.PathLike[str],
     *,
@@ -133,13 +134,13 @@ def equalize(
     progress: bool | None = None,
 ) -> EqualizeResult:
     """Write the equalized copy of ``files`` (ROOT's audit) into ``out``."""
-    outp = check_args(root, out, side=side, quality=quality)
+    outp = check_args(ws, out, side=side, quality=quality)
     ok = [f for f in files if f.ok]
     side = side or default_side(ok)
     jobs: list[Job] = []
     for f in ok:
         w, h = int(f.props["width"]), int(f.props["height"])
-        jobs.append((str(root / f.path), side, math.ceil(side * max(w, h) / min(w, h)), quality))
+        jobs.append((str(ws.root / f.path), side, math.ceil(side * max(w, h) / min(w, h)), quality))
     for d in CLASS_DIRS.values():
         (outp / d).mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []

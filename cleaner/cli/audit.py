@@ -20,6 +20,7 @@ from cleaner.cli._common import (
     print_json,
     use_engine,
 )
+from cleaner.dataset import Workspace
 
 if TYPE_CHECKING:
     from cleaner.audit import AuditResult
@@ -100,14 +101,15 @@ def audit(
     use_engine(engine, ray_address)
     from cleaner.audit import check_outputs, run_audit
 
-    check_outputs(root, out=out, predictions_out=predictions_out)
+    ws = Workspace.open(root)
+    check_outputs(ws, out=out, predictions_out=predictions_out)
     if equalize_out is not None:
         from cleaner.audit.equalize import check_args
 
-        check_args(root, equalize_out, side=equalize_size, quality=equalize_quality)
+        check_args(ws, equalize_out, side=equalize_size, quality=equalize_quality)
 
     progress = False if json_out else None
-    result = run_audit(root, workers=workers, progress=progress, out=out)
+    result = run_audit(ws, workers=workers, progress=progress, out=out)
     extra: dict[str, Any] = {}
     if predictions_out is not None:
         from cleaner.audit.provenance import write_provenance
@@ -118,7 +120,7 @@ def audit(
         from cleaner.audit.equalize import equalize
 
         eq = equalize(
-            result.root, result.files, equalize_out, side=equalize_size,
+            ws, result.files, equalize_out, side=equalize_size,
             quality=equalize_quality, workers=workers, progress=progress,
         )  # fmt: skip
         extra["equalized"] = {

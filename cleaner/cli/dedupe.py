@@ -20,6 +20,7 @@ from cleaner.cli._common import (
     err_console,
     use_engine,
 )
+from cleaner.dataset import Workspace
 
 SHOW_GROUPS = 20
 
@@ -101,7 +102,7 @@ def dedupe(
     from cleaner.dedupe import dedupe as run_dedupe
 
     result = run_dedupe(
-        root,
+        Workspace.open(root),
         method=method,
         max_distance=max_distance,
         apply=apply,

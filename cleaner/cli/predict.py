@@ -28,7 +28,7 @@ from cleaner.cli._common import (
     use_runtime,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
-from cleaner.dataset import check_output
+from cleaner.dataset import Workspace, check_output
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
@@ -199,7 +199,9 @@ def predict(
         raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
     if finetune and mirror:
         raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
-    check_output(out, root=root)  # before TensorFlow loads: a refused --out is answered at once
+    check_output(
+        out, ws=Workspace.open(root)
+    )  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

@@ -21,6 +21,7 @@ from cleaner.cli._common import (
     print_json,
     use_engine,
 )
+from cleaner.dataset import Workspace
 
 if TYPE_CHECKING:
     from cleaner.manifest import QuarantineResult
@@ -75,12 +76,13 @@ def scan(
 
     if apply and not quarantine:
         raise fail("--apply only makes sense with --quarantine; add --quarantine")
-    result = run_scan(root, workers=workers, progress=False if json_out else None)
+    ws = Workspace.open(root)
+    result = run_scan(ws, workers=workers, progress=False if json_out else None)
     if quarantine:
         from cleaner.manifest import quarantine_unreadable
 
         q = quarantine_unreadable(
-            result.root, result.rows, apply=apply, progress=False if json_out else None
+            ws, result.rows, apply=apply, progress=False if json_out else None
         )
         if json_out:
             print_json({**result.summary(), "quarantine": q.summary()})

@@ -25,6 +25,7 @@ from cleaner.cli._common import (
     use_runtime,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
+from cleaner.dataset import Workspace
 from cleaner.models import quiet_tensorflow
 from cleaner.models.inputs import CropPolicy
 
@@ -173,10 +174,11 @@ def train(
     from cleaner.audit import shortcut_warning
     from cleaner.state.metrics import check_outputs
 
-    warning = shortcut_warning(root)
+    ws = Workspace.open(root)
+    warning = shortcut_warning(ws)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    check_outputs(out, root)  # before TensorFlow loads: a refused --out is answered at once
+    check_outputs(out, ws)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models.augment import DEFAULT, Robust
     from cleaner.models.train import TrainConfig

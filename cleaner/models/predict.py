@@ -25,7 +25,7 @@ import numpy as np
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
-from cleaner.dataset import check_output
+from cleaner.dataset import Workspace, check_output
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 from cleaner.models.calibrate import Calibration, read_labels
@@ -88,9 +88,9 @@ def predict_with_model(
     from cleaner.models.saved import load_detector, load_model
     from cleaner.predictions import write_predictions_v1
 
-    check_output(out, root=root)
+    check_output(out, ws=Workspace.open(root))
     t0 = time.perf_counter()
-    rows = ok_rows(root)
+    rows = ok_rows(Workspace.open(root))
     mp = Path(model_path)
     det = load_detector(mp, image_size=image_size, crop=crop)
     size, c = det.size, det.crop
@@ -193,7 +193,7 @@ def predict_out_of_fold(
     mode = _head_features_mode(head_features)
     if pca_dim < 1:
         raise CleanerError(f"--pca-dim {pca_dim}: give 1 or more")
-    check_output(out, root=root)
+    check_output(out, ws=Workspace.open(root))
     t0 = time.perf_counter()
     bb = get_backbone(backbone)
     w = weights or bb.default_weights
@@ -202,7 +202,7 @@ def predict_out_of_fold(
         raise CleanerError(f"--finetune needs a network; backbone {backbone!r} has none")
     size = image_size or bb.input_size
     c = check_crop(crop or bb.crop)
-    rows = ok_rows(root)
+    rows = ok_rows(Workspace.open(root))
     if not rows:
         raise CleanerError(f"no ok image under {root}; run cleaner scan and check the folders")
     y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleaner.choices import Augment, Label
-from cleaner.dataset import LABELS, open_dataset
+from cleaner.dataset import LABELS, Workspace, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.models import augment as AUG
 from cleaner.models import frozen_head as FH
@@ -764,7 +764,7 @@ def _check(cfg: TrainConfig) -> Path:
         raise CleanerError("--epochs and --head-epochs must be 0 or more")
     if cfg.head not in ("logreg", "dense"):
         raise CleanerError(f"--head {cfg.head!r} is not one of logreg, dense")
-    metrics_file.check_outputs(out, cfg.root)
+    metrics_file.check_outputs(out, Workspace.open(cfg.root))
     return out
 
 
@@ -772,7 +772,8 @@ def _split(
     root: Path, cfg: TrainConfig, say: Reporter
 ) -> tuple[dict[str, list[SplitRow]], list[SplitRow], bool]:
     """The split (reused from ``split.csv`` unless ``--resplit``), each part with both classes."""
-    rows, reused = make_split(root, dataset_samples(root), seed=cfg.seed, resplit=cfg.resplit)
+    ws = Workspace.open(root)
+    rows, reused = make_split(ws, dataset_samples(ws), seed=cfg.seed, resplit=cfg.resplit)
     by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
     if cfg.max_train is not None:
         by_split["train"] = by_split["train"][: cfg.max_train]

@@ -584,8 +584,8 @@ def _check_out(ds: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
     files_dir = outp.parent / f"{outp.stem}_files"
     try:
-        confine_output(rootp, outp, replaceable=(".html", ".htm"))
-        confine_output(rootp, files_dir, replaceable=("_files",))
+        confine_output(ds, outp, replaceable=(".html", ".htm"))
+        confine_output(ds, files_dir, replaceable=("_files",))
     except CleanerError:
         raise CleanerError(
             f"--out {str(out)!r} is inside a class or quarantine folder of ROOT (or names its "
@@ -608,7 +608,7 @@ def _manifest_rows(
         return None
     try:
         if rescan:
-            return list(scan(rootp, workers=workers, progress=progress).rows)
+            return list(scan(Workspace.open(rootp), workers=workers, progress=progress).rows)
         return list(read_manifest(rootp))
     except CleanerError:
         return None

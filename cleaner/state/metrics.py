@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import JSON_OUTPUT, STATE_DIR, check_output
+from cleaner.dataset import JSON_OUTPUT, STATE_DIR, Workspace, check_output
 from cleaner.errors import CleanerError
 from cleaner.state import load_json
 from cleaner.state import split as split_file
@@ -34,12 +34,12 @@ MODEL_OUTPUT = (b"PK",)
 """How a ``.keras`` model begins (a zip)."""
 
 
-def check_outputs(model: str | os.PathLike[str], root: str | os.PathLike[str]) -> None:
+def check_outputs(model: str | os.PathLike[str], ws: Workspace) -> None:
     """``train --out M.keras``: M and ``M.metrics.json`` (plots and checkpoints go beside them)
     never inside ROOT's class, quarantine or state paths, never over a file cleaner did not
     write (:func:`cleaner.dataset.check_output`)."""
-    check_output(model, root=root, own=MODEL_OUTPUT, replaceable=(".keras",))
-    check_output(path(model), root=root, own=JSON_OUTPUT, replaceable=(SUFFIX,))
+    check_output(model, ws=ws, own=MODEL_OUTPUT, replaceable=(".keras",))
+    check_output(path(model), ws=ws, own=JSON_OUTPUT, replaceable=(SUFFIX,))
 
 
 def write(model: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
