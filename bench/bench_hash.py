@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _imagededup
 
+from cleaner.dataset import Workspace
 from cleaner.engine import default_workers
 from cleaner.hashing import hash_files
 
@@ -67,9 +68,20 @@ def main() -> None:
             run = hash_files(items, args.method, workers=args.workers, progress=False)
             ours.append(time.perf_counter() - t0)
             assert len(run.table) == len(files)
-        hash_files(items, args.method, root=cache_root, workers=args.workers, progress=False)
+        hash_files(
+            items,
+            args.method,
+            ws=Workspace.open(cache_root, require_classes=False),
+            workers=args.workers,
+            progress=False,
+        )
         t0 = time.perf_counter()
-        cached = hash_files(items, args.method, root=cache_root, workers=args.workers)
+        cached = hash_files(
+            items,
+            args.method,
+            ws=Workspace.open(cache_root, require_classes=False),
+            workers=args.workers,
+        )
         t_cached = time.perf_counter() - t0
         assert cached.computed == 0
     n = len(files)

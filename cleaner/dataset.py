@@ -89,6 +89,9 @@ class Workspace:
     outside_links: tuple[str, ...] = ()
     """Class-folder names that are symlinks leading out of ROOT: not used (confinement), and
     reported so a user who linked a big folder in learns why it is not scanned."""
+    given: Path | None = field(default=None, compare=False)
+    """ROOT as the user spelled it (absolute, links not resolved): an absolute path a
+    predictions file writes with that spelling is still inside ROOT."""
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """What this command has read or done once: ``rows`` (the scan's manifest rows), and
     ``recovered`` (the :class:`~cleaner.journal.RecoveryReport` of the one recovery)."""
@@ -206,6 +209,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
         raise DatasetError(
             f"root {str(root)!r} is not a folder; pass --root with your dataset folder"
         )
+    given = Path(os.path.abspath(p))
     p = p.resolve()
     state_path(p)  # ROOT/.cleaner a symlink or a file: refused before any command starts
     class_dirs = find_class_dirs(p)
@@ -228,7 +232,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
             f"no class folder under {str(root)!r}; expected {names} (or an alias: "
             f"{'/'.join(CLASS_ALIASES[Label.REAL][1:])}, {'/'.join(CLASS_ALIASES[Label.FAKE][1:])})"
         )
-    return Workspace(root=p, class_dirs=class_dirs, outside_links=outside)
+    return Workspace(root=p, class_dirs=class_dirs, outside_links=outside, given=given)
 
 
 def _refuse_aliased_classes(root: Path, class_dirs: dict[str, tuple[str, ...]]) -> None:
@@ -261,9 +265,10 @@ def _realpath(p: Path) -> Path:
     return Path(os.path.realpath(p))
 
 
-def _no_go_zones(root: Path, class_dir: str) -> tuple[list[Path], list[Path]]:
+def _no_go_zones(ws: Workspace, class_dir: str) -> tuple[list[Path], list[Path]]:
     """(folders a walk of ``class_dir`` must not enter, folders it must not enter an ancestor of):
     the other class folders and ROOT's state and quarantine folders."""
+    root = ws.root
     own = _realpath(root / class_dir)
     zones = [_realpath(root / STATE_DIR), _realpath(root / QUARANTINE_DIR)]
     for aliases in CLASS_ALIASES.values():
@@ -298,7 +303,7 @@ def walk_class_dir(ws: Workspace, class_dir: str, label: str) -> Iterator[FileEn
     root = _realpath(ws.root)
     cut = len(str(root)) + 1
     start = root / class_dir
-    zones, ancestors_of = _no_go_zones(root, class_dir)
+    zones, ancestors_of = _no_go_zones(ws, class_dir)
     seen: set[tuple[int, int]] = set()
     stack = [start]
     out: list[FileEntry] = []

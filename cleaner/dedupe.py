@@ -547,9 +547,9 @@ def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- splits and policy
 
 
-def read_split_file(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+def read_split_file(ws: Workspace) -> tuple[dict[str, str], dict[str, str]]:
     """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
-    return split_file.lookup(split_file.read(root, fix="fix or delete it"))
+    return split_file.lookup(split_file.read(ws, fix="fix or delete it"))
 
 
 def split_of_path(path: str) -> str | None:
@@ -703,7 +703,7 @@ def direct_groups(
 
 
 def source_pairs(
-    root: Path,
+    ws: Workspace,
     ver: Verified,
     rows_of: list[list[Any]],
     *,
@@ -714,7 +714,7 @@ def source_pairs(
     (:mod:`cleaner.pairs`): which accepted matches stay duplicates, the pairs, and the review
     pairs left. A cross-class review pair (just below the acceptance) with a local change is a
     pair too: a pasted part can cost a composite the whole-image score while all else agrees."""
-    run = functools.partial(split_cross, root, rows_of=rows_of, workers=workers, progress=progress)
+    run = functools.partial(split_cross, ws, rows_of=rows_of, workers=workers, progress=progress)
     dup, found = run(ver.a, ver.b, ver.score)
     rv = np.array([r[:2] for r in ver.review], dtype=np.int64).reshape(-1, 2)
     rs = np.array([r[2] for r in ver.review], dtype=np.float64)
@@ -724,7 +724,7 @@ def source_pairs(
 
 
 def find_duplicates(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     rows: Sequence[Any],
     *,
     method: str = DEFAULT_METHOD,
@@ -734,17 +734,16 @@ def find_duplicates(
     progress: bool | None = None,
     cache: bool = True,
 ) -> DedupeResult:
-    """Groups of duplicates among ``rows`` (manifest rows of ok files under ``root``)."""
+    """Groups of duplicates among ``rows`` (manifest rows of ok files under ROOT)."""
     t0 = time.perf_counter()
+    ws = Workspace.of(ws)
     if method not in METHODS:
         raise CleanerError(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
     if not 0 <= max_distance <= 32:
         raise CleanerError(f"--max-distance {max_distance} is out of range; use 0..32 bits")
-    rootp = Path(root).resolve()
+    rootp = ws.root
     items = [(str(rootp / r.path), r.sha256) for r in rows]
-    run = hash_files(
-        items, method, root=rootp if cache else None, workers=workers, progress=progress
-    )
+    run = hash_files(items, method, ws=ws if cache else None, workers=workers, progress=progress)
     table = run.table
     sha_row = table.index()
     failed = {r.path: run.failed[r.sha256] for r in rows if r.sha256 in run.failed}
@@ -767,7 +766,7 @@ def find_duplicates(
     order = sorted(
         (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
     )
-    dup, found_pairs, review = source_pairs(rootp, ver, rows_of, workers=workers, progress=progress)
+    dup, found_pairs, review = source_pairs(ws, ver, rows_of, workers=workers, progress=progress)
     linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
     grouped = {k for k, ms in linked for k in (k, *ms)}
     clusters: list[tuple[list[Any], dict[str, float]]] = []
@@ -787,12 +786,12 @@ def find_duplicates(
     in_groups = [r for rs, _ in clusters for r in rs]
     digests = pixel_digests(
         [(str(rootp / r.path), r.sha256) for r in in_groups],
-        root=rootp if cache else None,
+        ws=ws if cache else None,
         workers=workers,
         progress=progress,
     )
 
-    split_by_path, split_by_sha = read_split_file(rootp)
+    split_by_path, split_by_sha = read_split_file(ws)
 
     def split(r: Any) -> str | None:
         return split_by_path.get(r.path) or split_by_sha.get(r.sha256) or split_of_path(r.path)
@@ -937,7 +936,7 @@ def dedupe(
     ws = Workspace.of(ws)
     rows = ok_rows(ws, workers=workers, progress=progress)
     result = find_duplicates(
-        ws.root,
+        ws,
         rows,
         method=method,
         max_distance=DEFAULT_MAX_DISTANCE if max_distance is None else max_distance,

@@ -36,7 +36,7 @@ from PIL import Image
 from cleaner import images
 from cleaner.atomic import atomic_write
 from cleaner.choices import HashMethod, values
-from cleaner.dataset import state_path
+from cleaner.dataset import Workspace
 from cleaner.engine import map_batches
 
 METHODS: tuple[str, ...] = values(HashMethod)
@@ -334,13 +334,13 @@ class HashTable:
         return {str(s): i for i, s in enumerate(self.sha256)}
 
 
-def cache_path(root: str | os.PathLike[str], method: str) -> Path:
-    return state_path(root, "cache", f"hashes-{method}.npz")
+def cache_path(ws: Workspace, method: str) -> Path:
+    return ws.state_path("cache", f"hashes-{method}.npz")
 
 
-def load_cache(root: str | os.PathLike[str], method: str) -> HashTable:
+def load_cache(ws: Workspace, method: str) -> HashTable:
     """The cached table, or an empty one when absent, unreadable or of another recipe."""
-    p = cache_path(root, method)
+    p = cache_path(ws, method)
     try:
         with np.load(p, allow_pickle=False) as z:
             if str(z["recipe"]) != RECIPE or str(z["method"]) != method:
@@ -358,7 +358,7 @@ def load_cache(root: str | os.PathLike[str], method: str) -> HashTable:
         return HashTable.empty(method)
 
 
-def save_cache(root: str | os.PathLike[str], table: HashTable) -> None:
+def save_cache(ws: Workspace, table: HashTable) -> None:
     """Write the table atomically (temporary file, fsync, rename)."""
 
     def write(tmp: Path) -> None:
@@ -375,7 +375,7 @@ def save_cache(root: str | os.PathLike[str], table: HashTable) -> None:
                 grey=table.grey,
             )
 
-    atomic_write(cache_path(root, table.method), write)
+    atomic_write(cache_path(ws, table.method), write)
 
 
 @dataclass
@@ -393,15 +393,15 @@ def hash_files(
     items: Sequence[HashItem],
     method: str = "phash",
     *,
-    root: str | os.PathLike[str] | None = None,
+    ws: Workspace | None = None,
     workers: int | None = None,
     progress: bool | None = None,
     batch_size: int = 64,
 ) -> HashRun:
     """Hashes for every distinct sha256 in ``items`` (absolute path, sha256), rows in first-seen
-    order. With ``root``, reads and extends the cache there so only new contents are decoded."""
+    order. With ``ws``, reads and extends ROOT's cache so only new contents are decoded."""
     _hash_fn(method)  # fail early on a bad method
-    cached = load_cache(root, method) if root is not None else HashTable.empty(method)
+    cached = load_cache(ws, method) if ws is not None else HashTable.empty(method)
     known = cached.index()
     wanted: dict[str, str] = {}
     for path, sha in items:
@@ -419,10 +419,10 @@ def hash_files(
             else:
                 new.append((sha, h))
     table = cached.concat(HashTable.from_hashes(method, new)) if new else cached
-    if root is not None and new:
+    if ws is not None and new:
         # a read-only ROOT still gets its hashes, just not cached (the caller reports the rest)
         with contextlib.suppress(OSError):
-            save_cache(root, table)
+            save_cache(ws, table)
     idx = table.index()
     rows = np.array([idx[s] for s in wanted if s in idx], dtype=np.int64)
     return HashRun(
@@ -433,13 +433,13 @@ def hash_files(
 def pixel_digests(
     items: Sequence[HashItem],
     *,
-    root: str | os.PathLike[str] | None = None,
+    ws: Workspace | None = None,
     workers: int | None = None,
     progress: bool | None = None,
 ) -> dict[str, str]:
     """sha256 -> digest of the decoded pixels (full decode), cached in
     ``R/.cleaner/cache/pixel-digests.csv``. Files that do not decode get no entry."""
-    path = state_path(root, "cache", "pixel-digests.csv") if root is not None else None
+    path = ws.state_path("cache", "pixel-digests.csv") if ws is not None else None
     known: dict[str, str] = {}
     if path is not None and path.exists():
         with open(path, newline="") as f:

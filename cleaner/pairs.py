@@ -36,6 +36,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from cleaner.choices import Label
+from cleaner.dataset import Workspace
 from cleaner.engine import map_batches
 from cleaner.hashing import CROP_KEEP, resample_matrix
 from cleaner.images import ImageError, load_rgb
@@ -303,7 +304,7 @@ def _measure_batch(batch: Sequence[tuple[str, str]]) -> list[Locality | None]:
 
 
 def split_cross(
-    root: Path,
+    ws: Workspace,
     a: np.ndarray,
     b: np.ndarray,
     score: np.ndarray,
@@ -324,7 +325,7 @@ def split_cross(
             continue
         rx, ry = rows_of[x][0], rows_of[y][0]
         cross.append((i, *((rx, ry) if lx == {Label.REAL} else (ry, rx))))
-    items = [(str(root / real.path), str(root / fake.path)) for _, real, fake in cross]
+    items = [(str(ws.root / real.path), str(ws.root / fake.path)) for _, real, fake in cross]
     locs: list[Locality | None] = []
     for part in map_batches(
         _measure_batch, items, batch_size=MEASURE_BATCH, workers=workers, desc="pairs",

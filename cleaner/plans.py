@@ -184,7 +184,7 @@ def build_plan(
     if not prediction_files:
         raise CleanerError("no predictions file given; pass --predictions F1.json [F2.json ...]")
     files, warnings = _unique_files(prediction_files)
-    pfs = [read_predictions(f, root=ws.root) for f in files]
+    pfs = [read_predictions(f, ws=ws) for f in files]
     rows = ok_rows(ws, progress=progress)
     matches = [match_entries(pf, rows) for pf in pfs]
     warnings += _match_warnings(matches, len(rows), ws.root)

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeGuard
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label, values
-from cleaner.dataset import check_relpath, resolve_inside
+from cleaner.dataset import Workspace, check_relpath, resolve_inside
 from cleaner.errors import CleanerError, PathEscapeError
 
 FORMAT_V1 = "cleaner.predictions.v1"
@@ -211,10 +211,10 @@ def _is_number(v: object) -> TypeGuard[int | float]:
 class _Reader:
     """Validation of one file's entries; every refusal names the file, the entry and the fix."""
 
-    def __init__(self, path: Path, root: Path | None) -> None:
+    def __init__(self, path: Path, ws: Workspace | None) -> None:
         self.path = path
-        self.root = root
-        self.real_root = Path(os.path.realpath(root)) if root is not None else None
+        self.root = (ws.given or ws.root) if ws is not None else None
+        self.real_root = ws.root if ws is not None else None
         self.by_path: dict[str, Entry] = {}
         self.by_index: dict[int, Entry] = {}
         self.by_sha: dict[str, Entry] = {}
@@ -476,11 +476,11 @@ def _read_mapping(r: _Reader, doc: dict[str, Any]) -> PredictionsFile:
 
 
 def read_predictions(
-    path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str], *, ws: Workspace | None = None
 ) -> PredictionsFile:
     """Read and validate one predictions file in any accepted format.
 
-    With ``root``, paths are also checked against the disk (a symlink that leads out of ROOT is
+    With ``ws`` (ROOT), paths are also checked against the disk (a symlink that leads out of ROOT is
     refused) and absolute paths inside ROOT are made relative. Raises :class:`PredictionsError`
     (one line: file, entry, fix) on anything that makes the file untrustworthy.
     """
@@ -516,7 +516,7 @@ def read_predictions(
             f"{p} nests JSON deeper than Python can read; a predictions file is at most three "
             "levels deep: fix the file or write it again with `cleaner predict`"
         ) from None
-    r = _Reader(p, Path(root) if root is not None else None)
+    r = _Reader(p, ws)
     if isinstance(doc, dict) and "format" in doc:
         return _read_v1(r, doc)
     if isinstance(doc, dict):

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from cleaner import hashing
+from cleaner.dataset import Workspace
 from cleaner.hashindex import hamming
 from cleaner.images import load_rgb
 from tests.dedupe_helpers import TRANSFORMS, picture, save_jpeg, transformed
@@ -62,27 +63,29 @@ def test_cache_hashes_only_new_contents(tmp_path: Path) -> None:
     root = tmp_path / "root"
     paths = [save_jpeg(picture(s), root / f"{s}.jpg") for s in range(4)]
     items = [(str(p), hashing.file_sha256(p)) for p in paths]
-    first = hashing.hash_files(items, root=root, workers=1)
+    ws = Workspace.open(root, require_classes=False)
+    first = hashing.hash_files(items, ws=ws, workers=1)
     assert (first.computed, first.reused, len(first.table)) == (4, 0, 4)
-    assert hashing.cache_path(root, "phash").exists()
-    again = hashing.hash_files(items, root=root, workers=1)
+    assert hashing.cache_path(ws, "phash").exists()
+    again = hashing.hash_files(items, ws=ws, workers=1)
     assert (again.computed, again.reused) == (0, 4)
     assert np.array_equal(again.table.hash, first.table.hash)
     new = save_jpeg(picture(10), root / "new.jpg")
-    more = hashing.hash_files([*items, (str(new), hashing.file_sha256(new))], root=root, workers=1)
+    more = hashing.hash_files([*items, (str(new), hashing.file_sha256(new))], ws=ws, workers=1)
     assert (more.computed, more.reused) == (1, 4)
     # another method has its own cache; a byte copy is one content
     dup = root / "dup.jpg"
     shutil.copy(paths[0], dup)
-    d = hashing.hash_files([*items, (str(dup), items[0][1])], "dhash", root=root, workers=1)
+    d = hashing.hash_files([*items, (str(dup), items[0][1])], "dhash", ws=ws, workers=1)
     assert (d.computed, len(d.table)) == (4, 4)
 
 
 def test_broken_cache_is_rebuilt_not_fatal(tmp_path: Path) -> None:
     p = save_jpeg(picture(5), tmp_path / "a.jpg")
-    hashing.cache_path(tmp_path, "phash").parent.mkdir(parents=True)
-    hashing.cache_path(tmp_path, "phash").write_bytes(b"not an npz")
-    run = hashing.hash_files([(str(p), "s1")], root=tmp_path, workers=1)
+    ws = Workspace.open(tmp_path, require_classes=False)
+    hashing.cache_path(ws, "phash").parent.mkdir(parents=True)
+    hashing.cache_path(ws, "phash").write_bytes(b"not an npz")
+    run = hashing.hash_files([(str(p), "s1")], ws=ws, workers=1)
     assert run.computed == 1 and len(run.table) == 1
 
 
@@ -103,14 +106,13 @@ def test_pixel_digest_same_pixels_different_bytes(tmp_path: Path) -> None:
     picture(8).save(other)
     items = [(str(p), hashing.file_sha256(p)) for p in (png, bmp, other)]
     assert items[0][1] != items[1][1]
-    d = hashing.pixel_digests(items, root=tmp_path, workers=1)
+    ws = Workspace.open(tmp_path, require_classes=False)
+    d = hashing.pixel_digests(items, ws=ws, workers=1)
     assert d[items[0][1]] == d[items[1][1]] != d[items[2][1]]
     assert (tmp_path / ".cleaner" / "cache" / "pixel-digests.csv").exists()
     # cached: a second call returns the same without decoding (file removed)
     png.unlink()
-    assert hashing.pixel_digests(items[:1], root=tmp_path, workers=1) == {
-        items[0][1]: d[items[0][1]]
-    }
+    assert hashing.pixel_digests(items[:1], ws=ws, workers=1) == {items[0][1]: d[items[0][1]]}
 
 
 def test_grey_kept_for_confirmation(tmp_path: Path) -> None:

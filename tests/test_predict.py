@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.dataset import Workspace
 from cleaner.hashing import file_sha256
 from cleaner.models.planted import planted_mask
 from cleaner.predictions import FORMAT_V1, read_predictions
@@ -32,7 +33,7 @@ def _check_v1(out: Path, root: Path, *, out_of_fold: bool) -> dict:  # type: ign
     doc = json.loads(out.read_text())
     assert doc["format"] == FORMAT_V1 and doc["out_of_fold"] is out_of_fold
     assert doc["classes"] == ["real", "fake"]
-    pf = read_predictions(out, root=root)  # the relabeling area's validating reader
+    pf = read_predictions(out, ws=Workspace.open(root))  # the relabeling area's validating reader
     assert len(pf.entries) == len(doc["predictions"])
     for e in doc["predictions"]:
         assert e["sha256"] == file_sha256(root / e["path"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cleaner.dataset import Workspace
 from cleaner.predictions import (
     FORMAT_V1,
     HARD_LABELS,
@@ -154,7 +155,7 @@ def test_bad_files_are_refused_whole_with_one_line(
     (tmp_path / "R" / "real_images").mkdir(parents=True)
     path = write(tmp_path, doc, "bad.json")
     with pytest.raises(PredictionsError) as e:
-        read_predictions(path, root=tmp_path / "R")
+        read_predictions(path, ws=Workspace.open(tmp_path / "R"))
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg
     for w in words:
@@ -184,14 +185,14 @@ def test_symlink_leading_out_of_root_is_refused(tmp_path: Path) -> None:
     for p in ("real_images/link.png", "real_images/dir/secret.png"):
         path = write(tmp_path, v1({"path": p, "prob_fake": 0.9}))
         with pytest.raises(PredictionsError, match="outside ROOT through a symlink"):
-            read_predictions(path, root=root)
+            read_predictions(path, ws=Workspace.open(root))
 
 
 def test_absolute_path_inside_root_is_made_relative(tmp_path: Path) -> None:
     root = tmp_path / "R"
     (root / "real_images").mkdir(parents=True)
     path = write(tmp_path, v1({"path": str(root / "real_images" / "a.png"), "prob_fake": 0.9}))
-    (e,) = read_predictions(path, root=root).entries
+    (e,) = read_predictions(path, ws=Workspace.open(root)).entries
     assert e.path == "real_images/a.png"
 
 

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cleaner.cli import app
+from cleaner.dataset import Workspace
 from cleaner.models import texture
 from cleaner.models.backbones import get_backbone
 from cleaner.predictions import read_predictions
@@ -90,7 +91,7 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
         app, ["predict", "--root", str(root), *args, "--folds", "4", "--out", str(out), "--json"]
     )
     assert r.exit_code == 0, r.stderr
-    pf = read_predictions(out, root=root)
+    pf = read_predictions(out, ws=Workspace.open(root))
     assert len(pf.entries) == 16 and json.loads(out.read_text())["out_of_fold"] is True
     assert json.loads(r.stdout)["computed"] == 16
     # --mirror: the images come from the cache, only their mirror images run the backbone
@@ -195,7 +196,7 @@ def test_quad_backbone_folds_train_and_predict_dir(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["model"]["regions"] == 4 and len(doc["model"]["pruned"]) == 4
-    assert len(read_predictions(out, root=root).entries) == 16
+    assert len(read_predictions(out, ws=Workspace.open(root)).entries) == 16
     model = tmp_path / "q.keras"
     r = runner.invoke(
         app,
