@@ -38,7 +38,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -299,7 +300,6 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
             f"{str(root)!r} exists and is not an empty folder; pick a new DIR or remove it first"
         )
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    folder: dict[str, str] = {Label.REAL: REAL_DIR, Label.FAKE: FAKE_DIR}
     n_real = params.n // 2
     true_labels = [Label.REAL] * n_real + [Label.FAKE] * (params.n - n_real)
     sizes = rng.integers(params.min_size // 2, params.max_size // 2 + 1, params.n) * 2
@@ -309,99 +309,133 @@ def build_demo(out_dir: str | os.PathLike[str], params: DemoParams, *, seed: int
         k = round(params.noise * (hi - lo))
         wrong[rng.choice(np.arange(lo, hi), size=k, replace=False)] = True
     in_sub = rng.random(params.n) < params.subfolder_fraction
-
     total = params.n + params.exact + params.near + params.corrupt
     names = rng.permutation(total) + 1  # neutral, shuffled numbers: names leak nothing
-    name_iter = iter(int(x) for x in names)
-
-    files: dict[str, bytes] = {}
-    images: list[dict[str, Any]] = []
-    label_errors: list[dict[str, Any]] = []
-    duplicates: list[dict[str, Any]] = []
-    corrupt: list[dict[str, Any]] = []
-    pixels: list[np.ndarray] = []
-    paths: list[str] = []
-
-    def place(label: str, sub: bool, ext: str) -> str:
-        mid = f"{SUBFOLDER}/" if sub else ""
-        return f"{folder[label]}/{mid}{_name(label, next(name_iter), params.bias)}{ext}"
-
-    child_seeds = rng.integers(0, 2**63 - 1, params.n)
-    for i, true in enumerate(true_labels):
-        irng = np.random.default_rng(int(child_seeds[i]))
-        if true == Label.REAL:
-            arr, method = make_real(irng, int(sizes[i])), "camera"
-        else:
-            arr, method = make_fake(irng, int(sizes[i]))
-        in_label = _other(true) if wrong[i] else true
-        data, ext = _encode(arr, in_label, params.bias, None)
-        path = place(in_label, bool(in_sub[i]), ext)
-        files[path] = data
-        pixels.append(arr)
-        paths.append(path)
-        images.append({"path": path, "true_label": true, "made_by": method, "role": "original"})
-        if wrong[i]:
-            label_errors.append({"path": path, "true_label": true, "planted": "wrong-folder"})
-
-    # duplicates of correctly placed originals; every third one goes to the other class
-    correct = [i for i in range(params.n) if not wrong[i]]
-    dup_src = rng.choice(correct, size=params.exact + params.near, replace=False)
-    near_kinds = ("resized", "recompressed", "resized+recompressed")
-    for j, src in enumerate(int(s) for s in dup_src):
-        true = true_labels[src]
-        cross = j % 3 == 2
-        in_label = _other(true) if cross else true
-        if j < params.exact:
-            kind, data, ext = "exact", files[paths[src]], PurePosixPath(paths[src]).suffix
-        else:
-            kind = near_kinds[(j - params.exact) % len(near_kinds)]
-            arr = pixels[src]
-            if "resized" in kind:
-                arr = _resize(arr, float(rng.choice([0.75, 1.25, 1.5])))
-            quality = int(rng.integers(70, 86)) if "recompressed" in kind else None
-            data, ext = _encode(arr, in_label, params.bias, quality)
-        path = place(in_label, False, ext)
-        files[path] = data
-        entry = {"path": path, "original": paths[src], "kind": kind, "cross_class": cross}
-        duplicates.append(entry)
-        images.append({"path": path, "true_label": true, "made_by": kind, "role": "duplicate"})
-        if cross:
-            label_errors.append({"path": path, "true_label": true, "planted": "cross-class-copy"})
-
-    for j in range(params.corrupt):
-        kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
-        data, ext = _corrupt_bytes(kind, pixels[j % len(pixels)], rng)
-        path = place(LABELS[j % 2], False, ext)
-        files[path] = data
-        corrupt.append({"path": path, "kind": kind})
-
-    for path, data in files.items():
-        p = root / path
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    for d in folder.values():
-        (root / d).mkdir(parents=True, exist_ok=True)
-
+    demo = _Demo(params, rng, iter(int(x) for x in names))
+    demo.originals(true_labels, sizes, wrong, in_sub)
+    demo.copies(true_labels, wrong)
+    demo.broken()
+    demo.write(root)
     counts = {
-        "files": len(files),
+        "files": len(demo.files),
         "originals": params.n,
-        "label_errors": len(label_errors),
-        "duplicates": len(duplicates),
-        "corrupt": len(corrupt),
+        "label_errors": len(demo.label_errors),
+        "duplicates": len(demo.duplicates),
+        "corrupt": len(demo.corrupt),
     }
     truth = {
         "format": FORMAT,
         "seed": seed,
         "params": asdict(params),
         "counts": counts,
-        "label_errors": sorted(label_errors, key=lambda e: e["path"]),
-        "duplicates": sorted(duplicates, key=lambda e: e["path"]),
-        "corrupt": sorted(corrupt, key=lambda e: e["path"]),
-        "images": sorted(images, key=lambda e: e["path"]),
+        "label_errors": sorted(demo.label_errors, key=lambda e: e["path"]),
+        "duplicates": sorted(demo.duplicates, key=lambda e: e["path"]),
+        "corrupt": sorted(demo.corrupt, key=lambda e: e["path"]),
+        "images": sorted(demo.images, key=lambda e: e["path"]),
     }
     gt = root / "ground_truth.json"
     gt.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return DemoResult(root=root, ground_truth=gt, files=len(files), counts=counts, seed=seed)
+    return DemoResult(root=root, ground_truth=gt, files=len(demo.files), counts=counts, seed=seed)
+
+
+@dataclass
+class _Demo:
+    """The demo's files as they are made, and what is true of each (``ground_truth.json``).
+
+    Why a class: the steps (originals, copies, broken files) share the seeded generator and the
+    shuffled names, and must draw from them in a fixed order so a seed always makes the same
+    dataset."""
+
+    params: DemoParams
+    rng: np.random.Generator
+    names: Iterator[int]
+    files: dict[str, bytes] = field(default_factory=dict)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    label_errors: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    def place(self, label: str, sub: bool, ext: str) -> str:
+        mid = f"{SUBFOLDER}/" if sub else ""
+        folder = REAL_DIR if label == Label.REAL else FAKE_DIR
+        return f"{folder}/{mid}{_name(label, next(self.names), self.params.bias)}{ext}"
+
+    def originals(
+        self, true_labels: list[Label], sizes: np.ndarray, wrong: np.ndarray, in_sub: np.ndarray
+    ) -> None:
+        """One image per original, in its true folder or (``wrong``) in the other one."""
+        child_seeds = self.rng.integers(0, 2**63 - 1, self.params.n)
+        for i, true in enumerate(true_labels):
+            irng = np.random.default_rng(int(child_seeds[i]))
+            if true == Label.REAL:
+                arr, method = make_real(irng, int(sizes[i])), "camera"
+            else:
+                arr, method = make_fake(irng, int(sizes[i]))
+            in_label = _other(true) if wrong[i] else true
+            data, ext = _encode(arr, in_label, self.params.bias, None)
+            path = self.place(in_label, bool(in_sub[i]), ext)
+            self.files[path] = data
+            self.pixels.append(arr)
+            self.paths.append(path)
+            self.images.append(
+                {"path": path, "true_label": true, "made_by": method, "role": "original"}
+            )
+            if wrong[i]:
+                self.label_errors.append(
+                    {"path": path, "true_label": true, "planted": "wrong-folder"}
+                )
+
+    def copies(self, true_labels: list[Label], wrong: np.ndarray) -> None:
+        """Duplicates of correctly placed originals; every third one goes to the other class."""
+        p, rng = self.params, self.rng
+        correct = [i for i in range(p.n) if not wrong[i]]
+        dup_src = rng.choice(correct, size=p.exact + p.near, replace=False)
+        near_kinds = ("resized", "recompressed", "resized+recompressed")
+        for j, src in enumerate(int(s) for s in dup_src):
+            true = true_labels[src]
+            cross = j % 3 == 2
+            in_label = _other(true) if cross else true
+            if j < p.exact:
+                kind, data = "exact", self.files[self.paths[src]]
+                ext = PurePosixPath(self.paths[src]).suffix
+            else:
+                kind = near_kinds[(j - p.exact) % len(near_kinds)]
+                arr = self.pixels[src]
+                if "resized" in kind:
+                    arr = _resize(arr, float(rng.choice([0.75, 1.25, 1.5])))
+                quality = int(rng.integers(70, 86)) if "recompressed" in kind else None
+                data, ext = _encode(arr, in_label, p.bias, quality)
+            path = self.place(in_label, False, ext)
+            self.files[path] = data
+            entry = {"path": path, "original": self.paths[src], "kind": kind, "cross_class": cross}
+            self.duplicates.append(entry)
+            self.images.append(
+                {"path": path, "true_label": true, "made_by": kind, "role": "duplicate"}
+            )
+            if cross:
+                self.label_errors.append(
+                    {"path": path, "true_label": true, "planted": "cross-class-copy"}
+                )
+
+    def broken(self) -> None:
+        """Files that do not decode, one kind after another, alternating the class folders."""
+        for j in range(self.params.corrupt):
+            kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
+            data, ext = _corrupt_bytes(kind, self.pixels[j % len(self.pixels)], self.rng)
+            path = self.place(LABELS[j % 2], False, ext)
+            self.files[path] = data
+            self.corrupt.append({"path": path, "kind": kind})
+
+    def write(self, root: Path) -> None:
+        """Every file under ``root``, and both class folders even when one stays empty."""
+        for path, data in self.files.items():
+            p = root / path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        for d in (REAL_DIR, FAKE_DIR):
+            (root / d).mkdir(parents=True, exist_ok=True)
 
 
 def _check(p: DemoParams) -> None:
