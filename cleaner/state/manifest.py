@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cleaner import images
 from cleaner.atomic import atomic_write
+from cleaner.dataset import Workspace
 from cleaner.errors import CleanerError
 from cleaner.state import state_path
 
@@ -124,7 +125,10 @@ def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
 
 def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
     """target -> link, for every symlink inside ROOT the manifest lists (empty without one).
-    The mover leaves these targets in place: a moved target leaves its link dangling."""
+    The mover leaves these targets in place: a moved target leaves its link dangling. A
+    workspace whose command has scanned already answers from its rows (no second read)."""
+    if isinstance(root, Workspace) and "rows" in root.memo:
+        return {r.target: r.path for r in root.memo["rows"] if r.target}
     try:
         path = manifest_path(root)
         if not path.is_file():
