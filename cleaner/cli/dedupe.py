@@ -38,7 +38,8 @@ def dedupe(
             "-d",
             min=0,
             max=32,
-            help="Hamming radius in bits of 64 (default 10, measured on faces140k: bench/README).",
+            help="Hamming radius in bits of 64 (default 10, chosen on faces140k: "
+            "bench/README.md, Dedupe).",
         ),
     ] = None,
     apply: Annotated[

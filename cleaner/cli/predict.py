@@ -111,7 +111,7 @@ def predict(
         typer.Option(
             "--mirror",
             help="Frozen heads also train on the mirror images' features (2x the embedding "
-            "work; measured worth +1 point on clean labels at 256 px, nothing on noisy ones).",
+            "work; what it was measured worth: bench/README.md, Predict).",
         ),
     ] = False,
     prune: Annotated[
@@ -163,8 +163,8 @@ def predict(
     On GAN faces the texture backbones efficientnet-lite{0,1,2}-gram are strong voters, their
     -gram-quad forms (four quadrant rows per image, 4x the memory) stronger, Lite2 the
     strongest, and several of them through separate --rule mean or unanimous the most precise
-    consensus (bench/README.md); more folds and --repeats make the heads stronger still, at
-    the price of head time. Images that fail to decode are reported and skipped (exit 0).
+    consensus (bench/README.md, Separate); more folds and --repeats make the heads stronger
+    still, at the price of head time. Images that fail to decode are reported and skipped (exit 0).
 
     Examples:
 
