@@ -68,7 +68,7 @@ class MovePlan:
 class MoveOutcome:
     """What :func:`execute` did with a :class:`MovePlan`; one shape for every stage."""
 
-    root: Path
+    ws: Workspace
     command: str
     planned: int
     review: int
@@ -95,7 +95,7 @@ class MoveOutcome:
         """The command that reverses the run; None when it moved nothing."""
         if not self.moved:
             return None
-        return f"cleaner undo --root {self.root} --run {self.run_id}"
+        return f"cleaner undo --root {self.ws.root} --run {self.run_id}"
 
     def line(self) -> str:
         """The one summary line every stage prints."""
@@ -157,7 +157,7 @@ def execute(
         path = _write(plan)
         if not apply:
             return MoveOutcome(
-                ws.root, plan.command, len(plan.moves), len(plan.review), False, None, path
+                ws, plan.command, len(plan.moves), len(plan.review), False, None, path
             )
         if not plan.guard.get("ok", True):
             raise CleanerError(str(plan.guard.get("why") or "the plan's guard refused it"))
@@ -173,7 +173,7 @@ def execute(
             plan.record(plan.document, run)
             path = _write(plan) or path
     return MoveOutcome(
-        ws.root, plan.command, len(plan.moves), len(plan.review), True, run, path, recovery
+        ws, plan.command, len(plan.moves), len(plan.review), True, run, path, recovery
     )
 
 
