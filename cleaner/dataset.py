@@ -106,11 +106,15 @@ class Workspace:
         return open_dataset(root, require_classes=require_classes)
 
     @classmethod
-    def of(cls, where: Workspace | str | os.PathLike[str]) -> Workspace:
+    def of(
+        cls, where: Workspace | str | os.PathLike[str], *, require_classes: bool = True
+    ) -> Workspace:
         """``where`` itself when it is an open workspace, else ROOT opened: the package's
         entry points (``scan``, ``dedupe``, ``run_audit``...) take either, so a script may pass
         a path while the CLI passes the workspace it opened once."""
-        return where if isinstance(where, Workspace) else open_dataset(where)
+        if isinstance(where, Workspace):
+            return where
+        return open_dataset(where, require_classes=require_classes)
 
     def state_path(self, *parts: str) -> Path:
         """``ROOT/.cleaner/<parts...>``, re-checked on every call (see :func:`state_path`)."""

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,6 +57,10 @@ from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import split as split_file
 from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, hard_null, null_scores
+
+if TYPE_CHECKING:
+    from cleaner.journal import AppliedRun
+    from cleaner.moves import MoveOutcome, MovePlan
 
 DEFAULT_METHOD = "phash"
 DEFAULT_MAX_DISTANCE = 10
@@ -204,6 +208,8 @@ class DedupeResult:
     pairs: list[Pair] = field(default_factory=list)
     """Cross-class matches with a local change: a fake and the real photo it was made from
     (:mod:`cleaner.pairs`), kept, never grouped."""
+    outcome: MoveOutcome | None = None
+    """What the move executor did with the proposed quarantine (a dry run too)."""
 
     @property
     def paired_fakes(self) -> int:
@@ -339,6 +345,7 @@ class DedupeResult:
             "moved": self.moved,
             "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
+            "run": self.outcome.summary() if self.outcome is not None else None,
         }
 
 
@@ -885,12 +892,7 @@ def duplicates_path(root: str | os.PathLike[str]) -> Path:
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
     """Write ``R/.cleaner/duplicates.json`` atomically (temporary file, fsync, rename)."""
-    doc = result.to_json()
-    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if extra:
-        doc.update(extra)
-    result.output = duplicates_file.write(result.root, doc)
-    return result.output
+    return _write_document(result, _document(result, extra))
 
 
 def quarantine_path(path: str) -> str:
@@ -928,8 +930,10 @@ def dedupe(
     every member but the kept one of the groups not held for review moves to
     ``quarantine/duplicates/`` through the journal (``cleaner undo`` brings them back), unless
     the plan would take more than ``max_fraction`` of a class: then it is written, not applied,
-    and a :class:`CleanerError` says so."""
+    and a :class:`CleanerError` says so. The stage proposes (:func:`propose_quarantine`); the
+    move executor (:func:`cleaner.moves.execute`) writes, guards and applies."""
     from cleaner.manifest import ok_rows
+    from cleaner.moves import execute
 
     if not 0.0 < max_fraction <= 1.0:
         raise CleanerError(f"--max-fraction {max_fraction:g} is outside (0, 1]; default 0.1")
@@ -946,26 +950,54 @@ def dedupe(
     )
     result.output = duplicates_file.path(result.root)
     result.guard = check_guard(result, max_fraction)
-    write_duplicates(result)
-    if apply and not result.guard["ok"]:
-        raise CleanerError(result.guard["why"])
-    if apply:
-        from cleaner.journal import Move, apply_moves
-
-        moves = [
-            Move(
-                src=m.path,
-                dst=quarantine_path(m.path),
-                sha256=m.sha256,
-                reason=f"duplicate of {g.kept} ({m.match}, distance {m.distance}, "
-                f"score {m.score:.3f})",
-            )
-            for g, m in result.quarantine
-        ]
-        applied = apply_moves(ws, moves, command="dedupe", progress=progress)
+    result.outcome = execute(ws, propose_quarantine(result), apply=apply, progress=progress)
+    if result.outcome.applied and result.outcome.run is not None:
+        run = result.outcome.run
         result.applied = True
-        result.run_id = applied.run_id
-        result.moved = len(applied.moved)
-        result.skipped = [f"{r.src}: {r.why}" for r in applied.skipped]
-        write_duplicates(result, {"applied": True, "run_id": applied.run_id, "moved": result.moved})
+        result.run_id = run.run_id
+        result.moved = len(run.moved)
+        result.skipped = [f"{r.src}: {r.why}" for r in run.skipped]
     return result
+
+
+def propose_quarantine(result: DedupeResult) -> MovePlan:
+    """The dedupe stage's :class:`~cleaner.moves.MovePlan`: the redundant copies of the groups
+    not held for review to ``quarantine/duplicates/``, ``duplicates.json`` as its document
+    (patched with ``applied``, ``run_id`` and ``moved`` after the run)."""
+    from cleaner.journal import Move
+    from cleaner.moves import MovePlan
+
+    moves = [
+        Move(
+            src=m.path,
+            dst=quarantine_path(m.path),
+            sha256=m.sha256,
+            reason=f"duplicate of {g.kept} ({m.match}, distance {m.distance}, score {m.score:.3f})",
+        )
+        for g, m in result.quarantine
+    ]
+
+    def record(doc: dict[str, Any], run: AppliedRun) -> None:
+        doc.update({"applied": True, "run_id": run.run_id, "moved": len(run.moved)})
+
+    return MovePlan(
+        "dedupe",
+        moves,
+        review=result.review_groups,
+        guard=result.guard,
+        document=_document(result),
+        write=lambda doc: _write_document(result, doc),
+        record=record,
+    )
+
+
+def _document(result: DedupeResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc = result.to_json()
+    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    doc.update(extra or {})
+    return doc
+
+
+def _write_document(result: DedupeResult, doc: dict[str, Any]) -> Path:
+    result.output = duplicates_file.write(result.root, doc)
+    return result.output

@@ -180,9 +180,22 @@ class RunInfo:
 # --------------------------------------------------------------------------- paths and lock
 
 
-def state_dir(root: str | os.PathLike[str]) -> Path:
+Where = Workspace | str | os.PathLike[str]
+"""ROOT as the public functions take it: the command's :class:`Workspace`, or a path (scripts,
+tests and callers not yet converted), opened bare by :func:`_workspace`."""
+
+
+def _workspace(where: Where) -> Workspace:
+    """``where`` as a workspace: itself, or a bare one for a path (ROOT resolved; no class
+    folders needed: the journal only needs where ROOT is)."""
+    if isinstance(where, Workspace):
+        return where
+    return Workspace(root=Path(os.path.realpath(where)))
+
+
+def state_dir(ws: Where) -> Path:
     """``R/.cleaner``, refused (one line) when it is a symlink, a file or leads out of ROOT."""
-    return state_path(root)
+    return state_path(ws)
 
 
 _held: dict[str, tuple[int, int]] = {}
@@ -208,7 +221,7 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextlib.contextmanager
-def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
+def write_lock(ws: Where) -> Iterator[None]:
     """Hold the write lock on ROOT (``R/.cleaner/lock``) for the block; re-entrant.
 
     A second process gets :class:`LockedError` at once (one line), never a wait that looks
@@ -216,7 +229,7 @@ def write_lock(root: str | os.PathLike[str]) -> Iterator[None]:
     """
     import fcntl
 
-    key = os.path.realpath(root)
+    key = os.path.realpath(ws)
     if key in _held:
         fd, depth = _held[key]
         _held[key] = (fd, depth + 1)
@@ -280,7 +293,7 @@ def writing(ws: Workspace) -> Iterator[RecoveryReport]:
         if "recovered" in ws.memo:
             yield RecoveryReport()
             return
-        rep = recover(ws.root)
+        rep = recover(ws)
         ws.memo["recovered"] = rep
         yield rep
 
@@ -481,8 +494,8 @@ class _Journal:
         self.f.close()
 
 
-def _journal_paths(root: str | os.PathLike[str]) -> list[Path]:
-    return run_files(root)
+def _journal_paths(ws: Where) -> list[Path]:
+    return run_files(ws)
 
 
 def _first_record(path: Path) -> dict[str, Any]:
@@ -500,11 +513,11 @@ def _first_record(path: Path) -> dict[str, Any]:
     return rec
 
 
-def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
+def list_runs(ws: Where) -> list[RunInfo]:
     """Every journaled run under ROOT, oldest first (by sequence number). Reads each journal's
     first and last lines only, unless a crash left it without an ``end``."""
     runs: list[RunInfo] = []
-    for p in _journal_paths(root):
+    for p in _journal_paths(ws):
         b = _first_record(p)
         if not b:
             continue
@@ -574,10 +587,10 @@ def _sha_or_none(p: Path) -> str | None:
         return None
 
 
-def _recover_intent(root: Path, rec: dict[str, Any]) -> tuple[str, str]:
+def _recover_intent(ws: Workspace, rec: dict[str, Any]) -> tuple[str, str]:
     """Decide one unfinished intent from the disk: ('done'|'rollback'|'problem', why)."""
-    src = root / rec["src"]
-    dst = root / rec["dst"]
+    src = ws.root / rec["src"]
+    dst = ws.root / rec["dst"]
     sha = rec.get("sha256")
     has_src, has_dst = os.path.lexists(src), os.path.lexists(dst)
     if has_src and not has_dst:
@@ -603,37 +616,37 @@ def _recover_intent(root: Path, rec: dict[str, Any]) -> tuple[str, str]:
     return "problem", f"neither {rec['src']} nor {rec['dst']} exists; left as is"
 
 
-def _unfinished(root: Path) -> list[Path]:
+def _unfinished(ws: Workspace) -> list[Path]:
     """Journals without an ``end`` or ``abort`` record: a crash (or a live writer) left them."""
     return [
-        p for p in _journal_paths(root) if (_last_record(p) or {}).get("op") not in ("end", "abort")
+        p for p in _journal_paths(ws) if (_last_record(p) or {}).get("op") not in ("end", "abort")
     ]
 
 
-def pending_recovery(root: str | os.PathLike[str]) -> list[str]:
+def pending_recovery(ws: Where) -> list[str]:
     """Run ids a crash left unfinished (recovered by the next writing command)."""
-    return [p.stem for p in _unfinished(Path(os.path.realpath(root)))]
+    return [p.stem for p in _unfinished(_workspace(ws))]
 
 
-def recover(root: str | os.PathLike[str]) -> RecoveryReport:
+def recover(ws: Where) -> RecoveryReport:
     """Complete or roll back every unfinished journal under ROOT (a crash left it), under the
     write lock. Called at the start of every command that writes; cheap when nothing is left.
     """
-    rootp = Path(os.path.realpath(root))
-    if not _unfinished(rootp):
+    w = _workspace(ws)
+    if not _unfinished(w):
         return RecoveryReport()
     runs: list[str] = []
     completed = rolled = 0
     problems: list[str] = []
-    with write_lock(rootp):
-        for p in _unfinished(rootp):  # again, under the lock: a writer may have just ended
+    with write_lock(w):
+        for p in _unfinished(w):  # again, under the lock: a writer may have just ended
             damaged: list[str] = []
             recs = _read_records(p, damaged)
             problems += [f"ignored damaged journal line: {d}" for d in damaged]
             j = _Journal(p)
             try:
                 for i, rec in sorted(_pending_intents(recs).items()):
-                    outcome, why = _recover_intent(rootp, rec)
+                    outcome, why = _recover_intent(w, rec)
                     j.write({"op": outcome, "i": i, "why": why, "recovered": True})
                     if outcome == "done":
                         completed += 1
@@ -659,8 +672,8 @@ def _with_suffix(rel: str, n: int) -> str:
     return f"{folder}/{stem}~{n}{ext}" if folder else f"{stem}~{n}{ext}"
 
 
-def _next_seq(root: Path) -> int:
-    seqs = [r.seq for r in list_runs(root)]
+def _next_seq(ws: Workspace) -> int:
+    seqs = [r.seq for r in list_runs(ws)]
     return (max(seqs) if seqs else 0) + 1
 
 
@@ -678,8 +691,8 @@ class _Confine:
     """:func:`resolve_inside` with a per-folder cache: a run of 100,000 moves resolves each
     folder once, and a file itself only when it is a symlink."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, ws: Workspace) -> None:
+        self.root = ws.root
         self.folders: set[str] = set()
 
     def check(self, rel: str) -> None:
@@ -700,213 +713,308 @@ class _Confine:
             resolve_inside(self.root, rel)
 
 
-def _run_moves(
-    root: Path,
-    moves: Sequence[Move],
-    norm: Sequence[tuple[str, str]],
-    *,
-    command: str,
-    run_id: str,
-    kind: str,
-    undoes: str | None,
-    of: Sequence[int] | None,
-    suffix: bool,
-    verify: bool,
-    progress: bool | None,
-    extra: dict[str, Any] | None = None,
-    end_fields: Callable[[list[MoveResult]], dict[str, Any]] | None = None,
-) -> list[MoveResult]:
-    """The journaled move loop shared by :func:`apply_moves` and :func:`undo`; ``norm`` holds
-    each move's (src, dst) checked and normalised by :func:`_validate_moves`.
+@dataclass(frozen=True)
+class _RunSpec:
+    """What kind of run a :class:`_MoveRun` is: an apply (a taken name gets a suffix) or an undo
+    pass (exact original names; ``of`` maps each move to the index it reverses)."""
 
-    Planning (per batch, before the write-ahead fsync) only looks at names: a name an earlier
-    move of this run empties counts as free, a name an earlier move fills counts as taken, so
-    swaps and chains across classes plan right at any batch size (a plan that proves wrong
-    at move time meets the no-clobber rename, never a file). Each file is hashed just before
-    its own move, under the lock, and that hash is the one the journal keeps.
+    command: str
+    run_id: str
+    kind: str = "apply"
+    undoes: str | None = None
+    of: Sequence[int] | None = None
+    suffix: bool = True
+    verify: bool = True
+    extra: dict[str, Any] | None = None
+    end_fields: Callable[[list[MoveResult]], dict[str, Any]] | None = None
+    """Extra keys of the ``end`` record, from the results (an undo says ``complete``)."""
+
+
+class _MoveRun:
+    """One journaled run of moves, in named steps (like a package manager's uninstall
+    transaction): :meth:`begin` opens the journal, then per batch :meth:`prepare` decides each
+    destination and journals the intent, :meth:`sync` makes the intents durable *before* any of
+    the batch's moves, :meth:`move` moves each file, :meth:`record` journals what was done, and
+    :meth:`finish` writes the ``end`` record.
+
+    Why a class: the steps share the run's bookkeeping (names an earlier move of this run fills
+    or empties, folders already made, the journal file); as closures of one long function they
+    could not be read or tested one at a time.
+
+    Planning only looks at names: a name an earlier move of this run empties counts as free, a
+    name an earlier move fills counts as taken, so swaps and chains across classes plan right
+    at any batch size (a plan that proves wrong at move time meets the no-clobber rename, never
+    a file). Each file is hashed just before its own move, under the lock, and that hash is the
+    one the journal keeps.
     """
-    delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
-    batch_size = max(1, int(os.environ.get(_BATCH_ENV) or BATCH_SIZE))
-    mover = _Mover(delay)
-    results: list[MoveResult | None] = [None] * len(moves)
-    jpath = run_path(root, run_id)
-    if jpath.exists():
-        raise CleanerError(f"run id {run_id!r} already has a journal ({jpath}); use a new run id")
-    j = _Journal(jpath)
-    begin: dict[str, Any] = {
-        "op": "begin",
-        "run": run_id,
-        "seq": _next_seq(root),
-        "kind": kind,
-        "command": command,
-        "created": _now(),
-        "pid": os.getpid(),
-        "moves": len(moves),
-    }
-    if undoes:
-        begin["undoes"] = undoes
-    if extra:
-        begin.update(extra)
-    j.write(begin)
-    j.sync()
-    show = sys.stderr.isatty() if progress is None else progress
-    claimed: set[str] = set()  # names an earlier move of this run fills
-    freed: set[str] = set()  # names an earlier move of this run empties
-    made: set[str] = set()  # destination folders known to exist
-    pinned = _link_targets(root)
-    confine = _Confine(root)
-    rs = str(root)
 
-    def exists(rel: str) -> bool:
-        return rel in claimed or (rel not in freed and os.path.lexists(os.path.join(rs, rel)))
+    def __init__(
+        self,
+        ws: Workspace,
+        moves: Sequence[Move],
+        norm: Sequence[tuple[str, str]],
+        spec: _RunSpec,
+    ) -> None:
+        self.ws, self.rs = ws, str(ws.root)
+        self.moves, self.norm, self.spec = moves, norm, spec
+        self.delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        self.batch_size = max(1, int(os.environ.get(_BATCH_ENV) or BATCH_SIZE))
+        self.mover = _Mover(self.delay)
+        self.results: list[MoveResult | None] = [None] * len(moves)
+        self.claimed: set[str] = set()  # names an earlier move of this run fills
+        self.freed: set[str] = set()  # names an earlier move of this run empties
+        self.made: set[str] = set()  # destination folders known to exist
+        self.pinned = _link_targets(ws)
+        self.confine = _Confine(ws)
+        self.j: _Journal | None = None
 
-    def intent(k: int, src: str, dst: str, sha: str | None, reason: str) -> None:
-        rec: dict[str, Any] = {"op": "intent", "i": k, "src": src, "dst": dst, "sha256": sha}
-        if reason:
-            rec["reason"] = reason
-        if of is not None:
-            rec["of"] = of[k]
-        j.write(rec)
+    # ------------------------------------------------------------------ the steps
 
-    def skipped(k: int, why: str, sha: str | None, *, journaled_intent: bool) -> None:
-        m = moves[k]
-        results[k] = MoveResult(m.src, m.dst, None, "skipped", sha, why)
-        if journaled_intent:
-            j.write({"op": "fail", "i": k, "why": why})
-        else:
-            j.write({"op": "skip", "src": m.src, "dst": m.dst, "why": why})
-
-    def plan(k: int) -> _Prepared | None:
-        m = moves[k]
-        src, want = norm[k]
-        try:  # a symlinked folder along either path must not lead out of ROOT
-            confine.check(src)
-            confine.check(want)
-        except PathEscapeError as e:
-            skipped(k, str(e), m.sha256, journaled_intent=False)
-            return None
-        if not exists(src):
-            skipped(k, f"{m.src} no longer exists", m.sha256, journaled_intent=False)
-            return None
-        if src not in claimed and os.path.islink(os.path.join(rs, src)):
-            why = f"{m.src} is a symlink; cleaner moves files, never links (a moved link dangles)"
-            skipped(k, why, m.sha256, journaled_intent=False)
-            return None
-        if src in pinned:
-            why = (
-                f"{m.src} is the target of the symlink {pinned[src]}, which would dangle; "
-                "replace the link by a copy (or remove it) and rerun"
+    def begin(self) -> None:
+        """Open a new journal and write (fsync'd) its ``begin`` record: a crash from here on
+        leaves a journal that the next writing command recovers."""
+        s = self.spec
+        jpath = run_path(self.ws.root, s.run_id)
+        if jpath.exists():
+            raise CleanerError(
+                f"run id {s.run_id!r} already has a journal ({jpath}); use a new run id"
             )
-            skipped(k, why, m.sha256, journaled_intent=False)
-            return None
+        rec: dict[str, Any] = {
+            "op": "begin",
+            "run": s.run_id,
+            "seq": _next_seq(self.ws),
+            "kind": s.kind,
+            "command": s.command,
+            "created": _now(),
+            "pid": os.getpid(),
+            "moves": len(self.moves),
+        }
+        if s.undoes:
+            rec["undoes"] = s.undoes
+        rec.update(s.extra or {})
+        self.j = _Journal(jpath)
+        self.j.write(rec)
+        self.j.sync()
+
+    def prepare(self, k: int) -> _Prepared | None:
+        """Move ``k``'s destination (a suffix when the name is taken and the run allows one),
+        its intent written to the journal; None, with a ``skip`` record, when it cannot move."""
+        m = self.moves[k]
+        src, want = self.norm[k]
+        why = self._refusal(k, src, want)
         dst = want
         n = 0
-        while suffix and exists(dst):
+        while not why and self.spec.suffix and self._exists(dst):
             n += 1
             dst = _with_suffix(want, n)
-        if exists(dst):
+        if not why and self._exists(dst):
             why = f"{m.dst} is occupied by another file; {m.src} left in place"
-            skipped(k, why, m.sha256, journaled_intent=False)
+        if why:
+            self._skip(k, why, m.sha256, journaled_intent=False)
             return None
-        claimed.add(dst)
-        claimed.discard(src)
-        freed.add(src)
-        freed.discard(dst)
-        intent(k, src, dst, m.sha256, m.reason)
+        self.claimed.add(dst)
+        self.claimed.discard(src)
+        self.freed.add(src)
+        self.freed.discard(dst)
+        self._intent(k, src, dst, m.sha256, m.reason)
         return _Prepared(k, m, src, dst, m.sha256)
 
-    def failed(pr: _Prepared, why: str, sha: str | None) -> None:
-        skipped(pr.index, why, sha, journaled_intent=True)
-        claimed.discard(pr.dst)
-        freed.discard(pr.src)  # it stays where it was
+    def sync(self) -> None:
+        """fsync the journal: the write-ahead point of a batch."""
+        assert self.j is not None
+        self.j.sync()
 
-    def move_one(pr: _Prepared) -> bool:
-        src_abs = os.path.join(rs, pr.src)
-        sha = pr.sha
-        if verify or sha is None:  # hashed now, under the lock: the moved content's sha256
-            sha = _sha_or_none(Path(src_abs))
-            if sha is None:
-                failed(pr, f"{pr.move.src} cannot be read", None)
-                return False
-            if pr.sha is not None and sha != pr.sha:
-                failed(pr, f"{pr.move.src} changed since it was planned (sha256 differs)", sha)
-                return False
-        folder = pr.dst.rpartition("/")[0]
-        if folder and folder not in made:
-            try:
-                os.makedirs(os.path.join(rs, folder), exist_ok=True)
-                made.add(folder)
-            except OSError as e:  # e.g. a file where the folder should be
-                failed(pr, f"folder {folder} cannot be created: {e.strerror or e}", sha)
-                return False
+    def move(self, pr: _Prepared) -> bool:
+        """Move one prepared file: re-hash it (it must still be what was planned), make its
+        folder, then the no-clobber rename; a name taken meanwhile gets the next suffix and a
+        new intent on disk before it is tried."""
+        sha = self._verified_sha(pr)
+        if sha is None or not self._make_folder(pr, sha):
+            return False
         for attempt in range(1000):
             try:
-                mover.move(Path(src_abs), Path(os.path.join(rs, pr.dst)))
+                self.mover.move(Path(self.rs, pr.src), Path(self.rs, pr.dst))
             except FileExistsError:
-                # the name was taken after we chose it: next suffix, and a new intent on disk
-                # before trying it
-                if not suffix or attempt == 999:
+                if not self.spec.suffix or attempt == 999:
                     why = f"{pr.move.dst} appeared meanwhile; {pr.move.src} left in place"
-                    failed(pr, why, sha)
+                    self._fail(pr, why, sha)
                     return False
-                want = norm[pr.index][1]
-                n = 1
-                while exists(_with_suffix(want, n)) or os.path.lexists(
-                    os.path.join(rs, _with_suffix(want, n))
-                ):
-                    n += 1
-                claimed.discard(pr.dst)
-                pr.dst = _with_suffix(want, n)
-                claimed.add(pr.dst)
-                intent(pr.index, pr.src, pr.dst, pr.sha, pr.move.reason)
-                j.sync()
+                self._next_name(pr)
                 continue
             except OSError as e:
-                failed(pr, f"{pr.move.src} could not be moved: {e.strerror or e}", sha)
+                self._fail(pr, f"{pr.move.src} could not be moved: {e.strerror or e}", sha)
                 return False
             pr.sha = sha
-            results[pr.index] = MoveResult(
-                pr.move.src, pr.move.dst, pr.dst, "moved", sha, pr.move.reason
-            )
+            m = pr.move
+            self.results[pr.index] = MoveResult(m.src, m.dst, pr.dst, "moved", sha, m.reason)
             return True
         return False  # pragma: no cover - the loop returns
 
-    bar = tqdm(total=len(moves), desc=command, unit="file", disable=not show, leave=False)
-    try:
-        for start in range(0, len(moves), batch_size):
-            batch = [
-                pr
-                for k in range(start, min(start + batch_size, len(moves)))
-                if (pr := plan(k)) is not None
-            ]
-            j.sync()  # the write-ahead: intents are on disk before any of their moves
-            done: list[_Prepared] = []
-            for pr in batch:
-                if delay:
-                    time.sleep(delay)
-                intended = pr.sha
-                if move_one(pr):
-                    done.append(pr)
-                    pr.move_sha_differs = pr.sha != intended
-                if delay:
-                    time.sleep(delay)
-            # No fsync of the touched folders here: on ext4/XFS the journal's fsync below commits
-            # the renames with it; elsewhere a 'done' whose rename a power cut lost is harmless,
-            # because undo and recovery look at the disk (by sha256), never trust the record.
-            for pr in done:
-                rec: dict[str, Any] = {"op": "done", "i": pr.index}
-                if pr.move_sha_differs:
-                    rec["sha256"] = pr.sha
-                j.write(rec)
-            j.sync()
-            bar.update(min(start + batch_size, len(moves)) - start)
-        n_moved = sum(1 for r in results if r is not None and r.status == "moved")
-        more = end_fields([r for r in results if r is not None]) if end_fields else {}
-        j.write({"op": "end", "time": _now(), "moved": n_moved, **more})
-    finally:
-        bar.close()
-        j.close()
-    return [r for r in results if r is not None]
+    def record(self, done: Sequence[_Prepared]) -> None:
+        """Journal the batch's ``done`` records (with the sha256 hashed at move time when it
+        differs from the planned one), then fsync.
+
+        No fsync of the touched folders: on ext4/XFS the journal's fsync commits the renames
+        with it; elsewhere a ``done`` whose rename a power cut lost is harmless, because undo
+        and recovery look at the disk (by sha256), never trust the record."""
+        assert self.j is not None
+        for pr in done:
+            rec: dict[str, Any] = {"op": "done", "i": pr.index}
+            if pr.move_sha_differs:
+                rec["sha256"] = pr.sha
+            self.j.write(rec)
+        self.j.sync()
+
+    def finish(self) -> list[MoveResult]:
+        """Write the ``end`` record (a journal with one is never recovered) and return what
+        happened to each move."""
+        assert self.j is not None
+        results = [r for r in self.results if r is not None]
+        n_moved = sum(1 for r in results if r.status == "moved")
+        more = self.spec.end_fields(results) if self.spec.end_fields else {}
+        self.j.write({"op": "end", "time": _now(), "moved": n_moved, **more})
+        return results
+
+    def run(self, progress: bool | None) -> list[MoveResult]:
+        """All the steps, batch after batch; the journal is closed (and fsync'd) whatever
+        happens."""
+        show = sys.stderr.isatty() if progress is None else progress
+        total = len(self.moves)
+        bar = tqdm(total=total, desc=self.spec.command, unit="file", disable=not show, leave=False)
+        try:
+            self.begin()
+            for start in range(0, total, self.batch_size):
+                stop = min(start + self.batch_size, total)
+                self._batch(range(start, stop))
+                bar.update(stop - start)
+            return self.finish()
+        finally:
+            bar.close()
+            if self.j is not None:
+                self.j.close()
+
+    def _batch(self, ks: range) -> None:
+        """prepare -> sync (write-ahead) -> move each -> record."""
+        batch = [pr for k in ks if (pr := self.prepare(k)) is not None]
+        self.sync()
+        done: list[_Prepared] = []
+        for pr in batch:
+            self._pause()
+            intended = pr.sha
+            if self.move(pr):
+                done.append(pr)
+                pr.move_sha_differs = pr.sha != intended
+            self._pause()
+        self.record(done)
+
+    # ------------------------------------------------------------------ helpers of the steps
+
+    def _pause(self) -> None:
+        if self.delay:  # only the crash tests set it
+            time.sleep(self.delay)
+
+    def _exists(self, rel: str) -> bool:
+        """The name as this run leaves it: filled or emptied by an earlier move, else the disk."""
+        if rel in self.claimed:
+            return True
+        return rel not in self.freed and os.path.lexists(os.path.join(self.rs, rel))
+
+    def _refusal(self, k: int, src: str, want: str) -> str:
+        """Why move ``k`` cannot run at all ("" when it can): a path through a folder link or
+        out of ROOT, a source that is gone, a symlink, or the target of a listed link."""
+        m = self.moves[k]
+        try:  # a symlinked folder along either path must not lead out of ROOT
+            self.confine.check(src)
+            self.confine.check(want)
+        except PathEscapeError as e:
+            return str(e)
+        if not self._exists(src):
+            return f"{m.src} no longer exists"
+        if src not in self.claimed and os.path.islink(os.path.join(self.rs, src)):
+            return f"{m.src} is a symlink; cleaner moves files, never links (a moved link dangles)"
+        if src in self.pinned:
+            return (
+                f"{m.src} is the target of the symlink {self.pinned[src]}, which would dangle; "
+                "replace the link by a copy (or remove it) and rerun"
+            )
+        return ""
+
+    def _intent(self, k: int, src: str, dst: str, sha: str | None, reason: str) -> None:
+        assert self.j is not None
+        rec: dict[str, Any] = {"op": "intent", "i": k, "src": src, "dst": dst, "sha256": sha}
+        if reason:
+            rec["reason"] = reason
+        if self.spec.of is not None:
+            rec["of"] = self.spec.of[k]
+        self.j.write(rec)
+
+    def _skip(self, k: int, why: str, sha: str | None, *, journaled_intent: bool) -> None:
+        """Record move ``k`` as skipped: a ``fail`` closes a journaled intent, a ``skip`` notes
+        a move that never got one."""
+        assert self.j is not None
+        m = self.moves[k]
+        self.results[k] = MoveResult(m.src, m.dst, None, "skipped", sha, why)
+        if journaled_intent:
+            self.j.write({"op": "fail", "i": k, "why": why})
+        else:
+            self.j.write({"op": "skip", "src": m.src, "dst": m.dst, "why": why})
+
+    def _fail(self, pr: _Prepared, why: str, sha: str | None) -> None:
+        self._skip(pr.index, why, sha, journaled_intent=True)
+        self.claimed.discard(pr.dst)
+        self.freed.discard(pr.src)  # it stays where it was
+
+    def _verified_sha(self, pr: _Prepared) -> str | None:
+        """The file's sha256 hashed now, under the lock (the moved content's), or the planned
+        one when the run does not verify; None (move failed) when it is unreadable or changed."""
+        if not self.spec.verify and pr.sha is not None:
+            return pr.sha
+        sha = _sha_or_none(Path(self.rs, pr.src))
+        if sha is None:
+            self._fail(pr, f"{pr.move.src} cannot be read", None)
+        elif pr.sha is not None and sha != pr.sha:
+            self._fail(pr, f"{pr.move.src} changed since it was planned (sha256 differs)", sha)
+            return None
+        return sha
+
+    def _make_folder(self, pr: _Prepared, sha: str) -> bool:
+        folder = pr.dst.rpartition("/")[0]
+        if not folder or folder in self.made:
+            return True
+        try:
+            os.makedirs(os.path.join(self.rs, folder), exist_ok=True)
+        except OSError as e:  # e.g. a file where the folder should be
+            self._fail(pr, f"folder {folder} cannot be created: {e.strerror or e}", sha)
+            return False
+        self.made.add(folder)
+        return True
+
+    def _next_name(self, pr: _Prepared) -> None:
+        """The name was taken after it was chosen: the next free suffix, journaled (and
+        fsync'd) before it is tried."""
+        want = self.norm[pr.index][1]
+        n = 1
+        while self._exists(_with_suffix(want, n)) or os.path.lexists(
+            os.path.join(self.rs, _with_suffix(want, n))
+        ):
+            n += 1
+        self.claimed.discard(pr.dst)
+        pr.dst = _with_suffix(want, n)
+        self.claimed.add(pr.dst)
+        self._intent(pr.index, pr.src, pr.dst, pr.sha, pr.move.reason)
+        self.sync()
+
+
+def _run_moves(
+    ws: Workspace,
+    moves: Sequence[Move],
+    norm: Sequence[tuple[str, str]],
+    spec: _RunSpec,
+    progress: bool | None,
+) -> list[MoveResult]:
+    """The journaled move loop shared by :func:`apply_moves` and :func:`undo` (see
+    :class:`_MoveRun`); ``norm`` holds each move's (src, dst) checked by :func:`_validate_moves`."""
+    return _MoveRun(ws, moves, norm, spec).run(progress)
 
 
 def _validate_moves(moves: Sequence[Move]) -> list[tuple[str, str]]:
@@ -929,7 +1037,7 @@ def _validate_moves(moves: Sequence[Move]) -> list[tuple[str, str]]:
 
 
 def apply_moves(
-    root: str | os.PathLike[str],
+    ws: Where,
     moves: Sequence[Move],
     *,
     command: str,
@@ -940,51 +1048,40 @@ def apply_moves(
 ) -> AppliedRun:
     """Move files inside ROOT, journaled, never overwriting; returns what happened to each.
 
-    Takes the ROOT lock and recovers any unfinished journal first. ``verify`` re-hashes each
-    source so a file changed since it was planned (``Move.sha256`` differs) is skipped, and so
-    the journal holds every file's sha256 for recovery and undo. Paths are checked before
-    anything moves: one that leaves ROOT or names ``.cleaner/`` refuses the whole list.
-    ``extra`` adds keys to the journal's ``begin`` record (e.g. the plan file).
+    Takes the ROOT lock and recovers any unfinished journal first (once per workspace: see
+    :func:`writing`). ``verify`` re-hashes each source so a file changed since it was planned
+    (``Move.sha256`` differs) is skipped, and so the journal holds every file's sha256 for
+    recovery and undo. Paths are checked before anything moves: one that leaves ROOT or names
+    ``.cleaner/`` refuses the whole list. ``extra`` adds keys to the journal's ``begin`` record
+    (e.g. the plan file). Stages do not call this directly: they propose a
+    :class:`cleaner.moves.MovePlan` and :func:`cleaner.moves.execute` applies it.
     """
-    rootp = Path(os.path.realpath(root))
+    w = _workspace(ws)
     norm = _validate_moves(moves)
     rid = run_id or new_run_id()
-    with write_lock(rootp):
-        rep = recover(rootp)
+    with writing(w) as rep:
         if not moves:
             return AppliedRun(rid, command, [], rep)
-        results = _run_moves(
-            rootp,
-            moves,
-            norm,
-            command=command,
-            run_id=rid,
-            kind="apply",
-            undoes=None,
-            of=None,
-            suffix=True,
-            verify=verify,
-            progress=progress,
-            extra=extra,
-        )
+        spec = _RunSpec(command, rid, verify=verify, extra=extra)
+        results = _run_moves(w, moves, norm, spec, progress)
     return AppliedRun(rid, command, results, rep)
 
 
 # --------------------------------------------------------------------------- undo
 
 
-def _link_targets(root: Path) -> dict[str, str]:
+def _link_targets(ws: Workspace) -> dict[str, str]:
     """target -> symlink, for the symlinks inside ROOT that the last scan listed: moving a
     target would leave its link dangling, so the mover leaves it (see ``cleaner.manifest``)."""
     from cleaner.state.manifest import link_targets
 
-    return link_targets(root)
+    return link_targets(ws)  # the command's scan rows when it has scanned: no second read
 
 
-def _undone_indices(root: Path, run_id: str) -> set[int]:
+def _undone_indices(ws: Workspace, run_id: str) -> set[int]:
     """Indices of ``run_id``'s moves already reversed by (possibly interrupted) undo runs."""
     out: set[int] = set()
-    for p in _journal_paths(root):
+    for p in _journal_paths(ws):
         if _first_record(p).get("undoes") != run_id:
             continue
         for rec in _moves_done(_read_records(p)):
@@ -1003,14 +1100,14 @@ def _moved_nothing(r: RunInfo) -> bool:
     return r.finished and r.moved == 0
 
 
-def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
+def _pick_run(ws: Workspace, runs: list[RunInfo], run_id: str | None) -> RunInfo:
     applied = [r for r in runs if r.kind == "apply"]
     undone = {r.undoes for r in runs if r.kind == "undo" and r.finished and r.complete}
     if run_id is None:
         todo = [r for r in applied if r.run_id not in undone and not _moved_nothing(r)]
         if not todo:
             raise CleanerError(
-                f"no applied run to undo under {root}: "
+                f"no applied run to undo under {ws.root}: "
                 + (
                     f"all {len(applied)} applied runs are undone already or moved no file"
                     if applied
@@ -1021,7 +1118,7 @@ def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
     named = [r for r in runs if r.run_id == run_id]
     if not named:
         known = ", ".join(r.run_id for r in applied[-5:]) or "none"
-        raise CleanerError(f"no run {run_id!r} under {root}; recent applied runs: {known}")
+        raise CleanerError(f"no run {run_id!r} under {ws.root}; recent applied runs: {known}")
     if named[0].kind != "apply":
         raise CleanerError(
             f"run {run_id!r} is itself an undo (of {named[0].undoes}); name an applied run"
@@ -1032,10 +1129,11 @@ def _pick_run(root: Path, runs: list[RunInfo], run_id: str | None) -> RunInfo:
 
 
 def _undo_moves(
-    root: Path, run_id: str, recs: list[dict[str, Any]]
+    ws: Workspace, run_id: str, recs: list[dict[str, Any]]
 ) -> tuple[list[Move], list[int], list[MoveResult]]:
     """The moves that put back what is still out of place, latest first, and what cannot be."""
-    already = _undone_indices(root, run_id)
+    root = ws.root
+    already = _undone_indices(ws, run_id)
     done = [r for r in _moves_done(recs) if r["i"] not in already]
     done.reverse()  # last moved, first restored: chains inside a run unwind in order
     moves: list[Move] = []
@@ -1059,16 +1157,16 @@ def _complete(gone: bool, results: list[MoveResult]) -> dict[str, Any]:
     return {"complete": not gone and all(r.status == "moved" for r in results)}
 
 
-def _undo_marker(root: Path, target: str) -> str:
+def _undo_marker(ws: Workspace, target: str) -> str:
     """An empty undo journal that records ``target`` as wholly undone."""
     uid = new_run_id()
-    j = _Journal(run_path(root, uid))
+    j = _Journal(run_path(ws.root, uid))
     try:
         j.write(
             {
                 "op": "begin",
                 "run": uid,
-                "seq": _next_seq(root),
+                "seq": _next_seq(ws),
                 "kind": "undo",
                 "undoes": target,
                 "command": f"undo {target}",
@@ -1082,64 +1180,75 @@ def _undo_marker(root: Path, target: str) -> str:
     return uid
 
 
-def undo(
-    root: str | os.PathLike[str], run_id: str | None = None, *, progress: bool | None = None
-) -> UndoResult:
+@dataclass
+class _UndoPasses:
+    """What the passes of one undo did: restored files, files left, the last pass's journal."""
+
+    restored: list[MoveResult] = field(default_factory=list)
+    left: list[MoveResult] = field(default_factory=list)
+    run_id: str = ""
+    recorded: bool = False
+    """A pass's ``end`` record already says the run is wholly undone."""
+
+
+def _undo_passes(
+    ws: Workspace, target: str, recs: list[dict[str, Any]], progress: bool | None
+) -> _UndoPasses:
+    """Undo moves in passes until none unblocks another (names repeated across classes,
+    swaps): each pass is a journaled run of its own, recovered like any other after a crash."""
+    out = _UndoPasses()
+    for _ in range(50):  # each pass restores at least one file, or the loop ends
+        moves, of, gone = _undo_moves(ws, target, recs)
+        if not moves:
+            out.left = gone
+            break
+        out.run_id = new_run_id()
+        spec = _RunSpec(
+            f"undo {target}",
+            out.run_id,
+            kind="undo",
+            undoes=target,
+            of=of,
+            suffix=False,
+            # the run is undone when a pass leaves nothing out of place
+            end_fields=functools.partial(_complete, bool(gone)),
+        )
+        results = _run_moves(ws, moves, _validate_moves(moves), spec, progress)
+        moved = [r for r in results if r.status == "moved"]
+        out.restored += moved
+        stuck = [r for r in results if r.status != "moved"]
+        out.recorded = not gone and not stuck
+        if not moved or not any(w in r.why for r in stuck for w in _RETRY):
+            out.left = gone + stuck
+            break
+    return out
+
+
+def undo(ws: Where, run_id: str | None = None, *, progress: bool | None = None) -> UndoResult:
     """Reverse an applied run (the latest not wholly undone, or ``run_id``) to the exact
     original paths. A file whose sha256 changed since, that is gone, or whose original path is
     taken by a file of no undo move is left alone and reported; the run then stays open, so
-    ``undo`` again retries what is left. Undo moves go in passes until none unblocks another
-    (names repeated across classes, swaps), each pass a journaled run itself, so a crash during
-    it is recovered like any other, and running ``undo`` again finishes it.
+    ``undo`` again retries what is left. Undo moves go in passes (:func:`_undo_passes`), each a
+    journaled run itself, so a crash during it is recovered like any other, and running
+    ``undo`` again finishes it.
     """
-    rootp = Path(os.path.realpath(root))
-    jdir = journal_dir(rootp)
+    w = _workspace(ws)
+    jdir = journal_dir(w.root)
     if not jdir.is_dir():
         what = "no applied run to undo" if run_id is None else f"no run {run_id!r}"
         raise CleanerError(
-            f"{what} under {rootp}: the journal folder {jdir} is missing, so undo has no record "
+            f"{what} under {w.root}: the journal folder {jdir} is missing, so undo has no record "
             "of any run there (nothing was applied, or the journal was deleted: then earlier "
             "moves cannot be undone automatically)"
         )
-    with write_lock(rootp):
-        rep = recover(rootp)
-        target = _pick_run(rootp, list_runs(rootp), run_id)
+    with writing(w) as rep:
+        target = _pick_run(w, list_runs(w), run_id)
         damaged: list[str] = []
-        recs = _read_records(run_path(rootp, target.run_id), damaged)
-        restored: list[MoveResult] = []
-        left: list[MoveResult] = []
-        uid = ""
-        recorded = False
-        for _ in range(50):  # each pass restores at least one file, or the loop ends
-            moves, of, gone = _undo_moves(rootp, target.run_id, recs)
-            if not moves:
-                left = gone
-                break
-            uid = new_run_id()
-            results = _run_moves(
-                rootp,
-                moves,
-                _validate_moves(moves),
-                command=f"undo {target.run_id}",
-                run_id=uid,
-                kind="undo",
-                undoes=target.run_id,
-                of=of,
-                suffix=False,
-                verify=True,
-                progress=progress,
-                # the run is undone when a pass leaves nothing out of place
-                end_fields=functools.partial(_complete, bool(gone)),
-            )
-            moved = [r for r in results if r.status == "moved"]
-            restored += moved
-            stuck = [r for r in results if r.status != "moved"]
-            recorded = not gone and not stuck
-            if not moved or not any(w in r.why for r in stuck for w in _RETRY):
-                left = gone + stuck
-                break
-        if not left and not recorded:  # all back, no pass said so: record the run as undone
-            marker = _undo_marker(rootp, target.run_id)
+        recs = _read_records(run_path(w.root, target.run_id), damaged)
+        passes = _undo_passes(w, target.run_id, recs, progress)
+        uid = passes.run_id
+        if not passes.left and not passes.recorded:  # all back, no pass said so: record it
+            marker = _undo_marker(w, target.run_id)
             uid = uid or marker
     left = [
         MoveResult(
@@ -1150,10 +1259,10 @@ def undo(
             r.sha256,
             r.why.replace("changed since it was planned", "changed since the run"),
         )
-        for r in left
+        for r in passes.left
     ]
     notes = [f"ignored damaged journal line: {d}" for d in damaged]
     if any(n not in rep.problems for n in notes):
         extra = [n for n in notes if n not in rep.problems]
         rep = RecoveryReport(rep.runs, rep.completed, rep.rolled_back, [*rep.problems, *extra])
-    return UndoResult(uid, target.run_id, restored, left, rep)
+    return UndoResult(uid, target.run_id, passes.restored, left, rep)

@@ -36,6 +36,7 @@ from cleaner.state.manifest import (
 
 if TYPE_CHECKING:
     from cleaner.journal import AppliedRun, Move
+    from cleaner.moves import MoveOutcome
 
 
 # statuses that belong to the file system rather than to the decoder (see cleaner.images for
@@ -376,8 +377,14 @@ def quarantine_moves(rows: Sequence[ManifestRow]) -> list[Move]:
 @dataclass
 class QuarantineResult:
     moves: list[Move]
-    applied: AppliedRun | None = None
-    """``None`` on a dry run."""
+    outcome: MoveOutcome | None = None
+    """What the move executor did (None when there was nothing to move)."""
+
+    @property
+    def applied(self) -> AppliedRun | None:
+        """The journaled run; ``None`` on a dry run or when nothing was to move."""
+        o = self.outcome
+        return o.run if o is not None and o.applied and self.moves else None
 
     def summary(self) -> dict[str, object]:
         """The ``quarantine`` object of ``cleaner scan --quarantine --json``."""
@@ -389,24 +396,30 @@ class QuarantineResult:
             out["run_id"] = self.applied.run_id
             out["moved"] = [{"src": r.src, "dst": r.dst} for r in self.applied.moved]
             out["skipped"] = [{"src": r.src, "why": r.why} for r in self.applied.skipped]
+        if self.outcome is not None:
+            out["run"] = self.outcome.summary()
         return out
 
 
 def quarantine_unreadable(
-    ws: Workspace,
+    ws: Workspace | str | os.PathLike[str],
     rows: Sequence[ManifestRow],
     *,
     apply: bool = False,
     progress: bool | None = None,
 ) -> QuarantineResult:
     """Move the broken files of ``rows`` to ``quarantine/unreadable/`` through the journal
-    (undoable with ``cleaner undo``); a dry run unless ``apply``. After applying, the manifest
-    is rescanned so it no longer lists them."""
-    from cleaner.journal import apply_moves
+    (undoable with ``cleaner undo``); a dry run unless ``apply``. The stage proposes a
+    :class:`~cleaner.moves.MovePlan` (no document of its own); the move executor applies it.
+    After applying, the manifest is rescanned so it no longer lists them."""
+    from cleaner.moves import MovePlan, execute
 
     moves = quarantine_moves(rows)
-    if not apply or not moves:
+    if not moves:
         return QuarantineResult(moves=moves)
-    run = apply_moves(ws, moves, command="scan --quarantine --apply", progress=progress)
-    scan(ws, progress=progress)
-    return QuarantineResult(moves=moves, applied=run)
+    ws = Workspace.of(ws, require_classes=False)
+    proposal = MovePlan("scan --quarantine --apply", moves)
+    outcome = execute(ws, proposal, apply=apply, progress=progress)
+    if apply:
+        scan(ws, progress=progress)
+    return QuarantineResult(moves=moves, outcome=outcome)

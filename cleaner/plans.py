@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from cleaner.consensus import (
     choose,
     decide,
 )
-from cleaner.dataset import LABELS, Workspace, open_dataset
+from cleaner.dataset import LABELS, Workspace
 from cleaner.errors import CleanerError
 from cleaner.estimate_check import Check, PlantedRun
 from cleaner.guard import fraction_guard
@@ -49,13 +49,12 @@ from cleaner.journal import (
     Move,
     RecoveryReport,
     UndoResult,
-    apply_moves,
     new_run_id,
     pending_recovery,
-    recover,
-    write_lock,
+    writing,
 )
 from cleaner.journal import undo as journal_undo
+from cleaner.moves import MoveOutcome, MovePlan, execute, results_by_source
 from cleaner.noise import MoveEstimate
 from cleaner.predictions import MatchResult, match_entries, read_predictions
 from cleaner.review import DEFAULT_REVIEW_BUDGET, Ranked, ReviewList
@@ -80,8 +79,17 @@ class SeparateResult:
     plan_path: Path
     matches: list[MatchResult]
     warnings: list[str]
-    applied: AppliedRun | None = None
-    recovery: RecoveryReport = field(default_factory=RecoveryReport)
+    outcome: MoveOutcome | None = None
+    """What the move executor did (a dry run too)."""
+
+    @property
+    def applied(self) -> AppliedRun | None:
+        """The journaled run; None on a dry run."""
+        return self.outcome.run if self.outcome is not None else None
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        return self.outcome.recovery if self.outcome is not None else RecoveryReport()
 
     @property
     def guard_ok(self) -> bool:
@@ -111,6 +119,8 @@ class SeparateResult:
         if self.applied is not None:
             out["moved"] = len(self.applied.moved)
             out["skipped"] = [{"path": r.src, "why": r.why} for r in self.applied.skipped]
+        if self.outcome is not None:
+            out["run"] = self.outcome.summary()
         if self.recovery:
             out["recovered"] = {
                 "runs": self.recovery.runs,
@@ -510,7 +520,7 @@ def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def separate(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     prediction_files: Sequence[str | os.PathLike[str]],
     *,
     rule: str = DEFAULT_RULE,
@@ -521,22 +531,21 @@ def separate(
     apply: bool = False,
     progress: bool | None = None,
 ) -> SeparateResult:
-    """`cleaner separate`: build and write the plan; with ``apply``, check the guard and move.
+    """`cleaner separate`: propose the plan as a :class:`~cleaner.moves.MovePlan`; the move
+    executor writes it and, with ``apply``, checks the guard and moves.
 
     With ``apply`` the whole command holds the ROOT lock and first recovers any run a crash
-    left unfinished; a dry run touches nothing but ``R/.cleaner/`` (it does not recover either,
-    it says a recovery is pending).
+    left unfinished (before the plan is built from the files); a dry run touches nothing but
+    ``R/.cleaner/`` (it does not recover either, it says a recovery is pending).
     """
     # a bad flag is answered before the dataset is read
     check_params(rule, _floor(min_confidence, target_precision))
     check_target(target_precision)
     check_budget(review_budget)
-    ds = open_dataset(root)
-    lock = write_lock(ds.root) if apply else contextlib.nullcontext()
-    with lock:
-        recovery = recover(ds.root) if apply else RecoveryReport()
+    ws = Workspace.of(ws)
+    with writing(ws) if apply else contextlib.nullcontext():
         plan, matches, warnings, moves = build_plan(
-            ds,
+            ws,
             prediction_files,
             rule=rule,
             min_confidence=min_confidence,
@@ -545,36 +554,40 @@ def separate(
             review_budget=review_budget,
             progress=progress,
         )
-        if not apply and pending_recovery(ds.root):
+        if not apply and pending_recovery(ws):
             warnings.append(
                 "a run was interrupted (crash); the next --apply or `cleaner undo` recovers it"
             )
-        plan_path = write_plan(ds.root, plan)
-        result = SeparateResult(plan, plan_path, matches, warnings, None, recovery)
-        if not apply:
-            return result
-        if not plan["guard"]["ok"]:
-            raise CleanerError(plan["guard"]["why"])
-        run = apply_moves(
-            ds.root,
-            moves,
-            command="separate",
+        proposal = MovePlan(
+            "separate",
+            list(moves),
+            review=plan["review"],
+            guard=plan["guard"],
+            document=plan,
+            write=lambda doc: write_plan(ws, doc),
+            record=_record_run,
             run_id=plan["run_id"],
-            progress=progress,
-            extra={"plan": plans_file.plan_relpath(plan_path)},
+            journal={"plan": plans_file.plan_relpath(plans_file.plan_path(ws, plan["run_id"]))},
         )
-        by_src = {r.src: r for r in run.results}
-        for rec in plan["moves"]:
-            r = by_src.get(rec["path"])
-            rec["dst"] = r.dst if r is not None and r.dst else rec["dst"]
-            rec["moved"] = r is not None and r.status == "moved"
-            if r is not None and r.status != "moved":
-                rec["why_not"] = r.why
-        plan["applied"] = bool(moves)
-        plan["journal"] = run_relpath(plan["run_id"]) if moves else None
-        write_plan(ds.root, plan)
-        result.applied = run
+        result = SeparateResult(plan, plans_file.plan_path(ws, plan["run_id"]), matches, warnings)
+        result.outcome = execute(ws, proposal, apply=apply, progress=progress)
+        if result.outcome.document_path is not None:
+            result.plan_path = result.outcome.document_path
         return result
+
+
+def _record_run(plan: dict[str, Any], run: AppliedRun) -> None:
+    """Patch the plan with what the run did: each move's actual destination, whether it
+    moved and why not, and the journal it is recorded in."""
+    by_src = results_by_source(run)
+    for rec in plan["moves"]:
+        r = by_src.get(rec["path"])
+        rec["dst"] = r.dst if r is not None and r.dst else rec["dst"]
+        rec["moved"] = r is not None and r.status == "moved"
+        if r is not None and r.status != "moved":
+            rec["why_not"] = r.why
+    plan["applied"] = bool(plan["moves"])
+    plan["journal"] = run_relpath(plan["run_id"]) if plan["moves"] else None
 
 
 def score_plan(plan: dict[str, Any], ground_truth: dict[str, Any]) -> dict[str, Any]:

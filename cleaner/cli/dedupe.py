@@ -162,11 +162,8 @@ def dedupe(
             f"threshold {s['threshold']:.3f}); {s['review_pairs']} pairs just below it are "
             f"listed for review in {result.output}"
         )
-    if apply:
-        console.print(
-            f"moved {result.moved} copies to quarantine/duplicates/ (run {result.run_id}); "
-            f"`cleaner undo --root {root}` brings them back"
-        )
+    if apply and result.outcome is not None:
+        console.print(f"quarantine/duplicates/: {result.outcome.line()}")
         for line in result.skipped:
             console.print(f"  skipped {line}")
     elif result.quarantine:

@@ -137,12 +137,9 @@ def _print_quarantine(q: QuarantineResult) -> None:
     if q.applied is None:
         console.print(f"{len(q.moves)} file(s) would move; nothing was changed")
         return
-    run = q.applied
-    console.print(
-        f"moved {len(run.moved)}, skipped {len(run.skipped)} (run {run.run_id}); "
-        + (f"undo with: cleaner undo --run {run.run_id}" if run.moved else "nothing to undo")
-    )
-    for r in run.skipped:
+    if q.outcome is not None:
+        console.print(q.outcome.line())
+    for r in q.applied.skipped:
         console.print(f"  skipped {r.src}: {r.why}")
 
 

@@ -215,19 +215,10 @@ def _print(result: SeparateResult, apply: bool) -> None:
             err_console.print(f"warning: --apply would refuse this plan: {g['why']}")
         console.print("dry run: nothing moved; add --apply to move the files")
         return
-    run = result.applied
-    if run is None:
+    if result.outcome is None:
         return
-    if not run.results:
-        console.print("nothing to move: the tree is unchanged")
-        return
-    undo_hint = (
-        f"undo with: cleaner undo --root {plan['root']} --run {run.run_id}"
-        if run.moved
-        else "nothing to undo"
-    )
-    console.print(f"moved {len(run.moved)} files (run {run.run_id}); {undo_hint}")
-    for r in run.skipped:
+    console.print(result.outcome.line())
+    for r in result.outcome.skipped:
         err_console.print(f"skipped {r.src}: {r.why}")
 
 

@@ -7,8 +7,8 @@ Safety, because this app can move files:
 - the browser never names a path: accept and reject take a plan's run id and an item id
   (``m3``, ``r0``), the path comes from the plan, and it is still confined to ROOT with
   :func:`cleaner.dataset.resolve_inside` before anything is read or moved;
-- an accepted move goes through :func:`cleaner.journal.apply_moves` like any other (journaled,
-  never overwriting, undone by ``cleaner undo``);
+- an accepted move is a one-move :class:`cleaner.moves.MovePlan` applied by the one move
+  executor like any other stage's (journaled, never overwriting, undone by ``cleaner undo``);
 - every button that changes files carries a CSRF token (a per-session secret compared in
   constant time); a request without it is refused;
 - uploads are limited in size (``MAX_CONTENT_LENGTH``) and in what they may cost to decode
@@ -431,8 +431,10 @@ def decide(run_id: str, item_id: str, action: str) -> Any:
             "path": it.path,
             "kind": it.kind,
         }
+        run: dict[str, Any] = {}
         if action == "accept":
             record.update(_accept(plan, it))
+            run = {"run": record.pop("run")}  # the executor's summary: in the answer, not the file
         decisions[it.item_id] = record
         plans_file.write_decisions(_root(), plan.run_id, decisions)
     if action == "accept":
@@ -441,7 +443,7 @@ def decide(run_id: str, item_id: str, action: str) -> Any:
     else:
         msg = f"rejected: {it.path} stays in {it.from_label}"
     if _wants_json():
-        return jsonify({"item": it.item_id, "message": msg, **record})
+        return jsonify({"item": it.item_id, "message": msg, **record, **run})
     flash(msg)
     back: dict[str, Any] = dict(request.args.to_dict())
     return redirect(url_for(".review", **back))
@@ -476,7 +478,10 @@ def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
 
 
 def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
-    from cleaner.journal import Move, apply_moves
+    """Move one reviewed item: proposed as a one-move :class:`~cleaner.moves.MovePlan` (no
+    document: :func:`decide` records the decision), applied by the move executor."""
+    from cleaner.journal import Move
+    from cleaner.moves import MovePlan, execute
 
     if plan.applied and it.kind == "move":
         abort(409, f"plan {plan.run_id} was applied already; {it.path} has moved")
@@ -484,10 +489,10 @@ def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
         abort(400, f"item {it.item_id} names no destination class ({it.to_label!r})")
     try:
         src = resolve_inside(_root(), it.path)
-        ds = open_dataset(_root(), require_classes=False)
-        wanted = it.dst or ds.moved_path(it.path, it.to_label)
+        ws = open_dataset(_root(), require_classes=False)
+        wanted = it.dst or ws.moved_path(it.path, it.to_label)
         resolve_inside(_root(), wanted)
-        if ds.label_of(wanted) != it.to_label:
+        if ws.label_of(wanted) != it.to_label:
             abort(400, f"item {it.item_id}'s destination {wanted} is not in {it.to_label}")
     except PathEscapeError as e:
         abort(400, f"refused: {e}")
@@ -495,22 +500,22 @@ def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
         abort(409, f"{it.path} is no longer there (moved or removed since the plan)")
     move = Move(src=it.path, dst=wanted, sha256=it.sha256 or None,
                 reason=f"cleaner serve: accepted {plan.run_id}/{it.item_id}")  # fmt: skip
+    proposal = MovePlan(
+        f"cleaner serve accept {plan.run_id}/{it.item_id}",
+        [move],
+        journal={"plan": plan.run_id, "item": it.item_id},
+    )
     try:
-        run = apply_moves(
-            _root(),
-            [move],
-            command=f"cleaner serve accept {plan.run_id}/{it.item_id}",
-            extra={"plan": plan.run_id, "item": it.item_id},
-        )
+        outcome = execute(ws, proposal, apply=True, progress=False)
     except LockedError as e:
         abort(409, str(e))
     except CleanerError as e:
         abort(400, str(e))
-    res = run.results[0] if run.results else None
+    res = outcome.run.results[0] if outcome.run is not None and outcome.run.results else None
     if res is None or res.status != "moved" or res.dst is None:
         why = res.why if res is not None else "nothing moved"
         abort(409, f"{it.path} was not moved: {why}")
-    return {"dst": res.dst, "journal_run": run.run_id}
+    return {"dst": res.dst, "journal_run": outcome.run_id, "run": outcome.summary()}
 
 
 def create_app(
