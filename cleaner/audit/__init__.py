@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from cleaner import engine, images
-from cleaner.audit import properties, scores, store
+from cleaner.audit import properties, scores
 from cleaner.audit.provenance import Evidence, evidence_of
 from cleaner.dataset import FileEntry, check_output, open_dataset
 from cleaner.errors import CleanerError
+from cleaner.state import audit as store
 
 
 @dataclass
@@ -215,10 +216,10 @@ def run_audit(
         for f in files if not f.ok
     ]  # fmt: skip
     result = AuditResult(rootp, files, props, shortcut, evidence, read, None, hostile)
-    doc = result.summary()
-    result.audit_json = store.write_audit(rootp, doc)
+    doc = store.Audit.from_json(result.summary())
+    result.audit_json = store.write(rootp, doc)
     if out is not None:
-        store.write_audit(rootp, doc, Path(out))
+        store.write(rootp, doc, Path(out))
     return result
 
 
@@ -227,21 +228,21 @@ def shortcut_warning(root: str | os.PathLike[str]) -> str:
     ``audit.json`` is damaged (then ignored: the audit is optional and a warning must never
     stop training); '' when there is no audit or it found none."""
     try:
-        doc = store.read_audit(root)
-        return _shortcut_line(root, doc or {})
+        doc = store.read(root)
+        return _shortcut_line(root, doc) if doc is not None else ""
     except CleanerError as e:
         return f"{e} (ignored; training goes on)"
     except store.DAMAGE as e:
         return f"{store.damaged(root, e)} (ignored; training goes on)"
 
 
-def _shortcut_line(root: str | os.PathLike[str], doc: dict[str, Any]) -> str:
-    s = doc.get("shortcut") or {}
+def _shortcut_line(root: str | os.PathLike[str], doc: store.Audit) -> str:
+    s = doc.shortcut
     if not s.get("shortcut"):
         return ""
     named = ", ".join(str(n) for n in s.get("named") or []) or "several properties together"
     return (
-        f"the audit of {root} ({doc.get('generated', '?')}) found a shortcut: "
+        f"the audit of {root} ({doc.generated or '?'}) found a shortcut: "
         f"AUC {float(s.get('auc', 0)):.3f} [{float(s.get('low', 0)):.3f}, "
         f"{float(s.get('high', 0)):.3f}] from the files' form alone ({named}); the detector may "
         f"learn that instead of the pictures and fail elsewhere. See `cleaner audit --root "
