@@ -47,7 +47,8 @@ def check_outputs(model: str | os.PathLike[str], ws: WsLike) -> None:
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    """A figure as written (an int stays an int), None when it is not a number."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,14 @@ class Metrics:
     backbone: str | None = None
     image_size: int | None = None
     crop: str | None = None
-    epochs: int | None = None
+    epochs: int | dict[str, Any] | None = None
+    """Epochs trained: a number, or per phase (``{"head": 3, "tune": 2}``)."""
     split: Mapping[str, Any] = field(default_factory=dict)
     plots: Mapping[str, Any] | list[Any] | None = None
     """name -> PNG, or a list of PNG names, beside the metrics file."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """The keys in the order they were written (kept when written back)."""
 
     FIGURES = ("accuracy", "precision", "recall", "f1", "roc_auc")
     OWN = (*FIGURES, "backbone", "image_size", "crop", "epochs", "split", "plots")
@@ -80,21 +84,27 @@ class Metrics:
         typed: dict[str, Any] = {k: _num(doc.get(k)) for k in cls.FIGURES}
         for k in ("backbone", "crop"):
             typed[k] = str(doc[k]) if isinstance(doc.get(k), str) else None
-        for k in ("image_size", "epochs"):
-            v = doc.get(k)
-            typed[k] = v if isinstance(v, int) and not isinstance(v, bool) else None
+        size, epochs = doc.get("image_size"), doc.get("epochs")
+        typed["image_size"] = size if isinstance(size, int) and not isinstance(size, bool) else None
+        typed["epochs"] = (
+            epochs
+            if isinstance(epochs, int) and not isinstance(epochs, bool)
+            else dict(epochs)
+            if isinstance(epochs, Mapping)
+            else None
+        )
         split, plots = doc.get("split"), doc.get("plots")
         typed["split"] = dict(split) if isinstance(split, Mapping) else {}
         typed["plots"] = plots if isinstance(plots, (Mapping, list)) else None
         kept = {k for k, v in typed.items() if v is not None and v != {}}
         extra = {k: v for k, v in doc.items() if k not in own or k not in kept}
-        return cls(**typed, extra=extra)
+        return cls(**typed, extra=extra, order=tuple(doc))
 
     def to_json(self) -> dict[str, Any]:
-        """The document: the typed keys that are set, then the others."""
+        """The document, in the order it was written (keys set since: at the end)."""
         d = {k: getattr(self, k) for k in self.OWN}
-        d = {k: v for k, v in d.items() if v is not None and v != {}}
-        return {**d, **self.extra}
+        d = {**{k: v for k, v in d.items() if v is not None and v != {}}, **self.extra}
+        return {**{k: d[k] for k in self.order if k in d}, **d}
 
     def figure(self, key: str) -> Any:
         """A figure by name, typed or not (``test``, ``val``...): None when absent."""
