@@ -54,6 +54,7 @@ from cleaner.dataset import (
 )
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
+from cleaner.state.runs import INDEXED as _INDEXED
 from cleaner.state.runs import RunInfo, journal_dir, list_runs, run_files, run_path
 from cleaner.state.runs import first_record as _first_record
 from cleaner.state.runs import last_record as _last_record
@@ -345,9 +346,6 @@ def _now() -> str:
 def new_run_id() -> str:
     """A fresh run id: UTC time (sortable, readable) and a random tail (unique)."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-_INDEXED = frozenset({"intent", "done", "rollback", "fail", "problem"})
 
 
 class _Journal:
