@@ -79,8 +79,8 @@ def test_each_state_file_is_named_by_one_module(name: str) -> None:
 PARSERS = {"json.load", "json.loads", "csv.reader", "csv.DictReader"}
 """Calls that parse a file's text: outside ``cleaner/state/`` none may parse a state file."""
 STATE_WORDS = re.compile(
-    r"plan|journal|jsonl|record|run_path|run_files|audit|duplicates|split|metrics|manifest|"
-    r"decision|state_path|STATE_DIR|\.cleaner",
+    r"plan|journal|jsonl|record|run_path|run_files|audit|duplicates|split_file|split\.csv|"
+    r"SplitRow|read_split|metrics|manifest|decision|state_path|STATE_DIR|\.cleaner",
     re.IGNORECASE,
 )
 """Words of the code that reads a state file: its name, its path function, its records (the
