@@ -32,7 +32,7 @@ import functools
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -118,21 +118,20 @@ class Member:
     score: float = 1.0
     """Verification score of its match to the kept image (1: same bytes or pixels, or kept)."""
 
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "score": round(self.score, 4),
-            "path": self.path,
-            "label": self.label,
-            "sha256": self.sha256,
-            "distance": self.distance,
-            "match": self.match,
-            "width": self.width,
-            "height": self.height,
-            "bytes": self.bytes,
-        }
-        if self.split is not None:
-            d["split"] = self.split
-        return d
+    def to_state(self) -> duplicates_file.DuplicateMember:
+        """The member as ``duplicates.json`` holds it."""
+        return duplicates_file.DuplicateMember(
+            path=self.path,
+            label=self.label,
+            sha256=self.sha256,
+            distance=self.distance,
+            match=self.match,
+            score=self.score,
+            width=self.width,
+            height=self.height,
+            bytes=self.bytes,
+            split=self.split,
+        )
 
 
 @dataclass
@@ -145,7 +144,7 @@ class Group:
 
     @property
     def conflict(self) -> bool:
-        return len({m.label for m in self.members}) > 1
+        return duplicates_file.conflicting(m.label for m in self.members)
 
     @property
     def splits(self) -> list[str]:
@@ -153,7 +152,7 @@ class Group:
 
     @property
     def leaks(self) -> bool:
-        return len(self.splits) > 1
+        return duplicates_file.leaking(self.splits)
 
     @property
     def redundant(self) -> list[Member]:
@@ -164,19 +163,15 @@ class Group:
         """The members ``--apply`` moves: none for a review-only group."""
         return [] if self.review_only else self.redundant
 
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": self.id,
-            "kept": self.kept,
-            "conflict": self.conflict,
-            "members": [m.to_json() for m in self.members],
-        }
-        if self.review_only:
-            d["review_only"] = self.review_only
-        if self.splits:
-            d["splits"] = self.splits
-            d["leakage"] = self.leaks
-        return d
+    def to_state(self) -> duplicates_file.DuplicateGroup:
+        """The group as ``duplicates.json`` holds it."""
+        return duplicates_file.DuplicateGroup(
+            kept=self.kept,
+            members=tuple(m.to_state() for m in self.members),
+            conflict=self.conflict,
+            id=self.id,
+            review_only=self.review_only,
+        )
 
 
 @dataclass
@@ -253,12 +248,19 @@ class DedupeResult:
         c = Counter(m.match for g in self.groups for m in g.redundant)
         return {k: c.get(k, 0) for k in (BYTES, PIXELS, NEAR, MIRROR, CROP)}
 
-    def to_json(self) -> dict[str, Any]:
-        """``duplicates.json``: the contract's keys, plus review, leakage and statistics."""
+    def to_state(self, extra: Mapping[str, Any] | None = None) -> duplicates_file.Duplicates:
+        """``duplicates.json``: the contract's keys, plus review, leakage and statistics (and
+        ``extra``'s keys)."""
+        return duplicates_file.Duplicates(
+            method=self.method,
+            max_distance=self.max_distance,
+            groups=tuple(g.to_state() for g in self.groups),
+            extra={**self._extra(), **(extra or {})},
+            pairs=tuple(duplicates_file.SourcePair.from_json(p.to_json()) for p in self.pairs),
+        )
+
+    def _extra(self) -> dict[str, Any]:
         return {
-            "method": self.method,
-            "max_distance": self.max_distance,
-            "groups": [g.to_json() for g in self.groups],
             "min_correlation": self.min_correlation,
             "review": [
                 {
@@ -281,7 +283,6 @@ class DedupeResult:
                 if not g.conflict
             ],
             "review_pairs": self.review_pairs,
-            "pairs": [p.to_json() for p in self.pairs],
             "calibration": self.calibration.to_json() if self.calibration else None,
             "expected_false_pairs": round(self.expected_false_pairs, 4),
             "guard": self.guard,
@@ -554,11 +555,6 @@ def identical_pixels(table: HashTable) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- splits and policy
 
 
-def read_split_file(ws: Workspace) -> tuple[dict[str, str], dict[str, str]]:
-    """``R/.cleaner/split.csv`` (written by ``cleaner train``): path -> split, sha256 -> split."""
-    return split_file.lookup(split_file.read(ws, fix="fix or delete it"))
-
-
 def split_of_path(path: str) -> str | None:
     """train/val/test from a sub-folder below the class folder (``real_images/test/a.jpg``)."""
     for part in PurePosixPath(path).parts[1:-1]:
@@ -798,7 +794,8 @@ def find_duplicates(
         progress=progress,
     )
 
-    split_by_path, split_by_sha = read_split_file(ws)
+    # R/.cleaner/split.csv (written by `cleaner train`): path -> split, sha256 -> split
+    split_by_path, split_by_sha = split_file.lookup(split_file.read(ws, fix="fix or delete it"))
 
     def split(r: Any) -> str | None:
         return split_by_path.get(r.path) or split_by_sha.get(r.sha256) or split_of_path(r.path)
@@ -883,11 +880,6 @@ def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
         (int(hamming(crops[k], np.full(crops.shape[1], h[c])).min()), CROP),
     ]
     return min(options, key=lambda o: o[0])
-
-
-def duplicates_path(root: str | os.PathLike[str]) -> Path:
-    """``R/.cleaner/duplicates.json``: the groups ``predict`` keeps in one fold."""
-    return duplicates_file.path(root)
 
 
 def write_duplicates(result: DedupeResult, extra: dict[str, Any] | None = None) -> Path:
@@ -992,12 +984,12 @@ def propose_quarantine(result: DedupeResult) -> MovePlan:
 
 
 def _document(result: DedupeResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc = result.to_json()
-    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    doc.update(extra or {})
-    return doc
+    """``duplicates.json``'s document as the move plan carries it (a dict the stage's
+    ``record`` patches after the run)."""
+    created = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return result.to_state({**created, **(extra or {})}).to_json()
 
 
 def _write_document(result: DedupeResult, doc: dict[str, Any]) -> Path:
-    result.output = duplicates_file.write(result.root, doc)
+    result.output = duplicates_file.write(result.root, duplicates_file.Duplicates.from_json(doc))
     return result.output

@@ -23,15 +23,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cleaner.dataset import Workspace, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import manifest as manifest_file
 from cleaner.state import metrics as metrics_file
 from cleaner.state import plans as plans_file
+from cleaner.state.duplicates import Duplicates
+from cleaner.state.plans import Plan, PlanItem
 
 
 def _load_json(path: Path, what: str, fix: str) -> Any:
@@ -43,15 +46,9 @@ def _load_json(path: Path, what: str, fix: str) -> Any:
         raise CleanerError(f"{path} is not a valid {what} ({e}); {fix}") from None
 
 
-def applied_plans(root: Path) -> list[dict[str, Any]]:
-    """Applied ``cleaner.plan.v1`` plans in the order they were made; an undone run's plan is
-    left out (its moves no longer stand)."""
-    return [d for d in plans_file.applied_docs(root) if not d.get("undone")]
-
-
-def _moves(plans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _moves(plans: Iterable[Plan]) -> list[PlanItem]:
     """Moves that happened (a plan record without ``moved`` counts as moved)."""
-    return [m for p in plans for m in p.get("moves", []) if m.get("moved", True)]
+    return [m for p in plans for m in p.moves if m.moved is not False]
 
 
 def _follow(path: str, moved: dict[str, str]) -> str:
@@ -62,16 +59,14 @@ def _follow(path: str, moved: dict[str, str]) -> str:
     return path
 
 
-def score_relabeling(
-    truth: dict[str, Any], plans: list[dict[str, Any]], n_images: int
-) -> dict[str, Any]:
+def score_relabeling(truth: dict[str, Any], plans: list[Plan], n_images: int) -> dict[str, Any]:
     errors = {str(e["path"]): str(e["true_label"]) for e in truth.get("label_errors", [])}
     moves = _moves(plans)
-    right = [m for m in moves if errors.get(str(m["path"])) == m.get("to_label")]
+    right = [m for m in moves if errors.get(m.path) == m.to_label]
     wrong = len(moves) - len(right)
-    fixed = {str(m["path"]) for m in right}
+    fixed = {m.path for m in right}
     remaining = len(errors) - len(fixed) + wrong
-    reviews = sum(len(p.get("review", [])) for p in plans)
+    reviews = sum(len(p.review) for p in plans)
     return {
         "planted": len(errors),
         "images": n_images,
@@ -87,11 +82,11 @@ def score_relabeling(
     }
 
 
-def _estimated(plans: list[dict[str, Any]], moves: int) -> dict[str, Any] | None:
+def _estimated(plans: list[Plan], moves: int) -> dict[str, Any] | None:
     """What ``separate`` estimated before moving (the plans' ``estimate``), to set beside what
     was found: expected wrong moves add up over plans; noise rate and recall are the first
     plan's (the dataset before any move)."""
-    ests = [p["estimate"] for p in plans if p.get("estimate")]
+    ests = [p.extra["estimate"] for p in plans if p.extra.get("estimate")]
     if not ests:
         return None
     # a plan whose estimate the check did not vouch for states no wrong moves: nothing is
@@ -103,8 +98,8 @@ def _estimated(plans: list[dict[str, Any]], moves: int) -> dict[str, Any] | None
         "expected_wrong_moves": None if unvouched else round(wrong, 1),
         "recall": ests[0].get("estimated_recall") if len(ests) == 1 else None,
         "noise_rate": ests[0].get("estimated_noise_rate"),
-        "target_precision": plans[0].get("target_precision"),
-        "threshold": plans[0].get("threshold"),
+        "target_precision": plans[0].extra.get("target_precision"),
+        "threshold": plans[0].extra.get("threshold"),
     }
 
 
@@ -117,7 +112,7 @@ def _pairs(groups: Iterable[Iterable[str]]) -> set[frozenset[str]]:
 
 
 def score_dedupe(
-    truth: dict[str, Any], duplicates: dict[str, Any] | None, moved: dict[str, str]
+    truth: dict[str, Any], duplicates: Duplicates | None, moved: dict[str, str]
 ) -> dict[str, Any]:
     # planted families: an original and all its copies (union of (path, original) pairs)
     fam: dict[str, set[str]] = {}
@@ -128,15 +123,14 @@ def score_dedupe(
             fam[p] = merged
     families = {frozenset(s) for s in fam.values()}
     true_pairs = _pairs(families)
-    found_groups = [
-        [str(m["path"]) for m in g.get("members", [])] for g in (duplicates or {}).get("groups", [])
-    ]
+    groups = duplicates.groups if duplicates is not None else ()
+    found_groups = [[m.path for m in g.members] for g in groups]
     found_pairs = _pairs(found_groups)
     hit = true_pairs & found_pairs
     copies = {_follow(str(d["path"]), moved) for d in truth.get("duplicates", [])}
     found_copies = {p for p in copies if any(frozenset((p, q)) in hit for q in fam.get(p, ()))}
     cross = [d for d in truth.get("duplicates", []) if d.get("cross_class")]
-    conflicts = sum(1 for g in (duplicates or {}).get("groups", []) if g.get("conflict"))
+    conflicts = sum(1 for g in groups if g.conflict)
     return {
         "planted_copies": len(copies),
         "planted_pairs": len(true_pairs),
@@ -152,11 +146,11 @@ def score_dedupe(
     }
 
 
-def _manifest(root: Path) -> dict[str, dict[str, str]]:
-    p = manifest_file.path(root)
+def _manifest(ws: Workspace) -> dict[str, dict[str, str]]:
+    p = manifest_file.path(ws)
     if not p.is_file():
         return {}
-    return {r.path: {"path": r.path, "status": r.status} for r in manifest_file.read(root)}
+    return {r.path: {"path": r.path, "status": r.status} for r in manifest_file.read(ws)}
 
 
 def score_corrupt(truth: dict[str, Any], manifest: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -199,14 +193,14 @@ def evaluate(
     truth = _load_json(
         root / "ground_truth.json", "ground truth file", "build the dataset with cleaner demo DIR"
     )
-    plans = applied_plans(root)
-    moved = {str(m["path"]): str(m["dst"]) for m in _moves(plans) if m.get("dst")}
-    manifest = _manifest(root)
+    ws = open_dataset(root, require_classes=False)
+    plans = plans_file.applied_plans(ws)
+    moved = {m.path: m.dst for m in _moves(plans) if m.dst}
+    manifest = _manifest(ws)
     n_images = sum(1 for e in truth.get("images", [])) or sum(
         1 for r in manifest.values() if r.get("status") == "ok"
     )
-    found = duplicates_file.read(root)
-    dups = dict(found.raw) if found is not None else None
+    dups = duplicates_file.read(ws)
     out: dict[str, Any] = {
         "dir": str(root),
         "relabeling": score_relabeling(truth, plans, n_images),
@@ -222,13 +216,14 @@ def evaluate(
         if not mp.is_file():
             raise CleanerError(f"{mp} does not exist; run cleaner train (make retrain) first")
         m = metrics_file.read_metrics(mp)
+        test = m.split.get("test")
         out["model"] = {
             "metrics": str(mp),
-            "accuracy": m.get("accuracy"),
-            "roc_auc": m.get("roc_auc"),
-            "f1": m.get("f1"),
-            "test_images": (m.get("split") or {}).get("test", {}).get("images"),
-            "backbone": m.get("backbone"),
-            "epochs": m.get("epochs"),
+            "accuracy": m.accuracy,
+            "roc_auc": m.roc_auc,
+            "f1": m.f1,
+            "test_images": test.get("images") if isinstance(test, Mapping) else None,
+            "backbone": m.backbone,
+            "epochs": m.epochs,
         }
     return out

@@ -53,7 +53,11 @@ from cleaner.dataset import (
 )
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
-from cleaner.state.runs import journal_dir, run_files, run_path
+from cleaner.state.runs import INDEXED as _INDEXED
+from cleaner.state.runs import RunInfo, journal_dir, list_runs, run_files, run_path
+from cleaner.state.runs import first_record as _first_record
+from cleaner.state.runs import last_record as _last_record
+from cleaner.state.runs import read_records as _read_records
 
 LOCK_FILE = "lock"
 BATCH_SIZE = 512
@@ -159,24 +163,6 @@ class UndoResult:
         }
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """One journal as :func:`list_runs` sees it."""
-
-    run_id: str
-    seq: int
-    kind: str
-    """``apply`` or ``undo``."""
-    command: str
-    created: str
-    undoes: str | None
-    finished: bool
-    """An ``end`` record was written (an ``abort`` means a crash, recovered)."""
-    moved: int
-    complete: bool = True
-    """For an undo: it put back every file of the run (a pass that left files is not)."""
-
-
 # --------------------------------------------------------------------------- paths and lock
 
 
@@ -191,11 +177,6 @@ def _workspace(where: Where) -> Workspace:
     if isinstance(where, Workspace):
         return where
     return Workspace(root=Path(os.path.realpath(where)))
-
-
-def state_dir(ws: Where) -> Path:
-    """``R/.cleaner``, refused (one line) when it is a symlink, a file or leads out of ROOT."""
-    return state_path(ws)
 
 
 _held: dict[str, tuple[int, int]] = {}
@@ -379,80 +360,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-_INDEXED = frozenset({"intent", "done", "rollback", "fail", "problem"})
-
-
-def _well_formed(rec: object) -> bool:
-    """A record every reader can use: a damaged line (``{"op":"intent"}``, ``"i":"x"``, a path
-    that is not a string) must never stop recovery, apply or undo with a traceback."""
-    if not isinstance(rec, dict):
-        return False
-    op = rec.get("op")
-    if op not in _INDEXED:
-        return isinstance(op, str)
-    i = rec.get("i")
-    if not isinstance(i, int) or isinstance(i, bool) or i < 0:
-        return False
-    if "sha256" in rec and not (rec["sha256"] is None or isinstance(rec["sha256"], str)):
-        return False
-    if op == "intent":
-        for k in ("src", "dst"):
-            v = rec.get(k)
-            if not isinstance(v, str):
-                return False
-            try:
-                check_relpath(v, backslash_is_separator=False)
-            except PathEscapeError:
-                return False
-        if "of" in rec and (not isinstance(rec["of"], int) or isinstance(rec["of"], bool)):
-            return False
-    return True
-
-
-def _read_records(path: Path, damaged: list[str] | None = None) -> list[dict[str, Any]]:
-    """Records of one journal. A torn last line (crash mid-write, never fsync'd, so its moves
-    never ran) is ignored; so is any other damaged line (not JSON, or a record missing its
-    index or paths), which is listed in ``damaged``: ignoring it is safe, because recovery and
-    undo decide every move by looking at the disk, and an intent whose ``done`` is unreadable is
-    decided like one a crash left."""
-    out: list[dict[str, Any]] = []
-    lines = path.read_bytes().split(b"\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            rec = None
-            if n == len(lines):  # a torn last line: the crash case, not damage
-                continue
-        if _well_formed(rec):
-            out.append(rec)
-        elif damaged is not None:
-            damaged.append(f"{path.name} line {n}")
-    return out
-
-
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last complete record, reading only the file's tail (cheap on 100,000-line journals)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 4096))
-            tail = f.read()
-    except OSError:
-        return None
-    for line in reversed(tail.splitlines()):
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if _well_formed(rec):  # a damaged line after ``end`` does not reopen the run
-            return dict(rec)
-    return None
-
-
 class _Journal:
     """An append-only journal file; ``sync()`` flushes and fsyncs."""
 
@@ -496,56 +403,6 @@ class _Journal:
 
 def _journal_paths(ws: Where) -> list[Path]:
     return run_files(ws)
-
-
-def _first_record(path: Path) -> dict[str, Any]:
-    """The ``begin`` record (the first line), without reading the rest of the journal."""
-    try:
-        with open(path, "rb") as f:
-            rec = json.loads(f.readline())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(rec, dict) or rec.get("op") != "begin":
-        return {}
-    seq = rec.get("seq", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        rec["seq"] = 0
-    return rec
-
-
-def list_runs(ws: Where) -> list[RunInfo]:
-    """Every journaled run under ROOT, oldest first (by sequence number). Reads each journal's
-    first and last lines only, unless a crash left it without an ``end``."""
-    runs: list[RunInfo] = []
-    for p in _journal_paths(ws):
-        b = _first_record(p)
-        if not b:
-            continue
-        last = _last_record(p) or {}
-        finished = last.get("op") == "end"
-        if finished and isinstance(last.get("moved"), int):
-            moved = int(last["moved"])
-        else:
-            try:
-                moved = sum(1 for r in _read_records(p) if r.get("op") == "done")
-            except OSError:
-                moved = 0
-        undoes = b.get("undoes")
-        runs.append(
-            RunInfo(
-                run_id=str(b.get("run", p.stem)),
-                seq=int(b.get("seq", 0)),
-                kind=str(b.get("kind", "apply")),
-                command=str(b.get("command", "")),
-                created=str(b.get("created", "")),
-                undoes=str(undoes) if undoes is not None else None,
-                finished=finished,
-                moved=moved,
-                complete=finished and last.get("complete", True) is True,
-            )
-        )
-    runs.sort(key=lambda r: (r.seq, r.run_id))
-    return runs
 
 
 def _pending_intents(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -67,10 +67,6 @@ from cleaner.state.runs import run_relpath
 DEFAULT_MAX_FRACTION = 0.15
 
 
-def plans_dir(root: str | os.PathLike[str]) -> Path:
-    return plans_file.plans_dir(root)
-
-
 @dataclass
 class SeparateResult:
     """What :func:`separate` did: the plan (as written), where, and the run if applied."""
@@ -514,11 +510,6 @@ def write_plan(root: str | os.PathLike[str], plan: dict[str, Any]) -> Path:
     return plans_file.write(root, plan)
 
 
-def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A plan file, checked to be one."""
-    return plans_file.read_doc(path)
-
-
 def separate(
     ws: Workspace | str | os.PathLike[str],
     prediction_files: Sequence[str | os.PathLike[str]],
@@ -615,17 +606,19 @@ def undo(
     a ``separate --apply``) with ``undone``, so readers of plans (report, evaluate) know its
     moves no longer stand."""
     res = journal_undo(root, run_id, progress=progress)
-    path = plans_dir(root) / f"{res.undone_run}.json"
+    path = plans_file.plan_path(root, res.undone_run)
     if path.is_file():
         try:
-            plan = read_plan(path)
+            plan = plans_file.read_plan(path)
         except CleanerError:
             return res
-        plan["undone"] = {
+        if plan.format != PLAN_FORMAT:
+            return res
+        undone = {
             "by": res.run_id,
             "time": _now(),
             "restored": len(res.restored),
             "left": [{"path": r.src, "why": r.why} for r in res.left],
         }
-        write_plan(root, plan)
+        plans_file.write(root, plan.with_extra(undone=undone))
     return res

@@ -12,7 +12,6 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cleaner.dataset import LABELS, Workspace
 from cleaner.errors import CleanerError
@@ -21,10 +20,6 @@ from cleaner.state import split as split_file
 from cleaner.state.split import SPLITS, SplitRow
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-
-
-def split_path(root: str | os.PathLike[str]) -> Path:
-    return split_file.path(root)
 
 
 def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
@@ -98,9 +93,12 @@ def make_split(
     back (paths and labels brought up to date). Returns (rows, reused)."""
     gid = group_ids(samples, duplicate_groups(ws))
     previous: dict[str, str] = {}
+    extra: dict[str, Mapping[str, str]] = {}  # columns a later version added, kept per file
     for r in (None if resplit else split_file.read(ws)) or ():
         if r.split in SPLITS and r.sha256:
             previous[r.sha256] = r.split
+        if r.extra and r.sha256:
+            extra.setdefault(r.sha256, r.extra)
     groups: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         groups[gid[s.sha256]].append(s)
@@ -121,7 +119,14 @@ def make_split(
     assigned.update(_assign_groups(todo, seed, counts))
     rows = sorted(
         (
-            SplitRow(s.path, s.sha256, s.label, assigned[gid[s.sha256]], gid[s.sha256])
+            SplitRow(
+                s.path,
+                s.sha256,
+                s.label,
+                assigned[gid[s.sha256]],
+                gid[s.sha256],
+                extra=extra.get(s.sha256, {}),
+            )
             for s in samples
         ),
         key=lambda r: r.path,

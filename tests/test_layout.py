@@ -1,9 +1,11 @@
-"""The layout rules the code keeps: each state file named by one module, the import contracts
-kept, no TensorFlow behind the commands that need no model."""
+"""The layout rules the code keeps: each state file named and parsed by one module (its
+``cleaner/state/`` module), one ``read_plan``, the import contracts kept, no TensorFlow behind
+the commands that need no model."""
 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +24,12 @@ OWNERS = {
     "review": "state/plans.py",
     "journal": "state/runs.py",
     ".jsonl": "state/runs.py",
-    "audit.json": "audit/store.py",
+    "audit.json": "state/audit.py",
+    "audit_cache.json": "state/audit.py",
 }
 """Each file (or folder) under ``R/.cleaner/`` and the one module that may name it in code
 (the journal, :mod:`cleaner.journal`, writes and replays its runs at the paths
-``state/runs.py`` gives)."""
+``state/runs.py`` gives, and reads them back through it)."""
 
 
 def _code_strings(path: Path) -> list[tuple[int, str]]:
@@ -71,6 +74,109 @@ def test_each_state_file_is_named_by_one_module(name: str) -> None:
     assert any(_names(s, name, owner=True) for _, s in _code_strings(owner)), (
         f"{owner} does not name {name}"
     )
+
+
+PARSERS = {"json.load", "json.loads", "csv.reader", "csv.DictReader"}
+"""Calls that parse a file's text: outside ``cleaner/state/`` none may parse a state file."""
+STATE_WORDS = re.compile(
+    r"plan|journal|jsonl|record|run_path|run_files|audit|duplicates|split_file|split\.csv|"
+    r"SplitRow|read_split|metrics|manifest|decision|state_path|STATE_DIR|\.cleaner",
+    re.IGNORECASE,
+)
+"""Words of the code that reads a state file: its name, its path function, its records (the
+journal's lines are ``records``; a plan's ``review`` decisions)."""
+
+
+CACHES = {"hashing.py": "pixel_digests"}
+"""module -> function that reads a cache under ``R/.cleaner/cache/`` (the pixel digests): a
+cache its own stage writes, reads and rebuilds when damaged, not a state file another stage
+reads; allowed where it is."""
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {
+        id(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+    }
+
+
+def _words(node: ast.AST, docs: set[int]) -> set[str]:
+    """The names, attributes, parameters and string literals (not docstrings) under ``node``."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        elif isinstance(n, ast.arg):
+            out.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+            out.add(n.value)
+    return out
+
+
+def state_parsers(source: str) -> list[str]:
+    """``line: function`` of each call that parses text (json.load(s), csv readers) inside a
+    function whose code speaks of a state file (its name, path function or records): a state
+    file parsed outside its ``cleaner/state/`` module."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found: list[str] = []
+    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for fn in scopes:
+        calls = [
+            n for n in ast.walk(fn) if isinstance(n, ast.Call) and ast.unparse(n.func) in PARSERS
+        ]
+        if not calls:
+            continue
+        hits = sorted(w for w in _words(fn, docs) if STATE_WORDS.search(w))
+        if hits:
+            found += [f"{c.lineno}: {fn.name} ({', '.join(hits[:4])})" for c in calls]
+    return found
+
+
+def test_the_parse_check_finds_a_state_file_read_elsewhere() -> None:
+    """The check below is not vacuous: a journal line, an audit.json and a plan read by hand
+    are found; a predictions file read by its own module is not."""
+    journal = (
+        "def moves(root):\n"
+        "    for line in run_path(root, 'x').read_text().splitlines():\n"
+        "        rec = json.loads(line)\n"
+    )
+    audit = "def last(p):\n    return json.load(open(p / '.cleaner' / 'audit.json'))\n"
+    plan = "def read_plan(path):\n    return json.loads(path.read_text())\n"
+    other = "def read_predictions(p):\n    return json.loads(p.read_text())\n"
+    assert state_parsers(journal) and state_parsers(audit) and state_parsers(plan)
+    assert not state_parsers(other)
+
+
+def test_state_files_are_parsed_only_in_their_state_module() -> None:
+    """Journal lines, ``audit.json``, plans and every other state file: parsed in
+    ``cleaner/state/`` only (the writer and the readers share its dataclasses)."""
+    state = PACKAGE / "state"
+    offenders = [
+        f"{p.relative_to(PACKAGE)}:{hit}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if not p.is_relative_to(state)
+        for hit in state_parsers(p.read_text(encoding="utf-8"))
+        if hit.split(": ")[1].split(" ")[0] != CACHES.get(str(p.relative_to(PACKAGE)))
+    ]
+    assert not offenders, f"state files parsed outside cleaner/state/: {offenders}"
+
+
+def test_one_read_plan() -> None:
+    """One function named ``read_plan`` in the package, in ``state/plans.py`` (there were two:
+    one returned a dict, one a ``Plan``)."""
+    defs = [
+        f"{p.relative_to(PACKAGE)}:{n.lineno}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "read_plan"
+    ]
+    assert [d.split(":")[0] for d in defs] == ["state/plans.py"], defs
 
 
 def test_the_import_contracts_hold() -> None:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cleaner.models import metrics_path
+from cleaner.state.metrics import path as metrics_path
 
 
 def test_metrics_path_keeps_dotted_model_names() -> None:

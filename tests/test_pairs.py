@@ -168,18 +168,25 @@ def test_duplicates_file_pairs_read_kept_and_checked(tmp_path: Path) -> None:
     from cleaner.errors import CleanerError
     from cleaner.state import duplicates
 
+    def put(d: dict[str, object]) -> None:  # as an older or a damaged writer left it
+        (tmp_path / ".cleaner").mkdir(exist_ok=True)
+        duplicates.path(tmp_path).write_text(json.dumps(d), encoding="utf-8")
+
     doc = {"method": "phash", "max_distance": 10, "groups": []}
-    duplicates.write(tmp_path, doc)  # an older file: no pairs
+    put(doc)  # an older file: no pairs
     got = duplicates.read(tmp_path)
     assert got is not None and got.pairs == () and duplicates.member_keys(tmp_path) == []
     pair = {"real": "real_images/a.jpg", "fake": "fake_images/b.jpg", "real_sha256": "aa",
             "fake_sha256": "bb", "box": [1, 2, 3, 4], "future_key": 7}  # fmt: skip
-    duplicates.write(tmp_path, {**doc, "pairs": [pair]})
+    put({**doc, "pairs": [pair]})
     got = duplicates.read(tmp_path)
-    assert got is not None and got.pairs[0].raw["future_key"] == 7
+    assert got is not None and got.pairs[0].extra["future_key"] == 7
+    duplicates.write(tmp_path, got)  # a reader that writes back keeps what it does not know
+    again = duplicates.read(tmp_path)
+    assert again is not None and again.pairs[0].to_json() == pair
     assert duplicates.member_keys(tmp_path) == [
         [("real_images/a.jpg", "aa"), ("fake_images/b.jpg", "bb")]
     ]
-    duplicates.write(tmp_path, {**doc, "pairs": {"real": "x"}})
+    put({**doc, "pairs": {"real": "x"}})
     with pytest.raises(CleanerError, match="'pairs' is not a list"):
         duplicates.read(tmp_path)

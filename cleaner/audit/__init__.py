@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from cleaner import engine, images
-from cleaner.audit import properties, scores, store
+from cleaner.audit import properties, scores
 from cleaner.audit.provenance import Evidence, evidence_of
 from cleaner.dataset import FileEntry, Workspace, check_output
 from cleaner.errors import CleanerError
+from cleaner.state import audit as store
 
 
 @dataclass
@@ -213,10 +214,10 @@ def run_audit(
         for f in files if not f.ok
     ]  # fmt: skip
     result = AuditResult(ws.root, files, props, shortcut, evidence, read, None, hostile)
-    doc = result.summary()
-    result.audit_json = store.write_audit(ws, doc)
+    doc = store.Audit.from_json(result.summary())
+    result.audit_json = store.write(ws, doc)
     if out is not None:
-        store.write_audit(ws, doc, Path(out))
+        store.write(ws, doc, Path(out))
     return result
 
 
@@ -226,21 +227,21 @@ def shortcut_warning(ws: Workspace | str | os.PathLike[str]) -> str:
     stop training); '' when there is no audit or it found none."""
     try:
         ws = Workspace.of(ws)
-        doc = store.read_audit(ws)
-        return _shortcut_line(ws.root, doc or {})
+        doc = store.read(ws)
+        return _shortcut_line(ws.root, doc) if doc is not None else ""
     except CleanerError as e:
         return f"{e} (ignored; training goes on)"
     except store.DAMAGE as e:
         return f"{store.damaged(ws, e)} (ignored; training goes on)"
 
 
-def _shortcut_line(root_shown: Path, doc: dict[str, Any]) -> str:
-    s = doc.get("shortcut") or {}
+def _shortcut_line(root_shown: Path, doc: store.Audit) -> str:
+    s = doc.shortcut
     if not s.get("shortcut"):
         return ""
     named = ", ".join(str(n) for n in s.get("named") or []) or "several properties together"
     return (
-        f"the audit of {root_shown} ({doc.get('generated', '?')}) found a shortcut: "
+        f"the audit of {root_shown} ({doc.generated or '?'}) found a shortcut: "
         f"AUC {float(s.get('auc', 0)):.3f} [{float(s.get('low', 0)):.3f}, "
         f"{float(s.get('high', 0)):.3f}] from the files' form alone ({named}); the detector may "
         f"learn that instead of the pictures and fail elsewhere. See `cleaner audit --root "

@@ -70,7 +70,7 @@ def _progress(total_hint: str, quiet: bool) -> Iterator[Callable[[int], None] | 
 def _note_missing_groups(root: Path) -> None:
     """One stderr line after an out-of-fold run that had no duplicate groups to keep in one
     fold (printed after the run, so a failing run still ends in its one error line)."""
-    from cleaner.dedupe import duplicates_path
+    from cleaner.state.duplicates import path as duplicates_path
 
     if not duplicates_path(root).is_file():
         print(

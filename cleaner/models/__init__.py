@@ -3,15 +3,6 @@
 import os
 import sys
 import tempfile
-from pathlib import Path
-
-
-def metrics_path(model: Path) -> Path:
-    """``M.metrics.json`` beside ``M.keras`` (:mod:`cleaner.state.metrics` owns the file)."""
-    from cleaner.state import metrics
-
-    return metrics.path(model)
-
 
 TF_NOISE = (
     "All log messages before absl::InitializeLog() is called",

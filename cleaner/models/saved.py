@@ -64,13 +64,13 @@ def model_crop(model_path: Path, crop: str | None = None) -> str:
     ``M.metrics.json``'s, else ``center`` (what ``cleaner train`` uses)."""
     if crop:
         return crop
-    c = metrics_file.read_lenient(model_path).get("crop")
-    return str(c) if c in ("center", "resize") else "center"
+    c = metrics_file.read_lenient(model_path).crop
+    return c if c in ("center", "resize") else "center"
 
 
 def model_backbone(model_path: Path) -> str:
     """The backbone named in ``M.metrics.json``; ``unknown`` without one."""
-    return str(metrics_file.read_lenient(model_path).get("backbone", "unknown"))
+    return metrics_file.read_lenient(model_path).backbone or "unknown"
 
 
 @dataclass(frozen=True)

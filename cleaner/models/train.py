@@ -60,9 +60,9 @@ from cleaner.split import (
     data_digest,
     dataset_samples,
     make_split,
-    split_path,
 )
 from cleaner.state import metrics as metrics_file
+from cleaner.state import split as split_file
 
 if TYPE_CHECKING:
     import keras
@@ -785,7 +785,7 @@ def _split(
                 "needs real and fake images (add images to both class folders)"
             )
     say(
-        f"split ({'reused' if reused else 'new'}, {split_path(root)}): "
+        f"split ({'reused' if reused else 'new'}, {split_file.path(root)}): "
         + ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS)
     )
     return by_split, rows, reused
@@ -1134,7 +1134,7 @@ def _split_summary(root: Path, data: _Data) -> dict[str, Any]:
     """The metrics file's ``split``: its file, whether it was reused, per-split counts."""
     y = data.y
     return {
-        "file": str(split_path(root)),
+        "file": str(split_file.path(root)),
         "reused": data.reused,
         **{
             s: {

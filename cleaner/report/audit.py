@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from cleaner.audit.scores import typical
+from cleaner.state.audit import Audit
 
 PLOTS = 8
 """Properties plotted: the named ones first, then the strongest."""
@@ -69,9 +70,9 @@ def plot(prop: Mapping[str, Any]) -> str:
                  _share([t["fake"] for t in top], n.get("fake", 0)), prop["name"])  # fmt: skip
 
 
-def audit_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+def audit_view(doc: Audit) -> dict[str, Any]:
     """Template data for the section."""
-    props = list(doc.get("properties") or [])
+    props = list(doc.properties)
     rows = [
         {"name": p["name"], "kind": p["kind"], "auc": f"{p['auc']:.3f}",
          "power": f"{p['power']:.3f}", "interval": f"{p['low']:.3f}-{p['high']:.3f}",
@@ -80,8 +81,8 @@ def audit_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     ]  # fmt: skip
     order = sorted(props, key=lambda p: (not p["named"], -p["power"]))
     plots = [{"name": p["name"], "svg": svg} for p in order[:PLOTS] if (svg := plot(p))]
-    s = doc.get("shortcut") or {}
-    prov = list(doc.get("provenance") or [])
+    s = doc.shortcut
+    prov = list(doc.provenance)
     prov.sort(key=lambda e: (not e.get("contradicts"), e.get("strength") != "proof", e["path"]))
     return {
         "verdict": s.get("verdict", ""),
@@ -99,7 +100,7 @@ def audit_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "contradicting": sum(
             1 for e in prov if e.get("strength") == "proof" and e.get("contradicts")
         ),
-        "hostile": len(doc.get("hostile") or []),
-        "generated": doc.get("generated", ""),
+        "hostile": len(doc.hostile),
+        "generated": doc.generated,
         "count": len(s.get("named") or []) + sum(1 for e in prov if e.get("contradicts")),
     }

@@ -37,6 +37,7 @@ from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.report import robustness, state
 from cleaner.report.thumbs import ThumbJob, make_thumbs, thumb_dir, thumb_name
+from cleaner.state import audit as audit_file
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import metrics as metrics_file
 from cleaner.state import plans as plans_file
@@ -106,8 +107,8 @@ class ReportResult:
 class _Thumbs:
     """Collects the images the page shows and turns them into cached thumbnail jobs."""
 
-    def __init__(self, root: Path, files_dir: Path, page_dir: Path, by_sha: dict[str, str]):
-        self.root = root
+    def __init__(self, ws: Workspace, files_dir: Path, page_dir: Path, by_sha: dict[str, str]):
+        self.root = ws.root
         self.dir = thumb_dir(files_dir)
         self.page_dir = page_dir
         self.by_sha = by_sha
@@ -231,12 +232,10 @@ def _plan_items(
     return moves, review
 
 
-def _journal_runs(root: Path, last: int = 30) -> list[dict[str, Any]]:
+def _journal_runs(ws: Workspace, last: int = 30) -> list[dict[str, Any]]:
     """The latest journaled runs, newest first, each with what undid it (if anything)."""
-    from cleaner.journal import list_runs
-
     try:
-        runs = list_runs(root)
+        runs = runs_file.list_runs(ws)
     except (OSError, ValueError, CleanerError):
         return []
     undone_by = {r.undoes: r.run_id for r in runs if r.kind == "undo" and r.undoes}
@@ -255,41 +254,44 @@ def _journal_runs(root: Path, last: int = 30) -> list[dict[str, Any]]:
     ]
 
 
+def _member_json(
+    m: duplicates_file.DuplicateMember,
+    kept: str,
+    split: tuple[Mapping[str, str], Mapping[str, str]] | None,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    mj: dict[str, Any] = {
+        "path": m.path,
+        "label": m.label or labels.get(m.path, ""),
+        "sha256": m.sha256,
+        "distance": m.distance,
+        "kept": m.path == kept,
+    }
+    if m.match and m.match != "kept":
+        mj["match"] = m.match  # how dedupe confirmed it: bytes, pixels, phash...
+    if m.score is not None and m.path != kept:
+        mj["score"] = round(m.score, 3)  # the verification that confirmed it
+    # dedupe records each member's split (split.csv or train/val/test sub-folders)
+    if m.split:
+        mj["split"] = m.split
+    elif split is not None:
+        mj["split"] = split[0].get(m.path) or split[1].get(m.sha256, "")
+    return mj
+
+
 def _groups(
-    dup: Mapping[str, Any],
+    dup: duplicates_file.Duplicates,
     split: tuple[Mapping[str, str], Mapping[str, str]] | None,
     labels: Mapping[str, str],
     th: _Thumbs,
 ) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
-    for g in dup.get("groups") or []:
-        if not isinstance(g, Mapping):
-            continue
-        kept = str(g.get("kept", ""))
+    for g in dup.groups:
+        kept = g.kept
         members = []
-        for m in g.get("members") or []:
-            if not isinstance(m, Mapping):
-                continue
-            path = str(m.get("path", ""))
-            sha = str(m.get("sha256") or "")
-            mj: dict[str, Any] = {
-                "path": path,
-                "label": str(m.get("label") or labels.get(path, "")),
-                "sha256": sha,
-                "distance": m.get("distance", ""),
-                "kept": path == kept,
-            }
-            if isinstance(m.get("match"), str) and m.get("match") != "kept":
-                mj["match"] = m["match"]  # how dedupe confirmed it: bytes, pixels, phash...
-            if isinstance(m.get("score"), (int, float)) and path != kept:
-                mj["score"] = round(float(m["score"]), 3)  # the verification that confirmed it
-            # dedupe records each member's split (split.csv or train/val/test sub-folders)
-            known = m.get("split")
-            if isinstance(known, str) and known:
-                mj["split"] = known
-            elif split is not None:
-                mj["split"] = split[0].get(path) or split[1].get(sha, "")
-            th.attach(mj, sha, path)
+        for m in g.members:
+            mj = _member_json(m, kept, split, labels)
+            th.attach(mj, m.sha256, m.path)
             members.append(mj)
         members.sort(
             key=lambda m: (
@@ -299,15 +301,14 @@ def _groups(
             )
         )
         splits = sorted({m.get("split", "") for m in members} - {""})
-        conflict = bool(g.get("conflict", len({m["label"] for m in members}) > 1))
         groups.append(
             {
                 "kept": kept,
-                "conflict": conflict,
+                "conflict": g.conflict,
                 "splits": splits,
-                "leak": len(splits) > 1,
+                "leak": duplicates_file.leaking(splits),
                 "members": members,
-                "review_only": str(g.get("review_only") or ""),
+                "review_only": g.review_only,
             }
         )
     groups.sort(key=lambda g: (not g["conflict"], -len(g["members"]), g["kept"]))
@@ -318,7 +319,7 @@ PAIRS_SHOWN = 200
 """Pairs shown with their difference map (each decodes both images once)."""
 
 
-def _source_pairs(dup: Mapping[str, Any], page: _Page) -> list[dict[str, Any]]:
+def _source_pairs(dup: duplicates_file.Duplicates, page: _Page) -> list[dict[str, Any]]:
     """``pairs`` of duplicates.json (a fake and the real photo it was made from), each with
     both thumbnails and the difference map after alignment (a PNG data URL)."""
     import base64
@@ -326,16 +327,16 @@ def _source_pairs(dup: Mapping[str, Any], page: _Page) -> list[dict[str, Any]]:
     from cleaner.pairs import diff_png, measure
 
     out: list[dict[str, Any]] = []
-    for p in (dup.get("pairs") or [])[:PAIRS_SHOWN]:
-        if not isinstance(p, Mapping) or not p.get("real") or not p.get("fake"):
+    for p in dup.pairs[:PAIRS_SHOWN]:
+        if not p.real or not p.fake:
             continue
-        keys = ("real", "fake", "score", "peak", "box", "share")
-        item: dict[str, Any] = {k: p.get(k) for k in keys}
-        real, fake = ({"path": str(p["real"])}, {"path": str(p["fake"])})
-        page.th.attach(real, str(p.get("real_sha256") or ""), real["path"])
-        page.th.attach(fake, str(p.get("fake_sha256") or ""), fake["path"])
+        item: dict[str, Any] = {"real": p.real, "fake": p.fake}
+        item.update({k: p.extra.get(k) for k in ("score", "peak", "box", "share")})
+        real, fake = ({"path": p.real}, {"path": p.fake})
+        page.th.attach(real, p.real_sha256, real["path"])
+        page.th.attach(fake, p.fake_sha256, fake["path"])
         item["real_item"], item["fake_item"] = real, fake
-        loc = measure(page.root / real["path"], page.root / fake["path"])
+        loc = measure(page.ws.root / real["path"], page.ws.root / fake["path"])
         if loc is not None:
             item["diff"] = "data:image/png;base64," + base64.b64encode(diff_png(loc)).decode()
         out.append(item)
@@ -343,14 +344,15 @@ def _source_pairs(dup: Mapping[str, Any], page: _Page) -> list[dict[str, Any]]:
 
 
 def _review_pairs(
-    dup: Mapping[str, Any], labels: Mapping[str, str], th: _Thumbs
+    dup: duplicates_file.Duplicates, labels: Mapping[str, str], th: _Thumbs
 ) -> list[dict[str, Any]]:
     """The pairs dedupe held back (evidence just below its calibrated threshold), each shown
     as a two-member group with its score; never quarantined."""
-    cal = dup.get("calibration") if isinstance(dup.get("calibration"), Mapping) else {}
+    cal = dup.extra.get("calibration")
     t = cal.get("threshold") if isinstance(cal, Mapping) else None
     out: list[dict[str, Any]] = []
-    for r in dup.get("review_pairs") or []:
+    review_pairs = dup.extra.get("review_pairs")
+    for r in review_pairs if isinstance(review_pairs, list) else []:
         if not isinstance(r, Mapping) or not isinstance(r.get("score"), (int, float)):
             continue
         members = []
@@ -371,12 +373,13 @@ def _review_pairs(
 
 
 def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, Any]:
-    m = metrics_file.read_metrics(metrics_path)
+    metrics = metrics_file.read_metrics(metrics_path)
+    m = metrics.to_json()  # every figure is shown, the typed ones first
     scalars: list[tuple[str, str]] = []
     skip = {"confusion_matrix", "confusion_labels", "classification_report", "plots", "versions",
             "history", "phases", "format", "output", "preprocessing", "launder",
             "by_source"}  # fmt: skip
-    if isinstance(m.get("accuracy"), (int, float)):
+    if metrics.accuracy is not None:
         skip.add("test")  # its headline figures are repeated at the top level
 
     def add(prefix: str, obj: Mapping[str, Any]) -> None:
@@ -413,7 +416,7 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
         ]
     plots: list[dict[str, str]] = []
     pdir = files_dir / "training"
-    for name, p in metrics_file.metrics_plots(metrics_path, m).items():
+    for name, p in metrics_file.metrics_plots(metrics_path, metrics).items():
         pdir.mkdir(parents=True, exist_ok=True)
         dst = pdir / p.name
         shutil.copyfile(p, dst)
@@ -439,22 +442,21 @@ def _training(metrics_path: Path, files_dir: Path, page_dir: Path) -> dict[str, 
 
 
 def _audit(
-    root: Path, r_arg: str, missing: dict[str, str], problems: dict[str, str]
+    ws: Workspace, r_arg: str, missing: dict[str, str], problems: dict[str, str]
 ) -> dict[str, Any] | None:
     """The audit section's data from ``audit.json`` (None: absent or unreadable)."""
-    from cleaner.audit.store import DAMAGE, damaged, read_audit
     from cleaner.report.audit import audit_view
 
     try:
-        doc = read_audit(root)
+        doc = audit_file.read(ws)
     except CleanerError as e:
         problems["audit"] = str(e)
         doc = None
     if doc is not None:
         try:
             return audit_view(doc)
-        except DAMAGE as e:  # a field of the wrong type: the section says so, the page is written
-            problems["audit"] = damaged(root, e)
+        except audit_file.DAMAGE as e:  # a field of the wrong type: the page says so
+            problems["audit"] = audit_file.damaged(ws, e)
     missing["audit"] = f"cleaner audit {r_arg}"
     return None
 
@@ -506,7 +508,7 @@ class _Page:
     """What the sections fill in: the template's context, and per section what is missing
     (the command that makes it) or broken (the error naming the file)."""
 
-    root: Path
+    ws: Workspace
     r_arg: str
     th: _Thumbs
     ctx: dict[str, Any] = field(default_factory=dict)
@@ -515,7 +517,7 @@ class _Page:
 
 
 def build_report(
-    root: str | os.PathLike[str],
+    ws: Workspace | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     model_metrics: str | os.PathLike[str] | None = None,
@@ -534,23 +536,24 @@ def build_report(
     (:func:`_section_files`, :func:`_section_plans`, :func:`_section_duplicates`,
     :func:`_section_quarantine`, :func:`_section_training`), thumbnails, :func:`_render`.
     """
-    ds = open_dataset(root, require_classes=False)
-    rootp = ds.root
-    outp, files_dir = _check_out(ds, out)
+    r_arg = f"--root {os.fspath(ws)}"
+    if not isinstance(ws, Workspace):
+        ws = open_dataset(ws, require_classes=False)
+    outp, files_dir = _check_out(ws, out)
     outp.parent.mkdir(parents=True, exist_ok=True)
     result = ReportResult(out=outp, files_dir=files_dir)
-    rows = _manifest_rows(rootp, rescan=rescan, workers=workers, progress=progress)
+    rows = _manifest_rows(ws, rescan=rescan, workers=workers, progress=progress)
     by_sha = {r.sha256: r.path for r in rows or [] if r.sha256 and r.status == "ok"}
-    page = _Page(rootp, f"--root {root}", _Thumbs(rootp, files_dir, outp.parent, by_sha))
+    page = _Page(ws, r_arg, _Thumbs(ws, files_dir, outp.parent, by_sha))
     page.ctx.update({"sections": SECTIONS, "page_size": max(1, page_size)})
-    quarantined = state.quarantined_files(rootp)
+    quarantined = state.quarantined_files(ws)
     _section_files(page, rows, quarantined)
     _section_plans(page)
-    page.ctx["runs"] = _journal_runs(rootp)  # every run that moved files, and its undo
+    page.ctx["runs"] = _journal_runs(ws)  # every run that moved files, and its undo
     _section_duplicates(page, {r.path: r.label for r in rows or []})
     _section_quarantine(page, quarantined)
     _section_training(page, model_metrics, files_dir, outp.parent)
-    page.ctx["audit"] = _audit(rootp, page.r_arg, page.missing, page.problems)
+    page.ctx["audit"] = _audit(ws, page.r_arg, page.missing, page.problems)
     made = page.th.make(workers, progress)
     result.thumbs_made, result.thumbs_cached, result.thumbs_failed = made
     ctx = page.ctx
@@ -572,10 +575,10 @@ def build_report(
     return result
 
 
-def _check_out(ds: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
+def _check_out(ws: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The page's path and its files folder: an ``.html`` path, not a folder, and not inside a
     class or quarantine folder (its thumbnails would be scanned as images)."""
-    rootp = ds.root
+    rootp = ws.root
     outp = Path(out)
     if outp.suffix.lower() not in (".html", ".htm"):
         raise CleanerError(f"--out {str(out)!r} must end in .html (e.g. --out report.html)")
@@ -584,8 +587,8 @@ def _check_out(ds: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
         raise CleanerError(f"--out {str(out)!r} is a folder; name the page, e.g. {out}/report.html")
     files_dir = outp.parent / f"{outp.stem}_files"
     try:
-        confine_output(ds, outp, replaceable=(".html", ".htm"))
-        confine_output(ds, files_dir, replaceable=("_files",))
+        confine_output(ws, outp, replaceable=(".html", ".htm"))
+        confine_output(ws, files_dir, replaceable=("_files",))
     except CleanerError:
         raise CleanerError(
             f"--out {str(out)!r} is inside a class or quarantine folder of ROOT (or names its "
@@ -597,19 +600,19 @@ def _check_out(ds: Workspace, out: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def _manifest_rows(
-    rootp: Path, *, rescan: bool, workers: int | None, progress: bool | None
+    ws: Workspace, *, rescan: bool, workers: int | None, progress: bool | None
 ) -> list[Any] | None:
     """The manifest's rows, after an incremental rescan (only changed files are read, so the
     page matches the disk after moves and quarantines); None without a manifest (the page
     then says to run ``cleaner scan``)."""
     from cleaner.manifest import manifest_path, read_manifest, scan
 
-    if not manifest_path(rootp).is_file():
+    if not manifest_path(ws).is_file():
         return None
     try:
         if rescan:
-            return list(scan(Workspace.open(rootp), workers=workers, progress=progress).rows)
-        return list(read_manifest(rootp))
+            return list(scan(ws, workers=workers, progress=progress).rows)
+        return list(read_manifest(ws))
     except CleanerError:
         return None
 
@@ -629,9 +632,9 @@ def _section_files(page: _Page, rows: list[Any] | None, quarantined: list[tuple[
 
 def _section_plans(page: _Page) -> None:
     """The latest plan's moves and review items (with serve's decisions), older plans."""
-    ctx, rootp = page.ctx, page.root
+    ctx = page.ctx
     plan_problems: list[str] = []
-    plans = plans_file.list_plans(rootp, plan_problems)
+    plans = plans_file.list_plans(page.ws, plan_problems)
     if plan_problems:
         page.problems["moves"] = "; ".join(plan_problems)
     plan = plans[-1] if plans else None
@@ -645,7 +648,7 @@ def _section_plans(page: _Page) -> None:
         )
     else:
         try:
-            decisions = plans_file.read_decisions(rootp, plan.run_id)
+            decisions = plans_file.read_decisions(page.ws, plan.run_id)
         except CleanerError as e:
             page.problems["review"] = str(e)
             decisions = {}
@@ -656,16 +659,15 @@ def _section_plans(page: _Page) -> None:
 
 def _section_duplicates(page: _Page, labels: Mapping[str, str]) -> None:
     """Duplicate groups, label conflicts and split leakage."""
-    ctx, rootp, r_arg = page.ctx, page.root, page.r_arg
+    ctx, r_arg = page.ctx, page.r_arg
     dup = split = None
     ctx["dup_review"] = []
     try:
-        found = duplicates_file.read(rootp)
-        dup = dict(found.raw) if found is not None else None
+        dup = duplicates_file.read(page.ws)
     except CleanerError as e:
         page.problems["duplicates"] = str(e)
     try:
-        split_rows = split_file.read(rootp, fix="rerun `cleaner train`")
+        split_rows = split_file.read(page.ws, fix="rerun `cleaner train`")
         split = split_file.lookup(split_rows) if split_rows is not None else None
     except CleanerError as e:
         page.problems["leakage"] = str(e)
@@ -681,12 +683,12 @@ def _section_duplicates(page: _Page, labels: Mapping[str, str]) -> None:
         has_splits = any(m.get("split") for g in groups for m in g["members"])
         if split is None and not has_splits:
             page.missing["leakage"] = f"cleaner train {r_arg} --out M.keras (it writes the split)"
-    ctx["dup"] = dup or {}
+    ctx["dup"] = dup.to_json() if dup is not None else {}
     ctx["groups"] = groups
     ctx["dup_files"] = sum(len(g["members"]) for g in groups)
     ctx["conflicts"] = [g for g in groups if g["conflict"]]
-    ctx["pairs"] = _source_pairs(dup or {}, page) if dup is not None else []
-    ctx["pairs_total"] = len(dup.get("pairs") or []) if dup is not None else 0
+    ctx["pairs"] = _source_pairs(dup, page) if dup is not None else []
+    ctx["pairs_total"] = len(dup.pairs) if dup is not None else 0
     if dup is None:
         page.missing["pairs"] = f"cleaner dedupe {r_arg}"
     ctx["leaks"] = [g for g in groups if g["leak"]]
@@ -696,13 +698,13 @@ def _section_duplicates(page: _Page, labels: Mapping[str, str]) -> None:
 def _section_quarantine(page: _Page, quarantined: list[tuple[str, str]]) -> None:
     """Files under quarantine/, with where and why the journal says they came from."""
     qitems: list[dict[str, Any]] = []
-    moved_by = runs_file.journal_moves(page.root) if quarantined else {}
+    moved_by = runs_file.journal_moves(page.ws) if quarantined else {}
     for rel, reason in quarantined:
         qj: dict[str, Any] = {"path": rel, "reason": reason}
         how = moved_by.get(rel)
         if how is not None:  # the journal says where it came from and why
-            qj.update(src=how["src"], why=how["reason"], run=how["run"])
-        page.th.attach(qj, how["sha256"] if how else "", rel)
+            qj.update(src=how.src, why=how.reason, run=how.run)
+        page.th.attach(qj, how.sha256 if how else "", rel)
         qitems.append(qj)
     page.ctx["quarantine"] = qitems
 
@@ -712,7 +714,7 @@ def _section_training(
 ) -> None:
     """The last training's test figures and plots (``--model-metrics``, or found)."""
     r_arg = page.r_arg
-    mpath = metrics_file.find_metrics(page.root, Path(model_metrics) if model_metrics else None)
+    mpath = metrics_file.find_metrics(page.ws, Path(model_metrics) if model_metrics else None)
     page.ctx["training"] = None
     if mpath is None:
         page.missing["training"] = (
@@ -731,7 +733,7 @@ def _render(page: _Page, outp: Path) -> None:
     ctx = page.ctx
     ctx["missing"] = page.missing
     ctx["problems"] = page.problems
-    ctx["root"] = str(page.root)
+    ctx["root"] = str(page.ws.root)
     ctx["generated"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     ctx["css"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     ctx["js"] = (TEMPLATES / "report.js").read_text(encoding="utf-8")

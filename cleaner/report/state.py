@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cleaner.dataset import QUARANTINE_DIR
+from cleaner.dataset import Workspace
 
 
-def quarantined_files(root: Path) -> list[tuple[str, str]]:
+def quarantined_files(ws: Workspace) -> list[tuple[str, str]]:
     """(ROOT-relative path, reason folder) for every file under ``R/quarantine/``."""
-    q = root / QUARANTINE_DIR
+    root = ws.root
+    q = ws.quarantine_dir
     out: list[tuple[str, str]] = []
     if not q.is_dir():
         return out

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from cleaner import images
 from cleaner.atomic import atomic_write
-from cleaner.dataset import Workspace
+from cleaner.dataset import Workspace, state_path
 from cleaner.errors import CleanerError
-from cleaner.state import state_path
 
 FILE = "manifest.csv"
 

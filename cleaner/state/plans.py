@@ -1,16 +1,17 @@
 """``R/.cleaner/plans/<run-id>.json``: the plans ``cleaner separate`` writes (``cleaner.plan.v1``)
 and the review decisions ``cleaner serve`` takes on their items (``R/.cleaner/review/``).
 
-Two readings of one file: :func:`read_doc` for the stage that wrote it (the whole document,
-checked to be a plan, to mark it applied or undone), and :func:`read_plan` for the readers (the
-report, the review queue, evaluate): typed items with stable ids, tolerant of files that are
-older or richer than expected (every key is kept in ``raw``).
+One typed reading, :class:`Plan` (its :class:`PlanItem` moves and review items, with stable
+ids), used by the writer (:func:`write` checks and writes a plan through it) and by every reader
+(``cleaner undo`` marking a plan undone, the report, the review queue, evaluate):
+:func:`read_plan`, tolerant of files that are older than expected; every key it does not type is
+kept in ``extra`` and written back by :meth:`Plan.to_json`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Any
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label
-from cleaner.dataset import STATE_DIR
+from cleaner.dataset import STATE_DIR, state_path
 from cleaner.errors import CleanerError
-from cleaner.state import load_json, state_path
+from cleaner.state import WsLike, load_json
 
 PLAN_FORMAT = "cleaner.plan.v1"
 """The format version, written as each plan's ``format``."""
@@ -30,52 +31,17 @@ REVIEW_DIR = "review"
 FIX = "rerun the command that wrote it"
 
 
-def plans_dir(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, PLANS_DIR)
+def plans_dir(ws: WsLike) -> Path:
+    return state_path(ws, PLANS_DIR)
 
 
-def plan_path(root: str | os.PathLike[str], run_id: str) -> Path:
-    return plans_dir(root) / f"{run_id}.json"
+def plan_path(ws: WsLike, run_id: str) -> Path:
+    return plans_dir(ws) / f"{run_id}.json"
 
 
 def plan_relpath(path: Path) -> str:
     """A plan file's path relative to ROOT (as the journal records it)."""
     return f"{STATE_DIR}/{PLANS_DIR}/{path.name}"
-
-
-def write(root: str | os.PathLike[str], plan: Mapping[str, Any]) -> Path:
-    """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
-    path = plan_path(root, str(plan["run_id"]))
-    atomic_write_text(path, json.dumps(plan, indent=1, ensure_ascii=False) + "\n", is_json=True)
-    return path
-
-
-def read_doc(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A plan file as its writer wrote it, checked to be a plan."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CleanerError(f"plan {p} cannot be read ({e}); run `cleaner separate` again") from None
-    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
-        raise CleanerError(f"{p} is not a {PLAN_FORMAT} plan; run `cleaner separate` again")
-    return doc
-
-
-def applied_docs(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Applied plans as written, in the order they were made (files that do not parse are
-    passed over)."""
-    d = plans_dir(root)
-    plans: list[dict[str, Any]] = []
-    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict) and doc.get("applied"):
-            plans.append(doc)
-    plans.sort(key=lambda d: (str(d.get("created", "")), str(d.get("run_id", ""))))
-    return plans
 
 
 @dataclass(frozen=True)
@@ -94,16 +60,41 @@ class PlanItem:
     evidence: tuple[tuple[str, float], ...]
     """(prediction file, prob_fake) for every file that covered the image."""
     why: str = ""
+    """A review item's reason (``why``), or why a move did not happen (``why_not``)."""
     confidence: float = 0.0
-    """Mean probability of ``to_label`` over the evidence (or the plan's own figure)."""
+    """Mean probability of ``to_label`` over the evidence (the plan's ``mean_prob_other``)."""
     moved: bool | None = None
     """After ``separate --apply``: whether this move happened (None before, or unknown)."""
     rank: int | None = None
     """A review item's place in the plan's review order (1: likeliest misfiled), when the plan
     ranks its review list (``separate --review-budget``)."""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The item's other keys (``p_misfiled``...), as written."""
+
+    OWN = ("path", "sha256", "from_label", "to_label", "dst", "mean_prob_other", "confidence",
+           "evidence", "why", "why_not", "reason", "moved", "rank")  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as the plan file holds it."""
+        d: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "from_label": self.from_label,
+            "to_label": self.to_label,
+            "dst": self.dst or None,
+            "mean_prob_other": self.confidence,
+            "evidence": [{"file": f, "prob_fake": p} for f, p in self.evidence],
+        }
+        if self.why:
+            d["why" if self.kind == "review" else "why_not"] = self.why
+        if self.rank is not None:
+            d["rank"] = self.rank
+        if self.moved is not None:
+            d["moved"] = self.moved
+        return {**d, **self.extra}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """A ``cleaner.plan.v1`` file, read leniently."""
 
@@ -116,15 +107,68 @@ class Plan:
     applied: bool
     moves: list[PlanItem] = field(default_factory=list)
     review: list[PlanItem] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-    guard_why: str = ""
-    """Why ``--apply`` refused the plan (the max-fraction guard), when it did."""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Every other key (``root``, ``estimate``, ``guard``, ``counts``, ``journal``,
+    ``undone``...), as written."""
+    format: str = PLAN_FORMAT
+    """As written (an older file may have none: ``""``)."""
+
+    OWN = ("format", "run_id", "created", "rule", "min_confidence", "prediction_files",
+           "applied", "moves", "review")  # fmt: skip
+
+    @property
+    def guard_why(self) -> str:
+        """Why ``--apply`` refused the plan (the max-fraction guard), when it did."""
+        guard = self.extra.get("guard")
+        return str(guard.get("why") or "") if isinstance(guard, Mapping) else ""
+
+    @property
+    def undone(self) -> bool:
+        """``cleaner undo`` reversed its moves (they no longer stand)."""
+        return bool(self.extra.get("undone"))
 
     def item(self, item_id: str) -> PlanItem | None:
         for it in (*self.moves, *self.review):
             if it.item_id == item_id:
                 return it
         return None
+
+    def with_extra(self, **keys: Any) -> Plan:
+        """The same plan with ``keys`` set among its other keys (e.g. ``undone``)."""
+        return dataclasses.replace(self, extra={**self.extra, **keys})
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], path: Path) -> Plan:
+        """Raises :class:`CleanerError` naming ``path`` when ``doc`` is not a plan."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("moves", []), list):
+            raise CleanerError(f"{path} is not a {PLAN_FORMAT} file; rerun `cleaner separate`")
+        return _plan(doc, path)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan file's document."""
+        return {
+            "format": self.format or PLAN_FORMAT,
+            "run_id": self.run_id,
+            "created": self.created,
+            "rule": self.rule,
+            "min_confidence": self.min_confidence,
+            "prediction_files": list(self.prediction_files),
+            "applied": self.applied,
+            **self.extra,
+            "moves": [m.to_json() for m in self.moves],
+            "review": [m.to_json() for m in self.review],
+        }
+
+
+def write(ws: WsLike, plan: Plan | Mapping[str, Any]) -> Path:
+    """Write a plan (or a writer's document, read as one) atomically to
+    ``R/.cleaner/plans/<run-id>.json``."""
+    if not isinstance(plan, Plan):
+        plan = Plan.from_json(plan, plan_path(ws, str(plan["run_id"])))
+    path = plan_path(ws, plan.run_id)
+    doc = plan.to_json()
+    atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n", is_json=True)
+    return path
 
 
 def _evidence(raw: Any) -> tuple[tuple[str, float], ...]:
@@ -166,6 +210,7 @@ def _item(kind: str, i: int, raw: Mapping[str, Any]) -> PlanItem:
         rank=rank
         if isinstance(rank := raw.get("rank"), int) and not isinstance(rank, bool)
         else None,
+        extra={k: v for k, v in raw.items() if k not in PlanItem.OWN},
     )
 
 
@@ -181,14 +226,14 @@ def review_order(items: Iterable[PlanItem]) -> list[PlanItem]:
 
 def read_plan(path: Path) -> Plan:
     """One plan file. Raises :class:`CleanerError` when it is not a plan."""
-    doc = load_json(path, fix=FIX)
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("moves", []), list):
-        raise CleanerError(f"{path} is not a {PLAN_FORMAT} file; rerun `cleaner separate`")
+    return Plan.from_json(load_json(path, fix=FIX), path)
+
+
+def _plan(doc: Mapping[str, Any], path: Path) -> Plan:
     files = doc.get("prediction_files", doc.get("predictions", doc.get("files", [])))
     if isinstance(files, Mapping):
         files = list(files)
     mc = doc.get("min_confidence")
-    guard = doc.get("guard")
     return Plan(
         path=path,
         run_id=str(doc.get("run_id") or path.stem),
@@ -212,25 +257,25 @@ def read_plan(path: Path) -> Plan:
             for i, m in enumerate(doc.get("review") or [])
             if isinstance(m, Mapping)
         ],
-        raw=dict(doc),
-        guard_why=str(guard.get("why") or "") if isinstance(guard, Mapping) else "",
+        extra={k: v for k, v in doc.items() if k not in Plan.OWN},
+        format=str(doc.get("format") or ""),
     )
 
 
-def plan_files(root: Path) -> list[Path]:
+def plan_files(ws: WsLike) -> list[Path]:
     """Plan files, oldest first (by ``created`` order of names, then mtime)."""
-    d = plans_dir(root)
+    d = plans_dir(ws)
     if not d.is_dir():
         return []
     files = [p for p in d.glob("*.json") if p.is_file() and not p.name.startswith(".")]
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
-def list_plans(root: Path, problems: list[str] | None = None) -> list[Plan]:
+def list_plans(ws: WsLike, problems: list[str] | None = None) -> list[Plan]:
     """Every plan, oldest first; the last is the latest. With ``problems``, a plan file that
     does not parse is skipped and its error appended there (else it raises)."""
     plans = []
-    for path in plan_files(root):
+    for path in plan_files(ws):
         try:
             plans.append(read_plan(path))
         except CleanerError as e:
@@ -241,14 +286,14 @@ def list_plans(root: Path, problems: list[str] | None = None) -> list[Plan]:
     return plans
 
 
-def latest_plan(root: Path) -> Plan | None:
-    plans = list_plans(root)
+def latest_plan(ws: WsLike) -> Plan | None:
+    plans = list_plans(ws)
     return plans[-1] if plans else None
 
 
-def find_plan(root: Path, run_id: str) -> Plan | None:
+def find_plan(ws: WsLike, run_id: str) -> Plan | None:
     """The plan with ``run_id`` (plan files that do not parse are passed over)."""
-    for p in list_plans(root, []):
+    for p in list_plans(ws, []):
         if p.run_id == run_id:
             return p
     return None
@@ -257,14 +302,14 @@ def find_plan(root: Path, run_id: str) -> Plan | None:
 # --------------------------------------------------------------------------- review decisions
 
 
-def decisions_path(root: Path, run_id: str) -> Path:
+def decisions_path(ws: WsLike, run_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return state_path(root, REVIEW_DIR, f"{safe}.json")
+    return state_path(ws, REVIEW_DIR, f"{safe}.json")
 
 
-def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
+def read_decisions(ws: WsLike, run_id: str) -> dict[str, dict[str, Any]]:
     """item id -> {"decision": "accepted"|"rejected", "at", "journal_run", "dst"}."""
-    p = decisions_path(root, run_id)
+    p = decisions_path(ws, run_id)
     if not p.is_file():
         return {}
     doc = load_json(p, fix=FIX)
@@ -272,10 +317,18 @@ def read_decisions(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in items.items() if isinstance(v, Mapping)}
 
 
-def write_decisions(root: Path, run_id: str, items: Mapping[str, Mapping[str, Any]]) -> Path:
+def write_decisions(ws: WsLike, run_id: str, items: Mapping[str, Mapping[str, Any]]) -> Path:
     """Atomically rewrite the decisions file of a plan."""
-    p = decisions_path(root, run_id)
+    p = decisions_path(ws, run_id)
     atomic_write_text(
         p, json.dumps({"run_id": run_id, "items": items}, indent=1, sort_keys=True), is_json=True
     )
     return p
+
+
+def applied_plans(ws: WsLike) -> list[Plan]:
+    """Applied plans in the order they were made, an undone run's plan left out (its moves no
+    longer stand); files that do not parse are passed over."""
+    plans = [p for p in list_plans(ws, []) if p.applied and not p.undone]
+    plans.sort(key=lambda p: (p.created, p.run_id))
+    return plans

@@ -3,21 +3,21 @@
 Written by :func:`cleaner.split.make_split` (no TensorFlow), read back by the next training (a
 file keeps its split, matched by sha256), by dedupe (a duplicate group across splits is
 leakage) and by the report. Columns: ``path, sha256, label, split, group``; extra columns a
-later version adds are ignored by this reader.
+later version adds are kept in each row's ``extra`` and written back after these.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleaner.atomic import atomic_write_text
+from cleaner.dataset import state_path
 from cleaner.errors import CleanerError
-from cleaner.state import state_path
+from cleaner.state import WsLike
 
 FILE = "split.csv"
 COLUMNS = ("path", "sha256", "label", "split", "group")
@@ -25,8 +25,8 @@ COLUMNS = ("path", "sha256", "label", "split", "group")
 SPLITS = ("train", "val", "test")
 
 
-def path(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, FILE)
+def path(ws: WsLike) -> Path:
+    return state_path(ws, FILE)
 
 
 @dataclass(frozen=True)
@@ -38,31 +38,42 @@ class SplitRow:
     label: str
     split: str
     group: str
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Columns this version does not know, as read (written back after the known ones)."""
+
+    @classmethod
+    def from_json(cls, r: Mapping[str, str | None]) -> SplitRow:
+        """One ``csv.DictReader`` row (missing columns read as empty)."""
+        extra = {str(k): v or "" for k, v in r.items() if k not in COLUMNS and k is not None}
+        return cls(**{k: r.get(k) or "" for k in COLUMNS}, extra=extra)
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "sha256": self.sha256, "label": self.label,
+                "split": self.split, "group": self.group, **self.extra}  # fmt: skip
 
 
-def read(
-    root: str | os.PathLike[str], *, fix: str = "delete it or pass --resplit"
-) -> list[SplitRow] | None:
+def read(ws: WsLike, *, fix: str = "delete it or pass --resplit") -> list[SplitRow] | None:
     """The rows as written (missing columns read as empty); None when there is no file. A file
     that does not parse is an error naming it and ``fix``."""
-    p = path(root)
+    p = path(ws)
     if not p.is_file():
         return None
     try:
         with open(p, newline="", encoding="utf-8") as f:
-            return [SplitRow(**{k: r.get(k) or "" for k in COLUMNS}) for r in csv.DictReader(f)]
+            return [SplitRow.from_json(r) for r in csv.DictReader(f)]
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise CleanerError(f"cannot read {p} ({e}); {fix}") from e
 
 
-def write(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> Path:
+def write(ws: WsLike, rows: Sequence[SplitRow]) -> Path:
     """Write the split atomically (temp file + rename)."""
-    p = path(root)
+    p = path(ws)
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    extra = list(dict.fromkeys(k for r in rows for k in r.extra))
+    w = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra], lineterminator="\n", restval="")
+    w.writeheader()
     for r in rows:
-        w.writerow([r.path, r.sha256, r.label, r.split, r.group])
+        w.writerow(r.to_json())
     atomic_write_text(p, buf.getvalue())
     return p
 
