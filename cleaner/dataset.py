@@ -90,8 +90,9 @@ class Workspace:
     """Class-folder names that are symlinks leading out of ROOT: not used (confinement), and
     reported so a user who linked a big folder in learns why it is not scanned."""
     given: Path | None = field(default=None, compare=False)
-    """ROOT as the user spelled it (absolute, links not resolved): an absolute path a
-    predictions file writes with that spelling is still inside ROOT."""
+    """ROOT as the user spelled it (links not resolved, maybe relative): shown back in the
+    commands a page suggests, and an absolute path a predictions file writes with that
+    spelling is still inside ROOT."""
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """What this command has read or done once: ``rows`` (the scan's manifest rows), and
     ``recovered`` (the :class:`~cleaner.journal.RecoveryReport` of the one recovery)."""
@@ -213,7 +214,7 @@ def open_dataset(root: str | os.PathLike[str], *, require_classes: bool = True) 
         raise DatasetError(
             f"root {str(root)!r} is not a folder; pass --root with your dataset folder"
         )
-    given = Path(os.path.abspath(p))
+    given = Path(root)
     p = p.resolve()
     state_path(p)  # ROOT/.cleaner a symlink or a file: refused before any command starts
     class_dirs = find_class_dirs(p)

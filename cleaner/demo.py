@@ -428,14 +428,14 @@ class _Demo:
             self.files[path] = data
             self.corrupt.append({"path": path, "kind": kind})
 
-    def write(self, root: Path) -> None:
-        """Every file under ``root``, and both class folders even when one stays empty."""
+    def write(self, out_dir: Path) -> None:
+        """Every file under ``out_dir``, and both class folders even when one stays empty."""
         for path, data in self.files.items():
-            p = root / path
+            p = out_dir / path
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         for d in (REAL_DIR, FAKE_DIR):
-            (root / d).mkdir(parents=True, exist_ok=True)
+            (out_dir / d).mkdir(parents=True, exist_ok=True)
 
 
 def _check(p: DemoParams) -> None:

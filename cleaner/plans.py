@@ -193,7 +193,7 @@ def build_plan(
     pfs = [read_predictions(f, ws=ws) for f in files]
     rows = ok_rows(ws, progress=progress)
     matches = [match_entries(pf, rows) for pf in pfs]
-    warnings += _match_warnings(matches, len(rows), ws.root)
+    warnings += _match_warnings(matches, len(rows), ws)
     images = _votes(rows, matches)
     levels = len({tuple(e.prob_fake for e in im.evidence) for im in images})
     if target_precision and images and levels < MIN_LEVELS:
@@ -244,7 +244,7 @@ def _unique_files(
     return files, warnings
 
 
-def _match_warnings(matches: Sequence[MatchResult], n_rows: int, root: Path) -> list[str]:
+def _match_warnings(matches: Sequence[MatchResult], n_rows: int, ws: Workspace) -> list[str]:
     """What a user should know about each predictions file before trusting its votes."""
     warnings: list[str] = []
     for m in matches:
@@ -266,7 +266,7 @@ def _match_warnings(matches: Sequence[MatchResult], n_rows: int, root: Path) -> 
             )
         if pf.entries and not m.matched:
             warnings.append(
-                f"{pf.name} matched none of the {n_rows} files under {root} "
+                f"{pf.name} matched none of the {n_rows} files under {ws.root} "
                 f"({len(pf.entries)} entries): is it for another dataset?"
             )
         elif m.unmatched + m.stale + m.ambiguous:
@@ -505,9 +505,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def write_plan(root: str | os.PathLike[str], plan: dict[str, Any]) -> Path:
+def write_plan(ws: Workspace, plan: dict[str, Any]) -> Path:
     """Write a plan atomically to ``R/.cleaner/plans/<run-id>.json``."""
-    return plans_file.write(root, plan)
+    return plans_file.write(ws, plan)
 
 
 def separate(
@@ -600,13 +600,16 @@ def score_plan(plan: dict[str, Any], ground_truth: dict[str, Any]) -> dict[str, 
 
 
 def undo(
-    root: str | os.PathLike[str], run_id: str | None = None, *, progress: bool | None = None
+    ws: Workspace | str | os.PathLike[str],
+    run_id: str | None = None,
+    *,
+    progress: bool | None = None,
 ) -> UndoResult:
     """`cleaner undo`: :func:`cleaner.journal.undo`, then mark the run's plan (when the run was
     a ``separate --apply``) with ``undone``, so readers of plans (report, evaluate) know its
     moves no longer stand."""
-    res = journal_undo(root, run_id, progress=progress)
-    path = plans_file.plan_path(root, res.undone_run)
+    res = journal_undo(ws, run_id, progress=progress)
+    path = plans_file.plan_path(ws, res.undone_run)
     if path.is_file():
         try:
             plan = plans_file.read_plan(path)
@@ -620,5 +623,5 @@ def undo(
             "restored": len(res.restored),
             "left": [{"path": r.src, "why": r.why} for r in res.left],
         }
-        plans_file.write(root, plan.with_extra(undone=undone))
+        plans_file.write(ws, plan.with_extra(undone=undone))
     return res

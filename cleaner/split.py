@@ -7,7 +7,6 @@ were)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,24 +14,24 @@ from dataclasses import dataclass
 
 from cleaner.dataset import LABELS, Workspace
 from cleaner.errors import CleanerError
-from cleaner.state import duplicates
+from cleaner.state import WsLike, duplicates
 from cleaner.state import split as split_file
 from cleaner.state.split import SPLITS, SplitRow
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 
-def read_split(root: str | os.PathLike[str]) -> list[SplitRow]:
+def read_split(ws: WsLike) -> list[SplitRow]:
     """The rows of ``split.csv`` (CleanerError when missing)."""
-    rows = split_file.read(root, fix="rerun cleaner train")
+    rows = split_file.read(ws, fix="rerun cleaner train")
     if rows is None:
-        raise CleanerError(f"{split_file.path(root)} does not exist; run cleaner train first")
+        raise CleanerError(f"{split_file.path(ws)} does not exist; run cleaner train first")
     return rows
 
 
-def duplicate_groups(root: str | os.PathLike[str]) -> list[set[str]]:
+def duplicate_groups(ws: WsLike) -> list[set[str]]:
     """The sha256 sets of ``R/.cleaner/duplicates.json``'s groups (empty when absent)."""
-    return [{s for _, s in g if s} for g in duplicates.member_keys(root)]
+    return [{s for _, s in g if s} for g in duplicates.member_keys(ws)]
 
 
 def group_ids(samples: Sequence[Sample], dup_groups: Iterable[set[str]]) -> dict[str, str]:

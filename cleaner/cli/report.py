@@ -20,6 +20,7 @@ from cleaner.cli._common import (
     err_console,
     use_engine,
 )
+from cleaner.dataset import Workspace
 
 
 @cli_errors
@@ -76,7 +77,7 @@ def report(
     from cleaner.report import SECTIONS, build_report
 
     result = build_report(
-        root,
+        Workspace.open(root, require_classes=False),
         out,
         model_metrics=model_metrics,
         page_size=page_size,

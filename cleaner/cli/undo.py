@@ -15,7 +15,7 @@ from cleaner.cli._common import (
     emit_json,
     err_console,
 )
-from cleaner.dataset import open_dataset
+from cleaner.dataset import Workspace
 from cleaner.plans import undo as run_undo
 
 
@@ -49,8 +49,8 @@ def undo(
 
         cleaner undo --root data --json
     """
-    ds = open_dataset(root, require_classes=False)
-    res = run_undo(ds.root, run, progress=False if json_out else None)
+    ws = Workspace.open(root, require_classes=False)
+    res = run_undo(ws, run, progress=False if json_out else None)
     if emit_json(res, json_out):
         return
     if res.recovery:

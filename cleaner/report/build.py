@@ -31,7 +31,6 @@ from cleaner.dataset import (
     check_output,
     check_relpath,
     confine_output,
-    open_dataset,
 )
 from cleaner.errors import CleanerError, PathEscapeError
 from cleaner.hashing import file_sha256
@@ -536,9 +535,8 @@ def build_report(
     (:func:`_section_files`, :func:`_section_plans`, :func:`_section_duplicates`,
     :func:`_section_quarantine`, :func:`_section_training`), thumbnails, :func:`_render`.
     """
-    r_arg = f"--root {os.fspath(ws)}"
-    if not isinstance(ws, Workspace):
-        ws = open_dataset(ws, require_classes=False)
+    ws = Workspace.of(ws, require_classes=False)
+    r_arg = f"--root {ws.given or ws.root}"
     outp, files_dir = _check_out(ws, out)
     outp.parent.mkdir(parents=True, exist_ok=True)
     result = ReportResult(out=outp, files_dir=files_dir)

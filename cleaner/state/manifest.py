@@ -17,12 +17,13 @@ from cleaner import images
 from cleaner.atomic import atomic_write
 from cleaner.dataset import Workspace, state_path
 from cleaner.errors import CleanerError
+from cleaner.state import WsLike
 
 FILE = "manifest.csv"
 
 
-def manifest_path(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, FILE)
+def manifest_path(ws: WsLike) -> Path:
+    return state_path(ws, FILE)
 
 
 path = manifest_path
@@ -66,9 +67,9 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
 _INT_COLUMNS = frozenset({"bytes", "width", "height", "mtime_ns", "frames"})
 
 
-def write_manifest(root: Path, rows: Sequence[ManifestRow]) -> Path:
+def write_manifest(ws: WsLike, rows: Sequence[ManifestRow]) -> Path:
     """Write the manifest atomically (tmp + fsync + ``os.replace``); returns its path."""
-    path = manifest_path(root)
+    path = manifest_path(ws)
 
     def write(tmp: Path) -> None:
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read
@@ -106,30 +107,35 @@ def read_rows(path: Path) -> list[ManifestRow]:
         return out
 
 
-def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
+def _root_of(ws: WsLike) -> str:
+    """ROOT as a user typed it, for the fix in a message."""
+    return str(ws.given or ws.root) if isinstance(ws, Workspace) else os.fspath(ws)
+
+
+def read_manifest(ws: WsLike) -> list[ManifestRow]:
     """The rows of ``ROOT/.cleaner/manifest.csv`` as last written (no rescan).
 
     Raises :class:`CleanerError` when there is none (run ``cleaner scan`` first) or it does not
     parse."""
-    path = manifest_path(root)
+    path = manifest_path(ws)
     if not path.is_file():
-        raise CleanerError(f"no manifest at {path}; run `cleaner scan --root {root}` first")
+        raise CleanerError(f"no manifest at {path}; run `cleaner scan --root {_root_of(ws)}` first")
     try:
         return read_rows(path)
     except (ValueError, KeyError, csv.Error) as e:
         raise CleanerError(
-            f"{path} does not parse ({e}); run `cleaner scan --root {root}` to rebuild it"
+            f"{path} does not parse ({e}); run `cleaner scan --root {_root_of(ws)}` to rebuild it"
         ) from e
 
 
-def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
+def link_targets(ws: WsLike) -> dict[str, str]:
     """target -> link, for every symlink inside ROOT the manifest lists (empty without one).
     The mover leaves these targets in place: a moved target leaves its link dangling. A
     workspace whose command has scanned already answers from its rows (no second read)."""
-    if isinstance(root, Workspace) and "rows" in root.memo:
-        return {r.target: r.path for r in root.memo["rows"] if r.target}
+    if isinstance(ws, Workspace) and "rows" in ws.memo:
+        return {r.target: r.path for r in ws.memo["rows"] if r.target}
     try:
-        path = manifest_path(root)
+        path = manifest_path(ws)
         if not path.is_file():
             return {}
         return {r.target: r.path for r in read_rows(path) if r.target}
@@ -137,9 +143,9 @@ def link_targets(root: str | os.PathLike[str]) -> dict[str, str]:
         return {}
 
 
-def read(root: str | os.PathLike[str]) -> list[ManifestRow]:
-    return read_manifest(root)
+def read(ws: WsLike) -> list[ManifestRow]:
+    return read_manifest(ws)
 
 
-def write(root: Path, rows: Sequence[ManifestRow]) -> Path:
-    return write_manifest(root, rows)
+def write(ws: WsLike, rows: Sequence[ManifestRow]) -> Path:
+    return write_manifest(ws, rows)
