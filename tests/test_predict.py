@@ -400,7 +400,7 @@ def test_predict_repeats_record_every_assignment(tmp_path: Path, model: Path) ->
     assert code == 1 and "--repeats" in err
     assert _run(*args, "--repeats", "0", "--out", str(out))[0] == 2  # Typer's bound: usage
     from cleaner.errors import CleanerError
-    from cleaner.models.predict import predict_out_of_fold
+    from cleaner.models.config import OOFConfig
 
     with pytest.raises(CleanerError, match="--repeats 0: give 1 or more"):  # scripts meet it too
-        predict_out_of_fold(root, "spectrum", out, folds=4, repeats=0)
+        OOFConfig("spectrum", out, folds=4, repeats=0)

@@ -259,7 +259,7 @@ def test_precision_auto_is_float32_on_a_cpu() -> None:
     float32 wherever no GPU is visible, and an unknown policy is one clear error."""
     import tensorflow as tf
 
-    from cleaner.models.train import resolve_precision
+    from cleaner.models.devices import resolve_precision
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: auto means mixed_float16 there")
@@ -274,8 +274,8 @@ def test_feature_norm_floors_the_variance_of_dead_features() -> None:
     fine-tuning wakes it up, the standardised value stays of the order of the others."""
     import keras
 
+    from cleaner.models.fit import set_feature_norm
     from cleaner.models.frozen_head import VARIANCE_FLOOR, feature_norm
-    from cleaner.models.train import set_feature_norm
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (64, 5)).astype(np.float32)
