@@ -360,16 +360,16 @@ def embed(
 
 
 def cached_features(
+    ws: Workspace | None,
     backbone: str,
     weights: str,
     image_size: int,
     shas: Sequence[str],
     *,
-    ws: Workspace | None = None,
     crop: str = "center",
 ) -> np.ndarray | None:
-    """Features of ``shas`` from ROOT's cache when *all* are there, else None (for
-    ``cleaner train``'s head phase: pass ``ws``; without it there is no cache to read)."""
+    """Features of ``shas`` from ROOT's cache when *all* are there, else None (``ws`` None:
+    there is no cache to read)."""
     from cleaner.models.backbones import get_backbone
 
     if ws is None:
