@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,12 @@ from cleaner.hashing import file_sha256
 from cleaner.models.calibrate import Calibration, read_labels
 from cleaner.models.calibrate import calibrate as fit_calibration
 from cleaner.models.config import ModelConfig, OOFConfig
+
+if TYPE_CHECKING:
+    from cleaner.models.embeddings import EmbeddingSpec
+    from cleaner.models.folds import OutOfFold
+    from cleaner.models.planted import PlantedRun
+    from cleaner.models.projection import Projection
 
 Progress = Callable[[int], None] | None
 
@@ -169,14 +175,13 @@ class _Folds:
     """What the folds gave: out-of-fold probabilities, a reason per image that has none, the
     backbone runs and cache hits, the projection the heads trained on and the planted run."""
 
-    res: Any
-    """:class:`cleaner.models.folds.OutOfFold`."""
+    res: OutOfFold
     errors: list[str]
     computed: int = 0
     cached: int = 0
-    projection: Any = None
-    plant: Any = None
-    """:class:`cleaner.models.planted.PlantedRun`, when the frozen heads ran it."""
+    projection: Projection | None = None
+    plant: PlantedRun | None = None
+    """When the frozen heads ran it."""
 
 
 def predict_out_of_fold(
@@ -188,7 +193,7 @@ def predict_out_of_fold(
 ) -> PredictSummary:
     """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``cfg.backbone`` (see the
     module doc; the flags: :class:`~cleaner.models.config.OOFConfig`): K grouped folds
-    (:func:`_fold_sets`), a head per fold (:func:`_frozen_folds` or :func:`_finetune_folds`),
+    (:func:`_fold_images`), a head per fold (:func:`_frozen_folds` or :func:`_finetune_folds`),
     then one entry per image (:func:`_oof_entries`) and the file's ``model`` (:func:`_oof_info`).
     """
     from cleaner.manifest import ok_rows
@@ -200,13 +205,12 @@ def predict_out_of_fold(
     rows = ok_rows(ws)
     if not rows:
         raise CleanerError(f"no ok image under {ws.root}; run cleaner scan and check the folders")
-    y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)
-    groups, fold_sets = _fold_sets(ws, cfg, rows, y)
+    images = _fold_images(ws, cfg, rows)
     spec = EmbeddingSpec(cfg.bb, cfg.weights_name, cfg.size, cfg.crop_policy)
     if cfg.finetune:
-        got = _finetune_folds(ws, cfg, rows, y, fold_sets[0], log)
+        got = _finetune_folds(ws, cfg, images, log)
     else:
-        got = _frozen_folds(ws, cfg, spec, rows, y, groups, fold_sets, progress, log)
+        got = _frozen_folds(ws, cfg, spec, images, progress, log)
     entries, failed = _oof_entries(rows, got)
     info = _oof_info(cfg, spec, got)
     path = write_predictions_v1(cfg.out, model=info, entries=entries, out_of_fold=True)
@@ -216,30 +220,37 @@ def predict_out_of_fold(
     )  # fmt: skip
 
 
-def _fold_sets(
-    ws: Workspace, cfg: OOFConfig, rows: Sequence[Any], y: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Each image's duplicate group and one fold assignment per ``--repeats`` (seeds ``seed``
-    to ``seed + repeats - 1``), groups never split."""
+@dataclass
+class _FoldImages:
+    """The images the folds share out: their manifest rows, labels (1 = fake), duplicate
+    groups, and one fold assignment per ``--repeats``."""
+
+    rows: Sequence[Any]
+    y: np.ndarray
+    groups: np.ndarray
+    fold_sets: list[np.ndarray]
+
+
+def _fold_images(ws: Workspace, cfg: OOFConfig, rows: Sequence[Any]) -> _FoldImages:
+    """Each image's label and duplicate group, and one fold assignment per ``--repeats``
+    (seeds ``seed`` to ``seed + repeats - 1``), stratified by label, groups never split."""
     from cleaner.models import folds as F
 
+    y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)
     paths, shas = [r.path for r in rows], [r.sha256 for r in rows]
     groups = F.group_ids(paths, shas, F.duplicate_groups(ws))
     sets = [F.assign_folds(y, groups, cfg.folds, seed=cfg.seed + r) for r in range(cfg.repeats)]
-    return groups, sets
+    return _FoldImages(rows, y, groups, sets)
 
 
 def _finetune_folds(
-    ws: Workspace,
-    cfg: OOFConfig,
-    rows: Sequence[Any],
-    y: np.ndarray,
-    fold: np.ndarray,
-    log: Callable[[str], None] | None,
+    ws: Workspace, cfg: OOFConfig, images: _FoldImages, log: Callable[[str], None] | None
 ) -> _Folds:
-    """``--finetune``: each fold fine-tunes the backbone's top on the other folds."""
+    """``--finetune``: each fold fine-tunes the backbone's top on the other folds (the first
+    assignment: ``--repeats`` is for frozen heads)."""
     from cleaner.models import folds as F
 
+    rows, y, fold = images.rows, images.y, images.fold_sets[0]
     res = F.finetune_oof(
         [ws.root / r.path for r in rows], y, fold, backbone=cfg.bb, weights=cfg.weights_name,
         image_size=cfg.size, crop=cfg.crop_policy, epochs=cfg.epochs,
@@ -252,11 +263,8 @@ def _finetune_folds(
 def _frozen_folds(
     ws: Workspace,
     cfg: OOFConfig,
-    spec: Any,
-    rows: Sequence[Any],
-    y: np.ndarray,
-    groups: np.ndarray,
-    fold_sets: list[np.ndarray],
+    spec: EmbeddingSpec,
+    images: _FoldImages,
     progress: Progress,
     log: Callable[[str], None] | None,
 ) -> _Folds:
@@ -267,32 +275,33 @@ def _frozen_folds(
     from cleaner.models.embeddings import embed_for_heads
     from cleaner.models.planted import PLANT_SHARE, planted_run
 
-    bb = cfg.bb
+    bb, rows, y, fold_sets = cfg.bb, images.rows, images.y, images.fold_sets
     items = [(ws.root / r.path, r.sha256) for r in rows]
     kw: dict[str, Any] = {
         "mode": cfg.features, "pca_dim": cfg.pca_dim, "regions": bb.regions, "seed": cfg.seed,
         "copies": 2 if cfg.mirror else 1, "batch_size": cfg.batch_size, "progress": progress,
     }  # fmt: skip
     emb = embed_for_heads(ws, items, spec, **kw)
-    got = _Folds(None, emb.errors, emb.computed, emb.cached, emb.projection)
-    if got.projection is not None and log is not None:
+    computed, cached, projection = emb.computed, emb.cached, emb.projection
+    if projection is not None and log is not None:
         log(
-            f"heads on a projection: {got.projection.dim} principal components per row, "
-            f"{got.projection.explained:.1%} of the variance of {got.projection.sample_rows} rows"
+            f"heads on a projection: {projection.dim} principal components per row, "
+            f"{projection.explained:.1%} of the variance of {projection.sample_rows} rows"
         )
     mirror_features = None
     if cfg.mirror:
         if log is not None:
             log("mirror images: features for the heads' extra training rows")
-        m = embed_for_heads(ws, items, spec.mirrored(), projection=got.projection, **kw)
-        got.computed, got.cached = got.computed + m.computed, got.cached + m.cached
+        m = embed_for_heads(ws, items, spec.mirrored(), projection=projection, **kw)
+        computed, cached = computed + m.computed, cached + m.cached
         mirror_features = m.features
     heads: dict[str, Any] = {
         "head": cfg.head, "c": bb.head_c, "ok": emb.ok, "mirror": mirror_features,
-        "prune": cfg.prune, "groups": groups, "seed": cfg.seed, "regions": bb.regions,
-        "standardised": got.projection is not None,
+        "prune": cfg.prune, "groups": images.groups, "seed": cfg.seed, "regions": bb.regions,
+        "standardised": projection is not None,
     }  # fmt: skip
-    got.res = F.repeated_frozen_oof(emb.features, y, fold_sets, log=log, **heads)
+    res = F.repeated_frozen_oof(emb.features, y, fold_sets, log=log, **heads)
+    got = _Folds(res, emb.errors, computed, cached, projection)
     if cfg.planted:
         if log is not None:
             log(f"planted run (separate's check): the heads again, {PLANT_SHARE:.0%} swapped")
@@ -333,7 +342,7 @@ def _oof_entries(
     return entries, failed
 
 
-def _oof_info(cfg: OOFConfig, spec: Any, got: _Folds) -> dict[str, Any]:
+def _oof_info(cfg: OOFConfig, spec: EmbeddingSpec, got: _Folds) -> dict[str, Any]:
     """The predictions file's ``model``: what made the probabilities, enough to redo them."""
     from cleaner.models.heads import HEAD_C
 
