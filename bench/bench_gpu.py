@@ -107,7 +107,7 @@ def main() -> None:
         return
     import keras
 
-    from cleaner.models.train import resolve_precision
+    from cleaner.models.devices import resolve_precision
 
     policy = resolve_precision(args.precision)
     keras.mixed_precision.set_global_policy(policy)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.models import folds as F
+from cleaner.models import heads as H
 from cleaner.models import logreg
 from cleaner.models import projection as P
 
@@ -143,7 +144,7 @@ def at_scale(args: argparse.Namespace) -> dict[str, Any]:
     stage(out)
     train = np.flatnonzero(np.arange(len(y)) % 5 != 0)
     t3 = time.perf_counter()
-    head = F.make_head("logreg", c=args.c, standardised=True)
+    head = H.make_head("logreg", c=args.c, standardised=True)
     head.fit_rows(z, y, train, None)
     out["one_head_s"] = round(time.perf_counter() - t3, 1)
     out["one_head_iterations"] = head.model.n_iter
@@ -163,7 +164,7 @@ def at_scale(args: argparse.Namespace) -> dict[str, Any]:
         del z
         x = data.full()
         t5 = time.perf_counter()
-        full = F.make_head("logreg", c=args.c)
+        full = H.make_head("logreg", c=args.c)
         full.fit_rows(x, y, train, None)
         out["full_one_head_s"] = round(time.perf_counter() - t5, 1)
         out["full_one_head_iterations"] = full.model.n_iter

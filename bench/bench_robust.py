@@ -203,8 +203,8 @@ def head_run(
     from cleaner.models import frozen_head as FH
     from cleaner.models.backbones import get_backbone
     from cleaner.models.embeddings import EmbeddingSpec, embed
-    from cleaner.models.folds import HEAD_C
     from cleaner.models.head_views import add_views
+    from cleaner.models.heads import HEAD_C
     from cleaner.models.projection import HeadFeatures
     from cleaner.split import read_split
 

@@ -59,7 +59,9 @@ def _fine_tune_rate(history: list[dict[str, Any]], phase: str) -> float | None:
 def precision_run(size: int = 64) -> dict[str, Any]:
     from train_helpers import make_dataset
 
-    from cleaner.models.train import TrainConfig, cpu_has_amx, train
+    from cleaner.dataset import Workspace
+    from cleaner.models.devices import cpu_has_amx
+    from cleaner.models.train import TrainConfig, train
 
     out: dict[str, Any] = {"bench": "train_precision", "amx": cpu_has_amx(), "size": size}
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,8 +69,8 @@ def precision_run(size: int = 64) -> dict[str, Any]:
         for policy in ("float32", "mixed_bfloat16"):
             t0 = time.perf_counter()
             r = train(
+                Workspace.open(root),
                 TrainConfig(
-                    root=root,
                     out=Path(tmp) / f"{policy}.keras",
                     backbone="efficientnet-lite0",
                     weights="imagenet",
@@ -93,6 +95,7 @@ def precision_run(size: int = 64) -> dict[str, Any]:
 
 
 def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]]:
+    from cleaner.dataset import Workspace
     from cleaner.models.train import TrainConfig, train
 
     results: list[dict[str, Any]] = []
@@ -104,8 +107,8 @@ def faces_run(faces: Path, configs: list[str], seed: int) -> list[dict[str, Any]
             backbone, weights, size, epochs, *rest = c.split(":")
             t0 = time.perf_counter()
             r = train(
+                Workspace.open(root),
                 TrainConfig(
-                    root=root,
                     out=Path(tmp) / f"{backbone}-{weights}-{size}.keras",
                     backbone=backbone,
                     weights=weights,
@@ -150,11 +153,12 @@ def _train(
     crop: str,
     backbone: str = "efficientnet-lite0",
 ) -> dict[str, Any]:
+    from cleaner.dataset import Workspace
     from cleaner.models.train import TrainConfig, train
 
     r = train(
+        Workspace.open(root),
         TrainConfig(
-            root=root,
             out=out,
             backbone=backbone,
             weights="imagenet",
@@ -313,10 +317,14 @@ def head_phase(root: Path, head_features: str, pca_dim: int) -> dict[str, Any]:
     norm = keras.layers.Normalization(name="feature_norm")
     dense = keras.layers.Dense(1, activation="sigmoid", name="prob_fake")
     keras.Model(inp, dense(norm(inp)))
-    cfg = TrainConfig(root=root, out=root / "m.keras")
-    net = SimpleNamespace(feat_norm=norm, head=dense)
-    data = SimpleNamespace(y={"train": y[:n_tr], "val": y[n_tr:]}, sample_w=None)
-    phase = head_phase_on(cfg, cfg.out, inputs, data, net, None, lambda s: None, [])
+    run = SimpleNamespace(
+        cfg=TrainConfig(out=root / "m.keras"),
+        net=SimpleNamespace(feat_norm=norm, head=dense),
+        data=SimpleNamespace(y={"train": y[:n_tr], "val": y[n_tr:]}, sample_w=None),
+        say=lambda s: None,
+        history=[],
+    )
+    phase = head_phase_on(run, inputs, None)
     out |= {"head_s": round(time.perf_counter() - t1, 1), "iterations": phase["iterations"],
             "val_accuracy": round(phase["val_accuracy"], 4),
             "val_auc": round(phase["val_auc"], 4), "peak_mib": peak(),

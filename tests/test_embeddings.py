@@ -193,10 +193,10 @@ def test_cached_features_for_training(tmp_path: Path) -> None:
     root = make_root(tmp_path / "R", 2, size=48)
     items = _items(root)
     shas = [s for _, s in items]
-    assert E.cached_features("spectrum", "none", 48, shas, root=root) is None
+    assert E.cached_features(root, "spectrum", "none", 48, shas) is None
     first = E.embed(root, items, E.EmbeddingSpec(get_backbone("spectrum"), "none", 48, "center"))
-    got = E.cached_features("spectrum", "none", 48, shas[::-1], root=root)
+    got = E.cached_features(root, "spectrum", "none", 48, shas[::-1])
     assert got is not None
     np.testing.assert_allclose(got, first.features[::-1], rtol=1e-6)
-    assert E.cached_features("spectrum", "none", 48, [*shas, "f" * 64], root=root) is None
-    assert E.cached_features("spectrum", "none", 48, shas) is None  # no root, no cache
+    assert E.cached_features(root, "spectrum", "none", 48, [*shas, "f" * 64]) is None
+    assert E.cached_features(None, "spectrum", "none", 48, shas) is None  # no root, no cache

@@ -10,6 +10,7 @@ import pytest
 
 from cleaner.errors import CleanerError
 from cleaner.models import folds as F
+from cleaner.models import heads as H
 
 
 class RecordingHead:
@@ -35,7 +36,7 @@ def _recorded_ids(monkeypatch: pytest.MonkeyPatch, n: int) -> tuple[np.ndarray, 
     """Every head a RecordingHead (log emptied); ``n`` alternating labels and their ids as
     one-column features."""
     RecordingHead.log = []
-    monkeypatch.setattr(F, "make_head", lambda name="logreg", **kw: F.SklearnHead(RecordingHead()))
+    monkeypatch.setattr(H, "make_head", lambda name="logreg", **kw: H.SklearnHead(RecordingHead()))
     return np.array([0, 1] * (n // 2)), np.arange(n, dtype=float)[:, None]
 
 
@@ -141,12 +142,12 @@ def test_pruning_and_mirror_rows_never_use_the_held_out_fold(
 
     iterations: list[int] = []
 
-    def make(name: str = "logreg", **kw: Any) -> F.SklearnHead:
+    def make(name: str = "logreg", **kw: Any) -> H.SklearnHead:
         heads.append(MirrorRecordingHead())
         iterations.append(kw["max_iter"])
-        return F.SklearnHead(heads[-1])
+        return H.SklearnHead(heads[-1])
 
-    monkeypatch.setattr(F, "make_head", make)
+    monkeypatch.setattr(H, "make_head", make)
     n = 60
     y = np.array([0, 1] * (n // 2))
     ids = np.arange(n, dtype=float)[:, None]
@@ -223,10 +224,10 @@ def test_region_rows_train_together_and_predict_by_their_mean_logit(
             p = np.where(ids % 7 == 0, 0.95, 0.05)  # confident and label-blind: cleanlab flags
             return np.stack([1 - p, p], axis=1)
 
-    def make(name: str = "logreg", **kw: Any) -> F.RegionHead:
-        return F.RegionHead(F.SklearnHead(RowHead()), kw["regions"])
+    def make(name: str = "logreg", **kw: Any) -> H.RegionHead:
+        return H.RegionHead(H.SklearnHead(RowHead()), kw["regions"])
 
-    monkeypatch.setattr(F, "make_head", make)
+    monkeypatch.setattr(H, "make_head", make)
     n = 60
     y = np.array([0, 1] * (n // 2))
     rows = np.arange(4 * n, dtype=float).reshape(n, 4)  # row r of image i is 4 i + r
@@ -239,7 +240,7 @@ def test_region_rows_train_together_and_predict_by_their_mean_logit(
     for entry in RecordingHead.log:
         assert not entry["trained"] & entry["predicted"]
     # the mean logit: a head whose rows say 0.9, 0.9, 0.9 and 0.1 says logit(0.9) / 2
-    head = F.RegionHead(F.SklearnHead(RecordingHead()), 4)
+    head = H.RegionHead(H.SklearnHead(RecordingHead()), 4)
     head.inner = type("P", (), {"prob_rows": lambda s, f, r: np.array([0.9, 0.9, 0.9, 0.1])})()
     (p,) = head.prob_rows(np.zeros((1, 8)), np.array([0]))
     assert p == pytest.approx(1 / (1 + np.exp(-np.log(9) / 2)))

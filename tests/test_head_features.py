@@ -19,6 +19,7 @@ from cleaner.cli import app
 from cleaner.hashing import file_sha256
 from cleaner.models import embeddings as E
 from cleaner.models import folds as F
+from cleaner.models import heads as H
 from cleaner.models import logreg
 from cleaner.models import projection as P
 from cleaner.models.backbones import get_backbone
@@ -57,7 +58,7 @@ def test_every_component_kept_is_the_full_head() -> None:
     assert proj.dim == 119 and proj.explained == pytest.approx(1.0, abs=1e-6)  # rank n - 1
     rows = np.flatnonzero(np.arange(len(y)) % 4 != 0)
     z = proj.apply(x)
-    head = F.make_head("logreg", c=0.03, standardised=True)
+    head = H.make_head("logreg", c=0.03, standardised=True)
     head.fit_rows(z, y, rows, None)
     full = logreg.fit([(x, rows)], y[rows], c=0.03, standardise=(proj.mean, proj.scale))
     np.testing.assert_allclose(head.prob_rows(z, np.arange(len(y))), full.prob(x), atol=2e-3)
@@ -69,9 +70,9 @@ def test_standardising_the_coordinates_again_would_be_another_model() -> None:
     x, y = _data(seed=1)
     z = _projection(x, 30).apply(x)
     rows = np.arange(len(y))
-    as_is = F.make_head("logreg", c=0.03, standardised=True)
+    as_is = H.make_head("logreg", c=0.03, standardised=True)
     as_is.fit_rows(z, y, rows, None)
-    whitened = F.make_head("logreg", c=0.03)
+    whitened = H.make_head("logreg", c=0.03)
     whitened.fit_rows(z, y, rows, None)
     assert np.abs(as_is.prob_rows(z, rows) - whitened.prob_rows(z, rows)).max() > 0.01
 
@@ -88,12 +89,12 @@ def test_streamed_is_the_in_memory_projection(
     n: int, regions: int, width: int, shard: int, dim: int
 ) -> None:
     """Any shard size, any region count: each image's row of the streamed result is the
-    projection of its region rows (:func:`cleaner.models.folds.region_rows`' layout); a key
+    projection of its region rows (:func:`cleaner.models.heads.region_rows`' layout); a key
     repeated in a later shard is read once."""
     rng = np.random.default_rng(n * 31 + width)
     x = rng.normal(0, 3, (n, regions * width)).astype(np.float32)
     keys = [f"k{i}" for i in range(n)]
-    proj = _projection(F.region_rows(x, regions), dim)
+    proj = _projection(H.region_rows(x, regions), dim)
 
     def shards() -> list[tuple[list[str], np.ndarray]]:
         out = [(keys[a : a + shard], x[a : a + shard]) for a in range(0, n, shard)]
@@ -102,7 +103,7 @@ def test_streamed_is_the_in_memory_projection(
     rows_of = {k: [i] for i, k in enumerate(keys)}
     z, found = P.project_streamed(shards, rows_of, n, proj, regions=regions)
     assert found == set(keys)
-    expected = proj.apply(F.region_rows(x, regions)).reshape(n, -1)
+    expected = proj.apply(H.region_rows(x, regions)).reshape(n, -1)
     np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-4)
 
 
@@ -213,7 +214,7 @@ def test_pca_features_from_the_api_match_the_cache(tmp_path: Path) -> None:
 
 def test_bad_head_features_values_are_one_line(tmp_path: Path) -> None:
     from cleaner.errors import CleanerError
-    from cleaner.models.predict import predict_out_of_fold
+    from cleaner.models.config import OOFConfig
 
     root = make_root(tmp_path / "R", 2, size=40)
     out = tmp_path / "x.json"
@@ -221,6 +222,6 @@ def test_bad_head_features_values_are_one_line(tmp_path: Path) -> None:
                             "--head-features", "tiny", "--out", str(out)])  # fmt: skip
     assert r.exit_code == 2 and "tiny" in r.stderr
     with pytest.raises(CleanerError, match="--head-features 'tiny': choose one of auto, full"):
-        predict_out_of_fold(root, "spectrum", out, head_features="tiny")
+        OOFConfig("spectrum", out, head_features="tiny")
     with pytest.raises(CleanerError, match="--pca-dim 0: give 1 or more"):
-        predict_out_of_fold(root, "spectrum", out, pca_dim=0)
+        OOFConfig("spectrum", out, pca_dim=0)

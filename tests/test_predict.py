@@ -204,6 +204,17 @@ def test_usage_errors_are_one_line(tmp_path: Path, model: Path) -> None:
     assert not Path(out).exists()
 
 
+def test_predict_config_refuses_frozen_only_flags_with_finetune(tmp_path: Path) -> None:
+    """OOFConfig, built by the CLI, refuses --mirror with --finetune (the folds already train
+    on flips): one line, exit 1, no file."""
+    root = make_root(tmp_path / "R", 2, size=40)
+    out = tmp_path / "x.json"
+    code, _, err = _run("predict", "--root", str(root), "--backbone", "efficientnet-lite0",
+                        "--finetune", "--mirror", "--out", str(out))  # fmt: skip
+    assert code == 1 and "--mirror is for frozen heads" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "choices"),
     [("--crop", "foo", ("center", "resize")), ("--head", "svm", ("logreg", "logreg-cv"))],
@@ -401,7 +412,7 @@ def test_predict_repeats_record_every_assignment(tmp_path: Path, model: Path) ->
     assert code == 1 and "--repeats" in err
     assert _run(*args, "--repeats", "0", "--out", str(out))[0] == 2  # Typer's bound: usage
     from cleaner.errors import CleanerError
-    from cleaner.models.predict import predict_out_of_fold
+    from cleaner.models.config import OOFConfig
 
     with pytest.raises(CleanerError, match="--repeats 0: give 1 or more"):  # scripts meet it too
-        predict_out_of_fold(root, "spectrum", out, folds=4, repeats=0)
+        OOFConfig("spectrum", out, folds=4, repeats=0)

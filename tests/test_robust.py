@@ -82,7 +82,7 @@ def test_augment_modes_and_the_old_flags(tmp_path: Path, monkeypatch: pytest.Mon
 
     seen: list[object] = []
 
-    def fake_train(cfg: train_module.TrainConfig, **_: object) -> None:
+    def fake_train(ws: object, cfg: train_module.TrainConfig, **_: object) -> None:
         seen.append(cfg.augment)
         raise CleanerError("stopped by the test")
 

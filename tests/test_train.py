@@ -217,6 +217,29 @@ def test_train_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "does not exist" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--epochs", "-1"], "--epochs and --head-epochs must be 0 or more"),
+        (["--image-size", "8"], "--image-size 8 is too small; use 16 or more"),
+        (["--precision", "fp8"], "--precision 'fp8' is not one of auto, float32"),
+        (["--batch-size", "0"], "--batch-size 0: give 1 or more"),
+        (["--backbone", "nope"], "unknown backbone 'nope'; choose one of"),
+    ],
+)
+def test_train_config_refuses_a_bad_flag_before_any_work(
+    tmp_path: Path, flags: list[str], said: str
+) -> None:
+    """TrainConfig checks every flag when the CLI builds it: one line naming the flag, exit 1,
+    and nothing written (no split, no model)."""
+    root = make_dataset(tmp_path / "ds", 2, size=16)
+    out = tmp_path / "m.keras"
+    res = runner.invoke(app, ["train", "--root", str(root), "--out", str(out), *flags])
+    assert res.exit_code == 1 and said in res.stderr, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not (root / ".cleaner" / "split.csv").exists()
+
+
 @pytest.mark.parametrize("head", ["logreg", "dense"])
 def test_transfer_head_on_frozen_features(tmp_path: Path, head: str) -> None:
     """Phase 1 on Lite0's ImageNet texture features (offline weights, 32 px): the exact
@@ -264,7 +287,7 @@ def test_precision_auto_is_float32_on_a_cpu() -> None:
     float32 wherever no GPU is visible, and an unknown policy is one clear error."""
     import tensorflow as tf
 
-    from cleaner.models.train import resolve_precision
+    from cleaner.models.devices import resolve_precision
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: auto means mixed_float16 there")
@@ -279,8 +302,8 @@ def test_feature_norm_floors_the_variance_of_dead_features() -> None:
     fine-tuning wakes it up, the standardised value stays of the order of the others."""
     import keras
 
+    from cleaner.models.fit import set_feature_norm
     from cleaner.models.frozen_head import VARIANCE_FLOOR, feature_norm
-    from cleaner.models.train import set_feature_norm
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (64, 5)).astype(np.float32)

@@ -38,6 +38,7 @@ def test_training_holds_a_batch_of_pixels_not_the_split(
 ) -> None:
     """Every decoded image is watched until it is freed: at no time are more than two batches'
     worth alive, while the run decodes the split several times over (train epochs, val, test)."""
+    from cleaner.models import inputs as INP
     from cleaner.models import train as T
 
     assert "arrays" not in T._Data.__dataclass_fields__
@@ -60,8 +61,8 @@ def test_training_holds_a_batch_of_pixels_not_the_split(
 
         return wrapper
 
-    monkeypatch.setattr(T, "load_for_training", watched(T.load_for_training))
-    monkeypatch.setattr(T, "load_for_eval", watched(T.load_for_eval))
+    monkeypatch.setattr(INP, "load_for_training", watched(INP.load_for_training))
+    monkeypatch.setattr(INP, "load_for_eval", watched(INP.load_for_eval))
     root = make_dataset(tmp_path / "ds", 20, size=24)
     m = _train(root, tmp_path / "m.keras", "--epochs", "2")
     assert m["unreadable"] == {"count": 0, "paths": []}
@@ -82,12 +83,12 @@ def test_an_image_that_stops_decoding_mid_run_is_skipped_and_counted(
     split = T._split
 
     def split_then_break(*args: Any, **kwargs: Any) -> Any:
-        by_split, rows, reused = split(*args, **kwargs)
+        data = split(*args, **kwargs)
         for part in ("train", "test"):
-            path = root / by_split[part][0].path
+            path = root / data.kept[part][0].path
             path.write_bytes(b"not an image any more")
             broken.append(str(path))
-        return by_split, rows, reused
+        return data
 
     monkeypatch.setattr(T, "_split", split_then_break)
     m = _train(root, tmp_path / "m.keras", "--epochs", "1")
@@ -107,8 +108,8 @@ def test_the_head_folds_into_the_models_layers(tmp_path: Path, mode: str) -> Non
     from cleaner.models import embeddings as E
     from cleaner.models import frozen_head as FH
     from cleaner.models.backbones import get_backbone
+    from cleaner.models.fit import set_feature_norm
     from cleaner.models.projection import HeadFeatures
-    from cleaner.models.train import set_feature_norm
 
     rng = np.random.default_rng(0)
     n, d = 300, 40

@@ -151,9 +151,10 @@ def property_table(files: list[FileAudit]) -> dict[str, list[Any]]:
 
 def _folds(ws: Workspace, ok: list[FileAudit], y: np.ndarray) -> np.ndarray | None:
     """Grouped, stratified folds (duplicates.json groups kept whole), or None if too few."""
-    from cleaner.models.folds import assign_folds, duplicate_groups, group_ids
+    from cleaner.models.folds import assign_folds, group_ids
+    from cleaner.state.duplicates import member_keys
 
-    groups = group_ids([f.path for f in ok], [f.props["sha256"] for f in ok], duplicate_groups(ws))
+    groups = group_ids([f.path for f in ok], [f.props["sha256"] for f in ok], member_keys(ws))
     per_class = min(len(np.unique(groups[y == c])) for c in (0, 1))
     k = min(scores.FOLDS, per_class)
     return assign_folds(y, groups, k) if k >= 2 else None

@@ -23,7 +23,6 @@ from cleaner.cli._common import (
     console,
     emit_json,
     err_console,
-    fail,
     use_engine,
     use_runtime,
 )
@@ -193,53 +192,21 @@ def predict(
     """
     use_engine(engine, ray_address)
     use_runtime(runtime)
-    if (model is None) == (backbone is None):
-        raise fail("pass exactly one of --model M.keras or --backbone B (e.g. efficientnet-lite0)")
-    if model is not None and (folds is not None or finetune or weights is not None or repeats > 1):
-        raise fail("--folds, --repeats, --finetune and --weights go with --backbone, not --model")
-    if finetune and mirror:
-        raise fail("--mirror is for frozen heads; --finetune folds already train on flips")
-    check_output(
-        out, ws=Workspace.open(root)
-    )  # before TensorFlow loads: a refused --out is answered at once
+    from cleaner.models.config import predict_config
+
+    ws = Workspace.open(root, require_classes=False)
+    cfg = predict_config(
+        out, model=model, backbone=backbone, folds=folds, finetune=finetune, weights=weights,
+        repeats=repeats, image_size=image_size, crop=crop, batch_size=batch_size,
+        epochs=epochs, head=head, mirror=mirror, prune=prune, seed=seed,
+        head_features=head_features.value, pca_dim=pca_dim, planted=planted,
+    )  # fmt: skip
+    cfg.check(ws)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models import predict as stage
 
     with _progress("predict", json_out) as bar:
-        if model is not None:
-            s = stage.predict_with_model(
-                root,
-                model,
-                out,
-                image_size=image_size,
-                crop=crop,
-                batch_size=batch_size,
-                progress=bar,
-            )
-        else:
-            assert backbone is not None
-            s = stage.predict_out_of_fold(
-                root,
-                backbone,
-                out,
-                folds=folds or 5,
-                weights=weights,
-                image_size=image_size,
-                crop=crop,
-                finetune=finetune,
-                epochs=epochs,
-                head=head,
-                mirror=mirror,
-                prune=prune,
-                batch_size=batch_size,
-                seed=seed,
-                repeats=repeats,
-                head_features=head_features.value,
-                pca_dim=pca_dim,
-                planted=planted and not finetune,
-                progress=bar,
-                log=None if json_out else err_console.print,
-            )
+        s = stage.predict(ws, cfg, progress=bar, log=None if json_out else err_console.print)
     if backbone is not None:
         _note_missing_groups(root)
     if emit_json(s, json_out):

@@ -172,22 +172,11 @@ def train(
     use_engine(engine, ray_address)
     use_runtime(runtime)
     from cleaner.audit import shortcut_warning
-    from cleaner.state.metrics import check_outputs
+    from cleaner.models.augment import DEFAULT, Robust
+    from cleaner.models.config import TrainConfig
 
     ws = Workspace.open(root)
-    warning = shortcut_warning(ws)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    check_outputs(out, ws)  # before TensorFlow loads: a refused --out is answered at once
-    quiet_tensorflow()
-    from cleaner.models.augment import DEFAULT, Robust
-    from cleaner.models.train import TrainConfig
-    from cleaner.models.train import train as run_train
-
-    robust = DEFAULT if robust_p is None else Robust(robust_p, robust_p, DEFAULT.rescale_p)
-
     cfg = TrainConfig(
-        root=root,
         out=out,
         backbone=backbone,
         weights=weights,
@@ -202,7 +191,7 @@ def train(
         patience=patience,
         precision=precision,
         augment=Augment.NONE if no_augment else augment,
-        robust=robust,
+        robust=DEFAULT if robust_p is None else Robust(robust_p, robust_p, DEFAULT.rescale_p),
         head_views=robust_views,
         launder=launder,
         by_source=by_source,
@@ -212,7 +201,14 @@ def train(
         head_features=head_features.value,
         pca_dim=pca_dim,
     )
-    result = run_train(cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
+    warning = shortcut_warning(ws)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    cfg.check(ws)  # before TensorFlow loads: a refused --out is answered at once
+    quiet_tensorflow()
+    from cleaner.models.train import train as run_train
+
+    result = run_train(ws, cfg, report=lambda line: print(line, file=sys.stderr, flush=True))
     m = result.metrics
     if emit_json(result, json_out):
         return

@@ -102,6 +102,33 @@ def robust_array(arr: np.ndarray, rng: np.random.Generator, p: Robust = DEFAULT)
     return np.asarray(robust_image(Image.fromarray(arr), rng, p), dtype=np.uint8)
 
 
+def crop_view(arr: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Fine-tuning's training view (``crops``): random crop, horizontal flip, small rotation,
+    brightness/contrast; float32 0..255.
+
+    No down-scaling: the crop keeps native pixels; the rotation (a quarter of the time, at most
+    8 degrees) is the one resampling step."""
+    h, w = arr.shape[:2]
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    x = arr[top : top + size, left : left + size]
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    if rng.random() < 0.25:
+        angle = float(rng.uniform(-8, 8))
+        x = np.asarray(
+            Image.fromarray(np.ascontiguousarray(x)).rotate(
+                angle, Image.Resampling.BILINEAR, fillcolor=None
+            )
+        )
+    xf = x.astype(np.float32)
+    contrast = float(rng.uniform(0.85, 1.15))
+    brightness = float(rng.uniform(-20, 20))
+    mean = xf.mean()
+    xf = (xf - mean) * contrast + mean + brightness
+    return np.clip(xf, 0.0, 255.0)
+
+
 def view_name(index: int, p: Robust = DEFAULT) -> str:
     """The name of robust view ``index`` (its seed), part of the embedding cache key."""
     return f"{VIEW_PREFIX}:{p.key}:{index}"

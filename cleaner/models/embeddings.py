@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cleaner.dataset import state_path
+from cleaner.dataset import Workspace, state_path
 from cleaner.engine import MODEL_CALL_BATCHES, Engine, current, map_with_model
 from cleaner.errors import CleanerError
 from cleaner.models import projection as P
@@ -101,8 +101,8 @@ class Embeddings:
         return np.array([not e for e in self.errors], dtype=bool)
 
 
-def cache_root(root: str | os.PathLike[str]) -> Path:
-    return state_path(root, "cache", "embeddings")
+def cache_root(ws: Workspace) -> Path:
+    return state_path(ws, "cache", "embeddings")
 
 
 SHARD_IMAGES = 4096
@@ -315,7 +315,7 @@ def _compute_missing(
 
 
 def embed(
-    root: str | os.PathLike[str] | None,
+    ws: Workspace | None,
     items: Sequence[tuple[str | os.PathLike[str], str]],
     spec: EmbeddingSpec,
     *,
@@ -324,10 +324,10 @@ def embed(
     model: Any = None,
 ) -> Embeddings:
     """Features for ``items`` (``(path to read, sha256)`` pairs), from the cache under ROOT
-    where present, computing (once per distinct sha256) and caching the rest. ``root=None``
+    where present, computing (once per distinct sha256) and caching the rest. ``ws=None``
     turns the cache off; ``model``: the backbone's network when the caller has it built."""
     t0 = time.perf_counter()
-    directory = cache_root(root) / spec.key if root is not None else None
+    directory = cache_root(ws) / spec.key if ws is not None else None
     rows_of = _rows_by_sha([sha for _, sha in items])
     out, ok = _fill_from_cache(directory, rows_of, len(items)) if directory else (None, set())
     n_cached = sum(len(rows_of[s]) for s in ok)
@@ -360,23 +360,23 @@ def embed(
 
 
 def cached_features(
+    ws: Workspace | None,
     backbone: str,
     weights: str,
     image_size: int,
     shas: Sequence[str],
     *,
-    root: str | os.PathLike[str] | None = None,
     crop: str = "center",
 ) -> np.ndarray | None:
-    """Features of ``shas`` from ROOT's cache when *all* are there, else None (for
-    ``cleaner train``'s head phase: pass ``root``; without it there is no cache to read)."""
+    """Features of ``shas`` from ROOT's cache when *all* are there, else None (``ws`` None:
+    there is no cache to read)."""
     from cleaner.models.backbones import get_backbone
 
-    if root is None:
+    if ws is None:
         return None
     spec = EmbeddingSpec(get_backbone(backbone), weights, image_size, crop)
     rows_of = _rows_by_sha(shas)
-    out, found = _fill_from_cache(cache_root(root) / spec.key, rows_of, len(shas))
+    out, found = _fill_from_cache(cache_root(ws) / spec.key, rows_of, len(shas))
     if out is None or len(found) < len(rows_of):
         return None
     return out
@@ -452,7 +452,7 @@ def _stream(directory: Path, wanted: set[str], dim: int) -> P.Shards:
 
 
 def fill_cache(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     items: Sequence[tuple[str | os.PathLike[str], str]],
     spec: EmbeddingSpec,
     *,
@@ -462,7 +462,7 @@ def fill_cache(
     """Compute into ROOT's cache the features of ``items`` it lacks, :data:`SHARD_IMAGES` at a
     time on the current engine (memory: one shard), without reading any cached features.
     Returns ``(errors by sha256, images computed, images cached, feature width)``."""
-    directory = cache_root(root) / spec.key
+    directory = cache_root(ws) / spec.key
     have, dim = _cached_shas(directory)
     rows_of = _rows_by_sha([sha for _, sha in items])
     todo = [s for s in rows_of if s not in have]
@@ -478,7 +478,7 @@ def fill_cache(
 
 
 def embed_for_heads(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     items: Sequence[tuple[str | os.PathLike[str], str]],
     spec: EmbeddingSpec,
     *,
@@ -499,11 +499,11 @@ def embed_for_heads(
     and the fit's sample."""
     t0 = time.perf_counter()
     errors, computed, cached, dim = fill_cache(
-        root, items, spec, batch_size=batch_size, progress=progress
+        ws, items, spec, batch_size=batch_size, progress=progress
     )
     chosen = HeadFeatures.PCA if projection is not None else mode
     chosen = choose_head_features(chosen, len(items), dim or 0, copies)
-    directory = cache_root(root) / spec.key
+    directory = cache_root(ws) / spec.key
     rows_of = _rows_by_sha([sha for _, sha in items])
     wanted = set(rows_of) - set(errors)
     if chosen is HeadFeatures.FULL or dim is None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cleaner.dataset import Workspace
 from cleaner.models import logreg
 from cleaner.models import projection as P
 from cleaner.models.embeddings import EmbeddingSpec, embed_for_heads
@@ -113,7 +114,7 @@ class HeadInputs:
 
 
 def head_inputs(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     train: Sequence[Item],
     val: Sequence[Item],
     spec: EmbeddingSpec,
@@ -127,7 +128,7 @@ def head_inputs(
     """The features of ``train`` then ``val`` items (``(path, sha256)``) through the embedding
     cache under ROOT (:func:`cleaner.models.embeddings.embed_for_heads`)."""
     e = embed_for_heads(
-        root,
+        ws,
         [*train, *val],
         spec,
         mode=mode,

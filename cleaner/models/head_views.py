@@ -10,20 +10,20 @@ the record says so (a projection fitted on the clean rows would need a second pa
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from cleaner.dataset import Workspace
 from cleaner.models import augment as AUG
 from cleaner.models.embeddings import EmbeddingSpec, embed
 from cleaner.models.frozen_head import HeadInputs, Item
 
 
 def add_views(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     train: Sequence[Item],
     spec: EmbeddingSpec,
     inputs: HeadInputs,
@@ -49,7 +49,7 @@ def add_views(
     n_rows, computed, cached = len(inputs.features), 0, 0
     for k in range(views):
         view = spec.viewed(AUG.view_name(k, robust))
-        e = embed(root, train, view, batch_size=batch_size, model=model)
+        e = embed(ws, train, view, batch_size=batch_size, model=model)
         ok = np.flatnonzero(e.ok)
         blocks.append(e.features[ok].astype(np.float32, copy=False))
         rows.append(n_rows + np.arange(len(ok)))

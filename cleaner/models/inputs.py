@@ -23,7 +23,7 @@ Crop policy (``crop``):
   ``S`` is enlarged. Fake-image evidence lives in high frequencies (up-sampling traces,
   blending seams), and a resize is a low-pass filter that erases it; a 256 px face cropped to
   224 keeps 77% of its area and every pixel as it was. This is exactly the evaluation view of
-  ``cleaner train`` (:func:`cleaner.models.train.load_for_eval`), so ``cleaner predict --model``
+  ``cleaner train`` (:func:`load_for_eval`), so ``cleaner predict --model``
   sees images as the model was tested on them.
 - ``resize``: the whole image resized to ``S x S`` (bilinear; JPEG draft decoding first when the
   image is at least twice as large). The choice for tiny-input models (``simple-cnn`` at 32 px,
@@ -245,3 +245,46 @@ def _stack_rows(rows: Sequence[Row]) -> tuple[np.ndarray, list[str]]:
     if not rows:
         return np.zeros((0, 1), np.float32), []
     return np.stack([r for r, _ in rows]).astype(np.float32), [e for _, e in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# training's decoding (``cleaner train``): the image at native resolution, cropped per batch
+
+
+def fit_up(arr: np.ndarray, size: int) -> np.ndarray:
+    """Scale an image whose short side is below ``size`` up so that it covers ``size``."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if min(h, w) >= size:
+        return arr
+    k = size / min(h, w)
+    im = Image.fromarray(arr).resize(
+        (max(size, round(w * k)), max(size, round(h * k))), Image.Resampling.BILINEAR
+    )
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_for_training(path: str, size: int, crop: str = "center") -> np.ndarray:
+    """An image for random cropping. ``center`` policy: native resolution, short side at least
+    ``size``, long side capped at ``2 * size`` (a huge photo shrinks; a 256 px face stays
+    untouched). ``resize`` policy (tiny-input backbones): the whole image at ``size x size``."""
+    from cleaner.images import fit_view
+
+    if crop == "resize":
+        return load_array(path, size, crop="resize")
+    return np.asarray(fit_view(path, size), dtype=np.uint8)
+
+
+def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` crop (the image scaled up first when it is smaller)."""
+    arr = fit_up(arr, size)
+    h, w = arr.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return arr[top : top + size, left : left + size]
+
+
+def load_for_eval(path: str, size: int, crop: str = "center") -> np.ndarray:
+    """The evaluation view: the centre ``size`` crop of :func:`load_for_training`'s image (the
+    same pixels as :func:`load_one` gives ``predict``)."""
+    return load_array(path, size, crop=crop)

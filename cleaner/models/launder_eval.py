@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.choices import Launder
+from cleaner.dataset import Workspace
 from cleaner.models import launder
 from cleaner.models.embeddings import EmbeddingSpec, embed
 from cleaner.models.inputs import predict_paths
@@ -38,10 +39,10 @@ def _head_model(net: Any, dim: int, regions: int) -> Any:
 
 
 def _probs_frozen(
-    root: Any, items: Sequence[Item], spec: EmbeddingSpec, net: Any, regions: int, bs: int
+    ws: Workspace, items: Sequence[Item], spec: EmbeddingSpec, net: Any, regions: int, bs: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(prob_fake of the items whose features exist, their positions, backbone runs)."""
-    e = embed(root, items, spec, batch_size=bs, model=net.backbone)
+    e = embed(ws, items, spec, batch_size=bs, model=net.backbone)
     ok = np.flatnonzero(e.ok)
     if not len(ok):
         return np.zeros(0), ok, e.computed
@@ -78,7 +79,7 @@ def _row(y: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate(
-    root: Any,
+    ws: Workspace,
     items: Sequence[Item],
     y: np.ndarray,
     net: Any,
@@ -101,7 +102,7 @@ def evaluate(
     for c in Launder:
         view = launder.view_name(c)
         if frozen:
-            prob, ok, n = _probs_frozen(root, items, spec.viewed(view), net, bb.regions, batch_size)
+            prob, ok, n = _probs_frozen(ws, items, spec.viewed(view), net, bb.regions, batch_size)
         else:
             prob, ok, n = _probs_model(items, view, net, size, crop, batch_size)
         runs += n

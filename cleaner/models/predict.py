@@ -1,5 +1,8 @@
 """The work behind ``cleaner predict`` and ``cleaner predict-dir``: probabilities into files.
 
+- :func:`predict`: ``cleaner predict``, given a :class:`~cleaner.models.config.ModelConfig`
+  or an :class:`~cleaner.models.config.OOFConfig` (:func:`~cleaner.models.config.predict_config`
+  builds one from the flags and refuses a mix), runs one of these two:
 - :func:`predict_with_model`: a saved classifier (``M.keras``, 0..255 RGB in, prob_fake out)
   over every ``ok`` image of the manifest; in-sample, so ``out_of_fold: false``.
 - :func:`predict_out_of_fold`: no model, a backbone: K grouped folds, a head per fold (frozen
@@ -16,10 +19,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +33,13 @@ from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 from cleaner.models.calibrate import Calibration, read_labels
 from cleaner.models.calibrate import calibrate as fit_calibration
+from cleaner.models.config import ModelConfig, OOFConfig
+
+if TYPE_CHECKING:
+    from cleaner.models.embeddings import EmbeddingSpec
+    from cleaner.models.folds import OutOfFold
+    from cleaner.models.planted import PlantedRun
+    from cleaner.models.projection import Projection
 
 Progress = Callable[[int], None] | None
 
@@ -72,15 +82,22 @@ def _scores(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
     return float(roc_auc_score(y, p)), acc
 
 
-def predict_with_model(
-    root: str | os.PathLike[str],
-    model_path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
+def predict(
+    ws: Workspace,
+    cfg: ModelConfig | OOFConfig,
     *,
-    image_size: int | None = None,
-    crop: str | None = None,
-    batch_size: int = 32,
     progress: Progress = None,
+    log: Callable[[str], None] | None = None,
+) -> PredictSummary:
+    """``cleaner predict``: a saved model's probabilities (:func:`predict_with_model`) or the
+    out-of-fold heads' (:func:`predict_out_of_fold`), as the config says."""
+    if isinstance(cfg, ModelConfig):
+        return predict_with_model(ws, cfg, progress=progress)
+    return predict_out_of_fold(ws, cfg, progress=progress, log=log)
+
+
+def predict_with_model(
+    ws: Workspace, cfg: ModelConfig, *, progress: Progress = None
 ) -> PredictSummary:
     """prob_fake of a saved model for every ``ok`` image of ROOT, into a v1 file."""
     from cleaner.manifest import ok_rows
@@ -88,19 +105,18 @@ def predict_with_model(
     from cleaner.models.saved import load_detector, load_model
     from cleaner.predictions import write_predictions_v1
 
-    check_output(out, ws=Workspace.open(root))
+    cfg.check(ws)
     t0 = time.perf_counter()
-    rows = ok_rows(Workspace.open(root))
-    mp = Path(model_path)
-    det = load_detector(mp, image_size=image_size, crop=crop)
+    rows = ok_rows(ws)
+    mp = Path(cfg.model)
+    det = load_detector(mp, image_size=cfg.image_size, crop=cfg.crop)
     size, c = det.size, det.crop
-    base = Path(root)
     outs, errors = predict_paths(
         det.model,
-        [base / r.path for r in rows],
+        [ws.root / r.path for r in rows],
         size,
         crop=c,
-        batch_size=batch_size,
+        batch_size=cfg.batch_size,
         progress=progress,
         factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
     )
@@ -125,7 +141,20 @@ def predict_with_model(
         "image_size": size,
         "crop": c,
     }
-    path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=False)
+    path = write_predictions_v1(cfg.out, model=info, entries=entries, out_of_fold=False)
+    return _summary(path, rows, entries, failed, info, t0, computed=len(rows))
+
+
+def _summary(
+    path: Path,
+    rows: Sequence[Any],
+    entries: Sequence[dict[str, Any]],
+    failed: list[tuple[str, str]],
+    info: dict[str, Any],
+    t0: float,
+    **counts: Any,
+) -> PredictSummary:
+    """The run's summary, scored against the folder labels (``counts``: the other fields)."""
     y = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
     auc, acc = _scores(y, np.array([e["prob_fake"] for e in entries]))
     return PredictSummary(
@@ -134,137 +163,162 @@ def predict_with_model(
         predicted=len(entries),
         failed=failed,
         model=info,
-        computed=len(rows),
         seconds=time.perf_counter() - t0,
         auc=auc,
         accuracy=acc,
+        **counts,
     )
 
 
+@dataclass
+class _Folds:
+    """What the folds gave: out-of-fold probabilities, a reason per image that has none, the
+    backbone runs and cache hits, the projection the heads trained on and the planted run."""
+
+    res: OutOfFold
+    errors: list[str]
+    computed: int = 0
+    cached: int = 0
+    projection: Projection | None = None
+    plant: PlantedRun | None = None
+    """When the frozen heads ran it."""
+
+
 def predict_out_of_fold(
-    root: str | os.PathLike[str],
-    backbone: str,
-    out: str | os.PathLike[str],
+    ws: Workspace,
+    cfg: OOFConfig,
     *,
-    folds: int = 5,
-    weights: str | None = None,
-    image_size: int | None = None,
-    crop: str | None = None,
-    finetune: bool = False,
-    epochs: int = 3,
-    head: str = "logreg",
-    mirror: bool = False,
-    prune: bool = True,
-    batch_size: int = 32,
-    seed: int = 0,
-    repeats: int = 1,
-    head_features: str = "auto",
-    pca_dim: int = 1024,
-    planted: bool = True,
     progress: Progress = None,
     log: Callable[[str], None] | None = None,
 ) -> PredictSummary:
-    """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``backbone`` (see module doc).
-
-    Frozen heads: ``mirror`` adds the mirror images' features as training rows; ``prune``
-    lets each fold's head leave out the training images an inner cross-validation doubts
-    (:func:`cleaner.models.folds.frozen_oof`); ``repeats`` averages that many fold
-    assignments (seeds ``seed`` to ``seed + repeats - 1``;
-    :func:`cleaner.models.folds.repeated_frozen_oof`); ``head_features`` (``auto``, ``full``
-    or ``pca``, :class:`cleaner.models.projection.HeadFeatures`) and ``pca_dim``: what the
-    heads train on, the full features or a projection of ``pca_dim`` components streamed
-    from the cache (:func:`cleaner.models.embeddings.embed_for_heads`); ``planted``: the
-    frozen heads run a second time with a sample of labels swapped in memory, for
-    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`)."""
+    """Out-of-fold prob_fake for every ``ok`` image of ROOT from ``cfg.backbone`` (see the
+    module doc; the flags: :class:`~cleaner.models.config.OOFConfig`): K grouped folds
+    (:func:`_fold_images`), a head per fold (:func:`_frozen_folds` or :func:`_finetune_folds`),
+    then one entry per image (:func:`_oof_entries`) and the file's ``model`` (:func:`_oof_info`).
+    """
     from cleaner.manifest import ok_rows
-    from cleaner.models import folds as F
-    from cleaner.models.backbones import get_backbone
-    from cleaner.models.embeddings import EmbeddingSpec, embed_for_heads
-    from cleaner.models.inputs import check_crop
-    from cleaner.models.planted import PLANT_SHARE, PlantedRun, planted_run
+    from cleaner.models.embeddings import EmbeddingSpec
     from cleaner.predictions import write_predictions_v1
 
-    if repeats < 1:
-        raise CleanerError(f"--repeats {repeats}: give 1 or more")
-    if finetune and repeats > 1:
-        raise CleanerError(
-            "--repeats is for frozen heads; each --finetune repetition is K trainings"
-        )
-    mode = _head_features_mode(head_features)
-    if pca_dim < 1:
-        raise CleanerError(f"--pca-dim {pca_dim}: give 1 or more")
-    check_output(out, ws=Workspace.open(root))
+    cfg.check(ws)
     t0 = time.perf_counter()
-    bb = get_backbone(backbone)
-    w = weights or bb.default_weights
-    bb.check_weights(w)
-    if finetune and bb.builder is None:
-        raise CleanerError(f"--finetune needs a network; backbone {backbone!r} has none")
-    size = image_size or bb.input_size
-    c = check_crop(crop or bb.crop)
-    rows = ok_rows(Workspace.open(root))
+    rows = ok_rows(ws)
     if not rows:
-        raise CleanerError(f"no ok image under {root}; run cleaner scan and check the folders")
-    y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)
-    groups = F.group_ids([r.path for r in rows], [r.sha256 for r in rows], F.duplicate_groups(root))
-    fold_sets = [F.assign_folds(y, groups, folds, seed=seed + r) for r in range(repeats)]
-    fold = fold_sets[0]
-    base = Path(root)
-    spec = EmbeddingSpec(bb, w, size, c)
-    computed = cached = 0
-    projection = None
-    plant: PlantedRun | None = None
-    if finetune:
-        res = F.finetune_oof(
-            [base / r.path for r in rows],
-            y,
-            fold,
-            backbone=bb,
-            weights=w,
-            image_size=size,
-            crop=c,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            log=log,
-        )
-        errors = ["" if np.isfinite(p) else "not decoded" for p in res.prob_fake]
-        computed = len(rows)
+        raise CleanerError(f"no ok image under {ws.root}; run cleaner scan and check the folders")
+    images = _fold_images(ws, cfg, rows)
+    spec = EmbeddingSpec(cfg.bb, cfg.weights_name, cfg.size, cfg.crop_policy)
+    if cfg.finetune:
+        got = _finetune_folds(ws, cfg, images, log)
     else:
-        items = [(base / r.path, r.sha256) for r in rows]
-        kw: dict[str, Any] = {
-            "mode": mode, "pca_dim": pca_dim, "regions": bb.regions, "seed": seed,
-            "copies": 2 if mirror else 1, "batch_size": batch_size, "progress": progress,
-        }  # fmt: skip
-        emb = embed_for_heads(root, items, spec, **kw)
-        computed, cached, errors = emb.computed, emb.cached, emb.errors
-        projection = emb.projection
-        if projection is not None and log is not None:
-            log(
-                f"heads on a projection: {projection.dim} principal components per row, "
-                f"{projection.explained:.1%} of the variance of {projection.sample_rows} rows"
-            )
-        mirror_features = None
-        if mirror:
-            if log is not None:
-                log("mirror images: features for the heads' extra training rows")
-            m = embed_for_heads(root, items, spec.mirrored(), projection=projection, **kw)
-            computed, cached = computed + m.computed, cached + m.cached
-            mirror_features = m.features
-        heads: dict[str, Any] = {
-            "head": head, "c": bb.head_c, "ok": emb.ok, "mirror": mirror_features,
-            "prune": prune, "groups": groups, "seed": seed, "regions": bb.regions,
-            "standardised": projection is not None,
-        }  # fmt: skip
-        res = F.repeated_frozen_oof(emb.features, y, fold_sets, log=log, **heads)
-        if planted:
-            if log is not None:
-                log(f"planted run (separate's check): the heads again, {PLANT_SHARE:.0%} swapped")
-            plant = planted_run(
-                lambda yp: F.repeated_frozen_oof(emb.features, yp, fold_sets, **heads).prob_fake,
-                y,
-                [r.sha256 for r in rows],
-            )
+        got = _frozen_folds(ws, cfg, spec, images, progress, log)
+    entries, failed = _oof_entries(rows, got)
+    info = _oof_info(cfg, spec, got)
+    path = write_predictions_v1(cfg.out, model=info, entries=entries, out_of_fold=True)
+    return _summary(
+        path, rows, entries, failed, info, t0, out_of_fold=True, folds=cfg.folds,
+        computed=got.computed, cached=got.cached,
+    )  # fmt: skip
+
+
+@dataclass
+class _FoldImages:
+    """The images the folds share out: their manifest rows, labels (1 = fake), duplicate
+    groups, and one fold assignment per ``--repeats``."""
+
+    rows: Sequence[Any]
+    y: np.ndarray
+    groups: np.ndarray
+    fold_sets: list[np.ndarray]
+
+
+def _fold_images(ws: Workspace, cfg: OOFConfig, rows: Sequence[Any]) -> _FoldImages:
+    """Each image's label and duplicate group, and one fold assignment per ``--repeats``
+    (seeds ``seed`` to ``seed + repeats - 1``), stratified by label, groups never split."""
+    from cleaner.models import folds as F
+
+    y = np.array([r.label == Label.FAKE for r in rows], dtype=np.int64)
+    paths, shas = [r.path for r in rows], [r.sha256 for r in rows]
+    groups = F.group_ids(paths, shas, F.duplicate_groups(ws))
+    sets = [F.assign_folds(y, groups, cfg.folds, seed=cfg.seed + r) for r in range(cfg.repeats)]
+    return _FoldImages(rows, y, groups, sets)
+
+
+def _finetune_folds(
+    ws: Workspace, cfg: OOFConfig, images: _FoldImages, log: Callable[[str], None] | None
+) -> _Folds:
+    """``--finetune``: each fold fine-tunes the backbone's top on the other folds (the first
+    assignment: ``--repeats`` is for frozen heads)."""
+    from cleaner.models import folds as F
+
+    rows, y, fold = images.rows, images.y, images.fold_sets[0]
+    res = F.finetune_oof(
+        [ws.root / r.path for r in rows], y, fold, backbone=cfg.bb, weights=cfg.weights_name,
+        image_size=cfg.size, crop=cfg.crop_policy, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, seed=cfg.seed, log=log,
+    )  # fmt: skip
+    errors = ["" if np.isfinite(p) else "not decoded" for p in res.prob_fake]
+    return _Folds(res, errors, computed=len(rows))
+
+
+def _frozen_folds(
+    ws: Workspace,
+    cfg: OOFConfig,
+    spec: EmbeddingSpec,
+    images: _FoldImages,
+    progress: Progress,
+    log: Callable[[str], None] | None,
+) -> _Folds:
+    """Frozen heads: the features (and the mirror images', ``--mirror``) from the embedding
+    cache, full or projected; a head per fold; then, unless ``--no-planted``, the heads again
+    with a sample of labels swapped (separate's check)."""
+    from cleaner.models import folds as F
+    from cleaner.models.embeddings import embed_for_heads
+    from cleaner.models.planted import PLANT_SHARE, planted_run
+
+    bb, rows, y, fold_sets = cfg.bb, images.rows, images.y, images.fold_sets
+    items = [(ws.root / r.path, r.sha256) for r in rows]
+    kw: dict[str, Any] = {
+        "mode": cfg.features, "pca_dim": cfg.pca_dim, "regions": bb.regions, "seed": cfg.seed,
+        "copies": 2 if cfg.mirror else 1, "batch_size": cfg.batch_size, "progress": progress,
+    }  # fmt: skip
+    emb = embed_for_heads(ws, items, spec, **kw)
+    computed, cached, projection = emb.computed, emb.cached, emb.projection
+    if projection is not None and log is not None:
+        log(
+            f"heads on a projection: {projection.dim} principal components per row, "
+            f"{projection.explained:.1%} of the variance of {projection.sample_rows} rows"
+        )
+    mirror_features = None
+    if cfg.mirror:
+        if log is not None:
+            log("mirror images: features for the heads' extra training rows")
+        m = embed_for_heads(ws, items, spec.mirrored(), projection=projection, **kw)
+        computed, cached = computed + m.computed, cached + m.cached
+        mirror_features = m.features
+    heads: dict[str, Any] = {
+        "head": cfg.head, "c": bb.head_c, "ok": emb.ok, "mirror": mirror_features,
+        "prune": cfg.prune, "groups": images.groups, "seed": cfg.seed, "regions": bb.regions,
+        "standardised": projection is not None,
+    }  # fmt: skip
+    res = F.repeated_frozen_oof(emb.features, y, fold_sets, log=log, **heads)
+    got = _Folds(res, emb.errors, computed, cached, projection)
+    if cfg.planted:
+        if log is not None:
+            log(f"planted run (separate's check): the heads again, {PLANT_SHARE:.0%} swapped")
+        got.plant = planted_run(
+            lambda yp: F.repeated_frozen_oof(emb.features, yp, fold_sets, **heads).prob_fake,
+            y,
+            [r.sha256 for r in rows],
+        )
+    return got
+
+
+def _oof_entries(
+    rows: Sequence[Any], got: _Folds
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """One predictions entry per image that has a probability (its fold, its folds per
+    assignment, its planted probability); (path, reason) of the others."""
+    res, plant, errors = got.res, got.plant, got.errors
     entries, failed = [], []
     for i, r in enumerate(rows):
         p = res.prob_fake[i]
@@ -285,56 +339,37 @@ def predict_out_of_fold(
             if plant.swapped[i]:
                 entry["planted"] = True
         entries.append(entry)
-    times = f"-x{repeats}" if repeats > 1 else ""
+    return entries, failed
+
+
+def _oof_info(cfg: OOFConfig, spec: EmbeddingSpec, got: _Folds) -> dict[str, Any]:
+    """The predictions file's ``model``: what made the probabilities, enough to redo them."""
+    from cleaner.models.heads import HEAD_C
+
+    res, bb = got.res, cfg.bb
+    times = f"-x{cfg.repeats}" if cfg.repeats > 1 else ""
     info = {
-        "name": f"{backbone}-{'finetune' if finetune else res.head}-{folds}fold{times}",
-        "backbone": backbone,
+        "name": f"{cfg.backbone}-{'finetune' if cfg.finetune else res.head}-{cfg.folds}fold{times}",
+        "backbone": cfg.backbone,
         "sha256": spec.weights_id,
-        "weights": w,
+        "weights": cfg.weights_name,
         "preprocessing": spec.preprocessing,
         "head": res.head,
-        "folds": folds,
-        "seed": seed,
+        "folds": cfg.folds,
+        "seed": cfg.seed,
     }
-    if not finetune:
-        info["head_c"] = bb.head_c if bb.head_c is not None else F.HEAD_C
+    if not cfg.finetune:
+        info["head_c"] = bb.head_c if bb.head_c is not None else HEAD_C
         info["mirror_augment"] = res.mirror
         info["pruned"] = res.pruned
-        if repeats > 1:
-            info["repeats"] = repeats
+        if cfg.repeats > 1:
+            info["repeats"] = cfg.repeats
         if bb.regions > 1:
             info["regions"] = bb.regions
-        info["head_features"] = "full" if projection is None else projection.info()
-        if plant is not None:
-            info["planted"] = plant.info()
-    path = write_predictions_v1(out, model=info, entries=entries, out_of_fold=True)
-    yy = np.array([e["label"] == Label.FAKE for e in entries], dtype=int)
-    auc, acc = _scores(yy, np.array([e["prob_fake"] for e in entries]))
-    return PredictSummary(
-        out=path,
-        images=len(rows),
-        predicted=len(entries),
-        failed=failed,
-        out_of_fold=True,
-        model=info,
-        folds=folds,
-        computed=computed,
-        cached=cached,
-        seconds=time.perf_counter() - t0,
-        auc=auc,
-        accuracy=acc,
-    )
-
-
-def _head_features_mode(name: str) -> Any:
-    """``--head-features`` as :class:`cleaner.models.projection.HeadFeatures`, or one line."""
-    from cleaner.models.projection import HeadFeatures
-
-    try:
-        return HeadFeatures(name)
-    except ValueError:
-        choices = ", ".join(m.value for m in HeadFeatures)
-        raise CleanerError(f"--head-features {name!r}: choose one of {choices}") from None
+        info["head_features"] = "full" if got.projection is None else got.projection.info()
+        if got.plant is not None:
+            info["planted"] = got.plant.info()
+    return info
 
 
 # ---------------------------------------------------------------------------------------------

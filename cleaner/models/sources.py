@@ -26,7 +26,6 @@ which.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.choices import Label
+from cleaner.dataset import Workspace
 from cleaner.state.split import SplitRow
 
 FAIL_BELOW = 0.8
@@ -50,7 +50,7 @@ def _subfolder(path: str) -> str | None:
     return parts[1] if len(parts) > 2 else None
 
 
-def image_sources(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> tuple[list[str], str]:
+def image_sources(ws: Workspace, rows: Sequence[SplitRow]) -> tuple[list[str], str]:
     """Each row's source (``label/name``) and where the sources came from (``sub-folders`` or
     ``form (format and size)``)."""
     subs = [_subfolder(r.path) for r in rows]
@@ -58,7 +58,7 @@ def image_sources(root: str | os.PathLike[str], rows: Sequence[SplitRow]) -> tup
         return [f"{r.label}/{s or TOP}" for r, s in zip(rows, subs, strict=True)], "sub-folders"
     from cleaner.manifest import read_manifest
 
-    form = {m.path: f"{m.format} {m.width}x{m.height}" for m in read_manifest(root)}
+    form = {m.path: f"{m.format} {m.width}x{m.height}" for m in read_manifest(ws)}
     return [f"{r.label}/{form.get(r.path, '?')}" for r in rows], "form (format and size)"
 
 
@@ -87,7 +87,7 @@ def _score(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float]:
 
 
 def leave_one_source_out(
-    root: str | os.PathLike[str],
+    ws: Workspace,
     rows: Sequence[SplitRow],
     embed_rows: Callable[[Sequence[SplitRow]], tuple[np.ndarray, np.ndarray]],
     *,
@@ -99,7 +99,7 @@ def leave_one_source_out(
     """The metrics' ``by_source`` record. ``rows``: the split's train and test rows;
     ``embed_rows(rows) -> (features, ok mask)``: their frozen features (from the cache)."""
     t0 = time.perf_counter()
-    src, how = image_sources(root, rows)
+    src, how = image_sources(ws, rows)
     feats, ok = embed_rows(rows)
     y = np.array([1.0 if r.label == Label.FAKE else 0.0 for r in rows])
     part = np.array([r.split for r in rows])
