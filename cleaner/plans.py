@@ -391,7 +391,14 @@ def _review_list(
 ) -> ReviewList:
     """The review candidates ranked by their probability of being misfiled (:mod:`cleaner.
     review`), with the misfiled files expected among the rest (neither moved nor candidates)."""
-    cands = [(d.path, d.mean_other) for d in decisions if d.action == REVIEW]
+    cands = [
+        (
+            d.path,
+            [e.prob_fake if d.from_label == Label.REAL else 1 - e.prob_fake for e in d.evidence],
+        )
+        for d in decisions
+        if d.action == REVIEW
+    ]
     rest = None
     if p_mis is not None:
         rest = sum(p_mis[d.path] for d in decisions if d.action not in (MOVE, REVIEW))

@@ -84,6 +84,15 @@ def voters(d: Path, planted: str, *, doubt: bool = True) -> list[str]:
     return files
 
 
+def other_probs(entry: dict) -> list[float]:  # type: ignore[type-arg]
+    """A plan entry's votes as probabilities of the class it does not sit in (clipped)."""
+    ps = [
+        e["prob_fake"] if entry["from_label"] == "real" else 1 - e["prob_fake"]
+        for e in entry["evidence"]
+    ]
+    return [min(max(p, 1e-6), 1 - 1e-6) for p in ps]
+
+
 def separate(d: Path, files: list[str], *args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
     plans = d / "R" / ".cleaner" / "plans"
     before = set(plans.glob("*.json"))
@@ -110,6 +119,12 @@ def test_a_failed_or_missing_check_moves_nothing_whatever_the_target(
     assert all(t["estimated_precision"] is None for t in est["thresholds"])
     assert max(t["unchecked_precision"] or 0 for t in est["thresholds"]) >= 0.9  # it would have
     assert "the voters' evidence cannot vouch for any threshold" in " ".join(out.split())
+    # the would-be moves are listed for review, by the voters' mean logit, with no expectation
+    rb, review = plan["review_budget"], plan["review"]
+    assert rb["order"] == "mean_logit_other" and rb["expected_misfiled_listed"] is None
+    assert len(review) >= FLIPS and plan["counts"]["review_candidates"] == len(review)
+    logits = [float(np.mean([np.log(p / (1 - p)) for p in other_probs(r)])) for r in review]
+    assert logits == sorted(logits, reverse=True) and logits[0] > logits[-1]
     if planted == "memorised":
         for f in est["check"]["folders"].values():
             assert f["swapped_in"] == 15 and f["recovery"] < 0.7
