@@ -282,6 +282,7 @@ def test_a_saved_frozen_backbone_and_head_runs_fast_with_the_same_probabilities(
     one = sorted(folder.iterdir())[0]
     assert abs(served.predict_bytes(one.read_bytes()) - keras[one.name]) <= PROB_ATOL
     assert sum(calls) == 19 and served.load().fast
+    assert isinstance(served.load().factory(), saved.FrozenHead)  # what a Ray actor loads
 
     # the backbone changed by training (a weight nudged): not the registered one, Keras
     m = saved.load_model(model)

@@ -171,7 +171,7 @@ class SavedDetector:
     model: Any
     size: int
     crop: str
-    factory: Callable[[], Any] | None = None
+    factory: Callable[[], Any]
 
     @property
     def backbone(self) -> str:
