@@ -274,6 +274,7 @@ def predict_dir(
     ] = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
+    runtime: RuntimeOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Label every image of DIR real or fake with a saved model, into predictions.json.
@@ -299,6 +300,7 @@ def predict_dir(
         cleaner predict-dir test_images -m models/detector.keras --calibrate labels50.json
     """
     use_engine(engine, ray_address)
+    use_runtime(runtime)
     check_output(out)  # before TensorFlow loads
     quiet_tensorflow()
     from cleaner.models import predict as stage

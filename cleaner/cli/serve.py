@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from cleaner.cli._common import DEFAULT_ROOT, RootOption, cli_errors, console, err_console
+from cleaner.cli._common import (
+    DEFAULT_ROOT,
+    RootOption,
+    RuntimeOption,
+    cli_errors,
+    console,
+    err_console,
+    use_runtime,
+)
 from cleaner.errors import CleanerError
 
 
@@ -56,6 +64,7 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted, in MB.")
     ] = 20.0,
+    runtime: RuntimeOption = None,
 ) -> None:
     """A small web app on http://HOST:PORT/: upload an image to get real or fake with both
     probabilities (the model loads in the background at start), and the review queue of ROOT's
@@ -74,6 +83,7 @@ def serve(
     from cleaner.web import create_app, run_server
     from cleaner.web.app import LOOPBACK_NAMES
 
+    use_runtime(runtime)
     if not model.is_file():
         raise CleanerError(f"model {model} does not exist; pass --model with a .keras file")
     if not root.is_dir():

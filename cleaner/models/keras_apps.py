@@ -91,7 +91,7 @@ def _load_file(model: keras.Model, path: str) -> None:
         )
     try:
         if p.suffix == ".keras":
-            from cleaner.models.saved import load_model
+            from cleaner.models.keras_file import load_model
 
             src = load_model(p)
             model.set_weights(src.get_weights()[: len(model.get_weights())])

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -102,7 +101,7 @@ def predict_with_model(
     """prob_fake of a saved model for every ``ok`` image of ROOT, into a v1 file."""
     from cleaner.manifest import ok_rows
     from cleaner.models.inputs import predict_paths
-    from cleaner.models.saved import load_detector, load_model
+    from cleaner.models.saved import load_detector
     from cleaner.predictions import write_predictions_v1
 
     cfg.check(ws)
@@ -118,7 +117,7 @@ def predict_with_model(
         crop=c,
         batch_size=cfg.batch_size,
         progress=progress,
-        factory=functools.partial(load_model, mp),  # the Ray engine's actors load their own
+        factory=det.factory,  # the Ray engine's actors load their own, on the same runtime
     )
     probs = det.prob_fake(outs) if len(rows) else np.zeros(0)
     entries, failed = [], []
@@ -430,7 +429,7 @@ def predict_dir(
     ``calibrate``: a labels file of some of those images; the threshold that labels them best
     replaces ``threshold`` (:mod:`cleaner.models.calibrate`); prob_fake is unchanged."""
     from cleaner.models.inputs import predict_paths
-    from cleaner.models.saved import load_detector, load_model
+    from cleaner.models.saved import load_detector
 
     t0 = time.perf_counter()
     d = Path(directory)
@@ -450,7 +449,7 @@ def predict_dir(
         crop=det.crop,
         batch_size=batch_size,
         progress=progress,
-        factory=functools.partial(load_model, Path(model_path)),  # Ray actors load their own
+        factory=det.factory,  # Ray actors load their own, on the same runtime
     )
     probs = det.prob_fake(outs) if names else np.zeros(0)
     kept = [(pos, n, round(float(np.clip(p, 0, 1)), 6)) for pos, (n, p, e)

@@ -189,17 +189,53 @@ def convert(model: Any, image_size: int) -> bytes:
         absl.setLevel(level)
 
 
+def _write(path: Path, data: bytes) -> None:
+    """``path`` written whole or not at all (a temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def converted(backbone: Backbone, weights: str, image_size: int) -> Path:
-    """The converted model's file, converting (and caching, atomically) on first use."""
+    """The converted model's file, converting (and caching, atomically) on first use; the
+    Keras weights' digest (:func:`weights_digest`) is kept beside it."""
     path = converted_path(backbone, weights, image_size)
     if path.is_file():
         return path
-    flat = convert(backbone.build(weights, image_size), image_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(flat)
-    os.replace(tmp, path)
+    model = backbone.build(weights, image_size)
+    _write(digest_path(path), weights_digest(model).encode())
+    _write(path, convert(model, image_size))
     return path
+
+
+def digest_path(converted_file: Path) -> Path:
+    """Where the digest of the converted network's Keras weights is kept: beside it."""
+    return converted_file.with_suffix(".weights-sha256")
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 of a Keras network's weights (every variable, moving statistics included, in
+    the network's order, with their shapes): what tells a saved classifier's backbone
+    (:mod:`cleaner.models.saved`) is the registered one, untouched by training."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        a = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
+        h.update(f"{a.dtype}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def reference_digest(backbone: Backbone, weights: str, image_size: int) -> str:
+    """:func:`weights_digest` of the registered backbone with ``weights``: read from beside
+    its converted file, else computed (building the network; no conversion) and kept."""
+    backbone.check_weights(weights)
+    side = digest_path(converted_path(backbone, weights, image_size))
+    if side.is_file():
+        return side.read_text(encoding="utf-8").strip()
+    digest = weights_digest(backbone.build(weights, image_size))
+    _write(side, digest.encode())
+    return digest
 
 
 class FastModel:

@@ -38,7 +38,8 @@ def model_view(data: bytes, size: int, crop: str) -> np.ndarray:
 
 class KerasPredictor:
     """prob_fake from a saved ``.keras`` detector (:mod:`cleaner.models.saved`), loaded lazily
-    and once (thread-safe)."""
+    and once (thread-safe); a frozen backbone + head runs its backbone on the fast CPU runtime
+    as ``predict-dir`` does (``cleaner serve --runtime``, :mod:`cleaner.models.runtime`)."""
 
     def __init__(self, model_path: str | Path) -> None:
         self.path = Path(model_path)
