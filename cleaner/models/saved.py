@@ -120,14 +120,14 @@ def fast_head(path: Path, model: Any) -> FrozenHead | str:
     from cleaner.models.backbones import BACKBONES
 
     meta = metrics_file.read_lenient(path)
-    bb = BACKBONES.get(str(meta.get("backbone", "")))
+    bb = BACKBONES.get(meta.backbone or "")
     if bb is None or not bb.fast:
-        return f"its backbone ({meta.get('backbone', 'unknown')}) has no fast path"
+        return f"its backbone ({meta.backbone or 'unknown'}) has no fast path"
     parts = _frozen_parts(model)
     if isinstance(parts, str):
         return parts
     backbone, head = parts
-    weights, size = str(meta.get("weights", bb.default_weights)), model_input(model, None)
+    weights, size = str(meta.extra.get("weights", bb.default_weights)), model_input(model, None)
     try:
         if RT.weights_digest(backbone) != RT.reference_digest(bb, weights, size):
             return f"its backbone is not {bb.name} with {weights} weights (fine-tuned?)"
