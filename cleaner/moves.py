@@ -15,6 +15,7 @@ overwriting, undone by ``cleaner undo``.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,8 @@ class MoveOutcome:
         """The command that reverses the run; None when it moved nothing."""
         if not self.moved:
             return None
-        return f"cleaner undo --root {self.ws.root} --run {self.run_id}"
+        root = shlex.quote(str(self.ws.given or self.ws.root))  # as typed, pasteable
+        return f"cleaner undo --root {root} --run {self.run_id}"
 
     def line(self) -> str:
         """The one summary line every stage prints."""
