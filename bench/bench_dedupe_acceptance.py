@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -33,7 +34,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _imagededup
 
-FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
+FACES = Path(
+    os.environ.get(
+        "FACES140K", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
+    )
+)
 CLEANER = str(Path(sys.executable).parent / "cleaner")
 KINDS = ("bytes", "half", "q40", "cross")
 
