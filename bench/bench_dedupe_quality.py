@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -41,7 +42,11 @@ from cleaner.dedupe import (
 )
 from cleaner.hashing import hash_files
 
-FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
+FACES = Path(
+    os.environ.get(
+        "FACES140K", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces140k"
+    )
+)
 KINDS = ("half", "jpeg40", "bright", "crop5", "mirror")
 SOURCE_DUPLICATES = {
     frozenset(p)

@@ -6,8 +6,9 @@ How a pair becomes a duplicate:
 1. **Exact bytes**: files with the same sha256 (from the manifest) are one content.
 2. **Candidates**: every content's 64-bit hash (:mod:`cleaner.hashing`) is searched against all
    others within ``max_distance`` bits (:mod:`cleaner.hashindex`: multi-index hashing, memory
-   linear in N); so are the hashes of its mirror image (finds flipped copies) and of 95 %
-   windows of it, centred and in the four corners (finds copies cropped by a few percent).
+   linear in N); so are the hashes of its mirror image (finds flipped copies), of 95 %
+   windows of it, centred and in the four corners (finds copies cropped by a few percent), and
+   of 90 % windows at 4 x 4 offsets (finds copies cropped by about 10 %).
 3. **Confirmation**: a Hamming radius wide enough for recompressed, resized or brightened copies
    also pairs distinct pictures whose hashes happen to agree (aligned faces do), and those false
    pairs grow with the square of N. So each candidate is checked again, independently, on the
@@ -47,6 +48,7 @@ from cleaner.hashing import (
     CROP_KEEP,
     HASH_SIDE,
     METHODS,
+    WIDE_KEEP,
     HashTable,
     crop_matrices,
     hash_files,
@@ -56,7 +58,15 @@ from cleaner.hashing import (
 from cleaner.pairs import CONFLICT_WHY, Pair, split_cross
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import split as split_file
-from cleaner.verify import Calibration, Scorer, calibrate, fit_basis, hard_null, null_scores
+from cleaner.verify import (
+    FINE_UNTIL,
+    Calibration,
+    Scorer,
+    calibrate,
+    fit_basis,
+    hard_null,
+    null_scores,
+)
 
 if TYPE_CHECKING:
     from cleaner.journal import AppliedRun
@@ -377,22 +387,23 @@ ALIGN_STEPS = 3
 
 
 @functools.cache
-def _align_matrices() -> tuple[np.ndarray, ...]:
-    margin = 1.0 - CROP_KEEP
+def _align_matrices(keep: float = CROP_KEEP) -> tuple[np.ndarray, ...]:
+    margin = 1.0 - keep
     return tuple(
-        resample_matrix(CROP_KEEP, k / (ALIGN_STEPS - 1) * margin).astype(np.float32)
+        resample_matrix(keep, k / (ALIGN_STEPS - 1) * margin).astype(np.float32)
         for k in range(ALIGN_STEPS)
     )
 
 
 def _crops(x: np.ndarray) -> Iterator[np.ndarray]:
-    """The ``ALIGN_STEPS`` x ``ALIGN_STEPS`` shifted ``CROP_KEEP`` crops of square images
-    ``(P, S, S)``, flattened, one at a time (memory: a few copies of the chunk)."""
-    mats = [m.astype(x.dtype) for m in _align_matrices()]
-    for my in mats:
-        rows = np.matmul(my, x)
-        for mx in mats:
-            yield np.matmul(rows, mx.T).reshape(x.shape[0], -1)
+    """The ``ALIGN_STEPS`` x ``ALIGN_STEPS`` shifted ``CROP_KEEP`` and ``WIDE_KEEP`` crops of
+    square images ``(P, S, S)``, flattened, one at a time (memory: a few copies of the chunk)."""
+    for keep in (CROP_KEEP, WIDE_KEEP):
+        mats = [m.astype(x.dtype) for m in _align_matrices(keep)]
+        for my in mats:
+            rows = np.matmul(my, x)
+            for mx in mats:
+                yield np.matmul(rows, mx.T).reshape(x.shape[0], -1)
 
 
 def _thumb16(x: np.ndarray) -> np.ndarray:
@@ -409,17 +420,19 @@ _SCORE_CHUNK = 16384
 """Pairs scored at once: bounds the float arrays of one chunk to a few tens of MiB."""
 
 
-def _features(table: HashTable, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised 16 x 16 thumbnails of the whole image and of its central crop (float32)."""
+def _features(table: HashTable, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Normalised 16 x 16 thumbnails of the whole image and of its central ``CROP_KEEP`` and
+    ``WIDE_KEEP`` crops (float32)."""
     s = HASH_SIDE
-    centre = _crop_matrices()[1].astype(np.float32)
+    centres = (_crop_matrices()[1], _align_matrices(WIDE_KEEP)[1])
     t = np.empty((ids.size, (s // 2) ** 2), dtype=np.float32)
-    c = np.empty_like(t)
+    cs = [np.empty_like(t) for _ in centres]
     for c0 in range(0, ids.size, _SCORE_CHUNK):
         g = table.grey[ids[c0 : c0 + _SCORE_CHUNK]].reshape(-1, s, s).astype(np.float32)
         t[c0 : c0 + g.shape[0]] = _normalise(_thumb16(g))
-        c[c0 : c0 + g.shape[0]] = _normalise(_thumb16(np.matmul(np.matmul(centre, g), centre.T)))
-    return t, c
+        for c, m in zip(cs, centres, strict=True):
+            c[c0 : c0 + g.shape[0]] = _normalise(_thumb16(np.matmul(np.matmul(m, g), m.T)))
+    return t, *cs
 
 
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -437,11 +450,11 @@ def pair_scores(
     """The second, independent check of candidate pairs: how well the pixels agree once aligned.
 
     Score = the best Pearson correlation between one image's 32 x 32 grey pixels and the other's,
-    either as they are or after cropping ``CROP_KEEP`` of one of them at 3 x 3 offsets (a copy
-    cropped by a few percent lines up again); ``a`` is mirrored first where ``mirror``. Cheap
-    stages first: a 16 x 16 pre-check (whole and central crop) scores pairs that cannot reach
-    ``PRECHECK_MIN``; a pair whose unaligned score reaches ``accept`` is not aligned further.
-    Identical grey images score 1 (also flat ones).
+    either as they are or after cropping ``CROP_KEEP`` or ``WIDE_KEEP`` of one of them at 3 x 3
+    offsets (a copy cropped by a few or about ten percent lines up again); ``a`` is mirrored
+    first where ``mirror``. Cheap stages first: a 16 x 16 pre-check (whole and central crops)
+    scores pairs that cannot reach ``PRECHECK_MIN``; a pair whose unaligned score reaches
+    ``accept`` is not aligned further. Identical grey images score 1 (also flat ones).
     """
     s = HASH_SIDE
     out = np.zeros(a.size, dtype=np.float64)
@@ -449,16 +462,27 @@ def pair_scores(
         return out
     ids, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     pa, pb = inv[: a.size], inv[a.size :]
-    t16, c16 = _features(table, ids)
+    t16, *c16 = _features(table, ids)
     flip16, flip32 = _flip_index(s // 2), _flip_index(s)
     for c0 in range(0, a.size, _SCORE_CHUNK):
         sl = slice(c0, c0 + _SCORE_CHUNK)
         mi = mirror[sl]
-        ta, ca = t16[pa[sl]], c16[pa[sl]]
+        ta, tb = t16[pa[sl]], t16[pb[sl]]
         if mi.any():
-            ta[mi], ca[mi] = ta[mi][:, flip16], ca[mi][:, flip16]
-        tb, cb = t16[pb[sl]], c16[pb[sl]]
-        score = np.maximum.reduce([_rowdot(ta, tb), _rowdot(ca, tb), _rowdot(ta, cb)])
+            ta[mi] = ta[mi][:, flip16]
+        score = _rowdot(ta, tb)
+        for c in c16:  # the central crops (95 %, 90 %) of either against the other whole
+            ca, cb = c[pa[sl]], c[pb[sl]]
+            if mi.any():
+                ca[mi] = ca[mi][:, flip16]
+            score = np.maximum.reduce([score, _rowdot(ca, tb), _rowdot(ta, cb)])
+        low = np.flatnonzero(score < PRECHECK_MIN)
+        if low.size:  # a crop of about 10 %: its 90 % windows, not only the central one
+            ga16 = _thumb16(table.grey[a[sl][low]].reshape(-1, s, s).astype(np.float32))
+            gb16 = _thumb16(table.grey[b[sl][low]].reshape(-1, s, s).astype(np.float32))
+            m = mi[low]
+            ga16[m] = ga16[m][:, flip16]
+            score[low] = np.maximum(score[low], _wide_precheck(ga16, gb16))
         score = score.astype(np.float64)
         same = np.flatnonzero(table.hash[a[sl]] == table.hash[b[sl]])
         if same.size:
@@ -484,6 +508,38 @@ def pair_scores(
             score[todo] = best
         out[sl] = score
     return out
+
+
+@functools.cache
+def _wide16() -> tuple[np.ndarray, ...]:
+    """16 x 16 resampling matrices of ``WIDE_KEEP`` windows at ``ALIGN_STEPS`` offsets."""
+    margin = 1.0 - WIDE_KEEP
+    return tuple(
+        resample_matrix(WIDE_KEEP, k / (ALIGN_STEPS - 1) * margin, side=HASH_SIDE // 2).astype(
+            np.float32
+        )
+        for k in range(ALIGN_STEPS)
+    )
+
+
+def _wide_precheck(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    """Best correlation of flattened 16 x 16 thumbnails ``(P, 256)`` when one of them is
+    cropped to ``WIDE_KEEP`` at ``ALIGN_STEPS`` x ``ALIGN_STEPS`` offsets. Why: a copy cropped
+    by 10 % at a corner is 0.8 px (at 16 px) off the central window and pre-checked 0.65-0.80
+    there (faces140k fakes), under ``PRECHECK_MIN``, though it scores 0.97 once aligned."""
+    side = HASH_SIDE // 2
+    na, nb = _normalise(ta), _normalise(tb)
+    best = np.full(ta.shape[0], -1.0, dtype=np.float32)
+    mats = _wide16()
+    for x, other in ((ta, nb), (tb, na)):
+        img = x.reshape(-1, side, side)
+        for my in mats:
+            rows = np.matmul(my, img)
+            for mx in mats:
+                best = np.maximum(
+                    best, _corr_to(np.matmul(rows, mx.T).reshape(x.shape[0], -1), other)
+                )
+    return best
 
 
 def _corr_to(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -517,6 +573,7 @@ def candidate_pairs(table: HashTable, max_distance: int) -> Pairs:
         (table.mirror, True),
         (table.crop, False),
         *((table.corners[:, k], False) for k in range(table.corners.shape[1])),
+        *((table.wides[:, k], False) for k in range(table.wides.shape[1])),
     ]
     for queries, is_mirror in variants:
         for i, j, d in iter_pairs(table.hash, max_distance, queries):
@@ -658,7 +715,9 @@ def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Veri
     hard = hard_null(scorer)
     first = calibrate(null, int(gate.size), hard=hard)
     t1 = time.perf_counter()
-    v = scorer.scores(ga, gb, gm, first.threshold)
+    # a score reaching the threshold below FINE_UNTIL is aligned on (a 90 % window may score
+    # it past FINE_UNTIL, where the fine band is not asked): a lower bound must not read less
+    v = scorer.scores(ga, gb, gm, max(first.threshold, FINE_UNTIL))
     same = _same_grey(table.grey, ga, gb)
     v[same & ~gm] = 1.0
     ok = _evidence(scorer, ga, gb, gm, v, first.threshold) >= first.threshold
@@ -666,10 +725,11 @@ def verify_pairs(table: HashTable, pairs: Pairs, min_correlation: float) -> Veri
     ha, hb, hm = two_hop(ga[ok], gb[ok], gm[ok], tested)
     cal = calibrate(null, int(gate.size + ha.size), hard=hard)
     ga, gb, gm = np.concatenate([ga, ha]), np.concatenate([gb, hb]), np.concatenate([gm, hm])
-    v = np.concatenate([v, scorer.scores(ha, hb, hm, cal.threshold)])
+    stop = max(cal.threshold, FINE_UNTIL)
+    v = np.concatenate([v, scorer.scores(ha, hb, hm, stop)])
     # a score that stopped at the first threshold is a lower bound: finish it at the final one
-    short = np.flatnonzero((v >= first.threshold) & (v < cal.threshold) & (v < 1.0))
-    v[short] = scorer.scores(ga[short], gb[short], gm[short], cal.threshold)
+    short = np.flatnonzero((v >= max(first.threshold, FINE_UNTIL)) & (v < stop) & (v < 1.0))
+    v[short] = scorer.scores(ga[short], gb[short], gm[short], stop)
     # the decision reads the evidence: the score, unless the fine band agrees less
     v = _evidence(scorer, ga, gb, gm, v, cal.review_from)
     t2 = time.perf_counter()
@@ -872,7 +932,7 @@ def _review_pairs(
 def _distance_to(table: HashTable, c: int, k: int) -> tuple[int, str]:
     """Smallest Hamming distance of content ``c`` to the kept content ``k``, and its kind."""
     h, m = table.hash, table.mirror
-    crops = np.concatenate([table.crop[:, None], table.corners], axis=1)
+    crops = np.concatenate([table.crop[:, None], table.corners, table.wides], axis=1)
     options = [
         (int(hamming(h[c : c + 1], h[k : k + 1])[0]), NEAR),
         (int(hamming(m[c : c + 1], h[k : k + 1])[0]), MIRROR),

@@ -15,7 +15,9 @@ Why it is shaped this way:
 - **Alignment.** A mirror pair (from the hash search) is mirrored first; a crop of a few percent
   is found by trying ``CROP_KEEP`` windows of either image, first at 3 x 3 offsets, then, for the
   pairs that come close, at every offset of a 9 x 9 grid around the best one (the residual is
-  sharper than the raw pixels, so a 0.4 px misalignment costs a crop copy 0.2 of score).
+  sharper than the raw pixels, so a 0.4 px misalignment costs a crop copy 0.2 of score); a crop
+  of about 10 % likewise with ``WIDE_KEEP`` windows (4 x 4 coarse, 13 x 13 fine), for the pairs
+  the first scale has not accepted.
 - **Calibration.** The score of random pairs of the dataset (almost surely not copies) is the
   null distribution; its upper tail is fitted (an exponential tail of the Fisher z above the 99th
   percentile) and the acceptance is the lowest score at which the expected number of false pairs
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from cleaner.hashing import CROP_KEEP, HASH_SIDE, resample_matrix
+from cleaner.hashing import CROP_KEEP, HASH_SIDE, WIDE_KEEP, resample_matrix
 
 BASIS_DROP = 48
 """Leading principal components of the gradients removed (masked-portrait bench, every pair of
@@ -97,6 +99,33 @@ REVIEW_BAND = 0.15
 _CHUNK = 8192
 _COARSE = (0, GRID // 2, GRID - 1)
 """Offsets (on the fine grid) of the 3 x 3 coarse windows."""
+WIDE_GRID = 13
+"""Window offsets per axis on the fine grid of the ``WIDE_KEEP`` windows (0, 1/12, ..., all of
+the margin: 0.27 px steps at 32 px, the ``CROP_KEEP`` grid's 0.2 px)."""
+_WIDE_COARSE = (0, 4, 8, 12)
+"""Offsets (on the wide fine grid) of the 4 x 4 coarse ``WIDE_KEEP`` windows. Why a second
+scale: a copy cropped to 90 % of each side is 5 % off in scale from every ``CROP_KEEP`` window
+and scored 0.30-0.90 there (the look-alikes' range); aligned at 90 % its score was 0.96-0.99
+and its fine band 0.95-0.99 (200 such copies of faces140k fakes). 3 x 3 coarse windows left
+crop copies at a coarse 0.41 (under ``FINE_FROM``), 4 x 4 at 0.69 or more."""
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Windows of one size: their fraction of the side, fine grid and coarse offsets."""
+
+    keep: float
+    steps: int
+    coarse: tuple[int, ...]
+
+    @property
+    def first(self) -> int:
+        """Row of its first coarse window in :func:`features`."""
+        return 1 if self.keep == CROP_KEEP else 1 + len(_COARSE) ** 2
+
+
+_SCALES = (_Scale(CROP_KEEP, GRID, _COARSE), _Scale(WIDE_KEEP, WIDE_GRID, _WIDE_COARSE))
+_FEATURE_ROWS = 1 + sum(len(sc.coarse) ** 2 for sc in _SCALES)
 
 
 @dataclass(frozen=True)
@@ -172,14 +201,11 @@ def residual(x: np.ndarray, basis: Basis) -> np.ndarray:
 
 
 @functools.cache
-def _grid() -> np.ndarray:
-    """``(GRID, S, S)`` resampling matrices of the ``CROP_KEEP`` window at each offset."""
-    margin = 1.0 - CROP_KEEP
+def _grid(keep: float = CROP_KEEP, steps: int = GRID) -> np.ndarray:
+    """``(steps, S, S)`` resampling matrices of the ``keep`` window at each offset."""
+    margin = 1.0 - keep
     return np.stack(
-        [
-            resample_matrix(CROP_KEEP, k / (GRID - 1) * margin).astype(np.float32)
-            for k in range(GRID)
-        ]
+        [resample_matrix(keep, k / (steps - 1) * margin).astype(np.float32) for k in range(steps)]
     )
 
 
@@ -188,14 +214,14 @@ def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndarray:
-    """Per image ``(N, 1 + 9, BAND)``: the residual of the whole image and of its 3 x 3 coarse
-    ``CROP_KEEP`` windows (of the mirror image when ``mirror``), computed once per image so that
-    a pair's coarse alignment is ten dot products."""
+    """Per image ``(N, 1 + 9 + 16, BAND)``: the residual of the whole image, of its 3 x 3 coarse
+    ``CROP_KEEP`` windows and of its 4 x 4 coarse ``WIDE_KEEP`` windows (of the mirror image
+    when ``mirror``), computed once per image so that a pair's coarse alignment is dot
+    products."""
     s = HASH_SIDE
-    mats = _grid()
     n = grey.shape[0]
     d = basis.comps.shape[0] if basis.fitted else GRAD_DIM
-    out = np.empty((n, 1 + len(_COARSE) ** 2, d), dtype=np.float32)
+    out = np.empty((n, _FEATURE_ROWS, d), dtype=np.float32)
     for c0 in range(0, n, _CHUNK):
         x = grey[c0 : c0 + _CHUNK].astype(np.float32).reshape(-1, s, s)
         if mirror:
@@ -203,28 +229,35 @@ def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndar
         p = x.shape[0]
         out[c0 : c0 + p, 0] = residual(x.reshape(p, -1), basis)
         k = 1
-        for iy in _COARSE:
-            rows = np.matmul(mats[iy], x)
-            for ix in _COARSE:
-                out[c0 : c0 + p, k] = residual(np.matmul(rows, mats[ix].T).reshape(p, -1), basis)
-                k += 1
+        for sc in _SCALES:
+            mats = _grid(sc.keep, sc.steps)
+            for iy in sc.coarse:
+                rows = np.matmul(mats[iy], x)
+                for ix in sc.coarse:
+                    win = np.matmul(rows, mats[ix].T).reshape(p, -1)
+                    out[c0 : c0 + p, k] = residual(win, basis)
+                    k += 1
     return out
 
 
-def _coarse(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best score over no crop and the 3 x 3 windows of either image, from :func:`features`
-    rows; and where it was found (``-1`` no crop, else ``side * GRID * GRID + iy * GRID +
-    ix``)."""
-    best = _rowdot(fa[:, 0], fb[:, 0])
+def _coarse(
+    fa: np.ndarray, fb: np.ndarray, sc: _Scale = _SCALES[0]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best score over no crop (``CROP_KEEP`` only) and the coarse windows of scale ``sc`` of
+    either image, from :func:`features` rows; and where it was found (``-1`` no crop, else
+    ``side * G * G + iy * G + ix`` on the scale's fine grid of ``G`` offsets)."""
+    g = sc.steps
+    best = _rowdot(fa[:, 0], fb[:, 0]) if sc is _SCALES[0] else np.full(fa.shape[0], -2.0)
     where = np.full(best.size, -1, dtype=np.int64)
-    cells = [iy * GRID + ix for iy in _COARSE for ix in _COARSE]
+    cells = [iy * g + ix for iy in sc.coarse for ix in sc.coarse]
+    rows = slice(sc.first, sc.first + len(cells))
     for side, (crop, whole) in enumerate(((fa, fb), (fb, fa))):
-        v = np.einsum("pkd,pd->pk", crop[:, 1:], whole[:, 0])
+        v = np.einsum("pkd,pd->pk", crop[:, rows], whole[:, 0])
         k = v.argmax(axis=1)
         top = v[np.arange(k.size), k]
         up = top > best
         best[up] = top[up]
-        where[up] = side * GRID * GRID + np.asarray(cells)[k[up]]
+        where[up] = side * g * g + np.asarray(cells)[k[up]]
     return best, where
 
 
@@ -234,9 +267,10 @@ def _fine(
     where: np.ndarray,
     best: np.ndarray,
     basis: Basis,
+    sc: _Scale = _SCALES[0],
 ) -> np.ndarray:
     """Every window of the fine grid within two steps of the coarse best (same image cropped)."""
-    return _fine_aligned(imgs, res, where, best, basis)[0]
+    return _fine_aligned(imgs, res, where, best, basis, sc)[0]
 
 
 def _fine_aligned(
@@ -245,24 +279,26 @@ def _fine_aligned(
     where: np.ndarray,
     best: np.ndarray,
     basis: Basis,
+    sc: _Scale = _SCALES[0],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_fine`'s best score, and the two residuals at the alignment that gave it (the
     cropped one and the other whole; both whole where no window beat the coarse best)."""
-    mats = _grid()
+    g = sc.steps
+    mats = _grid(sc.keep, g)
     p = where.size
     cropped = where >= 0
-    side = np.where(cropped, where // (GRID * GRID), 0)
-    cy = np.where(cropped, (where // GRID) % GRID, GRID // 2)
-    cx = np.where(cropped, where % GRID, GRID // 2)
+    side = np.where(cropped, where // (g * g), 0)
+    cy = np.where(cropped, (where // g) % g, g // 2)
+    cx = np.where(cropped, where % g, g // 2)
     x = np.where((side == 0)[:, None, None], imgs[0], imgs[1])
     other = np.where((side == 0)[:, None], res[1], res[0])
     mine = np.empty_like(other)
     got = np.full(p, -2.0)
     for dy in range(-2, 3):
-        iy = np.clip(cy + dy, 0, GRID - 1)
+        iy = np.clip(cy + dy, 0, g - 1)
         rows = np.matmul(mats[iy], x)
         for dx in range(-2, 3):
-            ix = np.clip(cx + dx, 0, GRID - 1)
+            ix = np.clip(cx + dx, 0, g - 1)
             crop = residual(np.matmul(rows, mats[ix].transpose(0, 2, 1)).reshape(p, -1), basis)
             v = _rowdot(crop, other)
             up = v > got
@@ -275,10 +311,11 @@ def _fine_aligned(
 
 
 FEATURE_BYTES = 1 << 30
-"""Per-image features a :class:`Scorer` keeps between calls (1 GiB: 104,857 image
-orientations of 10 x 256 float32, every orientation of a table up to 52,428 images). Why a
-bound: features of a whole table were 20 KiB per image, 20 GiB at a million images, most never
-used (the null sample touches at most 200,000 images, the candidates a few per copy)."""
+"""Per-image features a :class:`Scorer` keeps between calls (1 GiB: 40,329 image orientations
+of 26 x 256 float32, every orientation of a table up to 20,164 images; 10 x 256 before the
+``WIDE_KEEP`` windows). Why a bound: features of a whole table were 20 KiB per image, 20 GiB at
+a million images, most never used (the null sample touches at most 200,000 images, the
+candidates a few per copy)."""
 # A block of pairs is one chunk (_CHUNK pairs): the features of its up to 2 x _CHUNK distinct
 # image orientations are computed together, 160 MiB of float32 at 256 dims, twice that while
 # the block is assembled, beyond the kept features.
@@ -294,7 +331,7 @@ class Scorer:
         self.grey = grey
         self.basis = basis
         d = basis.comps.shape[0] if basis.fitted else GRAD_DIM
-        self._shape = (1 + len(_COARSE) ** 2, d)
+        self._shape = (_FEATURE_ROWS, d)
         per_key = self._shape[0] * d * 4
         self._cap = min(2 * grey.shape[0], max(keep_bytes // per_key, 0))
         self._kept: np.ndarray | None = None
@@ -360,15 +397,18 @@ class Scorer:
             ca, cb, m = a[c0:c1], b[c0:c1], mirror[c0:c1]
             fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
             fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
-            best, where = _coarse(fa, fb)
-            todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
-            if todo.size:
-                ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
-                mt = m[todo]
-                ga[mt] = ga[mt][:, :, ::-1]
-                gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
-                res = (fa[todo, 0], fb[todo, 0])
-                best[todo] = _fine((ga, gb), res, where[todo], best[todo], self.basis)
+            best = np.full(c1 - c0, -2.0)
+            for sc in _SCALES:  # the wide windows only for pairs not yet accepted
+                got, where = _coarse(fa, fb, sc)
+                todo = np.flatnonzero((got >= FINE_FROM) & (got < accept) & (best < accept))
+                if todo.size:
+                    ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
+                    mt = m[todo]
+                    ga[mt] = ga[mt][:, :, ::-1]
+                    gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
+                    res = (fa[todo, 0], fb[todo, 0])
+                    got[todo] = _fine((ga, gb), res, where[todo], got[todo], self.basis, sc)
+                best = np.maximum(best, got)
             out[c0:c1] = best
         return out
 
@@ -387,12 +427,24 @@ class Scorer:
             feats, rows = self._block(keys)
             fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
             fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
-            best, where = _coarse(fa, fb)
             ga = self.grey[a[c0:c1]].astype(np.float32).reshape(-1, s, s)
             m = mirror[c0:c1]
             ga[m] = ga[m][:, :, ::-1]
             gb = self.grey[b[c0:c1]].astype(np.float32).reshape(-1, s, s)
-            _, ra, rb = _fine_aligned((ga, gb), (fa[:, 0], fb[:, 0]), where, best, self.basis)
+            res = (fa[:, 0], fb[:, 0])
+            best, where = _coarse(fa, fb)
+            top, ra, rb = _fine_aligned((ga, gb), res, where, best, self.basis)
+            # the wide windows where they line the pair up better (as :meth:`scores` does)
+            wide, wwhere = _coarse(fa, fb, _SCALES[1])
+            w = np.flatnonzero(wide >= FINE_FROM)
+            if w.size:
+                sub = _fine_aligned(
+                    (ga[w], gb[w]), (res[0][w], res[1][w]), wwhere[w], wide[w], self.basis,
+                    _SCALES[1],
+                )  # fmt: skip
+                up = w[sub[0] > top[w]]
+                better = sub[0] > top[w]
+                ra[up], rb[up] = sub[1][better], sub[2][better]
             k = FINE_FROM_COMPONENT if self.basis.fitted else 0
             out[c0:c1] = _rowdot(_unit(ra[:, k:]), _unit(rb[:, k:]))
         return out

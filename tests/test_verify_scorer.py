@@ -12,7 +12,17 @@ import pytest
 
 from cleaner import verify
 from cleaner.hashing import CROP_KEEP, HASH_SIDE, resample_matrix
-from cleaner.verify import FINE_FROM, Basis, Scorer, _coarse, _fine, features, fit_basis
+from cleaner.verify import (
+    _FEATURE_ROWS,
+    _SCALES,
+    FINE_FROM,
+    Basis,
+    Scorer,
+    _coarse,
+    _fine,
+    features,
+    fit_basis,
+)
 
 
 def smooth_table(n: int, seed: int = 0) -> np.ndarray:
@@ -73,15 +83,17 @@ def reference(
     plain, flipped = features(grey, basis), features(grey, basis, mirror=True)
     fa = np.where(m[:, None, None], flipped[a], plain[a])
     fb = plain[b]
-    best, where = _coarse(fa, fb)
-    todo = np.flatnonzero((best >= FINE_FROM) & (best < accept))
-    if not todo.size:
-        return best.astype(np.float64)
-    ga = grey[a[todo]].astype(np.float32).reshape(-1, s, s)
-    ga[m[todo]] = ga[m[todo]][:, :, ::-1]
-    gb = grey[b[todo]].astype(np.float32).reshape(-1, s, s)
-    res = (fa[todo, 0], fb[todo, 0])
-    best[todo] = _fine((ga, gb), res, where[todo], best[todo], basis)
+    best = np.full(a.size, -2.0)
+    for sc in _SCALES:  # 95 % windows (and no crop), then 90 % windows where not accepted
+        got, where = _coarse(fa, fb, sc)
+        todo = np.flatnonzero((got >= FINE_FROM) & (got < accept) & (best < accept))
+        if todo.size:
+            ga = grey[a[todo]].astype(np.float32).reshape(-1, s, s)
+            ga[m[todo]] = ga[m[todo]][:, :, ::-1]
+            gb = grey[b[todo]].astype(np.float32).reshape(-1, s, s)
+            res = (fa[todo, 0], fb[todo, 0])
+            got[todo] = _fine((ga, gb), res, where[todo], got[todo], basis, sc)
+        best = np.maximum(best, got)
     return best.astype(np.float64)
 
 
@@ -125,7 +137,7 @@ def test_scores_equal_reference(
 
 def test_kept_features_bounded() -> None:
     grey, basis, (a, b, m), _ = case(400, 2.0)
-    per_key = 10 * basis.comps.shape[0] * 4
+    per_key = _FEATURE_ROWS * basis.comps.shape[0] * 4
     scorer = Scorer(grey, basis, keep_bytes=100 * per_key)
     scorer.scores(a, b, m)
     assert scorer._kept is not None and scorer._kept.shape[0] == 100
