@@ -55,11 +55,20 @@ def _engine_choice_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cleaner.engine, "_chosen", None)
 
 
+DEMO_ORIGINALS = 180
+"""`cleaner demo --n`: 207 files, 196 of them PNGs (the killed-worker test hashes 160); the
+default 400 cost dedupe's verification, which runs on the driver whatever the engine, 3x the
+time (its random pairs grow with the square of the files)."""
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cleaner demo`'s dataset: duplicates, near-duplicates, broken files."""
+    """`cleaner demo`'s dataset: duplicates, near-duplicates, broken files, sub-folders."""
     d = tmp_path_factory.mktemp("demo") / "d"
-    assert runner.invoke(app, ["demo", str(d)]).exit_code == 0
+    r = runner.invoke(app, ["demo", str(d), "--n", str(DEMO_ORIGINALS), "--json"])
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.stdout.strip().splitlines()[-1])
+    assert made["files"] > DEMO_ORIGINALS and made["duplicates"] > 0 and made["corrupt"] > 0
     return d
 
 
@@ -107,7 +116,7 @@ def test_scan_and_dedupe_on_two_nodes_equal_the_local_engine(
     _cli("dedupe", "--root", str(local), "--engine", "local")
     s = _cli("scan", "--root", str(on_ray), "--engine", "ray")
     d = _cli("dedupe", "--root", str(on_ray), "--engine", "ray")
-    assert s["files"] > 400 and d["groups"] > 0  # the demo's duplicates were found
+    assert s["files"] > DEMO_ORIGINALS and d["groups"] > 0  # the demo's duplicates were found
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     _assert_same_state(local, on_ray)
 
@@ -289,6 +298,7 @@ def test_a_worker_killed_while_hashing_costs_only_its_task(
     from cleaner.hashing import hash_batch
 
     rows = [(str(p), f"{i:064x}") for i, p in enumerate(sorted(demo.rglob("*.png")))][:160]
+    assert len(rows) == 160
     want = [r for b in map_batches(hash_batch, rows, batch_size=8, workers=1) for r in b]
     log = tmp_path / "hashed.log"
     fn = functools.partial(_recorded_hash_batch, log=str(log))
