@@ -147,11 +147,18 @@ def test_a_ray_of_its_own_equals_the_local_engine(demo: Path, tmp_path: Path) ->
     _assert_same_state(local, on_ray)
 
 
-def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
-    cluster: Any, tmp_path: Path
+def test_embeddings_on_either_runtime_and_predictions_on_two_nodes_equal_the_local_engine(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The driver's --runtime travels to the actors (each resolves it: an ``auto`` actor with
+    a GPU would run Keras); on either runtime the actors' features are the local engine's, a
+    broken file is reported, and `cleaner predict --engine ray` gives the local predictions.
+
+    (One test, not two: each actor pool starts TensorFlow in a process per node, the slowest
+    part of this module; the first runtime reads and writes ROOT's cache, the second none.)"""
     from cleaner.engine import using
     from cleaner.models import embeddings as E
+    from cleaner.models import runtime as RT
     from cleaner.models.backbones import get_backbone
 
     root = make_root(tmp_path / "root", n_per_class=24)
@@ -161,14 +168,26 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
     items.append((str(root / "real_images" / "broken.png"), "f" * 64))
     # a Keras backbone (the numpy ones, e.g. spectrum, run on actors in the test of a killed
     # actor below)
-    for name, size, crop in (("simple-cnn", 32, "resize"),):
-        spec = E.EmbeddingSpec(get_backbone(name), "none", size, crop)
+    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
+    asked: list[RT.Runtime] = []
+    real_map = E.map_with_model
+
+    def map_with_model(make: Any, *a: Any, **kw: Any) -> Any:
+        asked.append(make.args[2])  # what the actors' embedder is given: the driver's choice
+        return real_map(make, *a, **kw)
+
+    monkeypatch.setattr(E, "map_with_model", map_with_model)
+    for runtime, cache in ((RT.Runtime.FAST, root), (RT.Runtime.KERAS, None)):
+        monkeypatch.setattr(RT, "_chosen", runtime)
         want = E.embed(None, items, spec, batch_size=8)
         with using("ray"):
-            got = E.embed(root, items, spec, batch_size=8)
+            got = E.embed(cache, items, spec, batch_size=8)
         assert got.errors == want.errors and got.errors[-1]  # the broken file: reported
         assert got.computed == len(items) and got.cached == 0
-        np.testing.assert_allclose(got.features, want.features, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got.features, want.features, atol=1e-6, rtol=0)
+    assert asked == [RT.Runtime.FAST, RT.Runtime.KERAS]
+    monkeypatch.setattr(E, "map_with_model", real_map)
+    monkeypatch.setattr(RT, "_chosen", None)  # predict below: the CLI's own choice
 
     model = colour_model(tmp_path / "colour.keras")
     outs = {}
@@ -182,36 +201,6 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
     assert outs["ray"].keys() == outs["local"].keys() and len(outs["ray"]) == 48
     for sha, p in outs["local"].items():
         assert abs(outs["ray"][sha] - p) <= 1e-4
-
-
-def test_ray_actors_run_the_runtime_the_driver_was_asked_for(
-    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The driver's --runtime travels to the actors (each resolves it: an ``auto`` actor with
-    a GPU would run Keras); on either runtime the actors' features are the local engine's."""
-    from cleaner.engine import using
-    from cleaner.models import embeddings as E
-    from cleaner.models import runtime as RT
-    from cleaner.models.backbones import get_backbone
-
-    root = make_root(tmp_path / "root", n_per_class=6)
-    items = [(str(p), f"{i:064x}") for i, p in enumerate(sorted(root.rglob("*.png")))]
-    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
-    asked: list[RT.Runtime] = []
-    real_map = E.map_with_model
-
-    def map_with_model(make: Any, *a: Any, **kw: Any) -> Any:
-        asked.append(make.args[2])  # what the actors' embedder is given: the driver's choice
-        return real_map(make, *a, **kw)
-
-    monkeypatch.setattr(E, "map_with_model", map_with_model)
-    for runtime in (RT.Runtime.FAST, RT.Runtime.KERAS):
-        monkeypatch.setattr(RT, "_chosen", runtime)
-        want = E.embed(None, items, spec, batch_size=4)
-        with using("ray"):
-            got = E.embed(None, items, spec, batch_size=4)
-        np.testing.assert_allclose(got.features, want.features, atol=1e-6, rtol=0)
-    assert asked == [RT.Runtime.FAST, RT.Runtime.KERAS]
 
 
 def _batch_seen(batch: Sequence[int]) -> list[tuple[int, int, int]]:
