@@ -55,11 +55,20 @@ def _engine_choice_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cleaner.engine, "_chosen", None)
 
 
+DEMO_ORIGINALS = 180
+"""`cleaner demo --n`: 207 files, 196 of them PNGs (the killed-worker test hashes 160); the
+default 400 cost dedupe's verification, which runs on the driver whatever the engine, 3x the
+time (its random pairs grow with the square of the files)."""
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cleaner demo`'s dataset: duplicates, near-duplicates, broken files."""
+    """`cleaner demo`'s dataset: duplicates, near-duplicates, broken files, sub-folders."""
     d = tmp_path_factory.mktemp("demo") / "d"
-    assert runner.invoke(app, ["demo", str(d)]).exit_code == 0
+    r = runner.invoke(app, ["demo", str(d), "--n", str(DEMO_ORIGINALS), "--json"])
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.stdout.strip().splitlines()[-1])
+    assert made["files"] > DEMO_ORIGINALS and made["duplicates"] > 0 and made["corrupt"] > 0
     return d
 
 
@@ -107,7 +116,7 @@ def test_scan_and_dedupe_on_two_nodes_equal_the_local_engine(
     _cli("dedupe", "--root", str(local), "--engine", "local")
     s = _cli("scan", "--root", str(on_ray), "--engine", "ray")
     d = _cli("dedupe", "--root", str(on_ray), "--engine", "ray")
-    assert s["files"] > 400 and d["groups"] > 0  # the demo's duplicates were found
+    assert s["files"] > DEMO_ORIGINALS and d["groups"] > 0  # the demo's duplicates were found
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     _assert_same_state(local, on_ray)
 
@@ -138,11 +147,18 @@ def test_a_ray_of_its_own_equals_the_local_engine(demo: Path, tmp_path: Path) ->
     _assert_same_state(local, on_ray)
 
 
-def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
-    cluster: Any, tmp_path: Path
+def test_embeddings_on_either_runtime_and_predictions_on_two_nodes_equal_the_local_engine(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The driver's --runtime travels to the actors (each resolves it: an ``auto`` actor with
+    a GPU would run Keras); on either runtime the actors' features are the local engine's, a
+    broken file is reported, and `cleaner predict --engine ray` gives the local predictions.
+
+    (One test, not two: each actor pool starts TensorFlow in a process per node, the slowest
+    part of this module; the first runtime reads and writes ROOT's cache, the second none.)"""
     from cleaner.engine import using
     from cleaner.models import embeddings as E
+    from cleaner.models import runtime as RT
     from cleaner.models.backbones import get_backbone
 
     root = make_root(tmp_path / "root", n_per_class=24)
@@ -152,14 +168,26 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
     items.append((str(root / "real_images" / "broken.png"), "f" * 64))
     # a Keras backbone (the numpy ones, e.g. spectrum, run on actors in the test of a killed
     # actor below)
-    for name, size, crop in (("simple-cnn", 32, "resize"),):
-        spec = E.EmbeddingSpec(get_backbone(name), "none", size, crop)
+    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
+    asked: list[RT.Runtime] = []
+    real_map = E.map_with_model
+
+    def map_with_model(make: Any, *a: Any, **kw: Any) -> Any:
+        asked.append(make.args[2])  # what the actors' embedder is given: the driver's choice
+        return real_map(make, *a, **kw)
+
+    monkeypatch.setattr(E, "map_with_model", map_with_model)
+    for runtime, cache in ((RT.Runtime.FAST, root), (RT.Runtime.KERAS, None)):
+        monkeypatch.setattr(RT, "_chosen", runtime)
         want = E.embed(None, items, spec, batch_size=8)
         with using("ray"):
-            got = E.embed(root, items, spec, batch_size=8)
+            got = E.embed(cache, items, spec, batch_size=8)
         assert got.errors == want.errors and got.errors[-1]  # the broken file: reported
         assert got.computed == len(items) and got.cached == 0
-        np.testing.assert_allclose(got.features, want.features, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got.features, want.features, atol=1e-6, rtol=0)
+    assert asked == [RT.Runtime.FAST, RT.Runtime.KERAS]
+    monkeypatch.setattr(E, "map_with_model", real_map)
+    monkeypatch.setattr(RT, "_chosen", None)  # predict below: the CLI's own choice
 
     model = colour_model(tmp_path / "colour.keras")
     outs = {}
@@ -173,36 +201,6 @@ def test_embeddings_and_predictions_on_two_nodes_equal_the_local_engine(
     assert outs["ray"].keys() == outs["local"].keys() and len(outs["ray"]) == 48
     for sha, p in outs["local"].items():
         assert abs(outs["ray"][sha] - p) <= 1e-4
-
-
-def test_ray_actors_run_the_runtime_the_driver_was_asked_for(
-    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The driver's --runtime travels to the actors (each resolves it: an ``auto`` actor with
-    a GPU would run Keras); on either runtime the actors' features are the local engine's."""
-    from cleaner.engine import using
-    from cleaner.models import embeddings as E
-    from cleaner.models import runtime as RT
-    from cleaner.models.backbones import get_backbone
-
-    root = make_root(tmp_path / "root", n_per_class=6)
-    items = [(str(p), f"{i:064x}") for i, p in enumerate(sorted(root.rglob("*.png")))]
-    spec = E.EmbeddingSpec(get_backbone("simple-cnn"), "none", 32, "resize")
-    asked: list[RT.Runtime] = []
-    real_map = E.map_with_model
-
-    def map_with_model(make: Any, *a: Any, **kw: Any) -> Any:
-        asked.append(make.args[2])  # what the actors' embedder is given: the driver's choice
-        return real_map(make, *a, **kw)
-
-    monkeypatch.setattr(E, "map_with_model", map_with_model)
-    for runtime in (RT.Runtime.FAST, RT.Runtime.KERAS):
-        monkeypatch.setattr(RT, "_chosen", runtime)
-        want = E.embed(None, items, spec, batch_size=4)
-        with using("ray"):
-            got = E.embed(None, items, spec, batch_size=4)
-        np.testing.assert_allclose(got.features, want.features, atol=1e-6, rtol=0)
-    assert asked == [RT.Runtime.FAST, RT.Runtime.KERAS]
 
 
 def _batch_seen(batch: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -289,6 +287,7 @@ def test_a_worker_killed_while_hashing_costs_only_its_task(
     from cleaner.hashing import hash_batch
 
     rows = [(str(p), f"{i:064x}") for i, p in enumerate(sorted(demo.rglob("*.png")))][:160]
+    assert len(rows) == 160
     want = [r for b in map_batches(hash_batch, rows, batch_size=8, workers=1) for r in b]
     log = tmp_path / "hashed.log"
     fn = functools.partial(_recorded_hash_batch, log=str(log))

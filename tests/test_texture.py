@@ -87,9 +87,14 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
     root = make_root(tmp_path / "R", 8, size=40)
     out = tmp_path / "gram.json"
     args = ["--backbone", "efficientnet-lite0-gram", "--weights", "none", "--image-size", "32"]
+    # the heads' exact logistic regressions on 16,608 features are most of this test's time:
+    # pruning on texture features is the quad test's, the planted run test_predict's
+    heads = ["--no-prune", "--no-planted"]
     r = runner.invoke(
-        app, ["predict", "--root", str(root), *args, "--folds", "4", "--out", str(out), "--json"]
-    )
+        app,
+        ["predict", "--root", str(root), *args, "--folds", "4", *heads, "--out", str(out),
+         "--json"],
+    )  # fmt: skip
     assert r.exit_code == 0, r.stderr
     pf = read_predictions(out, ws=Workspace.open(root))
     assert len(pf.entries) == 16 and json.loads(out.read_text())["out_of_fold"] is True
@@ -97,7 +102,7 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
     # --mirror: the images come from the cache, only their mirror images run the backbone
     r = runner.invoke(
         app,
-        ["predict", "--root", str(root), *args, "--folds", "4", "--mirror", "--no-prune",
+        ["predict", "--root", str(root), *args, "--folds", "4", "--mirror", *heads,
          "--out", str(tmp_path / "m.json"), "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
@@ -109,12 +114,13 @@ def test_gram_folds_and_predict_dir_through_the_cli(tmp_path: Path) -> None:
 
     spec = EmbeddingSpec(mirrored, "none", 32, "center")
     assert spec.mirrored().key != spec.key and spec.mirrored().preprocessing.endswith("|mirror")
-    # a model trained on this backbone loads in predict-dir (the custom layer is registered)
+    # a model trained on this backbone loads in predict-dir (the custom layer is registered);
+    # robust views of these features are test_robust's
     model = tmp_path / "m.keras"
     r = runner.invoke(
         app,
         ["train", "--root", str(root), *args, "--epochs", "0", "--head-epochs", "2",
-         "--out", str(model)],
+         "--no-augment", "--out", str(model)],
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
     _assert_predict_dir(root / "fake_images", model, tmp_path / "p.json")
@@ -190,8 +196,9 @@ def test_quad_backbone_folds_train_and_predict_dir(tmp_path: Path) -> None:
     assert bb.build("none", 32).output_shape == (None, 4 * 16_608)
     args = ["--backbone", bb.name, "--weights", "none", "--image-size", "32"]
     out = tmp_path / "quad.json"
-    r = runner.invoke(
-        app, ["predict", "--root", str(root), *args, "--folds", "4", "--out", str(out)]
+    r = runner.invoke(  # the planted run (the heads again) is test_predict's
+        app,
+        ["predict", "--root", str(root), *args, "--folds", "4", "--no-planted", "--out", str(out)],
     )
     assert r.exit_code == 0, r.stderr
     doc = json.loads(out.read_text())
