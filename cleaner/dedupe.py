@@ -819,32 +819,9 @@ def find_duplicates(
     pairs = candidate_pairs(rep_table, max_distance)
     ver = verify_pairs(rep_table, pairs, min_correlation)
 
-    # rows per node (a node: one distinct 32 x 32 grey image); the best row of a node first
-    node_of_rep = {int(r): k for k, r in enumerate(reps.tolist())}
-    rows_of: list[list[Any]] = [[] for _ in range(reps.size)]
-    for r in usable:
-        rows_of[node_of_rep[int(rep_of[sha_row[r.sha256]])]].append(r)
-    for rs in rows_of:
-        rs.sort(key=keep_key)
-    order = sorted(
-        (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
-    )
+    rows_of, order = _nodes(reps, rep_of, sha_row, usable)
     dup, found_pairs, review = source_pairs(ws, ver, rows_of, workers=workers, progress=progress)
-    linked = direct_groups(reps.size, ver.a[dup], ver.b[dup], ver.score[dup], order)
-    grouped = {k for k, ms in linked for k in (k, *ms)}
-    clusters: list[tuple[list[Any], dict[str, float]]] = []
-    for k, ms in linked:
-        score = {r.sha256: 1.0 for r in rows_of[k]}
-        for j, v in ms.items():
-            score.update({r.sha256: v for r in rows_of[j]})
-        clusters.append(([r for n in (k, *ms) for r in rows_of[n]], score))
-    # identical bytes or grey pixels, not matched to anything else: a group of their own
-    clusters += [
-        (rows_of[k], {r.sha256: 1.0 for r in rows_of[k]})
-        for k in order
-        if k not in grouped and len(rows_of[k]) > 1
-    ]
-
+    clusters = _clusters(reps.size, ver, dup, rows_of, order)
     # exact pixel digests, only for files that ended up in a group
     in_groups = [r for rs, _ in clusters for r in rs]
     digests = pixel_digests(
@@ -853,44 +830,9 @@ def find_duplicates(
         workers=workers,
         progress=progress,
     )
-
     # R/.cleaner/split.csv (written by `cleaner train`): path -> split, sha256 -> split
-    split_by_path, split_by_sha = split_file.lookup(split_file.read(ws, fix="fix or delete it"))
-
-    def split(r: Any) -> str | None:
-        return split_by_path.get(r.path) or split_by_sha.get(r.sha256) or split_of_path(r.path)
-
-    groups: list[Group] = []
-    for rs, score in clusters:
-        kept = min(rs, key=keep_key)
-        ck = sha_row[kept.sha256]
-        members: list[Member] = []
-        for r in sorted(rs, key=lambda x: x.path):
-            c = sha_row[r.sha256]
-            if r is kept:
-                dist, match = 0, "kept"
-            elif r.sha256 == kept.sha256:
-                dist, match = 0, BYTES
-            else:
-                dist, match = _distance_to(table, c, ck)
-                dk = digests.get(kept.sha256)
-                if dk and digests.get(r.sha256) == dk:
-                    match = PIXELS
-            members.append(
-                Member(
-                    r.path, r.label, r.sha256, dist, match, r.width, r.height, r.bytes, split(r),
-                    score=1.0 if match in ("kept", BYTES, PIXELS) else score[r.sha256],
-                )
-            )  # fmt: skip
-        why = (
-            f"{len(members) - 1} copies matched to one image, more than {MAX_GROUP}: "
-            "implausible, look before quarantining"
-            if len(members) - 1 > MAX_GROUP
-            else CONFLICT_WHY
-            if len({m.label for m in members}) > 1
-            else ""
-        )
-        groups.append(Group(0, kept.path, members, why))
+    splits = split_file.lookup(split_file.read(ws, fix="fix or delete it"))
+    groups = [_group(rs, score, table, sha_row, digests, splits) for rs, score in clusters]
     groups.sort(key=lambda g: g.kept)
     for i, g in enumerate(groups):
         g.id = i
@@ -913,6 +855,86 @@ def find_duplicates(
         totals=dict(totals),
         pairs=found_pairs,
     )
+
+
+def _nodes(
+    reps: np.ndarray, rep_of: np.ndarray, sha_row: dict[str, int], usable: Sequence[Any]
+) -> tuple[list[list[Any]], list[int]]:
+    """The rows of each node (a node: one distinct 32 x 32 grey image), the best row of a node
+    first, and the nodes with rows in the order their best rows are kept."""
+    node_of_rep = {int(r): k for k, r in enumerate(reps.tolist())}
+    rows_of: list[list[Any]] = [[] for _ in range(reps.size)]
+    for r in usable:
+        rows_of[node_of_rep[int(rep_of[sha_row[r.sha256]])]].append(r)
+    for rs in rows_of:
+        rs.sort(key=keep_key)
+    order = sorted(
+        (k for k in range(reps.size) if rows_of[k]), key=lambda k: keep_key(rows_of[k][0])
+    )
+    return rows_of, order
+
+
+def _clusters(
+    n: int, ver: Verified, dup: np.ndarray, rows_of: list[list[Any]], order: list[int]
+) -> list[tuple[list[Any], dict[str, float]]]:
+    """The groups' rows and each row's score: the accepted duplicate matches linked to their
+    kept node, then the nodes of identical bytes or grey pixels matched to nothing else."""
+    linked = direct_groups(n, ver.a[dup], ver.b[dup], ver.score[dup], order)
+    grouped = {k for k, ms in linked for k in (k, *ms)}
+    clusters: list[tuple[list[Any], dict[str, float]]] = []
+    for k, ms in linked:
+        score = {r.sha256: 1.0 for r in rows_of[k]}
+        for j, v in ms.items():
+            score.update({r.sha256: v for r in rows_of[j]})
+        clusters.append(([r for m in (k, *ms) for r in rows_of[m]], score))
+    clusters += [
+        (rows_of[k], {r.sha256: 1.0 for r in rows_of[k]})
+        for k in order
+        if k not in grouped and len(rows_of[k]) > 1
+    ]
+    return clusters
+
+
+def _group(
+    rs: list[Any],
+    score: dict[str, float],
+    table: HashTable,
+    sha_row: dict[str, int],
+    digests: dict[str, str],
+    splits: tuple[dict[str, str], dict[str, str]],
+) -> Group:
+    """One group: the kept file (:func:`keep_key`), each member's match to it and its split,
+    and why the group is held for review (too many copies, or both classes)."""
+    by_path, by_sha = splits
+    kept = min(rs, key=keep_key)
+    ck = sha_row[kept.sha256]
+    members: list[Member] = []
+    for r in sorted(rs, key=lambda x: x.path):
+        if r is kept:
+            dist, match = 0, "kept"
+        elif r.sha256 == kept.sha256:
+            dist, match = 0, BYTES
+        else:
+            dist, match = _distance_to(table, sha_row[r.sha256], ck)
+            dk = digests.get(kept.sha256)
+            if dk and digests.get(r.sha256) == dk:
+                match = PIXELS
+        split = by_path.get(r.path) or by_sha.get(r.sha256) or split_of_path(r.path)
+        members.append(
+            Member(
+                r.path, r.label, r.sha256, dist, match, r.width, r.height, r.bytes, split,
+                score=1.0 if match in ("kept", BYTES, PIXELS) else score[r.sha256],
+            )
+        )  # fmt: skip
+    why = (
+        f"{len(members) - 1} copies matched to one image, more than {MAX_GROUP}: "
+        "implausible, look before quarantining"
+        if len(members) - 1 > MAX_GROUP
+        else CONFLICT_WHY
+        if len({m.label for m in members}) > 1
+        else ""
+    )
+    return Group(0, kept.path, members, why)
 
 
 REVIEW_SHOWN = 200
