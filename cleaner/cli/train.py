@@ -174,8 +174,11 @@ def train(
     from cleaner.audit import shortcut_warning
     from cleaner.models.augment import DEFAULT, Robust
     from cleaner.models.config import TrainConfig
+    from cleaner.state.metrics import check_outputs
 
     ws = Workspace.open(root)
+    # the output flags first, whatever else is wrong: a refused --out is answered at once
+    check_outputs(out, ws)
     cfg = TrainConfig(
         out=out,
         backbone=backbone,
