@@ -48,8 +48,37 @@ def _at_least(flag: str, value: int, low: int) -> None:
         raise CleanerError(f"{flag} {value}: give {low} or more")
 
 
+class _BackboneFlags:
+    """What ``--backbone``, ``--weights``, ``--image-size`` and ``--crop`` resolve to, with the
+    backbone's defaults where a flag is not given: one place for train's and predict's configs."""
+
+    backbone: str
+    weights: str | None
+    image_size: int | None
+    crop: str | None
+
+    @property
+    def bb(self) -> Backbone:
+        return get_backbone(self.backbone)
+
+    @property
+    def weights_name(self) -> str:
+        """``--weights``, or the backbone's default."""
+        return self.weights or self.bb.default_weights
+
+    @property
+    def size(self) -> int:
+        """The input side S: ``--image-size``, or the backbone's."""
+        return int(self.image_size or self.bb.input_size)
+
+    @property
+    def crop_policy(self) -> str:
+        """``--crop``, or the backbone's."""
+        return self.crop or self.bb.crop
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_BackboneFlags):
     """Everything ``cleaner train`` takes; defaults are the CLI's. Checked when built."""
 
     out: Path
@@ -129,25 +158,6 @@ class TrainConfig:
         metrics_file.check_outputs(self.out, ws)
 
     @property
-    def bb(self) -> Backbone:
-        return get_backbone(self.backbone)
-
-    @property
-    def weights_name(self) -> str:
-        """``--weights``, or the backbone's default."""
-        return self.weights or self.bb.default_weights
-
-    @property
-    def size(self) -> int:
-        """The input side S: ``--image-size``, or the backbone's."""
-        return int(self.image_size or self.bb.input_size)
-
-    @property
-    def crop_policy(self) -> str:
-        """``--crop``, or the backbone's."""
-        return self.crop or self.bb.crop
-
-    @property
     def feature_batch(self) -> int:
         """Images per batch when features are computed (embedding runs)."""
         return max(8, self.batch_size)
@@ -169,7 +179,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class OOFConfig:
+class OOFConfig(_BackboneFlags):
     """``cleaner predict --backbone B``: out-of-fold heads (:func:`cleaner.models.predict.
     predict_out_of_fold`); defaults are the CLI's. Checked when built."""
 
@@ -226,22 +236,6 @@ class OOFConfig:
     def check(self, ws: Workspace) -> None:
         """``--out``: confined to ROOT's free paths, never over a user's file."""
         check_output(self.out, ws=ws)
-
-    @property
-    def bb(self) -> Backbone:
-        return get_backbone(self.backbone)
-
-    @property
-    def weights_name(self) -> str:
-        return self.weights or self.bb.default_weights
-
-    @property
-    def size(self) -> int:
-        return int(self.image_size or self.bb.input_size)
-
-    @property
-    def crop_policy(self) -> str:
-        return self.crop or self.bb.crop
 
 
 def predict_config(
