@@ -177,7 +177,10 @@ def train(
     from cleaner.state.metrics import check_outputs
 
     ws = Workspace.open(root)
-    # the output flags first, whatever else is wrong: a refused --out is answered at once
+    warning = shortcut_warning(ws)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    # the output flags before the others, whatever else is wrong, and before TensorFlow loads
     check_outputs(out, ws)
     cfg = TrainConfig(
         out=out,
@@ -204,10 +207,6 @@ def train(
         head_features=head_features.value,
         pca_dim=pca_dim,
     )
-    warning = shortcut_warning(ws)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    cfg.check(ws)  # before TensorFlow loads: a refused --out is answered at once
     quiet_tensorflow()
     from cleaner.models.train import train as run_train
 
