@@ -41,8 +41,8 @@ install-gpu: $(VENV)/.installed ## on a Linux GPU machine: TensorFlow with CUDA 
 	  "tensorflow==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("tensorflow"))')"
 	$(BIN)/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 
-test: $(VENV)/.installed ## run the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(VENV)/.installed ## run the whole test suite (and list its 15 slowest tests)
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(VENV)/.installed ## ruff, mypy, the import contracts (pyproject.toml [tool.importlinter]), the docs build
 	$(BIN)/ruff check cleaner tests bench docs
