@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -84,32 +86,59 @@ def build(root: Path, n_copied: int, seed: int = 0) -> dict[str, tuple[str, str]
     return truth
 
 
-def check(doc: dict[str, Any], truth: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    groups = [[m["path"] for m in g["members"]] for g in doc["groups"]]
-    false = source = 0
+@dataclass
+class Tally:
+    """A dedupe run's groups against the truth (path -> (source face, kind)): pairs of distinct
+    faces grouped (``false``, ``source``: listed duplicates of the source set), and per kind the
+    planted copies and those grouped with their original."""
+
+    false: list[list[str]]
+    source: int
+    planted: Counter[str]
+    found: Counter[str]
+    missed: list[str]
+
+
+def tally(doc: dict[str, Any], truth: dict[str, tuple[str, str]]) -> Tally:
+    """Every pair inside a group of ``duplicates.json``, judged by the truth."""
+    false: list[list[str]] = []
+    source = 0
     together: set[frozenset[str]] = set()
-    for g in groups:
-        for a, b in combinations(g, 2):
+    for g in doc["groups"]:
+        for a, b in combinations([m["path"] for m in g["members"]], 2):
             (sa, _), (sb, _) = truth[a], truth[b]
             if sa == sb:
                 together.add(frozenset((a, b)))
             elif frozenset((sa, sb)) in SOURCE_DUPLICATES:
                 source += 1
             else:
-                false += 1
+                false.append(sorted((a, b)))
     orig = {s: p for p, (s, k) in truth.items() if k == "orig"}
-    planted = Counter(k for _, k in truth.values() if k != "orig")
-    found = Counter(
-        k for p, (s, k) in truth.items() if k != "orig" and frozenset((p, orig[s])) in together
+    copies_ = [(p, k, frozenset((p, orig[s])) in together) for p, (s, k) in sorted(truth.items())]
+    return Tally(
+        false,
+        source,
+        Counter(k for _, k, _ in copies_ if k != "orig"),
+        Counter(k for _, k, grouped in copies_ if k != "orig" and grouped),
+        [p for p, k, grouped in copies_ if k != "orig" and not grouped],
     )
+
+
+def check(doc: dict[str, Any], truth: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    t = tally(doc, truth)
+    groups = [g["members"] for g in doc["groups"]]
     return {
-        "false_pairs": false,
-        "source_duplicate_pairs": source,
-        "recall": {k: round(found[k] / max(1, planted[k]), 4) for k in KINDS},
+        "false_pairs": len(t.false),
+        "source_duplicate_pairs": t.source,
+        "recall": {k: round(t.found[k] / max(1, t.planted[k]), 4) for k in KINDS},
         "largest_group": max((len(g) for g in groups), default=0),
         "groups": len(groups),
         "review_only_groups": sum(1 for g in doc["groups"] if g.get("review_only")),
     }
+
+
+CALIBRATION = ("expected_false_pairs", "threshold", "weak_evidence", "review_pairs")
+"""The summary's keys on how sure the run's threshold is (both benches report them)."""
 
 
 def run_cleaner(root: Path, path: Path | None) -> tuple[dict[str, Any], float]:
@@ -127,6 +156,25 @@ def run_cleaner(root: Path, path: Path | None) -> tuple[dict[str, Any], float]:
     return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
 
 
+def compare(
+    root: Path,
+    cleaner_path: Path | None,
+    judge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """``cleaner dedupe`` on ``root`` from scratch with this checkout (and ``cleaner_path``, another
+    one, when given): per checkout its seconds and ``judge`` of its ``duplicates.json`` and its
+    ``--json`` summary."""
+    res: dict[str, Any] = {}
+    for name, path in (("cleaner", None), ("other", cleaner_path)):
+        if name == "other" and path is None:
+            continue
+        shutil.rmtree(root / ".cleaner", ignore_errors=True)  # each run from scratch
+        summary, seconds = run_cleaner(root, path)
+        doc = json.loads((root / ".cleaner" / "duplicates.json").read_text())
+        res[name] = {"seconds_incl_scan": round(seconds, 1), **judge(doc, summary)}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copied", type=int, default=200)
@@ -140,21 +188,15 @@ def main() -> None:
         root = args.keep or Path(tmp) / "aligned"
         truth = build(root, args.copied)
         res: dict[str, Any] = {"bench": "dedupe_aligned", "images": len(truth)}
-        for name, path in (("cleaner", None), ("other", args.cleaner_path)):
-            if name == "other" and path is None:
-                continue
-            shutil.rmtree(root / ".cleaner", ignore_errors=True)  # each run from scratch
-            summary, seconds = run_cleaner(root, path)
-            doc = json.loads((root / ".cleaner" / "duplicates.json").read_text())
-            res[name] = {
-                "seconds_incl_scan": round(seconds, 1),
+
+        def judge(doc: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+            return {
                 **check(doc, truth),
-                "expected_false_pairs": summary.get("expected_false_pairs"),
-                "threshold": summary.get("threshold"),
-                "weak_evidence": summary.get("weak_evidence"),
-                "review_pairs": summary.get("review_pairs"),
+                **{k: summary.get(k) for k in CALIBRATION},
                 "to_quarantine": summary.get("to_quarantine", summary.get("redundant")),
             }
+
+        res |= compare(root, args.cleaner_path, judge)
     print(json.dumps(res))
 
 

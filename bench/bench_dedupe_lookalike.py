@@ -30,17 +30,14 @@ import random
 import shutil
 import sys
 import tempfile
-from collections import Counter
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dedupe_aligned import run_cleaner
+from bench_dedupe_aligned import CALIBRATION, compare, tally
 from bench_dedupe_quality import FACES as _FACES
-from bench_dedupe_quality import SOURCE_DUPLICATES
 
 FACES = Path(os.environ.get("FACES140K", _FACES))
 """faces140k (``$FACES140K`` where the repository is not beside ../shared, e.g. a worktree)."""
@@ -62,16 +59,13 @@ def copy_of(f: Path, kind: str, rng: random.Random) -> tuple[Image.Image | None,
         return im.resize((w // 2, h // 2), Image.Resampling.LANCZOS), 92
     if kind == "jpeg40":
         return im, 40
-    if kind == "crop90":
-        cw, ch = round(w * 0.9), round(h * 0.9)
+    if kind in ("crop90", "crop95"):
+        keep = 0.9 if kind == "crop90" else 0.95
+        cw, ch = round(w * keep), round(h * keep)
         x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
         return im.crop((x, y, x + cw, y + ch)), 92
     if kind == "mirror":
         return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 92
-    if kind == "crop95":
-        cw, ch = round(w * 0.95), round(h * 0.95)
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        return im.crop((x, y, x + cw, y + ch)), 92
     if kind == "bright":
         return ImageEnhance.Brightness(im).enhance(1.3), 92
     if kind == "blur":
@@ -106,35 +100,14 @@ def build(root: Path, n_copies: int, seed: int = 0) -> dict[str, tuple[str, str]
 
 def check(doc: dict[str, Any], truth: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """False pairs (by source face), recall per kind, and the false pairs named."""
-    false: list[list[str]] = []
-    source = 0
-    together: set[frozenset[str]] = set()
-    for g in doc["groups"]:
-        paths = [m["path"] for m in g["members"]]
-        for a, b in combinations(paths, 2):
-            (sa, _), (sb, _) = truth[a], truth[b]
-            if sa == sb:
-                together.add(frozenset((a, b)))
-            elif frozenset((sa, sb)) in SOURCE_DUPLICATES:
-                source += 1
-            else:
-                false.append(sorted((a, b)))
+    t = tally(doc, truth)
     score = {m["path"]: (m["match"], m["score"]) for g in doc["groups"] for m in g["members"]}
-    orig = {s: p for p, (s, k) in truth.items() if k == "orig"}
-    planted = Counter(k for _, k in truth.values() if k != "orig")
-    found = Counter(
-        k for p, (s, k) in truth.items() if k != "orig" and frozenset((p, orig[s])) in together
-    )
     return {
-        "false_pairs": len(false),
-        "false_pairs_named": [[a, b, *score.get(b, ("", 0.0))] for a, b in false[:20]],
-        "source_duplicate_pairs": source,
-        "recall": {k: round(found[k] / max(1, planted[k]), 4) for k in KINDS + HARDER},
-        "missed": [
-            p
-            for p, (s, k) in sorted(truth.items())
-            if k != "orig" and frozenset((p, orig[s])) not in together
-        ][:20],
+        "false_pairs": len(t.false),
+        "false_pairs_named": [[a, b, *score.get(b, ("", 0.0))] for a, b in t.false[:20]],
+        "source_duplicate_pairs": t.source,
+        "recall": {k: round(t.found[k] / max(1, t.planted[k]), 4) for k in KINDS + HARDER},
+        "missed": t.missed[:20],
         "groups": len(doc["groups"]),
     }
 
@@ -157,21 +130,15 @@ def main() -> None:
             if args.keep:
                 (root / "truth.json").write_text(json.dumps(truth))
         res: dict[str, Any] = {"bench": "dedupe_lookalike", "images": len(truth)}
-        for name, path in (("cleaner", None), ("other", args.cleaner_path)):
-            if name == "other" and path is None:
-                continue
-            shutil.rmtree(root / ".cleaner", ignore_errors=True)  # each run from scratch
-            summary, seconds = run_cleaner(root, path)
-            doc = json.loads((root / ".cleaner" / "duplicates.json").read_text())
-            res[name] = {
-                "seconds_incl_scan": round(seconds, 1),
-                **check(doc, truth),  # type: ignore[arg-type]
-                "expected_false_pairs": summary.get("expected_false_pairs"),
-                "threshold": summary.get("threshold"),
-                "weak_evidence": summary.get("weak_evidence"),
-                "review_pairs": summary.get("review_pairs"),
+
+        def judge(doc: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **check(doc, truth),
+                **{k: summary.get(k) for k in CALIBRATION},
                 "calibration": doc.get("calibration"),
             }
+
+        res |= compare(root, args.cleaner_path, judge)
     print(json.dumps(res))
 
 
