@@ -97,6 +97,12 @@ class Workspace:
     """What this command has read or done once: ``rows`` (the scan's manifest rows), and
     ``recovered`` (the :class:`~cleaner.journal.RecoveryReport` of the one recovery)."""
 
+    @property
+    def shown(self) -> str:
+        """ROOT as the user typed it (:attr:`given`), else resolved: for the commands and fixes
+        a message suggests, so they read as the user's own command line."""
+        return str(self.given or self.root)
+
     def __fspath__(self) -> str:
         """A workspace is its ROOT folder to ``os.fspath`` and to path functions."""
         return str(self.root)

@@ -53,6 +53,7 @@ from cleaner.dataset import (
 )
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
+from cleaner.state import WsLike
 from cleaner.state.runs import INDEXED as _INDEXED
 from cleaner.state.runs import RunInfo, journal_dir, list_runs, run_files, run_path
 from cleaner.state.runs import first_record as _first_record
@@ -166,12 +167,7 @@ class UndoResult:
 # --------------------------------------------------------------------------- paths and lock
 
 
-Where = Workspace | str | os.PathLike[str]
-"""ROOT as the public functions take it: the command's :class:`Workspace`, or a path (scripts,
-tests and callers not yet converted), opened bare by :func:`_workspace`."""
-
-
-def _workspace(where: Where) -> Workspace:
+def _workspace(where: WsLike) -> Workspace:
     """``where`` as a workspace: itself, or a bare one for a path (ROOT resolved; no class
     folders needed: the journal only needs where ROOT is)."""
     if isinstance(where, Workspace):
@@ -202,7 +198,7 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextlib.contextmanager
-def write_lock(ws: Where) -> Iterator[None]:
+def write_lock(ws: WsLike) -> Iterator[None]:
     """Hold the write lock on ROOT (``R/.cleaner/lock``) for the block; re-entrant.
 
     A second process gets :class:`LockedError` at once (one line), never a wait that looks
@@ -401,7 +397,7 @@ class _Journal:
         self.f.close()
 
 
-def _journal_paths(ws: Where) -> list[Path]:
+def _journal_paths(ws: WsLike) -> list[Path]:
     return run_files(ws)
 
 
@@ -480,12 +476,12 @@ def _unfinished(ws: Workspace) -> list[Path]:
     ]
 
 
-def pending_recovery(ws: Where) -> list[str]:
+def pending_recovery(ws: WsLike) -> list[str]:
     """Run ids a crash left unfinished (recovered by the next writing command)."""
     return [p.stem for p in _unfinished(_workspace(ws))]
 
 
-def recover(ws: Where) -> RecoveryReport:
+def recover(ws: WsLike) -> RecoveryReport:
     """Complete or roll back every unfinished journal under ROOT (a crash left it), under the
     write lock. Called at the start of every command that writes; cheap when nothing is left.
     """
@@ -894,7 +890,7 @@ def _validate_moves(moves: Sequence[Move]) -> list[tuple[str, str]]:
 
 
 def apply_moves(
-    ws: Where,
+    ws: WsLike,
     moves: Sequence[Move],
     *,
     command: str,
@@ -1081,7 +1077,7 @@ def _undo_passes(
     return out
 
 
-def undo(ws: Where, run_id: str | None = None, *, progress: bool | None = None) -> UndoResult:
+def undo(ws: WsLike, run_id: str | None = None, *, progress: bool | None = None) -> UndoResult:
     """Reverse an applied run (the latest not wholly undone, or ``run_id``) to the exact
     original paths. A file whose sha256 changed since, that is gone, or whose original path is
     taken by a file of no undo move is left alone and reported; the run then stays open, so

@@ -96,7 +96,7 @@ class MoveOutcome:
         """The command that reverses the run; None when it moved nothing."""
         if not self.moved:
             return None
-        root = shlex.quote(str(self.ws.given or self.ws.root))  # as typed, pasteable
+        root = shlex.quote(self.ws.shown)  # as typed, pasteable
         return f"cleaner undo --root {root} --run {self.run_id}"
 
     def line(self) -> str:

@@ -536,7 +536,7 @@ def build_report(
     :func:`_section_quarantine`, :func:`_section_training`), thumbnails, :func:`_render`.
     """
     ws = Workspace.of(ws, require_classes=False)
-    r_arg = f"--root {ws.given or ws.root}"
+    r_arg = f"--root {ws.shown}"
     outp, files_dir = _check_out(ws, out)
     outp.parent.mkdir(parents=True, exist_ok=True)
     result = ReportResult(out=outp, files_dir=files_dir)

@@ -109,7 +109,7 @@ def read_rows(path: Path) -> list[ManifestRow]:
 
 def _root_of(ws: WsLike) -> str:
     """ROOT as a user typed it, for the fix in a message."""
-    return str(ws.given or ws.root) if isinstance(ws, Workspace) else os.fspath(ws)
+    return ws.shown if isinstance(ws, Workspace) else os.fspath(ws)
 
 
 def read_manifest(ws: WsLike) -> list[ManifestRow]:
