@@ -19,6 +19,7 @@ from cleaner.cli._common import (
     use_runtime,
 )
 from cleaner.errors import CleanerError
+from cleaner.models.keras_file import check_model
 
 
 def _is_loopback(host: str) -> bool:
@@ -84,8 +85,7 @@ def serve(
     from cleaner.web.app import LOOPBACK_NAMES
 
     use_runtime(runtime)
-    if not model.is_file():
-        raise CleanerError(f"model {model} does not exist; pass --model with a .keras file")
+    check_model(model)
     if not root.is_dir():
         err_console.print(
             f"warning: ROOT {root} does not exist; the review queue stays empty (pass --root)"
