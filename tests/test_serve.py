@@ -248,3 +248,27 @@ def test_upload_view_matches_the_models_evaluation_view(
         assert np.array_equal(
             model_view(path.read_bytes(), size, "resize"), load_one(path, size, "resize")[0]
         )
+
+
+def test_serve_cli_upload_budget_flag_reaches_the_app_and_refuses_nonsense(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cleaner.cli.serve as serve_cli
+    import cleaner.web as web
+
+    model = tmp_path / "M.keras"
+    model.write_bytes(b"PK never loaded here")
+    served: list[object] = []
+    monkeypatch.setattr(serve_cli, "_preload", lambda predictor: None)
+    monkeypatch.setattr(web, "run_server", lambda app, host, port: served.append(app))
+    argv = ["serve", "--model", str(model), "--root", str(tmp_path)]
+    for flags, budget_mb in (([], 512), (["--upload-budget-mb", "64"], 64)):
+        r = CliRunner().invoke(cli_app, [*argv, *flags])
+        assert r.exit_code == 0, r.output
+        assert served.pop().extensions["cleaner"]["decode_budget"].total == budget_mb * 2**20
+    for bad in ("0", "-5", "nan", "inf"):
+        r = CliRunner().invoke(cli_app, [*argv, "--upload-budget-mb", bad])
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, r.output
+        assert lines[0].startswith("error: --upload-budget-mb") and "positive" in lines[0]
+    assert served == []
