@@ -25,6 +25,15 @@ class Label(StrEnum):
         return Label.FAKE if self is Label.REAL else Label.REAL
 
 
+class ReviewVerdict(StrEnum):
+    """A person's decision on a plan item in ``cleaner serve`` (:mod:`cleaner.state.review`)."""
+
+    ACCEPTED = "accepted"
+    """Moved as the plan proposed, through the journal."""
+    REJECTED = "rejected"
+    """Left where it is."""
+
+
 class HashMethod(StrEnum):
     """Perceptual hashes (:mod:`cleaner.hashing`), imagehash's four."""
 

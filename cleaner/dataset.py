@@ -493,6 +493,47 @@ def check_output(
     return Path(out)
 
 
+def _file_kind(mode: int) -> str:
+    """What a stat mode that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+
+
+def check_input(
+    path: str | os.PathLike[str],
+    what: str,
+    fix: str,
+    *,
+    error: type[CleanerError] = CleanerError,
+) -> Path:
+    """THE check of a file a user names for cleaner to read (``--model``, ``--model-metrics``,
+    ``--metrics``, ``--labels``, ``--calibrate``, ``--weights PATH``, ``--predictions``), run
+    before it is opened: it must exist, be a regular file (judged by ``stat``, never by opening
+    it: a FIFO with no writer would block forever, a device never end) and be readable.
+    Otherwise ``error``: one line naming ``what`` and the path, and ``fix``. Returns ``path``
+    as a Path."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(f"{what} {p} does not exist; {fix}") from None
+    except OSError as e:
+        raise error(f"{what} {p} cannot be checked ({e.strerror or e}); {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(
+            f"{what} {p} is not a regular file but {_file_kind(st.st_mode)}, which cleaner "
+            f"never reads; {fix}"
+        )
+    if not os.access(p, os.R_OK):
+        raise error(f"{what} {p} cannot be read (permission denied); {fix}")
+    return p
+
+
 def check_relpath(relpath: str, *, backslash_is_separator: bool = True) -> PurePosixPath:
     """Reject a path that is absolute, empty, or climbs out with ``..``; returns it normalised.
 

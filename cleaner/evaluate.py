@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cleaner.dataset import Workspace, open_dataset
+from cleaner.dataset import Workspace, check_input, open_dataset
 from cleaner.errors import CleanerError
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import manifest as manifest_file
@@ -38,10 +38,9 @@ from cleaner.state.plans import Plan, PlanItem
 
 
 def _load_json(path: Path, what: str, fix: str) -> Any:
+    check_input(path, what, fix)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CleanerError(f"{path} does not exist; {fix}") from None
     except (OSError, ValueError) as e:
         raise CleanerError(f"{path} is not a valid {what} ({e}); {fix}") from None
 
@@ -212,9 +211,7 @@ def evaluate(
     if predictions is not None and labels is not None:
         out["unseen"] = score_predictions(Path(predictions), Path(labels))
     if metrics is not None:
-        mp = Path(metrics)
-        if not mp.is_file():
-            raise CleanerError(f"{mp} does not exist; run cleaner train (make retrain) first")
+        mp = check_input(metrics, "metrics file", "run cleaner train (make retrain) first")
         m = metrics_file.read_metrics(mp)
         test = m.split.get("test")
         out["model"] = {

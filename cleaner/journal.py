@@ -55,7 +55,7 @@ from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.hashing import file_sha256
 from cleaner.state import WsLike
 from cleaner.state.runs import INDEXED as _INDEXED
-from cleaner.state.runs import RunInfo, journal_dir, list_runs, run_files, run_path
+from cleaner.state.runs import Record, RunInfo, journal_dir, list_runs, run_files, run_path
 from cleaner.state.runs import first_record as _first_record
 from cleaner.state.runs import last_record as _last_record
 from cleaner.state.runs import read_records as _read_records
@@ -377,7 +377,9 @@ class _Journal:
             self.sync()
             fsync_dir(path.parent)
 
-    def write(self, rec: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
+        """Append one record (the shape every reader parses, :class:`Record`) as a line."""
+        rec = record.to_json()
         line = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
         if not line.isascii():
             try:
@@ -500,7 +502,7 @@ def recover(ws: WsLike) -> RecoveryReport:
             try:
                 for i, rec in sorted(_pending_intents(recs).items()):
                     outcome, why = _recover_intent(w, rec)
-                    j.write({"op": outcome, "i": i, "why": why, "recovered": True})
+                    j.write(Record(outcome, i=i, extra={"why": why, "recovered": True}))
                     if outcome == "done":
                         completed += 1
                     elif outcome == "rollback":
@@ -508,7 +510,7 @@ def recover(ws: WsLike) -> RecoveryReport:
                     else:
                         problems.append(f"{p.stem}: {why}")
                     j.sync()
-                j.write({"op": "abort", "time": _now(), "why": "interrupted; recovered"})
+                j.write(Record("abort", extra={"time": _now(), "why": "interrupted; recovered"}))
             finally:
                 j.close()
             runs.append(p.stem)
@@ -632,8 +634,7 @@ class _MoveRun:
             raise CleanerError(
                 f"run id {s.run_id!r} already has a journal ({jpath}); use a new run id"
             )
-        rec: dict[str, Any] = {
-            "op": "begin",
+        fields: dict[str, Any] = {
             "run": s.run_id,
             "seq": _next_seq(self.ws),
             "kind": s.kind,
@@ -643,10 +644,10 @@ class _MoveRun:
             "moves": len(self.moves),
         }
         if s.undoes:
-            rec["undoes"] = s.undoes
-        rec.update(s.extra or {})
+            fields["undoes"] = s.undoes
+        fields.update(s.extra or {})
         self.j = _Journal(jpath)
-        self.j.write(rec)
+        self.j.write(Record("begin", extra=fields))
         self.j.sync()
 
     def prepare(self, k: int) -> _Prepared | None:
@@ -711,11 +712,8 @@ class _MoveRun:
         with it; elsewhere a ``done`` whose rename a power cut lost is harmless, because undo
         and recovery look at the disk (by sha256), never trust the record."""
         assert self.j is not None
-        for pr in done:
-            rec: dict[str, Any] = {"op": "done", "i": pr.index}
-            if pr.move_sha_differs:
-                rec["sha256"] = pr.sha
-            self.j.write(rec)
+        for pr in done:  # the sha256 only where it differs from the intent's
+            self.j.write(Record("done", i=pr.index, sha256=pr.sha if pr.move_sha_differs else None))
         self.j.sync()
 
     def finish(self) -> list[MoveResult]:
@@ -725,7 +723,7 @@ class _MoveRun:
         results = [r for r in self.results if r is not None]
         n_moved = sum(1 for r in results if r.status == "moved")
         more = self.spec.end_fields(results) if self.spec.end_fields else {}
-        self.j.write({"op": "end", "time": _now(), "moved": n_moved, **more})
+        self.j.write(Record("end", extra={"time": _now(), "moved": n_moved, **more}))
         return results
 
     def run(self, progress: bool | None) -> list[MoveResult]:
@@ -794,12 +792,10 @@ class _MoveRun:
 
     def _intent(self, k: int, src: str, dst: str, sha: str | None, reason: str) -> None:
         assert self.j is not None
-        rec: dict[str, Any] = {"op": "intent", "i": k, "src": src, "dst": dst, "sha256": sha}
-        if reason:
-            rec["reason"] = reason
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
         if self.spec.of is not None:
-            rec["of"] = self.spec.of[k]
-        self.j.write(rec)
+            extra["of"] = self.spec.of[k]
+        self.j.write(Record("intent", i=k, src=src, dst=dst, sha256=sha, extra=extra))
 
     def _skip(self, k: int, why: str, sha: str | None, *, journaled_intent: bool) -> None:
         """Record move ``k`` as skipped: a ``fail`` closes a journaled intent, a ``skip`` notes
@@ -808,9 +804,9 @@ class _MoveRun:
         m = self.moves[k]
         self.results[k] = MoveResult(m.src, m.dst, None, "skipped", sha, why)
         if journaled_intent:
-            self.j.write({"op": "fail", "i": k, "why": why})
+            self.j.write(Record("fail", i=k, extra={"why": why}))
         else:
-            self.j.write({"op": "skip", "src": m.src, "dst": m.dst, "why": why})
+            self.j.write(Record("skip", src=m.src, dst=m.dst, extra={"why": why}))
 
     def _fail(self, pr: _Prepared, why: str, sha: str | None) -> None:
         self._skip(pr.index, why, sha, journaled_intent=True)
@@ -1015,19 +1011,10 @@ def _undo_marker(ws: Workspace, target: str) -> str:
     uid = new_run_id()
     j = _Journal(run_path(ws.root, uid))
     try:
-        j.write(
-            {
-                "op": "begin",
-                "run": uid,
-                "seq": _next_seq(ws),
-                "kind": "undo",
-                "undoes": target,
-                "command": f"undo {target}",
-                "created": _now(),
-                "moves": 0,
-            }
-        )
-        j.write({"op": "end", "time": _now(), "moved": 0, "complete": True})
+        begin = {"run": uid, "seq": _next_seq(ws), "kind": "undo", "undoes": target,
+                 "command": f"undo {target}", "created": _now(), "moves": 0}  # fmt: skip
+        j.write(Record("begin", extra=begin))
+        j.write(Record("end", extra={"time": _now(), "moved": 0, "complete": True}))
     finally:
         j.close()
     return uid

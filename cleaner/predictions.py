@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeGuard
 
 from cleaner.atomic import atomic_write_text
 from cleaner.choices import Label, values
-from cleaner.dataset import Workspace, check_relpath, resolve_inside
+from cleaner.dataset import Workspace, check_input, check_relpath, resolve_inside
 from cleaner.errors import CleanerError, PathEscapeError
 
 FORMAT_V1 = "cleaner.predictions.v1"
@@ -71,6 +71,9 @@ def _parse_int(s: str) -> int:
     if len(s.lstrip("-")) > MAX_INT_DIGITS:
         raise _Refuse(f"an integer of {len(s.lstrip('-')):,} digits")
     return int(s)
+
+
+PREDICTIONS_PATH_FIX = "check the paths given to --predictions (each names a JSON file)"
 
 
 def _read_capped(p: Path) -> bytes:
@@ -485,12 +488,12 @@ def read_predictions(
     (one line: file, entry, fix) on anything that makes the file untrustworthy.
     """
     p = Path(path)
+    check_input(p, "predictions file", PREDICTIONS_PATH_FIX, error=PredictionsError)
     try:
         raw = _read_capped(p)
     except FileNotFoundError:
-        raise PredictionsError(
-            f"predictions file {p} does not exist; check the paths given to --predictions"
-        ) from None
+        msg = f"predictions file {p} does not exist; {PREDICTIONS_PATH_FIX}"
+        raise PredictionsError(msg) from None
     except OSError as e:
         raise PredictionsError(f"predictions file {p} cannot be read: {e.strerror or e}") from None
     try:

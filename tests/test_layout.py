@@ -21,7 +21,7 @@ OWNERS = {
     "split.csv": "state/split.py",
     ".metrics.json": "state/metrics.py",
     "plans": "state/plans.py",
-    "review": "state/plans.py",
+    "review": "state/review.py",
     "journal": "state/runs.py",
     ".jsonl": "state/runs.py",
     "audit.json": "state/audit.py",
@@ -80,11 +80,12 @@ PARSERS = {"json.load", "json.loads", "csv.reader", "csv.DictReader"}
 """Calls that parse a file's text: outside ``cleaner/state/`` none may parse a state file."""
 STATE_WORDS = re.compile(
     r"plan|journal|jsonl|record|run_path|run_files|audit|duplicates|split_file|split\.csv|"
-    r"SplitRow|read_split|metrics|manifest|decision|state_path|STATE_DIR|\.cleaner",
+    r"SplitRow|read_split|metrics|manifest|decision|review|verdict|state_path|STATE_DIR|"
+    r"\.cleaner",
     re.IGNORECASE,
 )
 """Words of the code that reads a state file: its name, its path function, its records (the
-journal's lines are ``records``; a plan's ``review`` decisions)."""
+journal's lines are ``records``; the ``review`` decisions ``cleaner serve`` takes on a plan)."""
 
 
 CACHES = {"hashing.py": "pixel_digests"}
@@ -139,8 +140,8 @@ def state_parsers(source: str) -> list[str]:
 
 
 def test_the_parse_check_finds_a_state_file_read_elsewhere() -> None:
-    """The check below is not vacuous: a journal line, an audit.json and a plan read by hand
-    are found; a predictions file read by its own module is not."""
+    """The check below is not vacuous: a journal line, an audit.json, a plan and serve's review
+    decisions read by hand are found; a predictions file read by its own module is not."""
     journal = (
         "def moves(root):\n"
         "    for line in run_path(root, 'x').read_text().splitlines():\n"
@@ -148,8 +149,10 @@ def test_the_parse_check_finds_a_state_file_read_elsewhere() -> None:
     )
     audit = "def last(p):\n    return json.load(open(p / '.cleaner' / 'audit.json'))\n"
     plan = "def read_plan(path):\n    return json.loads(path.read_text())\n"
+    review = "def accepted(p):\n    return json.loads(review_file.path(p, 'r').read_text())\n"
     other = "def read_predictions(p):\n    return json.loads(p.read_text())\n"
     assert state_parsers(journal) and state_parsers(audit) and state_parsers(plan)
+    assert state_parsers(review)
     assert not state_parsers(other)
 
 

@@ -261,6 +261,21 @@ def test_a_broken_state_file_is_named_on_its_section(tmp_path: Path) -> None:
     assert text.count("Could not read:") == 2
 
 
+def test_a_damaged_review_file_is_named_on_the_review_section(tmp_path: Path) -> None:
+    ds = make_state_dataset(tmp_path)
+    review = ds.root / ".cleaner" / "review" / f"{ds.plan_id}.json"
+    review.parent.mkdir()
+    review.write_text(json.dumps({"run_id": ds.plan_id, "items": {"r0": {"decision": "maybe"}}}))
+    out = tmp_path / "report.html"
+    r = runner.invoke(app, ["report", "--root", str(ds.root), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    problem = json.loads(r.stdout)["sections"]["review"]["problem"]
+    assert str(review) in problem and "'maybe' is not one of accepted, rejected" in problem
+    review.write_text(json.dumps({"items": {"r0": {"decision": "rejected", "why": "blurry"}}}))
+    r = runner.invoke(app, ["report", "--root", str(ds.root), "--out", str(out), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["sections"]["review"]["problem"] is None
+
+
 def test_quarantined_files_carry_the_journal_reason(tmp_path: Path) -> None:
     from cleaner.journal import Move, apply_moves
 

@@ -248,3 +248,57 @@ def test_upload_view_matches_the_models_evaluation_view(
         assert np.array_equal(
             model_view(path.read_bytes(), size, "resize"), load_one(path, size, "resize")[0]
         )
+
+
+def test_serve_cli_upload_budget_flag_reaches_the_app_and_refuses_nonsense(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cleaner.cli.serve as serve_cli
+    import cleaner.web as web
+
+    model = tmp_path / "M.keras"
+    model.write_bytes(b"PK never loaded here")
+    served: list[object] = []
+    monkeypatch.setattr(serve_cli, "_preload", lambda predictor: None)
+    monkeypatch.setattr(web, "run_server", lambda app, host, port: served.append(app))
+    argv = ["serve", "--model", str(model), "--root", str(tmp_path)]
+    for flags, budget_mb in (([], 512), (["--upload-budget-mb", "64"], 64)):
+        r = CliRunner().invoke(cli_app, [*argv, *flags])
+        assert r.exit_code == 0, r.output
+        assert served.pop().extensions["cleaner"]["decode_budget"].total == budget_mb * 2**20
+    for bad in ("0", "-5", "nan", "inf"):
+        r = CliRunner().invoke(cli_app, [*argv, "--upload-budget-mb", bad])
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, r.output
+        assert lines[0].startswith("error: --upload-budget-mb") and "positive" in lines[0]
+    assert served == []
+
+
+def test_the_review_file_keeps_unknown_keys_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    """serve's decisions file: what a newer cleaner added (in the file, in a decision) survives
+    an accept and an undo; a damaged file is refused with its path and the fix, nothing moved."""
+    ds = make_state_dataset(tmp_path)
+    review = ds.root / ".cleaner" / "review" / f"{ds.plan_id}.json"
+    review.parent.mkdir()
+    older = {"decision": "rejected", "at": "2026-11-23T12:00:00Z", "path": "fake_images/f3.png",
+             "kind": "move", "note": "by hand"}  # fmt: skip
+    review.write_text(json.dumps({"run_id": ds.plan_id, "reviewer": "ann", "items": {"m1": older}}))
+    c = _client(ds.root)
+    token = _token(c)
+    r = c.post(f"/review/{ds.plan_id}/r0/accept?format=json", data={"csrf_token": token})
+    assert r.status_code == 200, r.data
+    doc = json.loads(review.read_text())
+    assert doc["reviewer"] == "ann" and doc["items"]["m1"] == older
+    assert doc["items"]["r0"]["decision"] == "accepted" and doc["items"]["r0"]["dst"]
+    r = c.post(f"/review/{ds.plan_id}/r0/undo?format=json", data={"csrf_token": token})
+    assert r.status_code == 200, r.data
+    doc = json.loads(review.read_text())
+    assert doc["reviewer"] == "ann" and set(doc["items"]) == {"m1"}
+    for damaged in ('{"items": [1]}', '{"items": {"m1": {"decision": "maybe"}}}', "{"):
+        review.write_text(damaged)
+        before = sorted(p.relative_to(ds.root) for p in ds.root.rglob("*.jpg"))
+        r = c.post(f"/review/{ds.plan_id}/m0/accept?format=json", data={"csrf_token": token})
+        assert r.status_code == 409 and str(review) in r.get_json()["error"], r.data
+        assert "cleaner serve" in r.get_json()["error"]  # the fix
+        assert sorted(p.relative_to(ds.root) for p in ds.root.rglob("*.jpg")) == before
+        assert str(review) in c.get("/review").get_data(as_text=True)

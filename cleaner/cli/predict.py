@@ -27,9 +27,11 @@ from cleaner.cli._common import (
     use_runtime,
 )
 from cleaner.cli._heads import DIM, HeadFeatures, HeadFeaturesOption, PcaDimOption
-from cleaner.dataset import Workspace, check_output
+from cleaner.dataset import Workspace, check_input, check_output
 from cleaner.models import quiet_tensorflow
+from cleaner.models.calibrate import LABELS_FIX
 from cleaner.models.inputs import CropPolicy
+from cleaner.models.keras_file import check_model
 
 ModelOption = Annotated[
     Path | None,
@@ -301,7 +303,10 @@ def predict_dir(
     """
     use_engine(engine, ray_address)
     use_runtime(runtime)
-    check_output(out)  # before TensorFlow loads
+    check_output(out)  # before TensorFlow loads, as the files it reads:
+    check_model(model)
+    if calibrate is not None:
+        check_input(calibrate, "--calibrate", LABELS_FIX)
     quiet_tensorflow()
     from cleaner.models import predict as stage
 

@@ -19,6 +19,8 @@ from cleaner.cli._common import (
     use_runtime,
 )
 from cleaner.errors import CleanerError
+from cleaner.models.keras_file import check_model
+from cleaner.web.budget import DEFAULT_BUDGET_MB, check_budget_mb
 
 
 def _is_loopback(host: str) -> bool:
@@ -64,6 +66,14 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload accepted, in MB.")
     ] = 20.0,
+    upload_budget_mb: Annotated[
+        float,
+        typer.Option(
+            "--upload-budget-mb",
+            help="Memory, in MB, that uploads in flight may use together (their bodies and "
+            "decoded pixels, all requests at once); more uploads wait their turn.",
+        ),
+    ] = DEFAULT_BUDGET_MB,
     runtime: RuntimeOption = None,
 ) -> None:
     """A small web app on http://HOST:PORT/: upload an image to get real or fake with both
@@ -83,9 +93,9 @@ def serve(
     from cleaner.web import create_app, run_server
     from cleaner.web.app import LOOPBACK_NAMES
 
+    check_budget_mb(upload_budget_mb)
     use_runtime(runtime)
-    if not model.is_file():
-        raise CleanerError(f"model {model} does not exist; pass --model with a .keras file")
+    check_model(model)
     if not root.is_dir():
         err_console.print(
             f"warning: ROOT {root} does not exist; the review queue stays empty (pass --root)"
@@ -99,6 +109,7 @@ def serve(
         root,
         model_path=model,
         max_upload_mb=max_upload_mb,
+        decode_budget_mb=upload_budget_mb,
         trusted_hosts=LOOPBACK_NAMES if _is_loopback(host) else None,
     )
     _preload(app.extensions["cleaner"]["predictor"])

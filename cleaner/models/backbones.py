@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cleaner.dataset import check_input
 from cleaner.errors import CleanerError
 from cleaner.models import keras_apps
 from cleaner.models.keras_apps import NONE_SEED, WEIGHTS_CHOICES
@@ -104,10 +104,7 @@ class Backbone:
                 f"backbone {self.name!r} has no {weights!r} weights; use --weights "
                 f"{' or '.join(self.weights_choices)} or a weights file path"
             )
-        if not Path(weights).is_file():
-            raise CleanerError(
-                f"weights file {weights!r} does not exist; pass --weights {WEIGHTS_CHOICES}"
-            )
+        check_input(weights, "weights file", f"pass --weights {WEIGHTS_CHOICES}")
 
     def preprocessing_key(self, image_size: int | None = None, crop: str | None = None) -> str:
         """Everything about the input that changes the features: part of every cache key."""

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cleaner.choices import Label
+from cleaner.dataset import check_input
 from cleaner.errors import CleanerError
 
 MIN_LABELLED = 10
@@ -75,11 +76,9 @@ class Calibration:
 def read_labels(path: str | os.PathLike[str]) -> dict[str, Label]:
     """``LABELS.json``: image name -> label, from ``[{"image", "label"}]`` (the format of
     ``cleaner evaluate --labels``) or ``{"name": "label"}``; one clear error otherwise."""
-    p = Path(path)
+    p = check_input(path, "--calibrate", LABELS_FIX)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CleanerError(f"--calibrate {p} does not exist; {LABELS_FIX}") from None
     except (OSError, ValueError) as e:
         raise CleanerError(f"--calibrate {p} is not valid JSON ({e}); {LABELS_FIX}") from None
     pairs: list[tuple[Any, Any]]

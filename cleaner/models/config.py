@@ -24,6 +24,7 @@ from cleaner.models import augment as AUG
 from cleaner.models.backbones import Backbone, get_backbone
 from cleaner.models.devices import check_precision
 from cleaner.models.inputs import CROPS, check_crop
+from cleaner.models.keras_file import check_model
 from cleaner.models.projection import DIM, HeadFeatures
 from cleaner.state import metrics as metrics_file
 
@@ -139,7 +140,7 @@ class TrainConfig(_BackboneFlags):
             raise CleanerError("--epochs and --head-epochs must be 0 or more")
         if self.head not in TRAIN_HEADS:
             raise CleanerError(f"--head {self.head!r} is not one of {', '.join(TRAIN_HEADS)}")
-        get_backbone(self.backbone)
+        get_backbone(self.backbone).check_weights(self.weights_name)  # before the split is drawn
         if self.crop is not None and self.crop not in CROPS:
             raise CleanerError(f"--crop {self.crop!r} is not one of {', '.join(CROPS)}")
         if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
@@ -172,6 +173,10 @@ class ModelConfig:
     image_size: int | None = None
     crop: str | None = None
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        """``--model``: a readable regular file, before anything is scanned or loaded."""
+        check_model(self.model)
 
     def check(self, ws: Workspace) -> None:
         """``--out``: confined to ROOT's free paths, never over a user's file."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleaner.dataset import check_input
 from cleaner.errors import CleanerError
 
 if TYPE_CHECKING:  # keras is imported only when a model is built
@@ -84,11 +85,7 @@ def keras_cache_dir() -> Path:
 def _load_file(model: keras.Model, path: str) -> None:
     """Load a weights file (``.weights.h5``, Keras' legacy ``.h5``, or a ``.keras`` model whose
     layers match) into ``model``; one clear line when it does not fit."""
-    p = Path(path)
-    if not p.is_file():
-        raise CleanerError(
-            f"weights file {path!r} does not exist; pass --weights {WEIGHTS_CHOICES}"
-        )
+    p = check_input(path, "weights file", f"pass --weights {WEIGHTS_CHOICES}")
     try:
         if p.suffix == ".keras":
             from cleaner.models.keras_file import load_model

@@ -8,14 +8,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cleaner.dataset import check_input
 from cleaner.errors import CleanerError
+
+
+def check_model(path: str | os.PathLike[str]) -> Path:
+    """``--model``: a readable regular file (:func:`cleaner.dataset.check_input`), checked
+    before TensorFlow loads."""
+    return check_input(path, "model", "pass --model with a .keras file")
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
     """A saved Keras model; one clear line when it is missing or not a model."""
-    p = Path(path)
-    if not p.is_file():
-        raise CleanerError(f"model {p} does not exist; pass --model with a .keras file")
+    p = check_model(path)
     import keras
 
     from cleaner.models import texture

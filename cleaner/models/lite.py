@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleaner.dataset import check_input
 from cleaner.errors import CleanerError
 from cleaner.hashing import file_sha256
 
@@ -405,10 +406,7 @@ def load(
     model = build(image_size, index=index, include_top=True)
     if weights != "none":
         path = converted_weights(index=index) if weights == "imagenet" else Path(weights)
-        if not path.is_file():
-            raise CleanerError(
-                f"weights file {path} does not exist; pass an existing --weights PATH"
-            )
+        check_input(path, "weights file", "pass an existing --weights PATH")
         model.load_weights(path)
     if include_top:
         return model

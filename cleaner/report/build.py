@@ -40,6 +40,7 @@ from cleaner.state import audit as audit_file
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import metrics as metrics_file
 from cleaner.state import plans as plans_file
+from cleaner.state import review as review_file
 from cleaner.state import runs as runs_file
 from cleaner.state import split as split_file
 
@@ -215,18 +216,18 @@ def _item_json(it: plans_file.PlanItem, status: str) -> dict[str, Any]:
 
 
 def _plan_items(
-    plan: plans_file.Plan, decisions: Mapping[str, Mapping[str, Any]], th: _Thumbs
+    plan: plans_file.Plan, decisions: Mapping[str, review_file.Decision], th: _Thumbs
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     moves: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
     for items, out, default in ((plan.moves, moves, "proposed"), (plan.review, review, "review")):
         for it in plans_file.review_order(items):
-            d = decisions.get(it.item_id, {})
-            status = str(d.get("decision") or default)
-            if it.kind == "move" and plan.applied and not d:
+            d = decisions.get(it.item_id)
+            status = str(d.verdict) if d is not None else default
+            if it.kind == "move" and plan.applied and d is None:
                 status = "skipped" if it.moved is False else "applied"
             j = _item_json(it, status)
-            th.attach(j, it.sha256, it.path, it.dst, str(d.get("dst", "")))
+            th.attach(j, it.sha256, it.path, it.dst, d.dst or "" if d is not None else "")
             out.append(j)
     return moves, review
 
@@ -646,7 +647,7 @@ def _section_plans(page: _Page) -> None:
         )
     else:
         try:
-            decisions = plans_file.read_decisions(page.ws, plan.run_id)
+            decisions = review_file.read(page.ws, plan.run_id).items
         except CleanerError as e:
             page.problems["review"] = str(e)
             decisions = {}

@@ -7,8 +7,9 @@ checks that no other module names the file or parses it, and that there is one `
 - :mod:`~cleaner.state.duplicates`: ``duplicates.json`` (``cleaner dedupe``), and the one
   union-find that turns its groups and byte-identical files into group ids
 - :mod:`~cleaner.state.split`: ``split.csv`` (``cleaner train``'s train/val/test split)
-- :mod:`~cleaner.state.plans`: ``plans/<run>.json`` (``cleaner separate``) and the review
-  decisions taken on them (``review/<run>.json``, ``cleaner serve``)
+- :mod:`~cleaner.state.plans`: ``plans/<run>.json`` (``cleaner separate``)
+- :mod:`~cleaner.state.review`: ``review/<run>.json``, the decisions taken in ``cleaner serve``
+  on a plan's items
 - :mod:`~cleaner.state.runs`: the journal's runs and their records (``journal/``; the
   journal itself, :mod:`cleaner.journal`, appends them and reads them back here)
 - :mod:`~cleaner.state.metrics`: ``M.metrics.json`` beside a model (``cleaner train``)

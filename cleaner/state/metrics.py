@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cleaner.atomic import atomic_write_text
-from cleaner.dataset import JSON_OUTPUT, STATE_DIR, Workspace, check_output
+from cleaner.dataset import JSON_OUTPUT, STATE_DIR, Workspace, check_input, check_output
 from cleaner.errors import CleanerError
 from cleaner.state import WsLike, load_json
 from cleaner.state import split as split_file
@@ -137,12 +137,11 @@ def find_metrics(ws: WsLike, explicit: Path | None) -> Path | None:
     ``models/*.metrics.json`` (where ``make retrain`` writes) whose training used this ROOT's
     split file. None when there is none."""
     if explicit is not None:
-        if not explicit.is_file():
-            raise CleanerError(
-                f"metrics file {explicit} does not exist; pass the M.metrics.json that "
-                "`cleaner train --out M.keras` wrote beside M.keras"
-            )
-        return explicit
+        return check_input(
+            explicit,
+            "metrics file",
+            "pass the M.metrics.json that `cleaner train --out M.keras` wrote beside M.keras",
+        )
     candidates: list[Path] = []
     sd = Path(os.fspath(ws)) / STATE_DIR
     for pointer in ("last_training.json", "train.json", "training.json"):

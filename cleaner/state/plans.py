@@ -1,5 +1,5 @@
-"""``R/.cleaner/plans/<run-id>.json``: the plans ``cleaner separate`` writes (``cleaner.plan.v1``)
-and the review decisions ``cleaner serve`` takes on their items (``R/.cleaner/review/``).
+"""``R/.cleaner/plans/<run-id>.json``: the plans ``cleaner separate`` writes (``cleaner.plan.v1``);
+the review decisions ``cleaner serve`` takes on their items are :mod:`cleaner.state.review`'s.
 
 One typed reading, :class:`Plan` (its :class:`PlanItem` moves and review items, with stable
 ids), used by the writer (:func:`write` checks and writes a plan through it) and by every reader
@@ -26,8 +26,6 @@ from cleaner.state import WsLike, load_json
 PLAN_FORMAT = "cleaner.plan.v1"
 """The format version, written as each plan's ``format``."""
 PLANS_DIR = "plans"
-REVIEW_DIR = "review"
-"""``R/.cleaner/review/<run-id>.json``: decisions taken in ``cleaner serve`` on a plan's items."""
 FIX = "rerun the command that wrote it"
 
 
@@ -297,33 +295,6 @@ def find_plan(ws: WsLike, run_id: str) -> Plan | None:
         if p.run_id == run_id:
             return p
     return None
-
-
-# --------------------------------------------------------------------------- review decisions
-
-
-def decisions_path(ws: WsLike, run_id: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return state_path(ws, REVIEW_DIR, f"{safe}.json")
-
-
-def read_decisions(ws: WsLike, run_id: str) -> dict[str, dict[str, Any]]:
-    """item id -> {"decision": "accepted"|"rejected", "at", "journal_run", "dst"}."""
-    p = decisions_path(ws, run_id)
-    if not p.is_file():
-        return {}
-    doc = load_json(p, fix=FIX)
-    items = doc.get("items", {}) if isinstance(doc, Mapping) else {}
-    return {str(k): dict(v) for k, v in items.items() if isinstance(v, Mapping)}
-
-
-def write_decisions(ws: WsLike, run_id: str, items: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Atomically rewrite the decisions file of a plan."""
-    p = decisions_path(ws, run_id)
-    atomic_write_text(
-        p, json.dumps({"run_id": run_id, "items": items}, indent=1, sort_keys=True), is_json=True
-    )
-    return p
 
 
 def applied_plans(ws: WsLike) -> list[Plan]:

@@ -91,14 +91,16 @@ def _parse(line: bytes | str) -> Any:
 @dataclass(frozen=True)
 class Record:
     """One journal line, typed: its ``op``, the move index ``i`` (indexed ops), ``src``,
-    ``dst`` and ``sha256`` (an intent's, or a done's hash at move time); every other key
-    (``run``, ``seq``, ``kind``, ``command``, ``moved``...) is kept in ``extra``."""
+    ``dst`` and ``sha256`` (an intent's, None when the move's hash was not known, or a done's
+    hash at move time); every other key (``run``, ``seq``, ``kind``, ``command``, ``moved``...)
+    is kept in ``extra``, in order. The journal (:mod:`cleaner.journal`) writes each line as
+    a Record's :meth:`to_json`, and every line reads back as the same Record."""
 
     op: str
     i: int | None = None
     src: str = ""
     dst: str = ""
-    sha256: str = ""
+    sha256: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     OWN = ("op", "i", "src", "dst", "sha256")
@@ -112,15 +114,19 @@ class Record:
             i=i if isinstance(i, int) and not isinstance(i, bool) else None,
             src=str(rec.get("src") or ""),
             dst=str(rec.get("dst") or ""),
-            sha256=str(rec.get("sha256") or ""),
+            sha256=sha if isinstance(sha := rec.get("sha256"), str) else None,
             extra={k: v for k, v in rec.items() if k not in cls.OWN},
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The line's object: ``op``, then ``i``, ``src`` and ``dst`` where set, ``sha256``
+        where known (an intent always names it, ``null`` when unknown), then ``extra``."""
         d: dict[str, Any] = {"op": self.op}
         if self.i is not None:
             d["i"] = self.i
-        d.update((k, v) for k in ("src", "dst", "sha256") if (v := getattr(self, k)))
+        d.update((k, v) for k in ("src", "dst") if (v := getattr(self, k)))
+        if self.sha256 is not None or self.op == "intent":
+            d["sha256"] = self.sha256
         d.update(self.extra)
         return d
 
@@ -267,7 +273,7 @@ def journal_moves(ws: WsLike) -> dict[str, JournaledMove]:
                 it = intents[rec.i]
                 out[it.dst] = JournaledMove(
                     src=it.src,
-                    sha256=it.sha256,
+                    sha256=it.sha256 or "",
                     reason=str(it.extra.get("reason") or ""),
                     run=run,
                     command=command,

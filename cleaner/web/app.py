@@ -25,6 +25,7 @@ Safety, because this app can move files:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import io
 import os
@@ -54,11 +55,12 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cleaner import images
-from cleaner.choices import Label
+from cleaner.choices import Label, ReviewVerdict
 from cleaner.dataset import LABELS, open_dataset, resolve_inside
 from cleaner.errors import CleanerError, LockedError, PathEscapeError
 from cleaner.state import duplicates as duplicates_file
 from cleaner.state import plans as plans_file
+from cleaner.state import review as review_file
 from cleaner.web.budget import DEFAULT_BUDGET_MB, DecodeBudget, upload_cost
 from cleaner.web.predictor import KerasPredictor, Predictor
 
@@ -219,6 +221,14 @@ def _index_ctx() -> dict[str, Any]:
     }
 
 
+def _decisions(plan: plans_file.Plan) -> review_file.Review:
+    """The decisions taken on ``plan``; a damaged file is a 409 that names it and the fix."""
+    try:
+        return review_file.read(_root(), plan.run_id)
+    except CleanerError as e:
+        abort(409, str(e))
+
+
 def plan_or_404(run_id: str) -> plans_file.Plan:
     if not _RUN_ID.match(run_id):
         abort(404, "no such plan")
@@ -308,7 +318,7 @@ def review() -> Any:
                     f"--predictions F.json --root {_root()}` first",
         )  # fmt: skip
     plan = plans[-1]
-    decisions = plans_file.read_decisions(_root(), plan.run_id)
+    decisions = _decisions(plan).items
     items = plans_file.review_order(plan.review) + sorted(
         plan.moves, key=lambda i: (-i.confidence, i.path)
     )
@@ -383,8 +393,8 @@ def conflict_thumb(group: int, member: int) -> Any:
 
 def _current_path(plan: plans_file.Plan, it: plans_file.PlanItem) -> Path | None:
     """Where the item's file is now (its path, or where an accept moved it), inside ROOT."""
-    d = plans_file.read_decisions(_root(), plan.run_id).get(it.item_id, {})
-    for rel in (str(d.get("dst") or ""), it.path, it.dst if plan.applied else ""):
+    d = _decisions(plan).items.get(it.item_id)
+    for rel in (d.dst if d is not None and d.dst else "", it.path, it.dst if plan.applied else ""):
         if not rel:
             continue
         try:
@@ -422,28 +432,28 @@ def decide(run_id: str, item_id: str, action: str) -> Any:
     if action == "undo":
         return _undo(plan, it)
     with _ext()["lock"]:
-        decisions = plans_file.read_decisions(_root(), plan.run_id)
-        if it.item_id in decisions:
-            abort(409, f"{it.path} was already {decisions[it.item_id]['decision']}")
-        record: dict[str, Any] = {
-            "decision": "accepted" if action == "accept" else "rejected",
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "path": it.path,
-            "kind": it.kind,
-        }
+        decisions = _decisions(plan)
+        if (taken := decisions.items.get(it.item_id)) is not None:
+            abort(409, f"{it.path} was already {taken.verdict}")
+        record = review_file.Decision(
+            ReviewVerdict.ACCEPTED if action == "accept" else ReviewVerdict.REJECTED,
+            at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            path=it.path,
+            kind=it.kind,
+        )
         run: dict[str, Any] = {}
         if action == "accept":
-            record.update(_accept(plan, it))
-            run = {"run": record.pop("run")}  # the executor's summary: in the answer, not the file
-        decisions[it.item_id] = record
-        plans_file.write_decisions(_root(), plan.run_id, decisions)
+            dst, journal_run, summary = _accept(plan, it)
+            record = dataclasses.replace(record, journal_run=journal_run, dst=dst)
+            run = {"run": summary}  # the executor's summary: in the answer, not the file
+        review_file.write(_root(), decisions.with_item(it.item_id, record))
     if action == "accept":
-        msg = f"moved {it.path} -> {record['dst']} (journal run {record['journal_run']}; " \
-              f"`cleaner undo --run {record['journal_run']}` reverses it)"  # fmt: skip
+        msg = f"moved {it.path} -> {record.dst} (journal run {record.journal_run}; " \
+              f"`cleaner undo --run {record.journal_run}` reverses it)"  # fmt: skip
     else:
         msg = f"rejected: {it.path} stays in {it.from_label}"
     if _wants_json():
-        return jsonify({"item": it.item_id, "message": msg, **record, **run})
+        return jsonify({"item": it.item_id, "message": msg, **record.to_json(), **run})
     flash(msg)
     back: dict[str, Any] = dict(request.args.to_dict())
     return redirect(url_for(".review", **back))
@@ -454,13 +464,13 @@ def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
     from cleaner.journal import undo
 
     with _ext()["lock"]:
-        decisions = plans_file.read_decisions(_root(), plan.run_id)
-        d = decisions.get(it.item_id)
+        decisions = _decisions(plan)
+        d = decisions.items.get(it.item_id)
         if d is None:
             abort(409, f"{it.path} has no decision to undo")
-        if d.get("decision") == "accepted" and d.get("journal_run"):
+        if d.accepted and d.journal_run:
             try:
-                res = undo(_root(), str(d["journal_run"]))
+                res = undo(_root(), d.journal_run)
             except CleanerError as e:
                 abort(409, str(e))
             if res.left:
@@ -468,8 +478,7 @@ def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
             msg = f"undone: {it.path} is back in {it.from_label} (journal run {res.run_id})"
         else:
             msg = f"decision on {it.path} withdrawn"
-        del decisions[it.item_id]
-        plans_file.write_decisions(_root(), plan.run_id, decisions)
+        review_file.write(_root(), decisions.with_item(it.item_id, None))
     if _wants_json():
         return jsonify({"item": it.item_id, "message": msg})
     flash(msg)
@@ -477,9 +486,10 @@ def _undo(plan: plans_file.Plan, it: plans_file.PlanItem) -> Any:
     return redirect(url_for(".review", **back))
 
 
-def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
+def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> tuple[str, str, dict[str, Any]]:
     """Move one reviewed item: proposed as a one-move :class:`~cleaner.moves.MovePlan` (no
-    document: :func:`decide` records the decision), applied by the move executor."""
+    document: :func:`decide` records the decision), applied by the move executor. Returns
+    where it went, the journal run and the executor's summary."""
     from cleaner.journal import Move
     from cleaner.moves import MovePlan, execute
 
@@ -511,11 +521,12 @@ def _accept(plan: plans_file.Plan, it: plans_file.PlanItem) -> dict[str, Any]:
         abort(409, str(e))
     except CleanerError as e:
         abort(400, str(e))
-    res = outcome.run.results[0] if outcome.run is not None and outcome.run.results else None
-    if res is None or res.status != "moved" or res.dst is None:
+    run = outcome.run
+    res = run.results[0] if run is not None and run.results else None
+    if run is None or res is None or res.status != "moved" or res.dst is None:
         why = res.why if res is not None else "nothing moved"
         abort(409, f"{it.path} was not moved: {why}")
-    return {"dst": res.dst, "journal_run": outcome.run_id, "run": outcome.summary()}
+    return res.dst, run.run_id, outcome.summary()
 
 
 def create_app(

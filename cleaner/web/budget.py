@@ -12,17 +12,30 @@ whole budget runs alone.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 
 from cleaner import images
+from cleaner.errors import CleanerError
 
 BYTES_PER_PIXEL = 8
 """What a decode may cost a pixel: a 16-bit RGBA PNG decodes to 8 bytes a pixel (its 8-bit RGB
 view, 3 more, is made from it and the 8 freed; a JPEG's 3 are well inside)."""
 
 DEFAULT_BUDGET_MB = 512
-"""Upload bodies and decodes in flight, all requests together (``cleaner serve``)."""
+"""Upload bodies and decodes in flight, all requests together (``cleaner serve
+--upload-budget-mb``)."""
+
+
+def check_budget_mb(mb: float, flag: str = "--upload-budget-mb") -> float:
+    """A budget in MB (2**20 bytes) that is a positive, finite number; one line otherwise."""
+    if not math.isfinite(mb) or mb <= 0:
+        raise CleanerError(
+            f"{flag} {mb:g} is not a positive number of MB; give the memory uploads in flight "
+            f"may use together, e.g. {flag} {DEFAULT_BUDGET_MB} (the default)"
+        )
+    return mb
 
 
 def upload_cost(nbytes: int, pixels: int | None = None) -> int:
