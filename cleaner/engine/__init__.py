@@ -95,12 +95,18 @@ def _from_env() -> EngineConfig:
 
 def configure(kind: Engine | str | None = None, address: str | None = None) -> EngineConfig:
     """Set this process's engine (the CLI calls it with ``--engine``); ``None`` keeps the
-    environment's. Refuses ``ray`` when Ray is not installed, before any work starts."""
+    environment's. Refuses ``ray`` when Ray is not installed, and an ``address`` with the
+    local engine (it would be ignored), before any work starts."""
     env = _from_env()
     cfg = EngineConfig(
         parse_engine(kind) if kind is not None else env.kind,
         address if address is not None else env.address,
     )
+    if address is not None and cfg.kind is Engine.LOCAL:
+        raise CleanerError(
+            f"--ray-address {address} names a Ray cluster, but the engine is local (it would be "
+            f"ignored); add --engine ray (or set {ENGINE_ENV}=ray), or drop --ray-address"
+        )
     if cfg.kind is Engine.RAY and importlib.util.find_spec("ray") is None:
         raise CleanerError(
             "--engine ray needs Ray, which is not installed: pip install 'cleaner[ray]' "
