@@ -5,6 +5,7 @@ Every case runs through the CLI and stops before a model or TensorFlow would loa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,11 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
         "predict --root {root} --backbone simple-cnn --weights none --finetune --head logreg-cv "
         "--no-prune --out {tmp}/p.json",
         ("--head", "--no-prune", "--finetune"),
+    ),
+    "predict --finetune with --no-planted": (
+        "predict --root {root} --backbone simple-cnn --weights none --finetune --no-planted "
+        "--out {tmp}/p.json",
+        ("--no-planted", "--finetune"),
     ),
     "predict --pca-dim with --head-features full": (
         "predict --root {root} --backbone spectrum --head-features full --pca-dim 8 "
@@ -167,3 +173,17 @@ def test_ray_address_goes_with_the_ray_engine_from_the_environment(
         monkeypatch.setenv("CLEANER_ENGINE", "local")
         with pytest.raises(CleanerError, match="--ray-address ray://h:10001"):
             configure(None, "ray://h:10001")
+
+
+def test_a_ray_address_in_the_environment_the_local_engine_ignores_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
+) -> None:
+    """make RAY_ADDRESS=auto without ENGINE=ray exports CLEANER_RAY_ADDRESS alone: the command
+    runs (locally, as before) and says once, on stderr, that the address is unused."""
+    root = tree(tmp_path / "R", "real_images/a.png", "fake_images/b.png")
+    monkeypatch.setenv("CLEANER_RAY_ADDRESS", "ray://h:10001")
+    code, out, err = cli("scan", "--root", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]  # the scan ran, its JSON alone on stdout
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("warning: CLEANER_RAY_ADDRESS=ray://h:10001") and "--engine ray" in line

@@ -43,6 +43,7 @@ __all__ = [
     "configure",
     "current",
     "default_workers",
+    "idle_address",
     "map_batches",
     "map_with_model",
     "using",
@@ -115,6 +116,18 @@ def configure(kind: Engine | str | None = None, address: str | None = None) -> E
     global _chosen
     _chosen = cfg
     return cfg
+
+
+def idle_address(cfg: EngineConfig) -> str:
+    """The warning for an address the engine will not use: ``CLEANER_RAY_ADDRESS`` (the
+    Makefile's ``RAY_ADDRESS=``) set while the engine is local; '' otherwise. A warning, not a
+    refusal: the variable may be set for other commands (``--ray-address`` is refused)."""
+    if cfg.kind is Engine.LOCAL and cfg.address:
+        return (
+            f"{ADDRESS_ENV}={cfg.address} is ignored: the engine is local; set "
+            f"{ENGINE_ENV}=ray (make ENGINE=ray) or pass --engine ray to run on that cluster"
+        )
+    return ""
 
 
 @contextlib.contextmanager

@@ -319,8 +319,8 @@ class OOFConfig(_BackboneFlags):
     pca_dim: int = DIM
     planted: bool = True
     """The frozen heads run a second time with a sample of labels swapped in memory, for
-    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`); no effect with
-    ``finetune``."""
+    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`); ``finetune`` runs
+    none (``--no-planted`` with ``--finetune`` is refused: it would change nothing)."""
     features: HeadFeatures = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -369,6 +369,7 @@ class OOFConfig(_BackboneFlags):
 FROZEN_HEAD_FLAGS = {
     "head": "--head",
     "prune": "--no-prune",
+    "planted": "--no-planted",
     "head_features": "--head-features",
     "pca_dim": "--pca-dim",
 }
@@ -378,7 +379,6 @@ OOF_ONLY_FLAGS = {
     "epochs": "--epochs",
     "mirror": "--mirror",
     "seed": "--seed",
-    "planted": "--no-planted",
     **FROZEN_HEAD_FLAGS,
 }
 """The :class:`OOFConfig` fields ``predict --model`` has no use for (beside ``--folds``,
