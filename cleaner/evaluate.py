@@ -180,6 +180,21 @@ def score_predictions(predictions: Path, labels: Path) -> dict[str, Any]:
     }
 
 
+def check_unseen_pair(predictions: object | None, labels: object | None) -> None:
+    """``--predictions`` and ``--labels`` score the unseen images together: one alone would be
+    ignored, so it is refused (one line naming both flags), before anything is read."""
+    if (predictions is None) == (labels is None):
+        return
+    given, missing = (
+        ("--labels", "--predictions") if predictions is None else ("--predictions", "--labels")
+    )
+    raise CleanerError(
+        f"{given} without {missing}: the unseen images are scored from both together; "
+        "add --predictions predictions.json --labels LABELS.json (make demo writes both), "
+        f"or drop {given}"
+    )
+
+
 def evaluate(
     demo_dir: str | os.PathLike[str],
     *,
@@ -188,6 +203,7 @@ def evaluate(
     labels: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score the chain's results in ``demo_dir`` against its ``ground_truth.json``."""
+    check_unseen_pair(predictions, labels)
     root = Path(demo_dir)
     truth = _load_json(
         root / "ground_truth.json", "ground truth file", "build the dataset with cleaner demo DIR"

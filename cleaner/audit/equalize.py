@@ -55,6 +55,19 @@ def default_side(files: Sequence[FileAudit]) -> int:
     return max(16, int(np.median(shorts))) if shorts else 256
 
 
+def check_unused(out: object | None, *, side: int | None, quality: int) -> None:
+    """``--equalize-size`` and ``--equalize-quality`` shape ``--equalize OUT``'s copy: without
+    it they would be ignored, so they are refused (a quality other than the default)."""
+    given = ["--equalize-size"] if side is not None else []
+    given += ["--equalize-quality"] if quality != DEFAULT_QUALITY else []
+    if out is None and given:
+        raise CleanerError(
+            f"{' and '.join(given)}: used only with --equalize OUT (the equalized copy), "
+            f"ignored without it; add --equalize OUT (a new folder outside ROOT) or drop "
+            f"{' and '.join(given)}"
+        )
+
+
 def check_args(
     ws: Workspace,
     out: str | os.PathLike[str],

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 import typer
 from rich.console import Console
 
-from cleaner.engine import ADDRESS_ENV, ENGINE_ENV, Engine, configure
+from cleaner.engine import ADDRESS_ENV, ENGINE_ENV, Engine, configure, idle_address
 from cleaner.errors import CleanerError
 from cleaner.models.runtime import RUNTIME_ENV, Runtime
 from cleaner.models.runtime import configure as configure_runtime
@@ -76,8 +76,11 @@ def use_runtime(runtime: Runtime | None) -> None:
 
 
 def use_engine(engine: Engine | None, ray_address: str | None) -> None:
-    """Apply ``--engine``/``--ray-address`` (None: the environment's) for this command."""
-    configure(engine, ray_address)
+    """Apply ``--engine``/``--ray-address`` (None: the environment's) for this command; one
+    warning line when the environment names a Ray cluster the local engine will not use."""
+    note = idle_address(configure(engine, ray_address))
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> typer.Exit:

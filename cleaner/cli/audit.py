@@ -100,6 +100,9 @@ def audit(
     """
     use_engine(engine, ray_address)
     from cleaner.audit import check_outputs, run_audit
+    from cleaner.audit.equalize import check_unused
+
+    check_unused(equalize_out, side=equalize_size, quality=equalize_quality)
 
     ws = Workspace.open(root)
     check_outputs(ws, out=out, predictions_out=predictions_out)

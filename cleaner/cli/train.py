@@ -172,6 +172,7 @@ def train(
     use_engine(engine, ray_address)
     use_runtime(runtime)
     from cleaner.audit import shortcut_warning
+    from cleaner.models import augment as AUG
     from cleaner.models.augment import DEFAULT, Robust
     from cleaner.models.config import TrainConfig
     from cleaner.state.metrics import check_outputs
@@ -196,7 +197,7 @@ def train(
         fine_tune_lr=fine_tune_lr,
         patience=patience,
         precision=precision,
-        augment=Augment.NONE if no_augment else augment,
+        augment=AUG.from_flags(augment, no_augment),
         robust=DEFAULT if robust_p is None else Robust(robust_p, robust_p, DEFAULT.rescale_p),
         head_views=robust_views,
         launder=launder,
@@ -207,6 +208,8 @@ def train(
         head_features=head_features.value,
         pca_dim=pca_dim,
     )
+    for line in cfg.warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     quiet_tensorflow()
     from cleaner.models.train import train as run_train
 

@@ -43,6 +43,7 @@ __all__ = [
     "configure",
     "current",
     "default_workers",
+    "idle_address",
     "map_batches",
     "map_with_model",
     "using",
@@ -95,12 +96,18 @@ def _from_env() -> EngineConfig:
 
 def configure(kind: Engine | str | None = None, address: str | None = None) -> EngineConfig:
     """Set this process's engine (the CLI calls it with ``--engine``); ``None`` keeps the
-    environment's. Refuses ``ray`` when Ray is not installed, before any work starts."""
+    environment's. Refuses ``ray`` when Ray is not installed, and an ``address`` with the
+    local engine (it would be ignored), before any work starts."""
     env = _from_env()
     cfg = EngineConfig(
         parse_engine(kind) if kind is not None else env.kind,
         address if address is not None else env.address,
     )
+    if address is not None and cfg.kind is Engine.LOCAL:
+        raise CleanerError(
+            f"--ray-address {address} names a Ray cluster, but the engine is local (it would be "
+            f"ignored); add --engine ray (or set {ENGINE_ENV}=ray), or drop --ray-address"
+        )
     if cfg.kind is Engine.RAY and importlib.util.find_spec("ray") is None:
         raise CleanerError(
             "--engine ray needs Ray, which is not installed: pip install 'cleaner[ray]' "
@@ -109,6 +116,18 @@ def configure(kind: Engine | str | None = None, address: str | None = None) -> E
     global _chosen
     _chosen = cfg
     return cfg
+
+
+def idle_address(cfg: EngineConfig) -> str:
+    """The warning for an address the engine will not use: ``CLEANER_RAY_ADDRESS`` (the
+    Makefile's ``RAY_ADDRESS=``) set while the engine is local; '' otherwise. A warning, not a
+    refusal: the variable may be set for other commands (``--ray-address`` is refused)."""
+    if cfg.kind is Engine.LOCAL and cfg.address:
+        return (
+            f"{ADDRESS_ENV}={cfg.address} is ignored: the engine is local; set "
+            f"{ENGINE_ENV}=ray (make ENGINE=ray) or pass --engine ray to run on that cluster"
+        )
+    return ""
 
 
 @contextlib.contextmanager

@@ -160,6 +160,19 @@ def mode(value: str | bool) -> Augment:
         raise CleanerError(f"--augment {value!r} is not one of {choices}") from None
 
 
+def from_flags(augment: Augment, no_augment: bool) -> Augment:
+    """``train --augment MODE`` and ``--no-augment`` as one mode; both given with a mode other
+    than ``none`` (or the default ``auto``) contradict each other and are refused."""
+    if not no_augment:
+        return augment
+    if augment not in (Augment.AUTO, Augment.NONE):
+        raise CleanerError(
+            f"--no-augment and --augment {augment.value} contradict each other: give one "
+            "(--no-augment is --augment none)"
+        )
+    return Augment.NONE
+
+
 def record(value: str | bool, p: Robust = DEFAULT) -> dict[str, object]:
     """What the metrics file says of the augmentation."""
     m = mode(value)

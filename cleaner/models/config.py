@@ -14,7 +14,7 @@ and the fix, exit 1, before any work). The CLI builds one, checks its outputs ag
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from cleaner.state import metrics as metrics_file
 TRAIN_HEADS = ("logreg", "dense")
 """``train --head``: the phase 1 heads."""
 
+HEAD_EPOCHS = 20
+"""``train --head-epochs``'s default (the dense head's epochs; the Makefile's ``HEAD_EPOCHS``)."""
+
 MIN_IMAGE_SIZE = 16
 """``train --image-size``: the smallest input side."""
 
@@ -44,9 +47,24 @@ def head_features_mode(name: str) -> HeadFeatures:
         raise CleanerError(f"--head-features {name!r}: choose one of {choices}") from None
 
 
+def _given(*flags: tuple[str, bool]) -> list[str]:
+    """The flags whose condition holds (the ones a user set), in the order given."""
+    return [flag for flag, on in flags if on]
+
+
 def _at_least(flag: str, value: int, low: int) -> None:
     if value < low:
         raise CleanerError(f"{flag} {value}: give {low} or more")
+
+
+def check_pca_dim(features: HeadFeatures, pca_dim: int) -> None:
+    """``--pca-dim`` is the ``pca`` heads' (``auto`` may pick them): with ``--head-features
+    full`` it would be ignored, so a value other than the default is refused."""
+    if features is HeadFeatures.FULL and pca_dim != DIM:
+        raise CleanerError(
+            f"--pca-dim {pca_dim} only applies to --head-features pca (or auto, when it picks "
+            "pca); --head-features full keeps every feature: drop --pca-dim or choose pca"
+        )
 
 
 class _BackboneFlags:
@@ -72,6 +90,17 @@ class _BackboneFlags:
         """The input side S: ``--image-size``, or the backbone's."""
         return int(self.image_size or self.bb.input_size)
 
+    def check_weights(self) -> None:
+        """``--weights`` against the backbone: one it cannot use is refused, and so is any
+        but ``none`` for a backbone without a network (it would be ignored)."""
+        bb = self.bb
+        if bb.builder is None and self.weights not in (None, "none"):
+            raise CleanerError(
+                f"--weights {self.weights}: backbone {bb.name!r} has no network, hence no "
+                "weights (it would be ignored); drop --weights or choose a network backbone"
+            )
+        bb.check_weights(self.weights_name)
+
     @property
     def crop_policy(self) -> str:
         """``--crop``, or the backbone's."""
@@ -88,7 +117,7 @@ class TrainConfig(_BackboneFlags):
     """``imagenet``, ``none`` or a path; None = the backbone's default."""
     epochs: int = 10
     """Fine-tuning epochs (or from-scratch epochs with ``weights=none``)."""
-    head_epochs: int = 20
+    head_epochs: int = HEAD_EPOCHS
     """Phase 1 epochs of the ``dense`` head on the frozen features (cheap; early stopping ends
     it sooner); 0 skips phase 1 whatever the head."""
     head: str = "logreg"
@@ -140,7 +169,13 @@ class TrainConfig(_BackboneFlags):
             raise CleanerError("--epochs and --head-epochs must be 0 or more")
         if self.head not in TRAIN_HEADS:
             raise CleanerError(f"--head {self.head!r} is not one of {', '.join(TRAIN_HEADS)}")
-        get_backbone(self.backbone).check_weights(self.weights_name)  # before the split is drawn
+        if self.bb.builder is None:  # refused by the network's build, after the split is drawn
+            raise CleanerError(
+                f"--backbone {self.backbone} has no network to train; use it for features "
+                f"(cleaner predict --backbone {self.backbone}) or train a network backbone"
+            )
+        self._check_pairs()
+        self.check_weights()  # before the split is drawn
         if self.crop is not None and self.crop not in CROPS:
             raise CleanerError(f"--crop {self.crop!r} is not one of {', '.join(CROPS)}")
         if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
@@ -149,9 +184,79 @@ class TrainConfig(_BackboneFlags):
             )
         check_precision(self.precision)
         AUG.mode(self.augment)
-        head_features_mode(self.head_features)
+        check_pca_dim(head_features_mode(self.head_features), self.pca_dim)
         _at_least("--pca-dim", self.pca_dim, 1)
         _at_least("--batch-size", self.batch_size, 1)
+
+    @property
+    def scratch(self) -> bool:
+        """``--weights none`` on a network: trained whole from scratch, no phase 1."""
+        return self.weights_name == "none" and self.bb.builder is not None
+
+    def _idle_because(self, phase: str) -> str:
+        """Why ``phase`` (``head``: phase 1; ``tune``: phase 2's fine-tuning) does not run, or
+        ''."""
+        if self.scratch:
+            return "--weights none trains the whole network from scratch (no phase 1)"
+        if phase == "head" and self.head_epochs == 0:
+            return "--head-epochs 0 skips phase 1"
+        if phase == "tune" and self.epochs == 0:
+            return "--epochs 0 trains no layer"
+        return ""
+
+    def _check_pairs(self) -> None:
+        """Flags that only act with another one: refused, one line naming them, when the
+        other flags make them idle (defaults are never refused: the Makefile passes some)."""
+        dense_head = self.head == "dense" and not self._idle_because("head")
+        for flags, what, why in (
+            (_given(("--fine-tune-layers", self.fine_tune_layers is not None),
+                    ("--fine-tune-lr", self.fine_tune_lr != _default(TrainConfig, "fine_tune_lr"))),
+             "phase 2's fine-tuning", self._idle_because("tune")),
+            (_given(("--head dense", self.head == "dense"),
+                    ("--head-features", self.head_features != "auto"),
+                    ("--pca-dim", self.pca_dim != DIM),
+                    ("--robust-views", self.head_views != AUG.HEAD_VIEWS)),
+             "phase 1 (the head on frozen features)", self._idle_because("head")),
+            (_given(("--patience", self.patience != _default(TrainConfig, "patience"))),
+             "early stopping (phase 2, the dense head)",
+             "" if self.epochs > 0 or dense_head else "neither phase 2 nor a dense head runs"),
+        ):  # fmt: skip
+            if flags and why:
+                raise CleanerError(
+                    f"{' and '.join(flags)}: used only by {what}, but {why}; drop "
+                    f"{' and '.join(flags)} or change the flag that idles them"
+                )
+        self._check_views()
+
+    def _check_views(self) -> None:
+        """``--robust-views`` and ``--robust-p`` shape the robust views: idle without them."""
+        views = _given(
+            ("--robust-views", self.head_views != AUG.HEAD_VIEWS),
+            ("--robust-p", self.robust != AUG.DEFAULT),
+        )
+        mode = AUG.mode(self.augment)
+        if views and mode in (AUG.Augment.NONE, AUG.Augment.CROPS):
+            raise CleanerError(
+                f"{' and '.join(views)}: used only by the robust views, but --augment "
+                f"{mode.value} makes none; use --augment robust (or auto), or drop "
+                f"{' and '.join(views)}"
+            )
+
+    @property
+    def warnings(self) -> list[str]:
+        """Flags that do nothing here but that the Makefile passes always (``make retrain``
+        gives ``--head-epochs``): one line each for stderr, never a refusal; the default (the
+        Makefile's) says nothing."""
+        if self.head_epochs in (0, HEAD_EPOCHS):
+            return []
+        if self.scratch:
+            why = "--weights none (trained from scratch, no phase 1)"
+        elif self.head == "logreg":
+            why = "--head logreg (fitted exactly; only 0, which skips phase 1, counts)"
+        else:
+            return []
+        return [f"--head-epochs {self.head_epochs} is ignored with {why}; --head dense trains "
+                "by epochs"]  # fmt: skip
 
     def check(self, ws: Workspace) -> None:
         """The outputs against ROOT: ``M.keras`` and ``M.metrics.json`` never inside ROOT's
@@ -214,8 +319,8 @@ class OOFConfig(_BackboneFlags):
     pca_dim: int = DIM
     planted: bool = True
     """The frozen heads run a second time with a sample of labels swapped in memory, for
-    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`); no effect with
-    ``finetune``."""
+    ``separate``'s check of its estimate (:mod:`cleaner.models.planted`); ``finetune`` runs
+    none (``--no-planted`` with ``--finetune`` is refused: it would change nothing)."""
     features: HeadFeatures = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -231,16 +336,68 @@ class OOFConfig(_BackboneFlags):
                 "--repeats is for frozen heads; each --finetune repetition is K trainings"
             )
         object.__setattr__(self, "features", head_features_mode(self.head_features))
+        self._check_pairs()
         _at_least("--pca-dim", self.pca_dim, 1)
-        bb = get_backbone(self.backbone)
-        bb.check_weights(self.weights_name)
+        self.check_weights()
+        bb = self.bb
         if self.finetune and bb.builder is None:
             raise CleanerError(f"--finetune needs a network; backbone {self.backbone!r} has none")
         check_crop(self.crop_policy)
 
+    def _check_pairs(self) -> None:
+        """``--epochs`` is ``--finetune``'s; the frozen heads' flags are not: each refused
+        where the mode chosen would ignore it."""
+        if not self.finetune and self.epochs != _default(OOFConfig, "epochs"):
+            raise CleanerError(
+                f"--epochs {self.epochs} sets --finetune's epochs per fold; the frozen heads "
+                "train no epochs: add --finetune or drop --epochs"
+            )
+        heads_only = _changed(self, FROZEN_HEAD_FLAGS)
+        if self.finetune and heads_only:
+            raise CleanerError(
+                f"{', '.join(heads_only)}: used only by the frozen heads, which --finetune "
+                f"replaces (each fold fine-tunes the backbone); drop {', '.join(heads_only)} "
+                "or --finetune"
+            )
+        check_pca_dim(self.features, self.pca_dim)
+
     def check(self, ws: Workspace) -> None:
         """``--out``: confined to ROOT's free paths, never over a user's file."""
         check_output(self.out, ws=ws)
+
+
+FROZEN_HEAD_FLAGS = {
+    "head": "--head",
+    "prune": "--no-prune",
+    "planted": "--no-planted",
+    "head_features": "--head-features",
+    "pca_dim": "--pca-dim",
+}
+"""The :class:`OOFConfig` fields only the frozen heads read, and the flag that changes each."""
+
+OOF_ONLY_FLAGS = {
+    "epochs": "--epochs",
+    "mirror": "--mirror",
+    "seed": "--seed",
+    **FROZEN_HEAD_FLAGS,
+}
+"""The :class:`OOFConfig` fields ``predict --model`` has no use for (beside ``--folds``,
+``--repeats``, ``--finetune``, ``--weights``), and the flag that changes each."""
+
+
+def _default(cls: type, name: str) -> Any:
+    return {f.name: f.default for f in fields(cls)}[name]
+
+
+def _changed(values: Any, flags: dict[str, str]) -> list[str]:
+    """The flags among ``flags`` whose field in ``values`` (a config, or a dict of fields) is
+    not :class:`OOFConfig`'s default: the ones a user gave."""
+    get = values.get if isinstance(values, dict) else lambda k, d=None: getattr(values, k, d)
+    return [
+        flag
+        for name, flag in flags.items()
+        if get(name, _default(OOFConfig, name)) != _default(OOFConfig, name)
+    ]
 
 
 def predict_config(
@@ -268,6 +425,13 @@ def predict_config(
         if folds is not None or finetune or weights is not None or repeats > 1:
             raise CleanerError(
                 "--folds, --repeats, --finetune and --weights go with --backbone, not --model"
+            )
+        ignored = _changed(oof, OOF_ONLY_FLAGS)
+        if ignored:
+            raise CleanerError(
+                f"{', '.join(ignored)}: used only with --backbone (out-of-fold heads), "
+                "ignored with --model (a saved model only predicts); drop "
+                f"{', '.join(ignored)}"
             )
         return ModelConfig(Path(model), Path(out), image_size, crop, batch_size)
     assert backbone is not None
