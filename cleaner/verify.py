@@ -192,7 +192,8 @@ EIGH_THREADS = 1
 """BLAS threads of the basis's eigendecomposition (a 1,920 x 1,920 symmetric matrix). Why one:
 its tridiagonal reduction is a long series of matrix-vector products, each a wait for every
 thread; with two threads on a busy machine it took 30.5 s where one thread took 1.0 s (load 7 on
-2 cores, the 2,900-image look-alike bench; 20 of the verification's 80 s in its profile)."""
+2 cores, the 2,900-image look-alike bench; 20 of the verification's 80 s in its profile). The
+solver's eigenvector signs follow its thread count, so :func:`fit_basis` fixes them."""
 
 
 def fit_basis(grey: np.ndarray, seed: int = 0) -> Basis:
@@ -213,6 +214,10 @@ def fit_basis(grey: np.ndarray, seed: int = 0) -> Basis:
     with threadpool_limits(EIGH_THREADS):
         _, vecs = scipy.linalg.eigh(gram, subset_by_index=[d - hi, d - 1], driver="evr")
     band = vecs[:, ::-1][:, BASIS_DROP:hi].T
+    # a fixed sign per component (its largest entry positive): the residual's final unit step
+    # removes its mean over the components, which a component's sign changes, and the solver's
+    # signs follow its thread count (see EIGH_THREADS)
+    band *= np.sign(band[np.arange(band.shape[0]), np.abs(band).argmax(axis=1)])[:, None]
     return Basis(mean.astype(np.float32), np.ascontiguousarray(band, np.float32))
 
 
