@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from cleaner.hashing import CROP_KEEP, HASH_SIDE, WIDE_KEEP, resample_matrix
 
@@ -141,6 +142,20 @@ class Basis:
     def fitted(self) -> bool:
         return bool(self.comps.shape[0])
 
+    @functools.cached_property
+    def projected_mean(self) -> np.ndarray:
+        """``(k,)`` the mean in the components' coordinates."""
+        return self.mean @ self.comps.T
+
+
+_RESIDUAL_ROWS = 8192
+"""Windows whose residuals are computed in one call (all 26 views of a few hundred images in
+:func:`features`, the 25 windows of a few hundred pairs in the fine search: 63 MiB of
+gradients). Why: one call per window was, for the handful of random pairs of a block that reach
+``FINE_FROM``, a matrix product of a few rows, which a threaded BLAS made 50x slower on a busy
+machine (45 ms against 0.6 ms single-threaded, load 7 on 2 cores): 22 of the 44 s the random
+null took on the 2,900-image look-alike bench."""
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     """Rows to zero mean and unit length (a flat row stays all zero)."""
@@ -163,13 +178,22 @@ def gradients(x: np.ndarray) -> np.ndarray:
     s, k = HASH_SIDE, GRAD_STEP
     x = x.reshape(-1, s, s).astype(np.float32, copy=False)
     p = x.shape[0]
-    return np.concatenate(
-        [(x[:, :, k:] - x[:, :, :-k]).reshape(p, -1), (x[:, k:] - x[:, :-k]).reshape(p, -1)],
-        axis=1,
-    )
+    out = np.empty((p, GRAD_DIM), dtype=np.float32)  # written in place: one pass, no copies
+    half = s * (s - k)
+    np.subtract(x[:, :, k:], x[:, :, :-k], out=out[:, :half].reshape(p, s, s - k))
+    np.subtract(x[:, k:], x[:, :-k], out=out[:, half:].reshape(p, s - k, s))
+    return out
 
 
 GRAD_DIM = 2 * HASH_SIDE * (HASH_SIDE - GRAD_STEP)
+
+
+EIGH_THREADS = 1
+"""BLAS threads of the basis's eigendecomposition (a 1,920 x 1,920 symmetric matrix). Why one:
+its tridiagonal reduction is a long series of matrix-vector products, each a wait for every
+thread; with two threads on a busy machine it took 30.5 s where one thread took 1.0 s (load 7 on
+2 cores, the 2,900-image look-alike bench; 20 of the verification's 80 s in its profile). The
+solver's eigenvector signs follow its thread count, so :func:`fit_basis` fixes them."""
 
 
 def fit_basis(grey: np.ndarray, seed: int = 0) -> Basis:
@@ -186,18 +210,31 @@ def fit_basis(grey: np.ndarray, seed: int = 0) -> Basis:
     # only the components wanted (ascending order: the leading ones are the last)
     d = c.shape[1]
     hi = min(BASIS_DROP + BAND, d)
-    _, vecs = scipy.linalg.eigh(c.T @ c, subset_by_index=[d - hi, d - 1], driver="evr")
+    gram = c.T @ c
+    with threadpool_limits(EIGH_THREADS):
+        _, vecs = scipy.linalg.eigh(gram, subset_by_index=[d - hi, d - 1], driver="evr")
     band = vecs[:, ::-1][:, BASIS_DROP:hi].T
+    # a fixed sign per component (its largest entry positive): the residual's final unit step
+    # removes its mean over the components, which a component's sign changes, and the solver's
+    # signs follow its thread count (see EIGH_THREADS)
+    band *= np.sign(band[np.arange(band.shape[0]), np.abs(band).argmax(axis=1)])[:, None]
     return Basis(mean.astype(np.float32), np.ascontiguousarray(band, np.float32))
 
 
 def residual(x: np.ndarray, basis: Basis) -> np.ndarray:
     """Rows ``(P, S*S)`` of grey images: their gradients without what the dataset shares, at
     unit length."""
-    x = _unit(gradients(x))
-    if basis.fitted:
-        x = (x - basis.mean) @ basis.comps.T
-    return _unit(x)
+    if not basis.fitted:
+        return _unit(_unit(gradients(x)))
+    # ((g - mean(g)) / |g - mean(g)| - basis.mean) @ comps.T, with the division and the mean
+    # after the product (on BAND columns, not GRAD_DIM): three passes over the gradients fewer
+    g = gradients(x)
+    g -= g.mean(axis=1, keepdims=True)
+    n = np.sqrt(np.einsum("ij,ij->i", g, g))[:, None]
+    z = g @ basis.comps.T
+    z /= np.where(n > 0, n, 1.0)
+    z -= basis.projected_mean
+    return _unit(z)
 
 
 @functools.cache
@@ -222,21 +259,20 @@ def features(grey: np.ndarray, basis: Basis, *, mirror: bool = False) -> np.ndar
     n = grey.shape[0]
     d = basis.comps.shape[0] if basis.fitted else GRAD_DIM
     out = np.empty((n, _FEATURE_ROWS, d), dtype=np.float32)
-    for c0 in range(0, n, _CHUNK):
-        x = grey[c0 : c0 + _CHUNK].astype(np.float32).reshape(-1, s, s)
+    step = max(1, _RESIDUAL_ROWS // _FEATURE_ROWS)  # every view of a few hundred images at once
+    for c0 in range(0, n, step):
+        x = grey[c0 : c0 + step].astype(np.float32).reshape(-1, s, s)
         if mirror:
             x = x[:, :, ::-1]
         p = x.shape[0]
-        out[c0 : c0 + p, 0] = residual(x.reshape(p, -1), basis)
-        k = 1
+        views = [x[:, None]]
         for sc in _SCALES:
-            mats = _grid(sc.keep, sc.steps)
-            for iy in sc.coarse:
-                rows = np.matmul(mats[iy], x)
-                for ix in sc.coarse:
-                    win = np.matmul(rows, mats[ix].T).reshape(p, -1)
-                    out[c0 : c0 + p, k] = residual(win, basis)
-                    k += 1
+            mats = _grid(sc.keep, sc.steps)[list(sc.coarse)]  # (c, S, S)
+            rows = np.matmul(mats, x[:, None])  # (p, c, S, S): iy
+            win = np.matmul(rows[:, :, None], mats.transpose(0, 2, 1))  # (p, c, c, S, S): iy, ix
+            views.append(win.reshape(p, -1, s, s))
+        v = np.concatenate(views, axis=1).reshape(p * _FEATURE_ROWS, -1)
+        out[c0 : c0 + p] = residual(v, basis).reshape(p, _FEATURE_ROWS, d)
     return out
 
 
@@ -259,6 +295,27 @@ def _coarse(
         best[up] = top[up]
         where[up] = side * g * g + np.asarray(cells)[k[up]]
     return best, where
+
+
+_COARSE_PAIRS = 512
+"""Pairs whose features are gathered at once for :func:`_coarse_rows` (13 MiB a side at
+26 x 256 float32; a block's 8,192 pairs gathered at once were 218 MiB a side, written out and
+read back for a few dot products per pair)."""
+
+
+def _coarse_rows(
+    feats: np.ndarray, ra: np.ndarray, rb: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_coarse` at each scale (in ``_SCALES`` order) of the pairs of rows ``ra[i]`` and
+    ``rb[i]`` of ``feats``, a few pairs gathered at a time."""
+    parts = []
+    for s0 in range(0, ra.size, _COARSE_PAIRS):
+        fa, fb = feats[ra[s0 : s0 + _COARSE_PAIRS]], feats[rb[s0 : s0 + _COARSE_PAIRS]]
+        parts.append([_coarse(fa, fb, sc) for sc in _SCALES])
+    return [
+        (np.concatenate([q[k][0] for q in parts]), np.concatenate([q[k][1] for q in parts]))
+        for k in range(len(_SCALES))
+    ]
 
 
 def _fine(
@@ -284,30 +341,51 @@ def _fine_aligned(
     """:func:`_fine`'s best score, and the two residuals at the alignment that gave it (the
     cropped one and the other whole; both whole where no window beat the coarse best)."""
     g = sc.steps
-    mats = _grid(sc.keep, g)
     p = where.size
     cropped = where >= 0
-    side = np.where(cropped, where // (g * g), 0)
+    first = np.where(cropped, where // (g * g), 0) == 0
     cy = np.where(cropped, (where // g) % g, g // 2)
     cx = np.where(cropped, where % g, g // 2)
-    x = np.where((side == 0)[:, None, None], imgs[0], imgs[1])
-    other = np.where((side == 0)[:, None], res[1], res[0])
+    x = np.where(first[:, None, None], imgs[0], imgs[1])
+    other = np.where(first[:, None], res[1], res[0])
     mine = np.empty_like(other)
-    got = np.full(p, -2.0)
-    for dy in range(-2, 3):
-        iy = np.clip(cy + dy, 0, g - 1)
-        rows = np.matmul(mats[iy], x)
-        for dx in range(-2, 3):
-            ix = np.clip(cx + dx, 0, g - 1)
-            crop = residual(np.matmul(rows, mats[ix].transpose(0, 2, 1)).reshape(p, -1), basis)
-            v = _rowdot(crop, other)
-            up = v > got
-            got[up] = v[up]
-            mine[up] = crop[up]
+    got = np.empty(p)
+    step = max(1, _RESIDUAL_ROWS // _FINE_WINDOWS)
+    for c0 in range(0, p, step):
+        sl = slice(c0, c0 + step)
+        got[sl], mine[sl] = _best_window(x[sl], other[sl], (cy[sl], cx[sl]), sc, basis)
     # the whole pair where it beat every window (a coarse window is on the fine grid too)
     whole = best > got + 1e-6
-    mine[whole] = np.where((side == 0)[:, None], res[0], res[1])[whole]
+    mine[whole] = np.where(first[:, None], res[0], res[1])[whole]
     return np.maximum(best, got), mine, other
+
+
+_FINE_WINDOWS = 25
+"""Windows of the fine search per pair: offsets -2..2 steps on both axes around the coarse best."""
+
+
+def _best_window(
+    x: np.ndarray,
+    other: np.ndarray,
+    at: tuple[np.ndarray, np.ndarray],
+    sc: _Scale,
+    basis: Basis,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the best of the 5 x 5 windows of grey image ``x`` ``(p, S, S)`` around fine
+    grid offsets ``at`` (clipped to the grid) against the residual ``other``: its score and
+    residual (the first best in row-major order of the offsets)."""
+    g = sc.steps
+    mats = _grid(sc.keep, g)
+    p = x.shape[0]
+    off = np.arange(-2, 3)[:, None]
+    iy, ix = np.clip(at[0] + off, 0, g - 1), np.clip(at[1] + off, 0, g - 1)  # (5, p) each
+    rows = np.matmul(mats[iy], x)  # (5, p, S, S)
+    win = np.matmul(rows[:, None], mats[ix].transpose(0, 1, 3, 2)[None])  # (5, 5, p, S, S)
+    crop = residual(win.reshape(_FINE_WINDOWS * p, -1), basis).reshape(_FINE_WINDOWS, p, -1)
+    v = np.einsum("wpd,pd->wp", crop, other)
+    k = v.argmax(axis=0)
+    pick = np.arange(p)
+    return v[k, pick], crop[k, pick]
 
 
 FEATURE_BYTES = 1 << 30
@@ -376,6 +454,28 @@ class Scorer:
         assert self._kept is not None
         return self._kept, rows
 
+    def _blocks(
+        self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray
+    ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per block of ``_CHUNK`` pairs (its distinct keys' features computed together): its
+        slice of the pairs, the features and each pair's two rows in them."""
+        ka, kb = 2 * a + mirror, 2 * b
+        for c0 in range(0, a.size, _CHUNK):
+            sl = slice(c0, min(c0 + _CHUNK, a.size))
+            keys = np.unique(np.concatenate([ka[sl], kb[sl]]))
+            feats, rows = self._block(keys)
+            ra, rb = (rows[np.searchsorted(keys, k[sl])] for k in (ka, kb))
+            yield sl, feats, ra, rb
+
+    def _images(
+        self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs' grey images ``(p, S, S)`` as float32, ``a``'s mirrored where ``mirror``."""
+        s = HASH_SIDE
+        ga = self.grey[a].astype(np.float32).reshape(-1, s, s)
+        ga[mirror] = ga[mirror][:, :, ::-1]
+        return ga, self.grey[b].astype(np.float32).reshape(-1, s, s)
+
     def scores(
         self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray, accept: float = 2.0
     ) -> np.ndarray:
@@ -384,32 +484,20 @@ class Scorer:
         coarse score already reaches ``accept`` is not aligned further (its score is then a
         lower bound; most true copies, so most of the time on a dataset full of copies)."""
         out = np.zeros(a.size, dtype=np.float64)
-        if a.size == 0:
-            return out
-        s = HASH_SIDE
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         mirror = np.asarray(mirror, dtype=bool)
-        ka, kb = 2 * a + mirror, 2 * b
-        for c0 in range(0, a.size, _CHUNK):  # a block: the chunk's distinct keys
-            c1 = min(c0 + _CHUNK, a.size)
-            keys = np.unique(np.concatenate([ka[c0:c1], kb[c0:c1]]))
-            feats, rows = self._block(keys)
-            ca, cb, m = a[c0:c1], b[c0:c1], mirror[c0:c1]
-            fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
-            fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
-            best = np.full(c1 - c0, -2.0)
-            for sc in _SCALES:  # the wide windows only for pairs not yet accepted
-                got, where = _coarse(fa, fb, sc)
+        for sl, feats, ra, rb in self._blocks(a, b, mirror):
+            ca, cb, m = a[sl], b[sl], mirror[sl]
+            best = np.full(ra.size, -2.0)
+            # the wide windows' fine grid only for pairs not yet accepted
+            for sc, (got, where) in zip(_SCALES, _coarse_rows(feats, ra, rb), strict=True):
                 todo = np.flatnonzero((got >= FINE_FROM) & (got < accept) & (best < accept))
                 if todo.size:
-                    ga = self.grey[ca[todo]].astype(np.float32).reshape(-1, s, s)
-                    mt = m[todo]
-                    ga[mt] = ga[mt][:, :, ::-1]
-                    gb = self.grey[cb[todo]].astype(np.float32).reshape(-1, s, s)
-                    res = (fa[todo, 0], fb[todo, 0])
-                    got[todo] = _fine((ga, gb), res, where[todo], got[todo], self.basis, sc)
+                    imgs = self._images(ca[todo], cb[todo], m[todo])
+                    res = (feats[ra[todo], 0], feats[rb[todo], 0])
+                    got[todo] = _fine(imgs, res, where[todo], got[todo], self.basis, sc)
                 best = np.maximum(best, got)
-            out[c0:c1] = best
+            out[sl] = best
         return out
 
     def fine_agreement(self, a: np.ndarray, b: np.ndarray, mirror: np.ndarray) -> np.ndarray:
@@ -417,25 +505,14 @@ class Scorer:
         ``FINE_FROM_COMPONENT`` on) at the alignment that scores the pair best (the coarse and
         fine window search of :meth:`scores`, always run to the end)."""
         out = np.zeros(a.size, dtype=np.float64)
-        s = HASH_SIDE
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         mirror = np.asarray(mirror, dtype=bool)
-        ka, kb = 2 * a + mirror, 2 * b
-        for c0 in range(0, a.size, _CHUNK):
-            c1 = min(c0 + _CHUNK, a.size)
-            keys = np.unique(np.concatenate([ka[c0:c1], kb[c0:c1]]))
-            feats, rows = self._block(keys)
-            fa = feats[rows[np.searchsorted(keys, ka[c0:c1])]]
-            fb = feats[rows[np.searchsorted(keys, kb[c0:c1])]]
-            ga = self.grey[a[c0:c1]].astype(np.float32).reshape(-1, s, s)
-            m = mirror[c0:c1]
-            ga[m] = ga[m][:, :, ::-1]
-            gb = self.grey[b[c0:c1]].astype(np.float32).reshape(-1, s, s)
-            res = (fa[:, 0], fb[:, 0])
-            best, where = _coarse(fa, fb)
+        for sl, feats, fa, fb in self._blocks(a, b, mirror):
+            ga, gb = self._images(a[sl], b[sl], mirror[sl])
+            res = (feats[fa, 0], feats[fb, 0])
+            (best, where), (wide, wwhere) = _coarse_rows(feats, fa, fb)
             top, ra, rb = _fine_aligned((ga, gb), res, where, best, self.basis)
             # the wide windows where they line the pair up better (as :meth:`scores` does)
-            wide, wwhere = _coarse(fa, fb, _SCALES[1])
             w = np.flatnonzero(wide >= FINE_FROM)
             if w.size:
                 sub = _fine_aligned(
@@ -446,7 +523,7 @@ class Scorer:
                 better = sub[0] > top[w]
                 ra[up], rb[up] = sub[1][better], sub[2][better]
             k = FINE_FROM_COMPONENT if self.basis.fitted else 0
-            out[c0:c1] = _rowdot(_unit(ra[:, k:]), _unit(rb[:, k:]))
+            out[sl] = _rowdot(_unit(ra[:, k:]), _unit(rb[:, k:]))
         return out
 
     def evidence(
@@ -466,15 +543,23 @@ class Scorer:
         return out
 
 
-def _pairs(n: int, k: int, rng: np.random.Generator) -> Iterator[tuple[int, int]]:
-    seen: set[tuple[int, int]] = set()
-    tries = 0
-    while len(seen) < k and tries < 4 * k:
-        tries += 1
-        i, j = (int(v) for v in rng.integers(0, n, 2))
-        if i != j and (min(i, j), max(i, j)) not in seen:
-            seen.add((min(i, j), max(i, j)))
-            yield i, j
+def _pairs(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``(m, 2)``: up to ``k`` distinct unordered pairs ``(i, j)`` of distinct images in
+    ``[0, n)``, in the order drawn: pairs drawn one after another, a repeat or ``i == j``
+    skipped, at most ``4 k`` draws. Drawn in one call, then ``rng`` is left where drawing them
+    one by one leaves it (one stream of bounded integers either way, so the pairs and what is
+    drawn after them are those of the loop this replaced: 10 s of the null in Python)."""
+    tries = 4 * k
+    state = rng.bit_generator.state
+    ij = rng.integers(0, n, (tries, 2))
+    lo, hi = ij.min(axis=1), ij.max(axis=1)
+    valid = np.flatnonzero(lo != hi)
+    _, first = np.unique(lo[valid] * n + hi[valid], return_index=True)
+    taken = valid[np.sort(first)][:k]
+    used = int(taken[-1]) + 1 if taken.size == k else tries
+    rng.bit_generator.state = state
+    rng.integers(0, n, (used, 2))  # the draws the loop would have made, no more
+    return ij[taken]
 
 
 def null_scores(scorer: Scorer, seed: int = 0) -> np.ndarray:
@@ -485,8 +570,8 @@ def null_scores(scorer: Scorer, seed: int = 0) -> np.ndarray:
         return np.zeros(0)
     rng = np.random.default_rng(seed)
     k = min(NULL_PAIRS, n * (n - 1) // 2)
-    ij = np.array(list(_pairs(n, k, rng)), dtype=np.int64).reshape(-1, 2)
-    mirror = rng.random(ij.shape[0]) < 0.5
+    ij = _pairs(n, k, rng)
+    mirror = rng.random(len(ij)) < 0.5
     return scorer.scores(ij[:, 0], ij[:, 1], mirror)
 
 
