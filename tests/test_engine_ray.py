@@ -83,6 +83,21 @@ def _cli(*args: str) -> dict[str, Any]:
     return dict(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
+@pytest.fixture(scope="module")
+def local(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo scanned and deduplicated on the local engine: what each Ray run
+    must reproduce (one local run for the module's two equality tests, not one each)."""
+    import cleaner.engine
+
+    root = _copy(demo, tmp_path_factory.mktemp("local") / "d")
+    with pytest.MonkeyPatch.context() as mp:  # `--engine local` sets this process's engine
+        mp.setattr(cleaner.engine, "_chosen", None)
+        s = _cli("scan", "--root", str(root), "--engine", "local")
+        d = _cli("dedupe", "--root", str(root), "--engine", "local")
+    assert s["files"] > DEMO_ORIGINALS and d["groups"] > 0  # the demo's duplicates were found
+    return root
+
+
 def _duplicates(root: Path) -> dict[str, Any]:
     d = json.loads((root / ".cleaner" / "duplicates.json").read_text())
     d.pop("created")
@@ -109,11 +124,9 @@ def _assert_same_state(a: Path, b: Path) -> None:
 
 
 def test_scan_and_dedupe_on_two_nodes_equal_the_local_engine(
-    cluster: Any, demo: Path, tmp_path: Path
+    cluster: Any, demo: Path, local: Path, tmp_path: Path
 ) -> None:
-    local, on_ray = _copy(demo, tmp_path / "local"), _copy(demo, tmp_path / "ray")
-    _cli("scan", "--root", str(local), "--engine", "local")
-    _cli("dedupe", "--root", str(local), "--engine", "local")
+    on_ray = _copy(demo, tmp_path / "ray")
     s = _cli("scan", "--root", str(on_ray), "--engine", "ray")
     d = _cli("dedupe", "--root", str(on_ray), "--engine", "ray")
     assert s["files"] > DEMO_ORIGINALS and d["groups"] > 0  # the demo's duplicates were found
@@ -121,12 +134,10 @@ def test_scan_and_dedupe_on_two_nodes_equal_the_local_engine(
     _assert_same_state(local, on_ray)
 
 
-def test_a_ray_of_its_own_equals_the_local_engine(demo: Path, tmp_path: Path) -> None:
+def test_a_ray_of_its_own_equals_the_local_engine(demo: Path, local: Path, tmp_path: Path) -> None:
     """No address: `cleaner` starts a Ray on this machine (2 CPUs) for the run, in a process
     of its own, and stops it at exit; CLEANER_ENGINE chooses the engine."""
-    local, on_ray = _copy(demo, tmp_path / "local"), _copy(demo, tmp_path / "ray")
-    _cli("scan", "--root", str(local))
-    _cli("dedupe", "--root", str(local))
+    on_ray = _copy(demo, tmp_path / "ray")
     env = {**os.environ, "CLEANER_ENGINE": "ray", "PYTHONPATH": os.getcwd()}
     env.pop("RAY_ADDRESS", None)
     env.pop("CLEANER_RAY_ADDRESS", None)
