@@ -112,3 +112,27 @@ def test_the_default_fold_head_is_this_model() -> None:
         expected = logreg.fit([(x, tr)], y[tr], c=0.03).prob(x, te)
         assert np.allclose(res.prob_fake[te], expected)
     assert ((res.prob_fake >= 0.5) == (y == 1)).mean() > 0.8
+
+
+def test_fit_runs_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The solver's BLAS runs on :data:`logreg.FIT_BLAS_THREADS` threads, whatever the process
+    allows (idle OpenBLAS threads spinning against the solver made texture heads 20-50x slower
+    on 2 cores), and the process's own limit is back afterwards."""
+    import scipy.optimize
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[int] = []
+    real = scipy.optimize.minimize
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    x, y = _data()
+    with threadpool_limits(2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        logreg.fit([(x, np.arange(len(y)))], y, c=1.0)
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert seen and set(seen) == {logreg.FIT_BLAS_THREADS}
+    assert after == before

@@ -32,6 +32,14 @@ MB); narrower rows (a :class:`cleaner.models.projection.Projection`'s 1,024 numb
 more at a time, so 800,000 training rows are some 160 chunks per evaluation, not 3,000."""
 
 
+FIT_BLAS_THREADS = 1
+"""BLAS threads while :func:`fit` runs. Its products are matrix-vector (a chunk of rows times
+the coefficients), which more threads barely speed up, while idle OpenBLAS threads spin
+against the solver, and numpy and scipy each load their own OpenBLAS: on 2 cores three fits on
+Lite1-gram's 17,504 features took 15.2 / 14.6 s with the default threads against 7.5 / 10.0 s
+on one (quiet machine), and 17.7 s against 0.34 s under load 7 (bench/README, Predict)."""
+
+
 def chunk_rows(dim: int) -> int:
     """Rows per chunk of features ``dim`` wide (256 at Lite2's width, more for narrower)."""
     return max(1, CHUNK_BYTES // (4 * max(dim, 1)))
@@ -147,6 +155,7 @@ def fit(
     its Keras ``Normalization`` layer's, so the coefficients drop into the model as they are)."""
     from scipy.optimize import minimize
     from scipy.special import expit
+    from threadpoolctl import threadpool_limits
 
     t = np.asarray(y, np.float64)
     n = len(t)
@@ -178,13 +187,9 @@ def fit(
         value = (loss + 0.5 * float(w @ w) / c) / sw_sum
         return value, np.concatenate([grad_w + w / c, [grad_b]]) / sw_sum
 
-    res = minimize(
-        objective,
-        np.zeros(dim + 1),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
-    )
+    options = {"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps}
+    with threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
+        res = minimize(objective, np.zeros(dim + 1), jac=True, method="L-BFGS-B", options=options)
     return LinearHead(
         weights=res.x[:dim].copy(),
         intercept=float(res.x[dim]),
