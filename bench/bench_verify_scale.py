@@ -9,8 +9,9 @@ Then ``verify_pairs`` runs as in ``cleaner dedupe``: the basis, the 100,000 null
 calibration, the candidates, the two-hop pairs.
 
 ``--before`` runs it with the scorer as it was before features were computed per pair: both
-orientations of every image of the table at once (``(N, 10, 256)`` float32 each, 20 KiB per
-image). Prints one JSON line: seconds, peak resident memory (``ru_maxrss``; run it under
+orientations of every image of the table at once (``(N, rows, 256)`` float32 each: 10 rows,
+20 KiB an image, before the 90 % windows; ``verify._FEATURE_ROWS`` = 26, 52 KiB, since).
+Prints one JSON line: seconds, peak resident memory (``ru_maxrss``; run it under
 ``/usr/bin/time -v`` too), planted copies accepted, random pairs accepted, the calibration.
 ``--scores-out``/``--compare`` save every tested pair's score and compare two runs.
 
@@ -146,7 +147,7 @@ def main() -> None:
         "seconds_score": round(ver.seconds_score, 1),
         "seconds_verify": round(t2 - t1, 1),
         "grey_table_mib": round(grey.nbytes / 2**20),
-        "whole_table_features_mib": round(2 * n * 10 * verify.BAND * 4 / 2**20),
+        "whole_table_features_mib": round(2 * n * verify._FEATURE_ROWS * verify.BAND * 4 / 2**20),
         "peak_rss_mib_after_table": round(rss_table),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
