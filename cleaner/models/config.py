@@ -47,11 +47,6 @@ def head_features_mode(name: str) -> HeadFeatures:
         raise CleanerError(f"--head-features {name!r}: choose one of {choices}") from None
 
 
-def _given(*flags: tuple[str, bool]) -> list[str]:
-    """The flags whose condition holds (the ones a user set), in the order given."""
-    return [flag for flag, on in flags if on]
-
-
 def _at_least(flag: str, value: int, low: int) -> None:
     if value < low:
         raise CleanerError(f"{flag} {value}: give {low} or more")
@@ -209,16 +204,10 @@ class TrainConfig(_BackboneFlags):
         other flags make them idle (defaults are never refused: the Makefile passes some)."""
         dense_head = self.head == "dense" and not self._idle_because("head")
         for flags, what, why in (
-            (_given(("--fine-tune-layers", self.fine_tune_layers is not None),
-                    ("--fine-tune-lr", self.fine_tune_lr != _default(TrainConfig, "fine_tune_lr"))),
-             "phase 2's fine-tuning", self._idle_because("tune")),
-            (_given(("--head dense", self.head == "dense"),
-                    ("--head-features", self.head_features != "auto"),
-                    ("--pca-dim", self.pca_dim != DIM),
-                    ("--robust-views", self.head_views != AUG.HEAD_VIEWS)),
-             "phase 1 (the head on frozen features)", self._idle_because("head")),
-            (_given(("--patience", self.patience != _default(TrainConfig, "patience"))),
-             "early stopping (phase 2, the dense head)",
+            (_changed(self, TUNE_FLAGS), "phase 2's fine-tuning", self._idle_because("tune")),
+            (_changed(self, HEAD_PHASE_FLAGS), "phase 1 (the head on frozen features)",
+             self._idle_because("head")),
+            (_changed(self, {"patience": "--patience"}), "early stopping (phase 2, the dense head)",
              "" if self.epochs > 0 or dense_head else "neither phase 2 nor a dense head runs"),
         ):  # fmt: skip
             if flags and why:
@@ -230,10 +219,7 @@ class TrainConfig(_BackboneFlags):
 
     def _check_views(self) -> None:
         """``--robust-views`` and ``--robust-p`` shape the robust views: idle without them."""
-        views = _given(
-            ("--robust-views", self.head_views != AUG.HEAD_VIEWS),
-            ("--robust-p", self.robust != AUG.DEFAULT),
-        )
+        views = _changed(self, {"head_views": "--robust-views", "robust": "--robust-p"})
         mode = AUG.mode(self.augment)
         if views and mode in (AUG.Augment.NONE, AUG.Augment.CROPS):
             raise CleanerError(
@@ -385,18 +371,31 @@ OOF_ONLY_FLAGS = {
 ``--repeats``, ``--finetune``, ``--weights``), and the flag that changes each."""
 
 
+TUNE_FLAGS = {"fine_tune_layers": "--fine-tune-layers", "fine_tune_lr": "--fine-tune-lr"}
+"""The :class:`TrainConfig` fields only phase 2's fine-tuning reads, and the flag of each."""
+
+HEAD_PHASE_FLAGS = {
+    "head": "--head dense",
+    "head_features": "--head-features",
+    "pca_dim": "--pca-dim",
+    "head_views": "--robust-views",
+}
+"""The :class:`TrainConfig` fields only phase 1 (the head on frozen features) reads; ``head``
+is ``logreg`` or ``dense``, so a changed one is ``--head dense``."""
+
+
 def _default(cls: type, name: str) -> Any:
     return {f.name: f.default for f in fields(cls)}[name]
 
 
-def _changed(values: Any, flags: dict[str, str]) -> list[str]:
-    """The flags among ``flags`` whose field in ``values`` (a config, or a dict of fields) is
-    not :class:`OOFConfig`'s default: the ones a user gave."""
+def _changed(values: Any, flags: dict[str, str], cls: type | None = None) -> list[str]:
+    """The flags among ``flags`` (field name -> flag) whose field in ``values`` is not its
+    default: the ones a user gave. ``values`` is a config (its own class's defaults) or a dict
+    of ``cls``'s fields."""
+    of = type(values) if cls is None else cls
     get = values.get if isinstance(values, dict) else lambda k, d=None: getattr(values, k, d)
     return [
-        flag
-        for name, flag in flags.items()
-        if get(name, _default(OOFConfig, name)) != _default(OOFConfig, name)
+        flag for name, flag in flags.items() if get(name, _default(of, name)) != _default(of, name)
     ]
 
 
@@ -426,7 +425,7 @@ def predict_config(
             raise CleanerError(
                 "--folds, --repeats, --finetune and --weights go with --backbone, not --model"
             )
-        ignored = _changed(oof, OOF_ONLY_FLAGS)
+        ignored = _changed(oof, OOF_ONLY_FLAGS, OOFConfig)
         if ignored:
             raise CleanerError(
                 f"{', '.join(ignored)}: used only with --backbone (out-of-fold heads), "
