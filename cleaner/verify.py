@@ -507,10 +507,10 @@ class Scorer:
         out = np.zeros(a.size, dtype=np.float64)
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         mirror = np.asarray(mirror, dtype=bool)
-        for sl, feats, fa, fb in self._blocks(a, b, mirror):
+        for sl, feats, rows_a, rows_b in self._blocks(a, b, mirror):
             ga, gb = self._images(a[sl], b[sl], mirror[sl])
-            res = (feats[fa, 0], feats[fb, 0])
-            (best, where), (wide, wwhere) = _coarse_rows(feats, fa, fb)
+            res = (feats[rows_a, 0], feats[rows_b, 0])
+            (best, where), (wide, wwhere) = _coarse_rows(feats, rows_a, rows_b)
             top, ra, rb = _fine_aligned((ga, gb), res, where, best, self.basis)
             # the wide windows where they line the pair up better (as :meth:`scores` does)
             w = np.flatnonzero(wide >= FINE_FROM)
